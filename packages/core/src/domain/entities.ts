@@ -1,0 +1,375 @@
+import { z } from 'zod';
+import {
+  AddressSchema,
+  EntityMetaSchema,
+  IdSchema,
+  LabelsSchema,
+  NameSchema,
+  ProviderSchema,
+  TimestampSchema,
+} from './common.js';
+import { PackageManagerSchema, PatchPolicyFields, PendingPatchSchema } from './patch.js';
+import { ServerSelectorSchema } from './selector.js';
+
+/**
+ * Each entity has two schemas: `XInputSchema` for what callers pass to `create`/`update`
+ * (`id` optional on create; store-managed fields absent) and `XSchema` for what the store
+ * returns (with `version`, `createdAt`, `updatedAt`).
+ */
+function entity<F extends z.ZodRawShape>(fields: F) {
+  const input = z.strictObject({ tenantId: IdSchema, id: IdSchema.optional(), ...fields });
+  const stored = z.strictObject({ ...EntityMetaSchema.shape, ...fields });
+  return { input, stored };
+}
+
+export const TenantSchemas = entity({ name: NameSchema, labels: LabelsSchema.default({}) });
+export const TenantSchema = TenantSchemas.stored;
+export type Tenant = z.infer<typeof TenantSchema>;
+export type TenantInput = z.input<typeof TenantSchemas.input>;
+
+export const AccountSchemas = entity({
+  name: NameSchema,
+  provider: ProviderSchema,
+  regions: z.array(z.string().min(1).max(64)).default([]),
+  /** Name of the credentials in the SecretStore. Never the secret itself. */
+  credentialsRef: z.string().min(1).max(256).optional(),
+  labels: LabelsSchema.default({}),
+});
+export const AccountSchema = AccountSchemas.stored;
+export type Account = z.infer<typeof AccountSchema>;
+export type AccountInput = z.input<typeof AccountSchemas.input>;
+
+export const OsFamilySchema = z.enum(['debian', 'rhel', 'suse', 'windows', 'unknown']);
+export type OsFamily = z.infer<typeof OsFamilySchema>;
+
+export const OsFactsSchema = z.strictObject({
+  family: OsFamilySchema,
+  /** `ID` from os-release, e.g. `debian`, `ubuntu`, `rocky`. */
+  id: z.string().max(64),
+  versionId: z.string().max(64).default(''),
+  prettyName: z.string().max(256).default(''),
+  packageManager: PackageManagerSchema.optional(),
+  kernel: z.string().max(256).optional(),
+  arch: z.string().max(32).optional(),
+});
+export type OsFacts = z.infer<typeof OsFactsSchema>;
+
+export const ServerSchemas = entity({
+  accountId: IdSchema,
+  provider: ProviderSchema,
+  region: z.string().min(1).max(64).optional(),
+  /** The provider's own id (instance id, VM resource id); for ssh the address. */
+  providerId: z.string().min(1).max(512).optional(),
+  name: NameSchema,
+  address: AddressSchema.optional(),
+  port: z.number().int().min(1).max(65535).optional(),
+  /** Name of the registered adapter that reaches this server; defaults to the provider. */
+  adapter: z.string().min(1).max(64).optional(),
+  os: OsFactsSchema.optional(),
+  labels: LabelsSchema.default({}),
+});
+export const ServerSchema = ServerSchemas.stored;
+export type Server = z.infer<typeof ServerSchema>;
+export type ServerInput = z.input<typeof ServerSchemas.input>;
+
+export const RaciSchema = z.strictObject({
+  responsible: z.array(IdSchema).default([]),
+  accountable: z.array(IdSchema).default([]),
+  consulted: z.array(IdSchema).default([]),
+  informed: z.array(IdSchema).default([]),
+});
+
+export const ProjectSchemas = entity({
+  name: NameSchema,
+  selector: ServerSelectorSchema,
+  raci: RaciSchema.optional(),
+  labels: LabelsSchema.default({}),
+});
+export const ProjectSchema = ProjectSchemas.stored;
+export type Project = z.infer<typeof ProjectSchema>;
+export type ProjectInput = z.input<typeof ProjectSchemas.input>;
+
+export const PrincipalSchemas = entity({
+  name: NameSchema,
+  kind: z.enum(['human', 'service']),
+  /** Employees and contractors are distinct so that policies can treat them differently. */
+  affiliation: z.enum(['employee', 'contractor']),
+  email: z.email().optional(),
+  disabled: z.boolean().default(false),
+  labels: LabelsSchema.default({}),
+});
+export const PrincipalSchema = PrincipalSchemas.stored;
+export type Principal = z.infer<typeof PrincipalSchema>;
+export type PrincipalInput = z.input<typeof PrincipalSchemas.input>;
+
+/** An action name from the catalogue (`patch.plan`), a family wildcard (`patch.*`) or `*`. */
+export const ActionPatternSchema = z
+  .string()
+  .regex(/^(\*|[a-z]+(\.[a-z-]+)*(\.\*)?)$/, 'must be an action like "patch.plan", "patch.*" or "*"');
+
+export const RoleRuleSchema = z.strictObject({
+  effect: z.enum(['allow', 'deny']),
+  actions: z.array(ActionPatternSchema).min(1),
+  /** Servers the rule covers; absent means the rule is not limited to servers. */
+  servers: ServerSelectorSchema.optional(),
+  /** Only for these affiliations; absent means any. */
+  affiliations: z.array(z.enum(['employee', 'contractor'])).optional(),
+});
+export type RoleRule = z.infer<typeof RoleRuleSchema>;
+
+export const RoleSchemas = entity({
+  name: NameSchema,
+  description: z.string().max(2000).optional(),
+  rules: z.array(RoleRuleSchema).min(1),
+});
+export const RoleSchema = RoleSchemas.stored;
+export type Role = z.infer<typeof RoleSchema>;
+export type RoleInput = z.input<typeof RoleSchemas.input>;
+
+export const RoleBindingSchemas = entity({
+  principalId: IdSchema,
+  roleId: IdSchema,
+  /** Limit the binding to servers of these projects; absent means tenant-wide. */
+  projectIds: z.array(IdSchema).optional(),
+  expiresAt: TimestampSchema.optional(),
+});
+export const RoleBindingSchema = RoleBindingSchemas.stored;
+export type RoleBinding = z.infer<typeof RoleBindingSchema>;
+export type RoleBindingInput = z.input<typeof RoleBindingSchemas.input>;
+
+export const PatchPolicySchemas = entity(PatchPolicyFields);
+export const PatchPolicySchema = PatchPolicySchemas.stored;
+export type PatchPolicy = z.infer<typeof PatchPolicySchema>;
+export type PatchPolicyInput = z.input<typeof PatchPolicySchemas.input>;
+
+const ENV_NAME = /^[A-Z_][A-Z0-9_]{0,63}$/;
+
+export const ScriptParameterSchema = z.strictObject({
+  name: z.string().regex(ENV_NAME, 'must be an environment variable name like MY_PARAM'),
+  type: z.enum(['string', 'number', 'boolean']),
+  required: z.boolean().default(false),
+  default: z.union([z.string(), z.number(), z.boolean()]).optional(),
+  allowed: z.array(z.union([z.string(), z.number()])).optional(),
+  pattern: z.string().max(500).optional(),
+  secret: z.boolean().default(false),
+});
+
+export const ScriptSchemas = entity({
+  name: NameSchema,
+  description: z.string().max(4000).optional(),
+  interpreter: z.enum(['bash', 'sh', 'powershell', 'python']),
+  osFamilies: z.array(OsFamilySchema).default([]),
+  body: z.string().max(1_000_000),
+  /** sha256 of the body: a version is immutable and named by its content. */
+  contentHash: z.string().regex(/^[a-f0-9]{64}$/),
+  parameters: z.array(ScriptParameterSchema).default([]),
+  tags: z.array(z.string().min(1).max(64)).default([]),
+  risky: z.boolean().default(false),
+});
+export const ScriptSchema = ScriptSchemas.stored;
+export type Script = z.infer<typeof ScriptSchema>;
+export type ScriptInput = z.input<typeof ScriptSchemas.input>;
+
+export const JobStatusSchema = z.enum([
+  'pending',
+  'running',
+  'succeeded',
+  'failed',
+  'partial',
+  'stopped',
+  'cancelled',
+]);
+export type JobStatus = z.infer<typeof JobStatusSchema>;
+
+export const JobSchemas = entity({
+  kind: z.enum(['scan', 'patch', 'script', 'key-rotation', 'access']),
+  status: JobStatusSchema,
+  requestedBy: IdSchema,
+  serverIds: z.array(IdSchema),
+  startedAt: TimestampSchema.optional(),
+  finishedAt: TimestampSchema.optional(),
+  summary: z
+    .strictObject({ total: z.number().int(), succeeded: z.number().int(), failed: z.number().int() })
+    .optional(),
+  reason: z.string().max(2000).optional(),
+});
+export const JobSchema = JobSchemas.stored;
+export type Job = z.infer<typeof JobSchema>;
+export type JobInput = z.input<typeof JobSchemas.input>;
+
+/** How much output was kept, and how to tell whether it was all of it. */
+export const OutputSummarySchema = z.strictObject({
+  /** The kept text (at most the cap). */
+  text: z.string(),
+  /** Bytes the command actually wrote, including what was not kept. */
+  bytes: z.number().int().min(0),
+  /** sha256 (hex) over all bytes written, kept or not. */
+  sha256: z.string().regex(/^[a-f0-9]{64}$/),
+  truncated: z.boolean(),
+});
+export type OutputSummary = z.infer<typeof OutputSummarySchema>;
+
+export const TaskErrorSchema = z.strictObject({ code: z.string(), message: z.string() });
+
+export const TaskResultSchemas = entity({
+  jobId: IdSchema,
+  serverId: IdSchema,
+  status: z.enum(['pending', 'running', 'succeeded', 'failed', 'skipped', 'cancelled']),
+  attempt: z.number().int().min(0).default(0),
+  startedAt: TimestampSchema.optional(),
+  finishedAt: TimestampSchema.optional(),
+  exitCode: z.number().int().nullable().optional(),
+  stdout: OutputSummarySchema.optional(),
+  stderr: OutputSummarySchema.optional(),
+  error: TaskErrorSchema.optional(),
+});
+export const TaskResultSchema = TaskResultSchemas.stored;
+export type TaskResult = z.infer<typeof TaskResultSchema>;
+export type TaskResultInput = z.input<typeof TaskResultSchemas.input>;
+
+export const ScanResultSchemas = entity({
+  serverId: IdSchema,
+  jobId: IdSchema.optional(),
+  scannedAt: TimestampSchema,
+  status: z.enum(['succeeded', 'failed']),
+  os: OsFactsSchema.optional(),
+  packageManager: PackageManagerSchema.optional(),
+  patches: z.array(PendingPatchSchema).default([]),
+  rebootRequired: z.boolean().default(false),
+  /** Packages whose update needs the reboot, where the OS says (`/var/run/reboot-required.pkgs`). */
+  rebootPackages: z.array(z.string()).default([]),
+  /** Non-fatal remarks from the package manager (warnings, skipped repositories). */
+  warnings: z.array(z.string()).default([]),
+  error: TaskErrorSchema.optional(),
+});
+export const ScanResultSchema = ScanResultSchemas.stored;
+export type ScanResult = z.infer<typeof ScanResultSchema>;
+export type ScanResultInput = z.input<typeof ScanResultSchemas.input>;
+
+export const CredentialSchemas = entity({
+  kind: z.literal('ssh-key'),
+  /** OpenSSH public key line: `type base64 [comment]`. */
+  publicKey: z
+    .string()
+    .regex(
+      /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/=]+( [^\n\r]*)?$/,
+      'must be an OpenSSH public key line',
+    ),
+  /** `SHA256:` fingerprint as ssh-keygen prints it. */
+  fingerprint: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/),
+  /** The one principal responsible for this key. Exactly one, always. */
+  caretakerId: IdSchema,
+  login: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a POSIX login name'),
+  /** Where the private key lives in the SecretStore, if Fleetward holds it. */
+  secretRef: z.string().min(1).max(256).optional(),
+  serverIds: z.array(IdSchema).default([]),
+  rotatedAt: TimestampSchema.optional(),
+  expiresAt: TimestampSchema.optional(),
+});
+export const CredentialSchema = CredentialSchemas.stored;
+export type Credential = z.infer<typeof CredentialSchema>;
+export type CredentialInput = z.input<typeof CredentialSchemas.input>;
+
+export const AccessRequestSchemas = entity({
+  requesterId: IdSchema,
+  servers: ServerSelectorSchema,
+  login: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a POSIX login name'),
+  durationMinutes: z
+    .number()
+    .int()
+    .min(1)
+    .max(7 * 24 * 60),
+  reason: z.string().trim().min(10, 'must explain the need in at least 10 characters').max(2000),
+  ticket: z.string().trim().min(1, 'is required').max(128),
+  status: z.enum(['pending', 'approved', 'rejected', 'expired', 'revoked']),
+  approvals: z
+    .array(
+      z.strictObject({
+        principalId: IdSchema,
+        at: TimestampSchema,
+        comment: z.string().max(2000).optional(),
+      }),
+    )
+    .default([]),
+  requestedAt: TimestampSchema,
+  /** A pending request not decided by then expires. */
+  expiresAt: TimestampSchema,
+});
+export const AccessRequestSchema = AccessRequestSchemas.stored;
+export type AccessRequest = z.infer<typeof AccessRequestSchema>;
+export type AccessRequestInput = z.input<typeof AccessRequestSchemas.input>;
+
+export const AccessGrantSchemas = entity({
+  requestId: IdSchema,
+  principalId: IdSchema,
+  credentialId: IdSchema.optional(),
+  serverIds: z.array(IdSchema),
+  login: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/),
+  notBefore: TimestampSchema,
+  notAfter: TimestampSchema,
+  status: z.enum(['active', 'expired', 'revoked']),
+});
+export const AccessGrantSchema = AccessGrantSchemas.stored;
+export type AccessGrant = z.infer<typeof AccessGrantSchema>;
+export type AccessGrantInput = z.input<typeof AccessGrantSchemas.input>;
+
+/** Every kind of stored entity, with its schemas; stores and the conformance suite iterate it. */
+export const ENTITY_SCHEMAS = {
+  tenants: TenantSchemas,
+  accounts: AccountSchemas,
+  servers: ServerSchemas,
+  projects: ProjectSchemas,
+  principals: PrincipalSchemas,
+  roles: RoleSchemas,
+  roleBindings: RoleBindingSchemas,
+  patchPolicies: PatchPolicySchemas,
+  scripts: ScriptSchemas,
+  jobs: JobSchemas,
+  taskResults: TaskResultSchemas,
+  scanResults: ScanResultSchemas,
+  credentials: CredentialSchemas,
+  accessRequests: AccessRequestSchemas,
+  accessGrants: AccessGrantSchemas,
+} as const;
+export type EntityKind = keyof typeof ENTITY_SCHEMAS;
+export const ENTITY_KINDS = Object.keys(ENTITY_SCHEMAS) as EntityKind[];
+
+export interface EntityTypes {
+  tenants: Tenant;
+  accounts: Account;
+  servers: Server;
+  projects: Project;
+  principals: Principal;
+  roles: Role;
+  roleBindings: RoleBinding;
+  patchPolicies: PatchPolicy;
+  scripts: Script;
+  jobs: Job;
+  taskResults: TaskResult;
+  scanResults: ScanResult;
+  credentials: Credential;
+  accessRequests: AccessRequest;
+  accessGrants: AccessGrant;
+}
+export type EntityInputs = { [K in EntityKind]: z.input<(typeof ENTITY_SCHEMAS)[K]['input']> };
+
+/** Fields a store can filter on with equality (`where`), per entity kind. */
+export const INDEXED_FIELDS: { [K in EntityKind]: readonly (keyof EntityTypes[K] & string)[] } = {
+  tenants: [],
+  accounts: ['provider'],
+  servers: ['accountId', 'provider', 'region', 'name'],
+  projects: ['name'],
+  principals: ['kind', 'affiliation'],
+  roles: ['name'],
+  roleBindings: ['principalId', 'roleId'],
+  patchPolicies: ['projectId'],
+  scripts: ['name', 'contentHash'],
+  jobs: ['kind', 'status'],
+  taskResults: ['jobId', 'serverId', 'status'],
+  scanResults: ['serverId', 'jobId', 'status'],
+  credentials: ['caretakerId', 'fingerprint', 'login'],
+  accessRequests: ['requesterId', 'status'],
+  accessGrants: ['requestId', 'principalId', 'status'],
+};
+
+export { PendingPatchSchema };

@@ -1,0 +1,36 @@
+import type { OsFacts, PackageManager, PendingPatch } from '../domain/index.js';
+import type { Command } from '../ports/adapter.js';
+
+/** What a driver needs from a finished command. */
+export interface CommandOutput {
+  exitCode: number | null;
+  stdout: string;
+  stderr: string;
+  /** The transport cut the output: the parser must not pretend to have seen all of it. */
+  truncated?: boolean;
+}
+
+export interface ParsedScan {
+  patches: PendingPatch[];
+  rebootRequired: boolean;
+  rebootPackages: string[];
+  warnings: string[];
+}
+
+/**
+ * A package manager as pure functions: the command to run and the parser of its output.
+ * No I/O. Every command is constant text or argv built from validated data.
+ */
+export interface PackageManagerDriver {
+  readonly manager: PackageManager;
+  /** Whether this driver serves a host with these OS facts. */
+  supports(os: OsFacts): boolean;
+  /** The read-only command that lists pending updates (runs as root where the manager needs it). */
+  scanCommand(): Command;
+  /**
+   * Parses the scan command's output.
+   * @throws ParseError when the output is not what the tool prints (never returns an empty list for garbage).
+   * @throws CommandFailedError when the tool reported failure (lock held, broken sources).
+   */
+  parseScan(output: CommandOutput): ParsedScan;
+}

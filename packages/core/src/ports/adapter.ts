@@ -1,0 +1,152 @@
+import type { Account, OsFacts, OutputSummary, PendingPatch, Server } from '../domain/index.js';
+
+/**
+ * A command to run on a server. It is data, never a shell string: values reach the server as
+ * separate argv elements or environment variables, so no value can become shell syntax.
+ */
+export type Command = ArgvCommand | ScriptCommand;
+
+export interface CommandCommon {
+  /** Environment variables for the command. Names must match `^[A-Za-z_][A-Za-z0-9_]*$`. */
+  env?: Record<string, string>;
+  /** Run as root through `sudo -n` when the login is not root. @default false */
+  sudo?: boolean;
+}
+
+/** Run `argv[0]` with the rest as its arguments, with no shell in between. */
+export interface ArgvCommand extends CommandCommon {
+  argv: readonly string[];
+  /** Bytes fed to the command's standard input; then it is closed. */
+  stdin?: string;
+}
+
+/**
+ * Feed `script` on standard input to an explicit interpreter, e.g. `['sh', '-s']` or
+ * `['bash', '-s', '--', 'arg1']`. The script text is constant: parameters go in `env`.
+ */
+export interface ScriptCommand extends CommandCommon {
+  interpreter: readonly string[];
+  script: string;
+}
+
+export interface ExecOptions {
+  /** Kill the command after this long. @default 300_000 */
+  timeoutMs?: number;
+  /** Keep at most this many bytes of each stream; the rest is counted and hashed. @default 1_048_576 */
+  maxOutputBytes?: number;
+  /** Cancels the command: it is killed and the call rejects with `AbortedError`. */
+  signal?: AbortSignal;
+  /** Called with output as it arrives, before caps apply. */
+  onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
+}
+
+export interface ExecResult {
+  /** Exit code, or `null` when the command was ended by a signal. */
+  exitCode: number | null;
+  /** The signal that ended the command (`SIGKILL`), or `null`. */
+  signal: string | null;
+  stdout: OutputSummary;
+  stderr: OutputSummary;
+  durationMs: number;
+}
+
+/** Runs commands on servers. */
+export interface ExecCapability {
+  /**
+   * Runs `command` on `server` and resolves when it has ended, whatever its exit code.
+   * @throws TimeoutError when `timeoutMs` passed (the command was killed).
+   * @throws AbortedError when `signal` fired (the command was killed).
+   * @throws TransportError when the server could not be reached or the channel broke.
+   * @throws HostKeyMismatchError when the server's host key is not the pinned one; nothing ran.
+   */
+  exec(server: Server, command: Command, options?: ExecOptions): Promise<ExecResult>;
+}
+
+/** A server found by discovery, before it is stored. */
+export interface DiscoveredServer {
+  providerId: string;
+  name: string;
+  region?: string;
+  address?: string;
+  os?: OsFacts;
+  labels: Record<string, string>;
+}
+
+/** Lists the servers of an account from the provider's inventory. */
+export interface DiscoverCapability {
+  discover(account: Account, options?: { signal?: AbortSignal }): Promise<DiscoveredServer[]>;
+}
+
+export interface NativeScanResult {
+  patches: PendingPatch[];
+  rebootRequired: boolean;
+  os?: OsFacts;
+}
+
+/** Provider-native patch assessment (SSM, Azure assessPatches, OS Config). */
+export interface ScanCapability {
+  scan(server: Server, options?: { signal?: AbortSignal }): Promise<NativeScanResult>;
+}
+
+export interface InstallRequest {
+  /** Exact versions to install: `name` and `version` as the plan pinned them. */
+  packages: readonly { name: string; version: string }[];
+  reboot: 'never' | 'if-required' | 'always';
+}
+
+export interface InstallResult {
+  installed: { name: string; version: string }[];
+  failed: { name: string; reason: string }[];
+  rebootRequired: boolean;
+  rebooted: boolean;
+}
+
+/** Provider-native patch installation. */
+export interface InstallCapability {
+  install(
+    server: Server,
+    request: InstallRequest,
+    options?: { signal?: AbortSignal },
+  ): Promise<InstallResult>;
+}
+
+export interface AuthorizedKey {
+  login: string;
+  /** OpenSSH public key line (type, base64, comment). */
+  publicKey: string;
+  /** `authorized_keys` options, e.g. `expiry-time="20261231000000Z"`. */
+  options?: string[];
+}
+
+/** Installs, lists and removes authorized keys through the provider's own mechanism. */
+export interface KeysCapability {
+  list(server: Server, login: string): Promise<AuthorizedKey[]>;
+  install(server: Server, key: AuthorizedKey): Promise<void>;
+  remove(server: Server, login: string, publicKey: string): Promise<boolean>;
+}
+
+/** Backups before or after patching: a disk snapshot or an image. */
+export interface SnapshotCapability {
+  snapshot(server: Server, options: { label: string; signal?: AbortSignal }): Promise<{ snapshotId: string }>;
+}
+
+/**
+ * How Fleetward reaches one kind of target. Every capability is optional and independent: the core
+ * uses a native capability when there is one and otherwise falls back to `exec` plus the OS
+ * driver. An adapter with none of them is refused at registration.
+ */
+export interface Adapter {
+  /** Registration name; servers choose their adapter by this name (or by provider). */
+  readonly name: string;
+  readonly discover?: DiscoverCapability;
+  readonly exec?: ExecCapability;
+  readonly scan?: ScanCapability;
+  readonly install?: InstallCapability;
+  readonly keys?: KeysCapability;
+  readonly snapshot?: SnapshotCapability;
+  /** Releases connections and timers. Called once, by `fleet.close()`. */
+  close?(): Promise<void>;
+}
+
+export const CAPABILITIES = ['discover', 'exec', 'scan', 'install', 'keys', 'snapshot'] as const;
+export type CapabilityName = (typeof CAPABILITIES)[number];

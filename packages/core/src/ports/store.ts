@@ -1,0 +1,223 @@
+import type {
+  AuditInput,
+  AuditRecord,
+  EntityInputs,
+  EntityKind,
+  EntityTypes,
+  ServerSelector,
+} from '../domain/index.js';
+
+/**
+ * Options of {@link Repository.list}. Results are ordered by `id` (ascending, byte order) so that
+ * `after` pages through a tenant's entities without gaps or repeats while writes happen.
+ */
+export interface ListOptions<T> {
+  /**
+   * Equality on indexed fields (see `INDEXED_FIELDS`). A field not indexed for the kind is a
+   * `ValidationError`: a store must not silently scan instead.
+   */
+  where?: { [F in keyof T]?: T[F] extends string | number | boolean | undefined ? T[F] : never };
+  /** Only entities matched by the selector (servers only; other kinds reject it). */
+  selector?: ServerSelector;
+  /** Only ids strictly greater than this one. */
+  after?: string;
+  /** At most this many. @default 1000, at most 10_000 */
+  limit?: number;
+}
+
+export interface WriteOptions {
+  /**
+   * The version the caller read. The write happens only if the stored entity still has it;
+   * otherwise `ConflictError`. Required for updates so that no write can silently undo another.
+   */
+  expectedVersion: number;
+}
+
+/**
+ * The entities of one kind. Every method is scoped to one tenant: no call can read or change
+ * another tenant's rows, whatever ids it passes.
+ */
+export interface Repository<K extends EntityKind> {
+  /** The entity, or `undefined` when there is none with this id in this tenant. */
+  get(tenantId: string, id: string): Promise<EntityTypes[K] | undefined>;
+  /** Like `get`, but a missing entity is a `NotFoundError`. */
+  require(tenantId: string, id: string): Promise<EntityTypes[K]>;
+  /** The tenant's entities, filtered and paged (see {@link ListOptions}). */
+  list(tenantId: string, options?: ListOptions<EntityTypes[K]>): Promise<EntityTypes[K][]>;
+  /** Every entity of the tenant matching `where`/`selector`, paging internally. */
+  listAll(
+    tenantId: string,
+    options?: Omit<ListOptions<EntityTypes[K]>, 'after' | 'limit'>,
+  ): Promise<EntityTypes[K][]>;
+  /**
+   * Validates and stores a new entity with `version: 1`. An `id` is generated when absent.
+   * @throws ValidationError naming every bad field; nothing is stored.
+   * @throws AlreadyExistsError when the id is taken in this tenant.
+   */
+  create(input: EntityInputs[K]): Promise<EntityTypes[K]>;
+  /**
+   * Applies `changes` (top-level fields; `tenantId`, `id` and the store-managed fields cannot
+   * change), validates the result and stores it with `version + 1`.
+   * @throws ValidationError, NotFoundError, ConflictError (stale `expectedVersion`).
+   */
+  update(
+    tenantId: string,
+    id: string,
+    changes: Partial<Omit<EntityInputs[K], 'tenantId' | 'id'>>,
+    options: WriteOptions,
+  ): Promise<EntityTypes[K]>;
+  /**
+   * Removes the entity. Resolves `false` when there was none.
+   * @throws ConflictError when `expectedVersion` is given and stale.
+   */
+  delete(tenantId: string, id: string, options?: Partial<WriteOptions>): Promise<boolean>;
+}
+
+export interface AuditQuery {
+  /** Only records with `seq` greater than this. */
+  afterSeq?: number;
+  /** @default 1000, at most 10_000 */
+  limit?: number;
+  action?: string;
+  actorId?: string;
+  /** Inclusive lower bound on `at`. */
+  since?: Date;
+  /** Exclusive upper bound on `at`. */
+  until?: Date;
+}
+
+/**
+ * The append-only audit log: one hash chain per tenant. There is no way to change or remove a
+ * record through this interface, and stores must refuse it underneath too (triggers, grants).
+ */
+export interface AuditLog {
+  /**
+   * Appends a record, assigning `seq` (next in the tenant's chain), `id`, `at` (store clock),
+   * `prevHash` and `hash`. Inside a transaction the record commits or rolls back with it.
+   */
+  append(input: AuditInput): Promise<AuditRecord>;
+  /** The tenant's records in `seq` order. */
+  list(tenantId: string, query?: AuditQuery): Promise<AuditRecord[]>;
+  /** The tenant's last record, or `undefined` for an empty log. */
+  head(tenantId: string): Promise<AuditRecord | undefined>;
+}
+
+/** A lease on a named job: whoever holds it is the only process doing that job until it expires. */
+export interface Lease {
+  name: string;
+  holder: string;
+  /**
+   * Increases every time the lease changes hands (fencing token): work tagged with an older token
+   * than the current one came from a holder that lost the lease.
+   */
+  token: number;
+  expiresAt: Date;
+}
+
+/**
+ * Leases with expiry, so that only one process runs a scheduled job or a rollout at a time.
+ * Not tenant-scoped: names are chosen by the caller (e.g. `scan-schedule:tenant-a:proj-1`).
+ * Time comes from the store's clock.
+ */
+export interface Leases {
+  /**
+   * Takes the lease when it is free, expired, or already held by `holder` (then it is extended).
+   * Resolves `undefined` when another holder has an unexpired lease. Atomic across processes.
+   */
+  acquire(name: string, holder: string, ttlMs: number): Promise<Lease | undefined>;
+  /**
+   * Extends a lease the caller still holds.
+   * @throws LeaseNotHeldError when the lease expired and someone else took it, or was released.
+   */
+  renew(lease: Lease, ttlMs: number): Promise<Lease>;
+  /** Gives the lease up; resolves `false` when the caller no longer held it. */
+  release(lease: Lease): Promise<boolean>;
+  /** The current unexpired lease, if any. */
+  get(name: string): Promise<Lease | undefined>;
+}
+
+/** What a transaction sees: the repositories and the audit log, all inside the transaction. */
+export interface StoreScope {
+  readonly tenants: Repository<'tenants'>;
+  readonly accounts: Repository<'accounts'>;
+  readonly servers: Repository<'servers'>;
+  readonly projects: Repository<'projects'>;
+  readonly principals: Repository<'principals'>;
+  readonly roles: Repository<'roles'>;
+  readonly roleBindings: Repository<'roleBindings'>;
+  readonly patchPolicies: Repository<'patchPolicies'>;
+  readonly scripts: Repository<'scripts'>;
+  readonly jobs: Repository<'jobs'>;
+  readonly taskResults: Repository<'taskResults'>;
+  readonly scanResults: Repository<'scanResults'>;
+  readonly credentials: Repository<'credentials'>;
+  readonly accessRequests: Repository<'accessRequests'>;
+  readonly accessGrants: Repository<'accessGrants'>;
+  readonly audit: AuditLog;
+}
+
+/**
+ * Where Fleetward keeps its state. Implementations must give the same semantics (the
+ * `describeStoreConformance` suite in `@fleetward/testkit` is the definition), on anything from
+ * memory to PostgreSQL shared by several processes.
+ *
+ * Most implementations should not implement this directly but provide a {@link StoreBackend}
+ * to `createStore`, which supplies validation, versions, timestamps and the audit hash chain.
+ */
+export interface Store extends StoreScope {
+  readonly leases: Leases;
+  /**
+   * Runs `fn` in a transaction: every write through `tx` commits together when `fn` resolves, and
+   * none is visible (to this or other processes) if it throws; the error is rethrown. Writes made
+   * outside `tx` while it runs are not part of it. Transactions do not nest.
+   */
+  transaction<T>(fn: (tx: StoreScope) => Promise<T>): Promise<T>;
+  /** Flushes and releases resources. Later calls fail. */
+  close(): Promise<void>;
+}
+
+/** One stored entity row as a backend keeps it. `data` is the full entity. */
+export interface EntityRow {
+  kind: EntityKind;
+  tenantId: string;
+  id: string;
+  version: number;
+  data: Record<string, unknown>;
+}
+
+/** Row-level operations a backend provides, all within one (possibly transactional) session. */
+export interface BackendSession {
+  getRow(kind: EntityKind, tenantId: string, id: string): Promise<EntityRow | undefined>;
+  /** Rows ordered by id, with `where` equality on top-level fields, after `after`, at most `limit`. */
+  listRows(
+    kind: EntityKind,
+    tenantId: string,
+    options: { where: Record<string, string | number | boolean>; after?: string; limit: number },
+  ): Promise<EntityRow[]>;
+  /** Resolves `false` when the id is taken. */
+  insertRow(row: EntityRow): Promise<boolean>;
+  /** Writes `row` only if the stored version is `expectedVersion`; resolves whether it did. */
+  updateRow(row: EntityRow, expectedVersion: number): Promise<boolean>;
+  /** Deletes only if present (and at `expectedVersion` when given); resolves whether it did. */
+  deleteRow(kind: EntityKind, tenantId: string, id: string, expectedVersion?: number): Promise<boolean>;
+  auditHead(tenantId: string): Promise<AuditRecord | undefined>;
+  /** Resolves `false` when `seq` is taken for the tenant (a concurrent append won). */
+  auditInsert(record: AuditRecord): Promise<boolean>;
+  auditList(
+    tenantId: string,
+    query: Required<Pick<AuditQuery, 'limit'>> & AuditQuery,
+  ): Promise<AuditRecord[]>;
+}
+
+/**
+ * The storage engine under `createStore`. A backend only moves rows; `createStore` does the rest.
+ */
+export interface StoreBackend {
+  /**
+   * Runs `fn` with a session. With `transactional`, all of `fn`'s writes commit atomically or not
+   * at all, and appends to one tenant's audit chain are serialised across processes.
+   */
+  session<T>(fn: (session: BackendSession) => Promise<T>, options: { transactional: boolean }): Promise<T>;
+  readonly leases: Leases;
+  close(): Promise<void>;
+}

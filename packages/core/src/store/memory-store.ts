@@ -1,0 +1,191 @@
+import type { AuditRecord, EntityKind } from '../domain/index.js';
+import { LeaseNotHeldError } from '../errors.js';
+import type { Clock } from '../ports/clock.js';
+import { systemClock } from '../ports/clock.js';
+import type {
+  AuditQuery,
+  BackendSession,
+  EntityRow,
+  Lease,
+  Leases,
+  Store,
+  StoreBackend,
+} from '../ports/store.js';
+import { Mutex } from '../util/mutex.js';
+import { createStore } from './create-store.js';
+
+const key = (kind: EntityKind, tenantId: string, id: string) => `${kind}\u0000${tenantId}\u0000${id}`;
+const clone = <T>(value: T): T => structuredClone(value);
+
+/** Filters audit records the same way every backend must. */
+export function matchesAuditQuery(record: AuditRecord, query: AuditQuery): boolean {
+  if (query.afterSeq !== undefined && record.seq <= query.afterSeq) return false;
+  if (query.action !== undefined && record.action !== query.action) return false;
+  if (query.actorId !== undefined && record.actor.principalId !== query.actorId) return false;
+  if (query.since !== undefined && Date.parse(record.at) < query.since.getTime()) return false;
+  if (query.until !== undefined && Date.parse(record.at) >= query.until.getTime()) return false;
+  return true;
+}
+
+class MemoryLeases implements Leases {
+  readonly #leases = new Map<string, Lease>();
+  readonly #clock: Clock;
+  #tokens = 0;
+
+  constructor(clock: Clock) {
+    this.#clock = clock;
+  }
+
+  async acquire(name: string, holder: string, ttlMs: number): Promise<Lease | undefined> {
+    const now = this.#clock.now().getTime();
+    const current = this.#leases.get(name);
+    if (current && current.holder !== holder && current.expiresAt.getTime() > now) return undefined;
+    const sameHolder = current && current.holder === holder && current.expiresAt.getTime() > now;
+    const lease = {
+      name,
+      holder,
+      token: sameHolder ? current.token : ++this.#tokens,
+      expiresAt: new Date(now + ttlMs),
+    };
+    this.#leases.set(name, lease);
+    return { ...lease };
+  }
+
+  async renew(lease: Lease, ttlMs: number): Promise<Lease> {
+    const now = this.#clock.now().getTime();
+    const current = this.#leases.get(lease.name);
+    if (
+      !current ||
+      current.token !== lease.token ||
+      current.holder !== lease.holder ||
+      current.expiresAt.getTime() <= now
+    ) {
+      throw new LeaseNotHeldError(
+        `lease ${JSON.stringify(lease.name)} is no longer held by ${JSON.stringify(lease.holder)}`,
+      );
+    }
+    current.expiresAt = new Date(now + ttlMs);
+    return { ...current };
+  }
+
+  async release(lease: Lease): Promise<boolean> {
+    const current = this.#leases.get(lease.name);
+    if (!current || current.token !== lease.token || current.holder !== lease.holder) return false;
+    this.#leases.delete(lease.name);
+    return current.expiresAt.getTime() > this.#clock.now().getTime();
+  }
+
+  async get(name: string): Promise<Lease | undefined> {
+    const current = this.#leases.get(name);
+    if (!current || current.expiresAt.getTime() <= this.#clock.now().getTime()) return undefined;
+    return { ...current };
+  }
+}
+
+/** The in-memory backend: the reference every other backend is measured against. */
+class MemoryBackend implements StoreBackend {
+  readonly #rows = new Map<string, EntityRow>();
+  readonly #audit = new Map<string, AuditRecord[]>();
+  readonly #mutex = new Mutex();
+  readonly leases: Leases;
+
+  constructor(clock: Clock) {
+    this.leases = new MemoryLeases(clock);
+  }
+
+  session<T>(fn: (session: BackendSession) => Promise<T>, options: { transactional: boolean }): Promise<T> {
+    return this.#mutex.run(async () => {
+      const undo: (() => void)[] = [];
+      try {
+        return await fn(this.#session(options.transactional ? undo : undefined));
+      } catch (error) {
+        for (const step of undo.reverse()) step();
+        throw error;
+      }
+    });
+  }
+
+  async close() {}
+
+  #session(undo: (() => void)[] | undefined): BackendSession {
+    const rows = this.#rows;
+    const audit = this.#audit;
+    const remember = (k: string) => {
+      if (!undo) return;
+      const before = rows.get(k);
+      undo.push(() => (before ? rows.set(k, before) : rows.delete(k)));
+    };
+    return {
+      async getRow(kind, tenantId, id) {
+        const row = rows.get(key(kind, tenantId, id));
+        return row && clone(row);
+      },
+      async listRows(kind, tenantId, { where, after, limit }) {
+        const prefix = `${kind}\u0000${tenantId}\u0000`;
+        const out: EntityRow[] = [];
+        for (const [k, row] of rows) {
+          if (!k.startsWith(prefix)) continue;
+          if (after !== undefined && row.id <= after) continue;
+          if (!Object.entries(where).every(([f, v]) => row.data[f] === v)) continue;
+          out.push(row);
+        }
+        out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+        return out.slice(0, limit).map(clone);
+      },
+      async insertRow(row) {
+        const k = key(row.kind, row.tenantId, row.id);
+        if (rows.has(k)) return false;
+        remember(k);
+        rows.set(k, clone(row));
+        return true;
+      },
+      async updateRow(row, expectedVersion) {
+        const k = key(row.kind, row.tenantId, row.id);
+        if (rows.get(k)?.version !== expectedVersion) return false;
+        remember(k);
+        rows.set(k, clone(row));
+        return true;
+      },
+      async deleteRow(kind, tenantId, id, expectedVersion) {
+        const k = key(kind, tenantId, id);
+        const current = rows.get(k);
+        if (!current || (expectedVersion !== undefined && current.version !== expectedVersion)) return false;
+        remember(k);
+        rows.delete(k);
+        return true;
+      },
+      async auditHead(tenantId) {
+        const chain = audit.get(tenantId);
+        const last = chain?.[chain.length - 1];
+        return last && clone(last);
+      },
+      async auditInsert(record) {
+        const chain = audit.get(record.tenantId) ?? [];
+        if ((chain[chain.length - 1]?.seq ?? 0) + 1 !== record.seq) return false;
+        chain.push(clone(record));
+        audit.set(record.tenantId, chain);
+        undo?.push(() => {
+          chain.pop();
+        });
+        return true;
+      },
+      async auditList(tenantId, query) {
+        const chain = audit.get(tenantId) ?? [];
+        return chain
+          .filter((r) => matchesAuditQuery(r, query))
+          .slice(0, query.limit)
+          .map(clone);
+      },
+    };
+  }
+}
+
+export interface MemoryStoreOptions {
+  clock?: Clock;
+}
+
+/** A store that lives in this process only. The reference implementation; also handy in tests. */
+export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
+  const clock = options.clock ?? systemClock;
+  return createStore(new MemoryBackend(clock), { clock });
+}

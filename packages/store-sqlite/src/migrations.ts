@@ -1,0 +1,80 @@
+/**
+ * Versioned schema migrations. Applied in order, each in its own transaction, recorded in
+ * `schema_migrations`. A migration is never edited after release: add a new one instead.
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+const indexed: Record<string, string[]> = {
+  accounts: ['provider'],
+  servers: ['accountId', 'provider', 'region', 'name'],
+  projects: ['name'],
+  principals: ['kind', 'affiliation'],
+  roles: ['name'],
+  roleBindings: ['principalId', 'roleId'],
+  patchPolicies: ['projectId'],
+  scripts: ['name', 'contentHash'],
+  jobs: ['kind', 'status'],
+  taskResults: ['jobId', 'serverId', 'status'],
+  scanResults: ['serverId', 'jobId', 'status'],
+  credentials: ['caretakerId', 'fingerprint', 'login'],
+  accessRequests: ['requesterId', 'status'],
+  accessGrants: ['requestId', 'principalId', 'status'],
+};
+
+const fieldIndexes = Object.entries(indexed)
+  .flatMap(([kind, fields]) =>
+    fields.map(
+      (field) =>
+        `CREATE INDEX entities_${kind}_${field} ON entities (tenant_id, json_extract(data, '$.${field}'), id) WHERE kind = '${kind}';`,
+    ),
+  )
+  .join('\n');
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'entities, audit log, leases',
+    sql: `
+CREATE TABLE entities (
+  kind TEXT NOT NULL,
+  tenant_id TEXT NOT NULL,
+  id TEXT NOT NULL,
+  version INTEGER NOT NULL CHECK (version > 0),
+  data TEXT NOT NULL CHECK (json_valid(data)),
+  PRIMARY KEY (kind, tenant_id, id)
+) WITHOUT ROWID;
+${fieldIndexes}
+
+CREATE TABLE audit_log (
+  tenant_id TEXT NOT NULL,
+  seq INTEGER NOT NULL CHECK (seq > 0),
+  id TEXT NOT NULL UNIQUE,
+  at TEXT NOT NULL,
+  action TEXT NOT NULL,
+  actor_id TEXT NOT NULL,
+  hash TEXT NOT NULL,
+  record TEXT NOT NULL CHECK (json_valid(record)),
+  PRIMARY KEY (tenant_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX audit_log_action ON audit_log (tenant_id, action, seq);
+CREATE INDEX audit_log_actor ON audit_log (tenant_id, actor_id, seq);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+CREATE TABLE leases (
+  name TEXT PRIMARY KEY,
+  holder TEXT NOT NULL,
+  token INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE lease_tokens (id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER NOT NULL);
+INSERT INTO lease_tokens (id, last) VALUES (1, 0);
+`,
+  },
+];

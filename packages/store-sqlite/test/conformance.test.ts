@@ -1,0 +1,25 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createSqliteStore } from '@fleetward/store-sqlite';
+import { describeStoreConformance } from '@fleetward/testkit';
+
+let dir: string | undefined;
+const file = () => join(dir!, 'fleetward.db');
+
+describeStoreConformance('SqliteStore (file)', {
+  create: ({ clock }) => {
+    dir = mkdtempSync(join(tmpdir(), 'fleetward-sqlite-'));
+    return createSqliteStore({ path: file(), clock });
+  },
+  reopen: ({ clock }) => createSqliteStore({ path: file(), clock }),
+  cleanup: () => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    dir = undefined;
+  },
+});
+
+describeStoreConformance('SqliteStore (:memory:)', {
+  create: ({ clock }) => createSqliteStore({ path: ':memory:', clock }),
+  skip: { persistence: 'an in-memory database ends with its connection' },
+});

@@ -1,0 +1,640 @@
+import {
+  AlreadyExistsError,
+  ConflictError,
+  ENTITY_KINDS,
+  LeaseNotHeldError,
+  NotFoundError,
+  type Store,
+  StoreError,
+  ValidationError,
+  verifyAuditChain,
+} from '@fleetward/core';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ManualClock } from './clock.js';
+import { SAMPLE_CHANGES, sampleInput } from './fixtures.js';
+
+export const STORE_CONFORMANCE_GROUPS = [
+  'crud',
+  'validation',
+  'isolation',
+  'selectors',
+  'concurrency',
+  'transactions',
+  'audit',
+  'leases',
+  'persistence',
+] as const;
+export type StoreConformanceGroup = (typeof STORE_CONFORMANCE_GROUPS)[number];
+
+export interface StoreConformanceContext {
+  clock: ManualClock;
+}
+
+export interface StoreConformanceOptions {
+  /** A new, empty store using `ctx.clock`. */
+  create(ctx: StoreConformanceContext): Store | Promise<Store>;
+  /**
+   * Opens the same storage again after `close()` (file-backed stores). Without it the
+   * `persistence` group must be skipped with a reason.
+   */
+  reopen?(ctx: StoreConformanceContext): Store | Promise<Store>;
+  /** Called after each test, e.g. to delete files. */
+  cleanup?(): void | Promise<void>;
+  /** Groups switched off, each with the reason (printed in the test name). */
+  skip?: Partial<Record<StoreConformanceGroup, string>>;
+  /** More tests of the implementation, run with the same setup. */
+  additionalTests?(get: () => { store: Store; clock: ManualClock }): void;
+}
+
+const T1 = 'tenant-a';
+const T2 = 'tenant-b';
+
+async function expectError<E>(
+  promise: Promise<unknown>,
+  type: abstract new (...args: never[]) => E,
+): Promise<E> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error, `expected ${type.name}`).toBeInstanceOf(type);
+  return error as E;
+}
+
+/**
+ * The definition of a correct {@link Store}: every implementation runs this suite and must pass
+ * it whole (or skip a group for a stated reason).
+ */
+export function describeStoreConformance(name: string, options: StoreConformanceOptions): void {
+  describe(`Store conformance: ${name}`, () => {
+    let store: Store;
+    let clock: ManualClock;
+
+    beforeEach(async () => {
+      clock = new ManualClock('2026-03-01T12:00:00.000Z');
+      store = await options.create({ clock });
+    });
+    afterEach(async () => {
+      await store.close();
+      await options.cleanup?.();
+    });
+
+    const group = (g: StoreConformanceGroup, body: () => void) => {
+      const reason = options.skip?.[g];
+      if (reason) describe.skip(`${g} (skipped: ${reason})`, body);
+      else describe(g, body);
+    };
+
+    group('crud', () => {
+      for (const kind of ENTITY_KINDS) {
+        it(`${kind}.create/get/update/delete — round-trips with versions and timestamps`, async () => {
+          const repo = store[kind] as Store['servers'];
+          const input = sampleInput(kind, T1, 1) as never;
+          const created = (await repo.create(input)) as {
+            id: string;
+            version: number;
+            createdAt: string;
+            tenantId: string;
+          };
+          expect(created.version).toBe(1);
+          expect(created.tenantId).toBe(T1);
+          expect(created.createdAt).toBe('2026-03-01T12:00:00.000Z');
+          expect(await repo.get(T1, created.id)).toEqual(created);
+
+          clock.advance(1000);
+          const changes = SAMPLE_CHANGES[kind] as never;
+          const updated = (await repo.update(T1, created.id, changes, { expectedVersion: 1 })) as Record<
+            string,
+            unknown
+          >;
+          expect(updated['version']).toBe(2);
+          expect(updated['createdAt']).toBe(created.createdAt);
+          expect(updated['updatedAt']).toBe('2026-03-01T12:00:01.000Z');
+          for (const [k, v] of Object.entries(SAMPLE_CHANGES[kind])) expect(updated[k]).toEqual(v);
+          expect(await repo.get(T1, created.id)).toEqual(updated);
+
+          expect(await repo.delete(T1, created.id)).toBe(true);
+          expect(await repo.get(T1, created.id)).toBeUndefined();
+          expect(await repo.delete(T1, created.id)).toBe(false);
+        });
+      }
+
+      it('create — keeps a caller-chosen id and refuses a duplicate', async () => {
+        await store.servers.create({ ...sampleInput('servers', T1), id: 'web-1' });
+        await expectError(
+          store.servers.create({ ...sampleInput('servers', T1, 2), id: 'web-1' }),
+          AlreadyExistsError,
+        );
+        expect((await store.servers.require(T1, 'web-1')).name).toBe('web-1');
+      });
+
+      it('require — a missing entity is a NotFoundError', async () => {
+        await expectError(store.servers.require(T1, 'nope'), NotFoundError);
+      });
+
+      it('update — a missing entity is a NotFoundError', async () => {
+        await expectError(
+          store.servers.update(T1, 'nope', { name: 'x' }, { expectedVersion: 1 }),
+          NotFoundError,
+        );
+      });
+
+      it('list — orders by id and pages with after/limit without gaps or repeats', async () => {
+        for (let i = 0; i < 25; i++) {
+          await store.servers.create({
+            ...sampleInput('servers', T1, i),
+            id: `s-${String(i).padStart(2, '0')}`,
+          });
+        }
+        const seen: string[] = [];
+        let after: string | undefined;
+        for (;;) {
+          const page = await store.servers.list(T1, { limit: 7, after });
+          seen.push(...page.map((s) => s.id));
+          if (page.length < 7) break;
+          after = page[page.length - 1]!.id;
+        }
+        expect(seen).toEqual([...Array(25).keys()].map((i) => `s-${String(i).padStart(2, '0')}`));
+        expect(await store.servers.listAll(T1)).toHaveLength(25);
+      });
+
+      it('list — filters on indexed fields with where', async () => {
+        for (let i = 0; i < 6; i++) await store.servers.create(sampleInput('servers', T1, i));
+        const dc1 = await store.servers.list(T1, { where: { region: 'dc-1' } });
+        expect(dc1.map((s) => s.name).sort()).toEqual(['web-1', 'web-3', 'web-5']);
+        expect(await store.servers.list(T1, { where: { region: 'dc-1', name: 'web-3' } })).toHaveLength(1);
+      });
+
+      it('list — where on a field that is not indexed is a ValidationError', async () => {
+        const error = await expectError(
+          store.servers.list(T1, { where: { address: 'x' } as never }),
+          ValidationError,
+        );
+        expect(error.paths).toContain('where.address');
+      });
+    });
+
+    group('validation', () => {
+      it('create — an invalid entity is a ValidationError naming every bad field, and nothing is stored', async () => {
+        const bad = {
+          ...sampleInput('servers', T1),
+          id: 'bad-1',
+          address: 'web; rm -rf /',
+          labels: { 'bad key!': 'x' },
+          port: 70000,
+        };
+        const error = await expectError(store.servers.create(bad as never), ValidationError);
+        expect(error.code).toBe('VALIDATION_FAILED');
+        expect(error.paths).toEqual(expect.arrayContaining(['address', 'port', 'labels.bad key!']));
+        expect(await store.servers.get(T1, 'bad-1')).toBeUndefined();
+        expect(await store.servers.list(T1)).toEqual([]);
+      });
+
+      it('create — unknown fields are refused, not silently dropped', async () => {
+        const error = await expectError(
+          store.principals.create({ ...sampleInput('principals', T1), isAdmin: true } as never),
+          ValidationError,
+        );
+        expect(error.message).toMatch(/isAdmin/);
+      });
+
+      it('update — an invalid change is a ValidationError and the stored entity is unchanged', async () => {
+        const s = await store.servers.create(sampleInput('servers', T1));
+        await expectError(
+          store.servers.update(T1, s.id, { port: -1 }, { expectedVersion: 1 }),
+          ValidationError,
+        );
+        await expectError(
+          store.servers.update(T1, s.id, { tenantId: T2 } as never, { expectedVersion: 1 }),
+          ValidationError,
+        );
+        expect(await store.servers.get(T1, s.id)).toEqual(s);
+      });
+
+      it('create — a credential without its one caretaker is refused', async () => {
+        const { caretakerId: _c, ...noCaretaker } = sampleInput('credentials', T1);
+        const error = await expectError(store.credentials.create(noCaretaker as never), ValidationError);
+        expect(error.paths).toContain('caretakerId');
+      });
+
+      it('create — an access request without reason or ticket is refused', async () => {
+        const error = await expectError(
+          store.accessRequests.create({ ...sampleInput('accessRequests', T1), reason: ' ', ticket: '' }),
+          ValidationError,
+        );
+        expect(error.paths).toEqual(expect.arrayContaining(['reason', 'ticket']));
+      });
+    });
+
+    group('isolation', () => {
+      it('get/list/update/delete — never reach another tenant’s rows', async () => {
+        const a = await store.servers.create({ ...sampleInput('servers', T1), id: 'shared-id' });
+        const b = await store.servers.create({ ...sampleInput('servers', T2, 2), id: 'shared-id' });
+        expect((await store.servers.get(T1, 'shared-id'))?.name).toBe(a.name);
+        expect((await store.servers.get(T2, 'shared-id'))?.name).toBe(b.name);
+        expect((await store.servers.list(T1)).map((s) => s.tenantId)).toEqual([T1]);
+        expect(await store.servers.list(T1, { selector: { all: true } })).toHaveLength(1);
+        await store.servers.update(T1, 'shared-id', { name: 'changed' }, { expectedVersion: 1 });
+        expect((await store.servers.get(T2, 'shared-id'))?.name).toBe(b.name);
+        await store.servers.delete(T1, 'shared-id');
+        expect(await store.servers.get(T2, 'shared-id')).toBeDefined();
+        expect(await store.servers.get('tenant-c', 'shared-id')).toBeUndefined();
+      });
+
+      it('audit.list — returns only the tenant’s own chain', async () => {
+        const actor = { principalId: 'p-1', kind: 'human' as const };
+        await store.audit.append({
+          tenantId: T1,
+          actor,
+          action: 'x.a',
+          decision: 'allow',
+          result: 'success',
+        });
+        await store.audit.append({
+          tenantId: T2,
+          actor,
+          action: 'x.b',
+          decision: 'allow',
+          result: 'success',
+        });
+        expect((await store.audit.list(T1)).map((r) => r.action)).toEqual(['x.a']);
+        expect((await store.audit.list(T2)).map((r) => r.seq)).toEqual([1]);
+      });
+    });
+
+    group('selectors', () => {
+      beforeEach(async () => {
+        const rows = [
+          {
+            id: 'a',
+            provider: 'aws',
+            accountId: 'acc-1',
+            region: 'eu-west-1',
+            labels: { env: 'prod', tier: 'web' },
+          },
+          {
+            id: 'b',
+            provider: 'aws',
+            accountId: 'acc-2',
+            region: 'us-east-1',
+            labels: { env: 'staging', tier: 'web' },
+          },
+          {
+            id: 'c',
+            provider: 'gcp',
+            accountId: 'acc-3',
+            region: 'europe-west1',
+            labels: { env: 'prod', tier: 'db' },
+          },
+          { id: 'd', provider: 'ssh', accountId: 'dc', labels: { env: 'prod' } },
+        ] as const;
+        for (const r of rows) {
+          await store.servers.create({ tenantId: T1, name: `srv-${r.id}`, ...r, labels: { ...r.labels } });
+        }
+        await store.servers.create({
+          tenantId: T2,
+          id: 'z',
+          name: 'other',
+          provider: 'aws',
+          accountId: 'acc-1',
+          labels: { env: 'prod' },
+        });
+      });
+      const ids = async (selector: Parameters<Store['servers']['list']>[1]) =>
+        (await store.servers.list(T1, selector)).map((s) => s.id);
+
+      it('list — matches labels, providers, accounts, regions and expressions together', async () => {
+        expect(await ids({ selector: { labels: { env: 'prod' } } })).toEqual(['a', 'c', 'd']);
+        expect(await ids({ selector: { labels: { env: 'prod' }, providers: ['aws', 'gcp'] } })).toEqual([
+          'a',
+          'c',
+        ]);
+        expect(await ids({ selector: { accountIds: ['acc-2', 'acc-3'] } })).toEqual(['b', 'c']);
+        expect(await ids({ selector: { regions: ['eu-west-1'] } })).toEqual(['a']);
+        expect(await ids({ selector: { expressions: [{ key: 'tier', operator: 'DoesNotExist' }] } })).toEqual(
+          ['d'],
+        );
+        expect(
+          await ids({
+            selector: { expressions: [{ key: 'tier', operator: 'In', values: ['db', 'cache'] }] },
+          }),
+        ).toEqual(['c']);
+        expect(
+          await ids({ selector: { expressions: [{ key: 'env', operator: 'NotIn', values: ['prod'] }] } }),
+        ).toEqual(['b']);
+        expect(await ids({ selector: { ids: ['d', 'b', 'z'] } })).toEqual(['b', 'd']);
+      });
+
+      it('list — an empty selector matches nothing; all: true matches the whole tenant', async () => {
+        expect(await ids({ selector: {} })).toEqual([]);
+        expect(await ids({ selector: { all: true } })).toEqual(['a', 'b', 'c', 'd']);
+      });
+
+      it('list — limit applies after the selector', async () => {
+        expect(await ids({ selector: { labels: { env: 'prod' } }, limit: 2 })).toEqual(['a', 'c']);
+      });
+    });
+
+    group('concurrency', () => {
+      it('update — a stale expectedVersion is a ConflictError and the newer write stays', async () => {
+        const s = await store.servers.create(sampleInput('servers', T1));
+        await store.servers.update(T1, s.id, { name: 'first' }, { expectedVersion: 1 });
+        const error = await expectError(
+          store.servers.update(T1, s.id, { name: 'second' }, { expectedVersion: 1 }),
+          ConflictError,
+        );
+        expect(error.retryable).toBe(true);
+        expect((await store.servers.require(T1, s.id)).name).toBe('first');
+      });
+
+      it('update — of two concurrent writers from the same version exactly one wins', async () => {
+        const s = await store.servers.create(sampleInput('servers', T1));
+        const results = await Promise.allSettled(
+          ['x', 'y', 'z'].map((name) => store.servers.update(T1, s.id, { name }, { expectedVersion: 1 })),
+        );
+        expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+        expect(
+          results
+            .filter((r) => r.status === 'rejected')
+            .every((r) => (r as PromiseRejectedResult).reason instanceof ConflictError),
+        ).toBe(true);
+        expect((await store.servers.require(T1, s.id)).version).toBe(2);
+      });
+
+      it('delete — a stale expectedVersion is a ConflictError and nothing is deleted', async () => {
+        const s = await store.servers.create(sampleInput('servers', T1));
+        await store.servers.update(T1, s.id, { name: 'v2' }, { expectedVersion: 1 });
+        await expectError(store.servers.delete(T1, s.id, { expectedVersion: 1 }), ConflictError);
+        expect(await store.servers.get(T1, s.id)).toBeDefined();
+      });
+    });
+
+    group('transactions', () => {
+      it('transaction — commits every write together', async () => {
+        await store.transaction(async (tx) => {
+          await tx.servers.create({ ...sampleInput('servers', T1), id: 'tx-1' });
+          await tx.projects.create({ ...sampleInput('projects', T1), id: 'p-1' });
+          await tx.audit.append({
+            tenantId: T1,
+            actor: { principalId: 'u', kind: 'human' },
+            action: 'x',
+            decision: 'allow',
+            result: 'success',
+          });
+        });
+        expect(await store.servers.get(T1, 'tx-1')).toBeDefined();
+        expect(await store.projects.get(T1, 'p-1')).toBeDefined();
+        expect(await store.audit.list(T1)).toHaveLength(1);
+      });
+
+      it('transaction — rolls back every write, audit included, when the callback throws', async () => {
+        const existing = await store.servers.create({ ...sampleInput('servers', T1), id: 'keep' });
+        const failure = new Error('boom');
+        await expect(
+          store.transaction(async (tx) => {
+            await tx.servers.create({ ...sampleInput('servers', T1, 2), id: 'tx-2' });
+            await tx.servers.update(T1, 'keep', { name: 'changed' }, { expectedVersion: 1 });
+            await tx.servers.delete(T1, 'keep-not-there');
+            await tx.audit.append({
+              tenantId: T1,
+              actor: { principalId: 'u', kind: 'human' },
+              action: 'x',
+              decision: 'allow',
+              result: 'success',
+            });
+            throw failure;
+          }),
+        ).rejects.toBe(failure);
+        expect(await store.servers.get(T1, 'tx-2')).toBeUndefined();
+        expect(await store.servers.get(T1, 'keep')).toEqual(existing);
+        expect(await store.audit.list(T1)).toEqual([]);
+        const next = await store.audit.append({
+          tenantId: T1,
+          actor: { principalId: 'u', kind: 'human' },
+          action: 'y',
+          decision: 'allow',
+          result: 'success',
+        });
+        expect(next.seq).toBe(1);
+      });
+
+      it('transaction — rolls back when a write inside it fails validation', async () => {
+        await expect(
+          store.transaction(async (tx) => {
+            await tx.servers.create({ ...sampleInput('servers', T1), id: 'ok' });
+            await tx.servers.create({ ...sampleInput('servers', T1), id: 'bad', port: 0 });
+          }),
+        ).rejects.toBeInstanceOf(ValidationError);
+        expect(await store.servers.get(T1, 'ok')).toBeUndefined();
+      });
+
+      it('transaction — reads its own writes', async () => {
+        const seen = await store.transaction(async (tx) => {
+          await tx.servers.create({ ...sampleInput('servers', T1), id: 'mine' });
+          return tx.servers.get(T1, 'mine');
+        });
+        expect(seen?.id).toBe('mine');
+      });
+
+      it('transaction — using the store itself inside the callback fails loudly instead of deadlocking', async () => {
+        await expect(
+          store.transaction(async () => {
+            await store.servers.list(T1);
+          }),
+        ).rejects.toBeInstanceOf(StoreError);
+      });
+
+      it('transaction — a tx object used after the transaction ended is refused', async () => {
+        let leaked: Parameters<Parameters<Store['transaction']>[0]>[0] | undefined;
+        await store.transaction(async (tx) => {
+          leaked = tx;
+        });
+        await expect(leaked!.servers.list(T1)).rejects.toBeInstanceOf(StoreError);
+      });
+    });
+
+    group('audit', () => {
+      const actor = { principalId: 'alice', kind: 'human' as const };
+
+      it('append — numbers records from 1 and chains their hashes', async () => {
+        for (let i = 0; i < 5; i++) {
+          clock.advance(1000);
+          await store.audit.append({
+            tenantId: T1,
+            actor,
+            action: `a.${i}`,
+            decision: 'allow',
+            result: 'success',
+            details: { i },
+          });
+        }
+        const records = await store.audit.list(T1);
+        expect(records.map((r) => r.seq)).toEqual([1, 2, 3, 4, 5]);
+        expect(records[0]!.prevHash).toBe('0'.repeat(64));
+        expect(records[1]!.prevHash).toBe(records[0]!.hash);
+        expect(verifyAuditChain(records)).toMatchObject({ ok: true, checked: 5 });
+        expect((await store.audit.head(T1))?.seq).toBe(5);
+      });
+
+      it('append — concurrent appends keep one gapless chain', async () => {
+        await Promise.all(
+          [...Array(20).keys()].map((i) =>
+            store.audit.append({
+              tenantId: T1,
+              actor,
+              action: `c.${i}`,
+              decision: 'allow',
+              result: 'success',
+            }),
+          ),
+        );
+        const records = await store.audit.list(T1);
+        expect(records).toHaveLength(20);
+        expect(verifyAuditChain(records).ok).toBe(true);
+      });
+
+      it('append — redacts secret-looking details before they are kept', async () => {
+        const r = await store.audit.append({
+          tenantId: T1,
+          actor,
+          action: 'keys.rotate',
+          decision: 'allow',
+          result: 'success',
+          details: { password: 'hunter2', nested: { privateKey: 'x' }, host: 'web-1' },
+        });
+        expect(JSON.stringify(await store.audit.list(T1))).not.toContain('hunter2');
+        expect(r.details).toEqual({
+          password: '[REDACTED]',
+          nested: { privateKey: '[REDACTED]' },
+          host: 'web-1',
+        });
+      });
+
+      it('append — an invalid record is a ValidationError and the chain is unchanged', async () => {
+        await expectError(
+          store.audit.append({
+            tenantId: T1,
+            actor,
+            action: '',
+            decision: 'maybe',
+            result: 'success',
+          } as never),
+          ValidationError,
+        );
+        expect(await store.audit.head(T1)).toBeUndefined();
+      });
+
+      it('list — filters by action, actor, time and afterSeq', async () => {
+        for (let i = 0; i < 6; i++) {
+          clock.advance(60_000);
+          await store.audit.append({
+            tenantId: T1,
+            actor: { principalId: i % 2 ? 'bob' : 'alice', kind: 'human' },
+            action: i % 3 ? 'patch.scan' : 'access.request',
+            decision: 'allow',
+            result: 'success',
+          });
+        }
+        expect((await store.audit.list(T1, { actorId: 'bob' })).map((r) => r.seq)).toEqual([2, 4, 6]);
+        expect((await store.audit.list(T1, { action: 'access.request' })).map((r) => r.seq)).toEqual([1, 4]);
+        expect((await store.audit.list(T1, { afterSeq: 4 })).map((r) => r.seq)).toEqual([5, 6]);
+        expect((await store.audit.list(T1, { limit: 2 })).map((r) => r.seq)).toEqual([1, 2]);
+        const since = new Date('2026-03-01T12:03:00.000Z');
+        const until = new Date('2026-03-01T12:05:00.000Z');
+        expect((await store.audit.list(T1, { since, until })).map((r) => r.seq)).toEqual([3, 4]);
+      });
+
+      it('audit — offers no way to change or delete a record', () => {
+        const methods = Object.keys(store.audit).concat(
+          Object.getOwnPropertyNames(Object.getPrototypeOf(store.audit)),
+        );
+        expect(methods.filter((m) => /update|delete|remove|put|set|truncate|clear/i.test(m))).toEqual([]);
+      });
+    });
+
+    group('leases', () => {
+      it('acquire — one holder at a time; others get undefined', async () => {
+        const a = await store.leases.acquire('job', 'proc-a', 10_000);
+        expect(a).toMatchObject({ name: 'job', holder: 'proc-a' });
+        expect(await store.leases.acquire('job', 'proc-b', 10_000)).toBeUndefined();
+        expect((await store.leases.get('job'))?.holder).toBe('proc-a');
+      });
+
+      it('acquire — concurrent attempts yield exactly one holder', async () => {
+        const results = await Promise.all(
+          [...Array(10).keys()].map((i) => store.leases.acquire('race', `proc-${i}`, 10_000)),
+        );
+        expect(results.filter(Boolean)).toHaveLength(1);
+      });
+
+      it('acquire — the same holder extends its lease and keeps its token', async () => {
+        const first = (await store.leases.acquire('job', 'proc-a', 10_000))!;
+        clock.advance(5000);
+        const again = (await store.leases.acquire('job', 'proc-a', 10_000))!;
+        expect(again.token).toBe(first.token);
+        expect(again.expiresAt.getTime()).toBe(first.expiresAt.getTime() + 5000);
+      });
+
+      it('acquire — after expiry another holder takes it with a higher token, and the old holder cannot renew', async () => {
+        const a = (await store.leases.acquire('job', 'proc-a', 10_000))!;
+        clock.advance(10_001);
+        expect(await store.leases.get('job')).toBeUndefined();
+        const b = (await store.leases.acquire('job', 'proc-b', 10_000))!;
+        expect(b.token).toBeGreaterThan(a.token);
+        await expectError(store.leases.renew(a, 10_000), LeaseNotHeldError);
+        expect(await store.leases.release(a)).toBe(false);
+        expect((await store.leases.get('job'))?.holder).toBe('proc-b');
+      });
+
+      it('renew — extends a held lease; release frees it for others', async () => {
+        const a = (await store.leases.acquire('job', 'proc-a', 10_000))!;
+        clock.advance(9000);
+        const renewed = await store.leases.renew(a, 10_000);
+        clock.advance(9000);
+        expect((await store.leases.get('job'))?.holder).toBe('proc-a');
+        expect(await store.leases.release(renewed)).toBe(true);
+        expect(await store.leases.acquire('job', 'proc-b', 10_000)).toBeDefined();
+      });
+
+      it('renew — an expired lease is not renewed even if nobody took it', async () => {
+        const a = (await store.leases.acquire('job', 'proc-a', 1000))!;
+        clock.advance(1001);
+        await expectError(store.leases.renew(a, 1000), LeaseNotHeldError);
+      });
+    });
+
+    group('persistence', () => {
+      it('reopen — keeps entities, versions, the audit chain and leases', async () => {
+        if (!options.reopen) throw new Error('persistence needs options.reopen');
+        const s = await store.servers.create({ ...sampleInput('servers', T1), id: 'persist' });
+        await store.servers.update(T1, s.id, { name: 'persisted' }, { expectedVersion: 1 });
+        for (let i = 0; i < 3; i++) {
+          await store.audit.append({
+            tenantId: T1,
+            actor: { principalId: 'u', kind: 'human' },
+            action: `p.${i}`,
+            decision: 'allow',
+            result: 'success',
+          });
+        }
+        const lease = (await store.leases.acquire('job', 'proc-a', 60_000))!;
+        await store.close();
+        store = await options.reopen({ clock });
+        expect(await store.servers.require(T1, 'persist')).toMatchObject({ name: 'persisted', version: 2 });
+        const records = await store.audit.list(T1);
+        expect(verifyAuditChain(records)).toMatchObject({ ok: true, checked: 3 });
+        const next = await store.audit.append({
+          tenantId: T1,
+          actor: { principalId: 'u', kind: 'human' },
+          action: 'p.3',
+          decision: 'allow',
+          result: 'success',
+        });
+        expect(next.prevHash).toBe(records[2]!.hash);
+        expect(await store.leases.get('job')).toMatchObject({ holder: 'proc-a', token: lease.token });
+      });
+    });
+
+    options.additionalTests?.(() => ({ store, clock }));
+  });
+}

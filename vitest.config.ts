@@ -1,0 +1,22 @@
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vitest/config';
+
+const src = (pkg: string) => fileURLToPath(new URL(`./packages/${pkg}/src/index.ts`, import.meta.url));
+
+// Tests run against sources, never against a build: every workspace import resolves to src/.
+export default defineConfig({
+  resolve: {
+    alias: {
+      '@fleetward/core': src('core'),
+      '@fleetward/store-sqlite': src('store-sqlite'),
+      '@fleetward/testkit': src('testkit'),
+      '@fleetward/cli': src('cli'),
+    },
+  },
+  test: {
+    include: ['packages/*/test/**/*.test.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    pool: 'forks',
+  },
+});
