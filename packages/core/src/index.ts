@@ -1,9 +1,41 @@
 export type { AuditChainProblem, AuditChainVerification } from './audit/chain.js';
 export { auditRecordHash, GENESIS_HASH, verifyAuditChain } from './audit/chain.js';
+export { ACTION_NAMES, ACTIONS, type Action, actionMatches } from './authz/actions.js';
+export { type AuthorizationContext, type Decision, evaluate, type Resource } from './authz/evaluate.js';
 export * from './domain/index.js';
+export { DEFAULT_DRIVERS, detectOs, scanServer } from './engine/scan.js';
 export * from './errors.js';
+export type { FleetEvents } from './fleet/events.js';
+export {
+  type Actor,
+  type BootstrapTenantInput,
+  createFleet,
+  Fleet,
+  type FleetOptions,
+  FleetSession,
+  type ScanOptions,
+  type ScanOutcome,
+  TENANT_ADMIN_ROLE_ID,
+} from './fleet/fleet.js';
+export { resolveTargets, type Targets, TargetsSchema } from './inventory/targets.js';
+export {
+  aptDriver,
+  isSecurityOrigin,
+  parseAptCachePolicy,
+  parseAptSimulation,
+  refreshCommand as aptRefreshCommand,
+} from './os/apt.js';
+export type { CommandOutput, PackageManagerDriver, ParsedScan } from './os/driver.js';
+export { OS_RELEASE_COMMAND, parseOsRelease } from './os/os-release.js';
 export * from './ports/index.js';
 export { type CreateStoreOptions, createStore } from './store/create-store.js';
 export { createMemoryStore, type MemoryStoreOptions, matchesAuditQuery } from './store/memory-store.js';
+export {
+  createLocalAdapter,
+  type LocalAdapterOptions,
+  LocalAdapterOptionsSchema,
+} from './transport/local.js';
 export { canonicalJson } from './util/canonical-json.js';
+export { buildArgv, quoteArgv, quoteShellArg, validateCommand } from './util/command.js';
 export { Mutex } from './util/mutex.js';
+export { OutputCollector } from './util/output.js';

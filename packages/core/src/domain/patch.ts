@@ -2,7 +2,11 @@ import { z } from 'zod';
 import { IdSchema, TimestampSchema } from './common.js';
 import { ServerSelectorSchema } from './selector.js';
 
-export const PatchCategorySchema = z.enum(['security', 'bugfix', 'enhancement', 'other']);
+/**
+ * What a patch fixes. `unknown` is for sources that publish no classification at all (an RPM
+ * repository without `updateinfo`): such a patch is never assumed to be `security` or not.
+ */
+export const PatchCategorySchema = z.enum(['security', 'bugfix', 'enhancement', 'other', 'unknown']);
 export type PatchCategory = z.infer<typeof PatchCategorySchema>;
 
 /** Vendor severity. apt metadata carries none, so Debian-family patches are `unspecified`. */

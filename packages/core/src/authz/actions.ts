@@ -1,0 +1,32 @@
+/**
+ * The catalogue of actions a role can allow or deny. Roles name these exactly, by family
+ * (`patch.*`) or all (`*`). Facade calls check one of them before doing anything.
+ */
+export const ACTIONS = {
+  'inventory.read': 'List and read servers, accounts and projects.',
+  'inventory.write': 'Add, change and remove servers, accounts and projects.',
+  'patch.scan': 'Scan servers for pending patches.',
+  'patch.read': 'Read scan results, compliance and reports.',
+  'patch.plan': 'Plan a patch run.',
+  'patch.approve': 'Approve a patch plan.',
+  'patch.execute': 'Execute an approved patch plan.',
+  'script.read': 'Read scripts in the repository.',
+  'script.write': 'Add and change scripts.',
+  'script.run': 'Run a script on servers.',
+  'access.request': 'Request just-in-time access.',
+  'access.approve': 'Approve or reject access requests.',
+  'keys.rotate': 'Rotate SSH keys.',
+  'audit.read': 'Read and verify the audit log.',
+  'iam.read': 'Read principals, roles and bindings.',
+  'iam.write': 'Change principals, roles and bindings.',
+} as const;
+
+export type Action = keyof typeof ACTIONS;
+export const ACTION_NAMES = Object.keys(ACTIONS) as Action[];
+
+/** Whether a role's action pattern (`patch.scan`, `patch.*`, `*`) covers `action`. */
+export function actionMatches(pattern: string, action: string): boolean {
+  if (pattern === '*') return true;
+  if (pattern.endsWith('.*')) return action.startsWith(pattern.slice(0, -1));
+  return pattern === action;
+}

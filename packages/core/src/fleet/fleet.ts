@@ -1,0 +1,688 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'eventemitter3';
+import PQueue from 'p-queue';
+import { z } from 'zod';
+import type { Action } from '../authz/actions.js';
+import { type AuthorizationContext, type Decision, evaluate, type Resource } from '../authz/evaluate.js';
+import {
+  type AccountInput,
+  type AuditInput,
+  type AuditRecord,
+  type EntityInputs,
+  type Job,
+  type Principal,
+  type ProjectInput,
+  type ScanResult,
+  type Server,
+  type ServerInput,
+  type ServerSelector,
+  validate,
+} from '../domain/index.js';
+import { DEFAULT_DRIVERS, scanServer } from '../engine/scan.js';
+import {
+  AbortedError,
+  AuthorizationError,
+  CapabilityMissingError,
+  ConflictError,
+  NotFoundError,
+  toFleetwardError,
+  ValidationError,
+} from '../errors.js';
+import { resolveTargets, type Targets, TargetsSchema } from '../inventory/targets.js';
+import type { PackageManagerDriver } from '../os/driver.js';
+import { type Adapter, CAPABILITIES } from '../ports/adapter.js';
+import { type Clock, systemClock } from '../ports/clock.js';
+import type { SecretStore } from '../ports/secret-store.js';
+import type { AuditQuery, ListOptions, Store, StoreScope } from '../ports/store.js';
+import type { FleetEvents } from './events.js';
+
+export interface FleetOptions {
+  store: Store;
+  /** Adapters by registration name. A server uses `server.adapter`, else the one named like its provider. */
+  adapters: Adapter[];
+  secrets?: SecretStore;
+  clock?: Clock;
+  /** OS drivers for exec-based scanning. @default the built-in drivers */
+  drivers?: readonly PackageManagerDriver[];
+  /** Servers scanned at once. @default 32 */
+  scanConcurrency?: number;
+}
+
+/** Who acts: a principal of a tenant. */
+export interface Actor {
+  tenantId: string;
+  principalId: string;
+}
+
+export interface ScanOptions {
+  signal?: AbortSignal;
+  /** @default the fleet's scanConcurrency */
+  concurrency?: number;
+  /** Per-server time limit. @default 600_000 */
+  timeoutMs?: number;
+}
+
+export interface ScanOutcome {
+  job: Job;
+  /** One per targeted server, in server-id order; failed scans have `status: 'failed'` and `error`. */
+  results: ScanResult[];
+}
+
+const ActorSchema = z.strictObject({ tenantId: z.string().min(1), principalId: z.string().min(1) });
+
+/** The built-in role a bootstrapped tenant's first admin gets. */
+export const TENANT_ADMIN_ROLE_ID = 'tenant-admin';
+
+export interface BootstrapTenantInput {
+  tenant: { id: string; name: string };
+  admin: Omit<EntityInputs['principals'], 'tenantId'> & { id: string };
+}
+
+/**
+ * The way in to everything: a Fleet over one store and a set of adapters. Calls go through
+ * `fleet.as(actor)`, which authorizes each one and leaves an audit record whether it was allowed
+ * or not.
+ */
+export class Fleet {
+  readonly events = new EventEmitter<FleetEvents>();
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly secrets: SecretStore | undefined;
+  readonly drivers: readonly PackageManagerDriver[];
+  readonly scanConcurrency: number;
+  readonly #adapters = new Map<string, Adapter>();
+
+  constructor(options: FleetOptions) {
+    this.store = options.store;
+    this.clock = options.clock ?? systemClock;
+    this.secrets = options.secrets;
+    this.drivers = options.drivers ?? DEFAULT_DRIVERS;
+    this.scanConcurrency = options.scanConcurrency ?? 32;
+    if (!Number.isInteger(this.scanConcurrency) || this.scanConcurrency < 1) {
+      throw new ValidationError('FleetOptions', [
+        { path: ['scanConcurrency'], message: 'must be a positive integer' },
+      ]);
+    }
+    for (const [i, adapter] of options.adapters.entries()) {
+      if (!adapter?.name) {
+        throw new ValidationError('FleetOptions', [
+          { path: ['adapters', i, 'name'], message: 'is required' },
+        ]);
+      }
+      if (!CAPABILITIES.some((c) => adapter[c] !== undefined)) {
+        throw new CapabilityMissingError(
+          `adapter ${adapter.name} has none of the capabilities ${CAPABILITIES.join(', ')}`,
+        );
+      }
+      if (this.#adapters.has(adapter.name)) {
+        throw new ValidationError('FleetOptions', [
+          { path: ['adapters', i, 'name'], message: `duplicate adapter ${adapter.name}` },
+        ]);
+      }
+      this.#adapters.set(adapter.name, adapter);
+    }
+  }
+
+  /** The adapter that reaches `server`. */
+  adapterFor(server: Server): Adapter {
+    const name = server.adapter ?? server.provider;
+    const adapter = this.#adapters.get(name);
+    if (!adapter) {
+      throw new CapabilityMissingError(
+        `no adapter named ${JSON.stringify(name)} is registered for server ${server.name}`,
+      );
+    }
+    return adapter;
+  }
+
+  /** Calls made as `actor`: authorized and audited one by one. */
+  as(actor: Actor): FleetSession {
+    return new FleetSession(this, validate(ActorSchema, actor, 'Actor'));
+  }
+
+  /**
+   * Creates a tenant with its first admin principal, bound to the built-in `tenant-admin` role
+   * (every action on everything of the tenant). Audited as the `system` actor. Fails with
+   * `AlreadyExistsError` when the tenant exists. Only code that holds the Fleet can do this: it
+   * is how an embedding application sets up a customer.
+   */
+  async bootstrapTenant(input: BootstrapTenantInput): Promise<{ tenantId: string; adminId: string }> {
+    const tenantId = input.tenant.id;
+    await this.store.transaction(async (tx) => {
+      await tx.tenants.create({ tenantId, id: tenantId, name: input.tenant.name });
+      await tx.principals.create({ ...input.admin, tenantId });
+      await tx.roles.create({
+        tenantId,
+        id: TENANT_ADMIN_ROLE_ID,
+        name: 'Tenant admin',
+        description: 'Every action on everything of the tenant.',
+        rules: [{ effect: 'allow', actions: ['*'] }],
+      });
+      await tx.roleBindings.create({ tenantId, principalId: input.admin.id, roleId: TENANT_ADMIN_ROLE_ID });
+      await this.audit(tx, {
+        tenantId,
+        actor: { principalId: 'system', kind: 'system' },
+        action: 'tenant.bootstrap',
+        target: { type: 'tenant', id: tenantId },
+        decision: 'allow',
+        result: 'success',
+        details: { adminId: input.admin.id },
+      });
+    });
+    return { tenantId, adminId: input.admin.id };
+  }
+
+  /** Appends an audit record and announces it. */
+  async audit(scope: StoreScope, input: AuditInput): Promise<AuditRecord> {
+    const record = await scope.audit.append(input);
+    queueMicrotask(() => this.events.emit('audit.recorded', record));
+    return record;
+  }
+
+  /** Closes every adapter, then the store. */
+  async close(): Promise<void> {
+    const errors: unknown[] = [];
+    for (const adapter of this.#adapters.values()) {
+      try {
+        await adapter.close?.();
+      } catch (error) {
+        errors.push(error);
+      }
+    }
+    await this.store.close();
+    if (errors.length) throw toFleetwardError(errors[0], 'closing adapters');
+  }
+}
+
+/** Creates a {@link Fleet}. */
+export function createFleet(options: FleetOptions): Fleet {
+  return new Fleet(options);
+}
+
+type ServerChanges = Partial<Omit<ServerInput, 'tenantId' | 'id'>>;
+type ProjectChanges = Partial<Omit<ProjectInput, 'tenantId' | 'id'>>;
+
+/** The API as one principal of one tenant. Every method authorizes, then audits. */
+export class FleetSession {
+  readonly #fleet: Fleet;
+  readonly actor: Actor;
+
+  constructor(fleet: Fleet, actor: Actor) {
+    this.#fleet = fleet;
+    this.actor = actor;
+  }
+
+  get #tenantId() {
+    return this.actor.tenantId;
+  }
+
+  async #principal(): Promise<Principal | undefined> {
+    return this.#fleet.store.principals.get(this.#tenantId, this.actor.principalId);
+  }
+
+  /**
+   * Decides `action` on every resource. Any denial is audited and thrown as AuthorizationError
+   * before anything happens.
+   */
+  async #authorize(action: Action, resources: Resource[], target?: AuditInput['target']): Promise<Principal> {
+    const store = this.#fleet.store;
+    const principal = await this.#principal();
+    const actorKind = principal?.kind ?? 'human';
+    const deny = async (decision: Decision, denied: Decision[]) => {
+      await this.#fleet.audit(store, {
+        tenantId: this.#tenantId,
+        actor: { principalId: this.actor.principalId, kind: actorKind },
+        action,
+        ...(target ? { target } : {}),
+        decision: 'deny',
+        result: 'denied',
+        reason: decision.reason,
+        details: {
+          denied: denied
+            .slice(0, 100)
+            .map((d) => ({ resource: d.resource, reason: d.reason, matched: d.matched })),
+        },
+      });
+      this.#fleet.events.emit('authz.denied', decision);
+      throw new AuthorizationError(
+        `${this.actor.principalId} may not ${action}: ${decision.reason}`,
+        decision,
+      );
+    };
+    if (!principal) {
+      const decision: Decision = {
+        allowed: false,
+        action,
+        principalId: this.actor.principalId,
+        resource: target ?? { type: 'tenant' },
+        reason: 'unknown principal',
+      };
+      return deny(decision, [decision]);
+    }
+    const ctx = await this.#context(principal);
+    const denied = resources.map((r) => evaluate(ctx, action, r)).filter((d) => !d.allowed);
+    if (denied.length) await deny(denied[0]!, denied);
+    return principal;
+  }
+
+  /** Runs a write with its audit record in one transaction; a failure is audited too. */
+  async #write<T>(
+    action: Action,
+    resources: Resource[],
+    target: NonNullable<AuditInput['target']>,
+    fn: (tx: StoreScope) => Promise<T>,
+    details: (result: T) => Record<string, unknown> = () => ({}),
+  ): Promise<T> {
+    const principal = await this.#authorize(action, resources, target);
+    const actor = { principalId: principal.id, kind: principal.kind };
+    try {
+      return await this.#fleet.store.transaction(async (tx) => {
+        const result = await fn(tx);
+        await this.#fleet.audit(tx, {
+          tenantId: this.#tenantId,
+          actor,
+          action,
+          target,
+          decision: 'allow',
+          result: 'success',
+          details: details(result),
+        });
+        return result;
+      });
+    } catch (error) {
+      const failure = toFleetwardError(error, action);
+      await this.#fleet.audit(this.#fleet.store, {
+        tenantId: this.#tenantId,
+        actor,
+        action,
+        target,
+        decision: 'allow',
+        result: 'failure',
+        reason: failure.message.slice(0, 2000),
+        details: { code: failure.code },
+      });
+      throw failure;
+    }
+  }
+
+  /** Audits a successful read. Reads are audited too: "who looked at what" is an audit question. */
+  async #read<T>(
+    action: Action,
+    resources: Resource[],
+    target: NonNullable<AuditInput['target']>,
+    fn: () => Promise<T>,
+  ) {
+    const principal = await this.#authorize(action, resources, target);
+    const result = await fn();
+    await this.#fleet.audit(this.#fleet.store, {
+      tenantId: this.#tenantId,
+      actor: { principalId: principal.id, kind: principal.kind },
+      action,
+      target,
+      decision: 'allow',
+      result: 'success',
+    });
+    return result;
+  }
+
+  // ---- inventory ----------------------------------------------------------------------------
+
+  readonly servers = {
+    add: (input: Omit<ServerInput, 'tenantId'>): Promise<Server> => {
+      const candidate = { ...input, tenantId: this.#tenantId } as ServerInput;
+      return this.#write(
+        'inventory.write',
+        [{ type: 'server-inventory' }],
+        { type: 'server', id: input.id ?? '(new)' },
+        (tx) => tx.servers.create(candidate),
+        (s) => ({ serverId: s.id, name: s.name }),
+      );
+    },
+    update: async (
+      id: string,
+      changes: ServerChanges,
+      options: { expectedVersion: number },
+    ): Promise<Server> => {
+      const current = await this.#fleet.store.servers.get(this.#tenantId, id);
+      if (!current) throw new NotFoundError('server', id);
+      return this.#write(
+        'inventory.write',
+        [{ type: 'server', server: current }],
+        { type: 'server', id },
+        (tx) => tx.servers.update(this.#tenantId, id, changes, options),
+      );
+    },
+    remove: async (id: string, options: { expectedVersion?: number } = {}): Promise<boolean> => {
+      const current = await this.#fleet.store.servers.get(this.#tenantId, id);
+      if (!current) return false;
+      return this.#write(
+        'inventory.write',
+        [{ type: 'server', server: current }],
+        { type: 'server', id },
+        (tx) => tx.servers.delete(this.#tenantId, id, options),
+      );
+    },
+    get: async (id: string): Promise<Server | undefined> => {
+      const server = await this.#fleet.store.servers.get(this.#tenantId, id);
+      if (!server) return undefined;
+      return this.#read(
+        'inventory.read',
+        [{ type: 'server', server }],
+        { type: 'server', id },
+        async () => server,
+      );
+    },
+    /** Servers the principal may read, matching the options. Servers it may not read are left out. */
+    list: async (options: ListOptions<Server> = {}): Promise<Server[]> => {
+      const servers = await this.#fleet.store.servers.list(this.#tenantId, options);
+      // No gate on the list itself: each server is decided on its own, and unreadable ones are left out.
+      return this.#read('inventory.read', [], { type: 'server-inventory', id: '*' }, async () =>
+        this.#filterReadable(servers),
+      );
+    },
+  };
+
+  async #filterReadable(servers: Server[]): Promise<Server[]> {
+    const principal = await this.#principal();
+    if (!principal) return [];
+    const ctx = await this.#context(principal);
+    return servers.filter((server) => evaluate(ctx, 'inventory.read', { type: 'server', server }).allowed);
+  }
+
+  async #context(principal: Principal): Promise<AuthorizationContext> {
+    const store = this.#fleet.store;
+    const [bindings, roles, projects] = await Promise.all([
+      store.roleBindings.listAll(this.#tenantId, { where: { principalId: principal.id } }),
+      store.roles.listAll(this.#tenantId),
+      store.projects.listAll(this.#tenantId),
+    ]);
+    return {
+      principal,
+      bindings,
+      roles: new Map(roles.map((r) => [r.id, r])),
+      projects: new Map(projects.map((p) => [p.id, p])),
+      now: this.#fleet.clock.now(),
+    };
+  }
+
+  readonly accounts = {
+    add: (input: Omit<AccountInput, 'tenantId'>) =>
+      this.#write(
+        'inventory.write',
+        [{ type: 'account' }],
+        { type: 'account', id: input.id ?? '(new)' },
+        (tx) => tx.accounts.create({ ...input, tenantId: this.#tenantId } as AccountInput),
+      ),
+    list: () =>
+      this.#read('inventory.read', [{ type: 'account' }], { type: 'account', id: '*' }, () =>
+        this.#fleet.store.accounts.listAll(this.#tenantId),
+      ),
+  };
+
+  readonly projects = {
+    add: (input: Omit<ProjectInput, 'tenantId'>) =>
+      this.#write(
+        'inventory.write',
+        [{ type: 'project', ...(input.id ? { id: input.id, projectId: input.id } : {}) }],
+        { type: 'project', id: input.id ?? '(new)' },
+        (tx) => tx.projects.create({ ...input, tenantId: this.#tenantId } as ProjectInput),
+      ),
+    update: (id: string, changes: ProjectChanges, options: { expectedVersion: number }) =>
+      this.#write(
+        'inventory.write',
+        [{ type: 'project', id, projectId: id }],
+        { type: 'project', id },
+        (tx) => tx.projects.update(this.#tenantId, id, changes, options),
+      ),
+    remove: (id: string, options: { expectedVersion?: number } = {}) =>
+      this.#write(
+        'inventory.write',
+        [{ type: 'project', id, projectId: id }],
+        { type: 'project', id },
+        (tx) => tx.projects.delete(this.#tenantId, id, options),
+      ),
+    get: (id: string) =>
+      this.#read('inventory.read', [{ type: 'project', id, projectId: id }], { type: 'project', id }, () =>
+        this.#fleet.store.projects.get(this.#tenantId, id),
+      ),
+    list: () =>
+      this.#read('inventory.read', [{ type: 'project' }], { type: 'project', id: '*' }, () =>
+        this.#fleet.store.projects.listAll(this.#tenantId),
+      ),
+    /** The servers a project's selector chooses now. */
+    servers: async (id: string) => {
+      const project = await this.#fleet.store.projects.require(this.#tenantId, id);
+      return this.servers.list({ selector: project.selector, limit: 10_000 });
+    },
+  };
+
+  /** Servers matching a selector, for callers that think in selectors. */
+  selectServers(selector: ServerSelector): Promise<Server[]> {
+    return this.servers.list({ selector, limit: 10_000 });
+  }
+
+  // ---- scanning -----------------------------------------------------------------------------
+
+  /**
+   * Scans the targeted servers for pending patches, `concurrency` at a time, and stores one
+   * ScanResult per server (failed scans included, with their error). Progress is announced with
+   * `scan.*` events. Every server must be allowed `patch.scan`, or nothing runs.
+   */
+  async scan(targets: Targets, options: ScanOptions = {}): Promise<ScanOutcome> {
+    const fleet = this.#fleet;
+    const store = fleet.store;
+    const tenantId = this.#tenantId;
+    const parsedTargets = validate(TargetsSchema, targets, 'Targets');
+    const servers = await resolveTargets(store, tenantId, parsedTargets);
+    const principal = await this.#authorize(
+      'patch.scan',
+      servers.map((server) => ({ type: 'server', server })),
+      { type: 'scan', id: servers.length === 1 ? servers[0]!.id : `${servers.length} servers` },
+    );
+    if (options.signal?.aborted) throw new AbortedError('scan aborted before it started');
+    const concurrency = options.concurrency ?? fleet.scanConcurrency;
+    const actor = { principalId: principal.id, kind: principal.kind };
+    const jobId = randomUUID();
+    const startedAt = fleet.clock.now().toISOString();
+
+    let job = await store.transaction(async (tx) => {
+      const created = await tx.jobs.create({
+        tenantId,
+        id: jobId,
+        kind: 'scan',
+        status: 'running',
+        requestedBy: principal.id,
+        serverIds: servers.map((s) => s.id),
+        startedAt,
+      });
+      for (const server of servers) {
+        await tx.taskResults.create({
+          tenantId,
+          id: `${jobId}:${server.id}`,
+          jobId,
+          serverId: server.id,
+          status: 'pending',
+        });
+      }
+      await fleet.audit(tx, {
+        tenantId,
+        actor,
+        action: 'patch.scan',
+        target: { type: 'job', id: jobId },
+        decision: 'allow',
+        result: 'started',
+        details: { servers: servers.length },
+      });
+      return created;
+    });
+    fleet.events.emit('scan.started', { tenantId, jobId, total: servers.length });
+
+    const queue = new PQueue({ concurrency });
+    const results: ScanResult[] = [];
+    const scanOne = async (server: Server) => {
+      const taskId = `${jobId}:${server.id}`;
+      const running = await store.taskResults.update(
+        tenantId,
+        taskId,
+        { status: 'running', attempt: 1, startedAt: fleet.clock.now().toISOString() },
+        { expectedVersion: 1 },
+      );
+      fleet.events.emit('scan.server.started', { tenantId, jobId, serverId: server.id });
+      let result: ScanResult;
+      try {
+        const adapter = fleet.adapterFor(server);
+        const scanned = await scanServer(server, {
+          adapter,
+          drivers: fleet.drivers,
+          ...(options.signal ? { signal: options.signal } : {}),
+          ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
+        });
+        result = await store.transaction(async (tx) => {
+          const saved = await tx.scanResults.create({
+            tenantId,
+            serverId: server.id,
+            jobId,
+            scannedAt: fleet.clock.now().toISOString(),
+            status: 'succeeded',
+            ...scanned,
+          });
+          await tx.taskResults.update(
+            tenantId,
+            taskId,
+            { status: 'succeeded', finishedAt: saved.scannedAt },
+            { expectedVersion: running.version },
+          );
+          return saved;
+        });
+        if (scanned.os) await this.#recordOs(server.id, scanned.os);
+        fleet.events.emit('scan.server.completed', { tenantId, jobId, serverId: server.id, result });
+      } catch (thrown) {
+        const error = toFleetwardError(thrown, `scanning ${server.name}`);
+        const failure = { code: error.code, message: error.message.slice(0, 4000) };
+        result = await store.transaction(async (tx) => {
+          const saved = await tx.scanResults.create({
+            tenantId,
+            serverId: server.id,
+            jobId,
+            scannedAt: fleet.clock.now().toISOString(),
+            status: 'failed',
+            error: failure,
+          });
+          await tx.taskResults.update(
+            tenantId,
+            taskId,
+            {
+              status: options.signal?.aborted ? 'cancelled' : 'failed',
+              finishedAt: saved.scannedAt,
+              error: failure,
+            },
+            { expectedVersion: running.version },
+          );
+          return saved;
+        });
+        fleet.events.emit('scan.server.failed', { tenantId, jobId, serverId: server.id, error: failure });
+      }
+      results.push(result);
+    };
+    await Promise.all(servers.map((server) => queue.add(() => scanOne(server))));
+
+    const failed = results.filter((r) => r.status === 'failed').length;
+    const succeeded = results.length - failed;
+    const status = options.signal?.aborted
+      ? 'cancelled'
+      : failed === 0
+        ? 'succeeded'
+        : succeeded === 0
+          ? 'failed'
+          : 'partial';
+    job = await store.transaction(async (tx) => {
+      const finished = await tx.jobs.update(
+        tenantId,
+        jobId,
+        {
+          status,
+          finishedAt: fleet.clock.now().toISOString(),
+          summary: { total: servers.length, succeeded, failed },
+        },
+        { expectedVersion: job.version },
+      );
+      await fleet.audit(tx, {
+        tenantId,
+        actor,
+        action: 'patch.scan',
+        target: { type: 'job', id: jobId },
+        decision: 'allow',
+        result: failed === 0 && status !== 'cancelled' ? 'success' : 'failure',
+        details: {
+          status,
+          total: servers.length,
+          succeeded,
+          failed,
+          pending: results.reduce((n, r) => n + r.patches.length, 0),
+        },
+      });
+      return finished;
+    });
+    fleet.events.emit('scan.completed', {
+      tenantId,
+      jobId,
+      status,
+      total: servers.length,
+      succeeded,
+      failed,
+    });
+    results.sort((a, b) => (a.serverId < b.serverId ? -1 : a.serverId > b.serverId ? 1 : 0));
+    return { job, results };
+  }
+
+  async #recordOs(serverId: string, os: NonNullable<ServerInput['os']>): Promise<void> {
+    const store = this.#fleet.store;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const current = await store.servers.get(this.#tenantId, serverId);
+      if (!current || JSON.stringify(current.os) === JSON.stringify(os)) return;
+      try {
+        await store.servers.update(this.#tenantId, serverId, { os }, { expectedVersion: current.version });
+        return;
+      } catch (error) {
+        if (!(error instanceof ConflictError)) throw error;
+      }
+    }
+  }
+
+  /** The newest scan result of each targeted server (or of every readable server). */
+  async latestScans(targets?: Targets): Promise<{ server: Server; scan: ScanResult | undefined }[]> {
+    const store = this.#fleet.store;
+    const servers = targets
+      ? await resolveTargets(store, this.#tenantId, validate(TargetsSchema, targets, 'Targets'))
+      : await store.servers.listAll(this.#tenantId);
+    return this.#read(
+      'patch.read',
+      servers.map((server) => ({ type: 'server', server })),
+      { type: 'scan-results', id: '*' },
+      async () => {
+        const out = [];
+        for (const server of servers) {
+          const scans = await store.scanResults.listAll(this.#tenantId, { where: { serverId: server.id } });
+          const latest = scans.reduce<ScanResult | undefined>(
+            (best, s) =>
+              !best ||
+              s.scannedAt > best.scannedAt ||
+              (s.scannedAt === best.scannedAt && s.createdAt > best.createdAt)
+                ? s
+                : best,
+            undefined,
+          );
+          out.push({ server, scan: latest });
+        }
+        return out;
+      },
+    );
+  }
+
+  /** The tenant's audit records. */
+  auditLog(query: AuditQuery = {}): Promise<AuditRecord[]> {
+    return this.#read('audit.read', [{ type: 'audit' }], { type: 'audit', id: '*' }, () =>
+      this.#fleet.store.audit.list(this.#tenantId, query),
+    );
+  }
+}

@@ -1,0 +1,34 @@
+import { z } from 'zod';
+import { IdSchema, type Server, ServerSelectorSchema } from '../domain/index.js';
+import { NotFoundError } from '../errors.js';
+import type { StoreScope } from '../ports/store.js';
+
+/** Which servers an operation is for: explicit ids, a selector, or the servers of a project. */
+export const TargetsSchema = z.union([
+  z.strictObject({ serverIds: z.array(IdSchema).min(1) }),
+  z.strictObject({ selector: ServerSelectorSchema }),
+  z.strictObject({ projectId: IdSchema }),
+]);
+export type Targets = z.infer<typeof TargetsSchema>;
+
+/**
+ * The tenant's servers that `targets` names, sorted by id. An explicit id that does not exist is a
+ * `NotFoundError`: silently skipping a server the caller asked for would hide it from a patch run.
+ */
+export async function resolveTargets(
+  store: StoreScope,
+  tenantId: string,
+  targets: Targets,
+): Promise<Server[]> {
+  if ('serverIds' in targets) {
+    const unique = [...new Set(targets.serverIds)].sort();
+    const servers = await store.servers.listAll(tenantId, { selector: { ids: unique } });
+    const found = new Set(servers.map((s) => s.id));
+    const missing = unique.find((id) => !found.has(id));
+    if (missing) throw new NotFoundError('server', missing);
+    return servers;
+  }
+  if ('selector' in targets) return store.servers.listAll(tenantId, { selector: targets.selector });
+  const project = await store.projects.require(tenantId, targets.projectId);
+  return store.servers.listAll(tenantId, { selector: project.selector });
+}
