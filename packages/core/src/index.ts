@@ -27,6 +27,14 @@ export {
 } from './os/apt.js';
 export type { CommandOutput, PackageManagerDriver, ParsedScan } from './os/driver.js';
 export { OS_RELEASE_COMMAND, parseOsRelease } from './os/os-release.js';
+export {
+  canStartWithin,
+  type MaintenanceWindow,
+  nextWindow,
+  validateWindow,
+  type WindowOccurrence,
+  windowAt,
+} from './patch/window.js';
 export * from './ports/index.js';
 export { type CreateStoreOptions, createStore } from './store/create-store.js';
 export { createMemoryStore, type MemoryStoreOptions, matchesAuditQuery } from './store/memory-store.js';
