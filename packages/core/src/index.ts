@@ -27,6 +27,7 @@ export {
 } from './os/apt.js';
 export type { CommandOutput, PackageManagerDriver, ParsedScan } from './os/driver.js';
 export { OS_RELEASE_COMMAND, parseOsRelease } from './os/os-release.js';
+export { type HoldReason, type PatchSelection, selectPatches } from './patch/selection.js';
 export {
   canStartWithin,
   type MaintenanceWindow,
