@@ -77,4 +77,14 @@ CREATE TABLE lease_tokens (id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER N
 INSERT INTO lease_tokens (id, last) VALUES (1, 0);
 `,
   },
+  {
+    version: 2,
+    name: 'patch plans',
+    sql: ['projectId', 'policyId', 'status']
+      .map(
+        (field) =>
+          `CREATE INDEX entities_patchPlans_${field} ON entities (tenant_id, json_extract(data, '$.${field}'), id) WHERE kind = 'patchPlans';`,
+      )
+      .join('\n'),
+  },
 ];

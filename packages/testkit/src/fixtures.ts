@@ -33,6 +33,25 @@ export function sampleInput<K extends EntityKind>(kind: K, tenantId: string, n =
     roles: () => ({ tenantId, name: `role ${n}`, rules: [{ effect: 'allow', actions: ['patch.*'] }] }),
     roleBindings: () => ({ tenantId, principalId: `p-${n}`, roleId: `r-${n}` }),
     patchPolicies: () => ({ tenantId, name: `policy ${n}`, projectId: `proj-${n}` }),
+    patchPlans: () => ({
+      tenantId,
+      policyId: `policy-${n}`,
+      projectId: `proj-${n}`,
+      requestedBy: `p-${n}`,
+      status: 'awaiting-approval',
+      servers: [
+        {
+          serverId: `s-${n}`,
+          scanId: `scan-${n}`,
+          selected: [{ name: 'labdemo', version: '1.1-1', arch: 'all' }],
+          resolved: [{ name: 'labdemo', version: '1.1-1', arch: 'all', isNew: false }],
+          heldBack: [],
+        },
+      ],
+      waves: [{ name: 'all', serverIds: [`s-${n}`] }],
+      stopCondition: { errorBudget: { count: 0 }, maxFailures: 0, unreachableCountsAsError: true, onBudgetSpent: 'stop' },
+      hash: createHash('sha256').update(`plan-${n}`).digest('hex'),
+    }),
     scripts: () => {
       const body = `echo ${n}\n`;
       return {
@@ -96,6 +115,7 @@ export const SAMPLE_CHANGES: { [K in EntityKind]: Partial<EntityInputs[K]> } = {
   roles: { name: 'renamed role' },
   roleBindings: { roleId: 'r-other' },
   patchPolicies: { name: 'renamed policy' },
+  patchPlans: { status: 'superseded' },
   scripts: { name: 'renamed-script' },
   jobs: { status: 'running' },
   taskResults: { status: 'running' },

@@ -9,6 +9,7 @@ import {
   TimestampSchema,
 } from './common.js';
 import { PackageManagerSchema, PatchPolicyFields, PendingPatchSchema } from './patch.js';
+import { PatchPlanFields } from './plan.js';
 import { ServerSelectorSchema } from './selector.js';
 
 /**
@@ -144,6 +145,11 @@ export type PatchPolicyInput = z.input<typeof PatchPolicySchemas.input>;
 
 const ENV_NAME = /^[A-Z_][A-Z0-9_]{0,63}$/;
 
+export const PatchPlanSchemas = entity(PatchPlanFields);
+export const PatchPlanSchema = PatchPlanSchemas.stored;
+export type PatchPlan = z.infer<typeof PatchPlanSchema>;
+export type PatchPlanInput = z.input<typeof PatchPlanSchemas.input>;
+
 export const ScriptParameterSchema = z.strictObject({
   name: z.string().regex(ENV_NAME, 'must be an environment variable name like MY_PARAM'),
   type: z.enum(['string', 'number', 'boolean']),
@@ -222,6 +228,10 @@ export const TaskResultSchemas = entity({
   stdout: OutputSummarySchema.optional(),
   stderr: OutputSummarySchema.optional(),
   error: TaskErrorSchema.optional(),
+  /** The step a multi-step task is at (`preflight`, `install`, `reboot`, …). */
+  step: z.string().max(64).optional(),
+  /** Step-specific facts a resumed run needs (boot id before reboot, snapshot id, …). */
+  details: z.record(z.string(), z.unknown()).optional(),
 });
 export const TaskResultSchema = TaskResultSchemas.stored;
 export type TaskResult = z.infer<typeof TaskResultSchema>;
@@ -323,6 +333,7 @@ export const ENTITY_SCHEMAS = {
   roles: RoleSchemas,
   roleBindings: RoleBindingSchemas,
   patchPolicies: PatchPolicySchemas,
+  patchPlans: PatchPlanSchemas,
   scripts: ScriptSchemas,
   jobs: JobSchemas,
   taskResults: TaskResultSchemas,
@@ -343,6 +354,7 @@ export interface EntityTypes {
   roles: Role;
   roleBindings: RoleBinding;
   patchPolicies: PatchPolicy;
+  patchPlans: PatchPlan;
   scripts: Script;
   jobs: Job;
   taskResults: TaskResult;
@@ -363,6 +375,7 @@ export const INDEXED_FIELDS: { [K in EntityKind]: readonly (keyof EntityTypes[K]
   roles: ['name'],
   roleBindings: ['principalId', 'roleId'],
   patchPolicies: ['projectId'],
+  patchPlans: ['projectId', 'policyId', 'status'],
   scripts: ['name', 'contentHash'],
   jobs: ['kind', 'status'],
   taskResults: ['jobId', 'serverId', 'status'],

@@ -1,7 +1,7 @@
-import type { OsFacts, PatchOrigin, PendingPatch } from '../domain/index.js';
-import { CommandFailedError, ParseError } from '../errors.js';
+import type { OsFacts, PatchOrigin, PendingPatch, PinnedPackage } from '../domain/index.js';
+import { CommandFailedError, ParseError, ValidationError } from '../errors.js';
 import type { Command, ScriptCommand } from '../ports/adapter.js';
-import type { CommandOutput, PackageManagerDriver, ParsedScan } from './driver.js';
+import type { CommandOutput, PackageManagerDriver, ParsedScan, ResolvedTransaction } from './driver.js';
 
 /**
  * Environment of every apt command: the C locale keeps messages in the English the parser reads,
@@ -565,6 +565,51 @@ function parseScan(output: CommandOutput): ParsedScan {
  * them). A held package with no newer candidate is not a pending patch. A package is `security`
  * when any of its origins is a security archive; apt has no severity, so it is `unspecified`.
  */
+/** Debian policy: lower-case alphanumerics and `+ - .`, starting alphanumeric; `:arch` qualifier allowed. */
+const APT_NAME = /^[a-z0-9][a-z0-9+.-]*(:[a-z0-9-]+)?$/;
+/** Debian version: optional epoch, upstream version and revision; never starts with `-`. */
+const APT_VERSION = /^([0-9]+:)?[0-9A-Za-z][0-9A-Za-z.+~-]*$/;
+
+/**
+ * Checks names and versions before they become argv. argv cannot become shell syntax, but a value
+ * starting with `-` would be read as an option by apt.
+ */
+function aptPins(packages: readonly PinnedPackage[]): string[] {
+  const issues = packages.flatMap((p, i) => [
+    ...(APT_NAME.test(p.name)
+      ? []
+      : [{ path: [i, 'name'], message: `not a Debian package name: ${JSON.stringify(p.name)}` }]),
+    ...(APT_VERSION.test(p.version)
+      ? []
+      : [{ path: [i, 'version'], message: `not a Debian version: ${JSON.stringify(p.version)}` }]),
+  ]);
+  if (packages.length === 0) issues.push({ path: [], message: 'no packages to install' });
+  if (issues.length) throw new ValidationError('packages', issues);
+  return packages.map((p) => `${p.name}=${p.version}`);
+}
+
+const APT_INSTALL_OPTIONS = [
+  '-o',
+  'Dpkg::Options::=--force-confdef',
+  '-o',
+  'Dpkg::Options::=--force-confold',
+  // Refuse any transaction that would remove a package: a patch run never uninstalls.
+  '--no-remove',
+];
+
+function aptFailure(output: CommandOutput, what: string): CommandFailedError {
+  const text = `${output.stdout}\n${output.stderr}`;
+  const errors = text.split('\n').filter((l) => l.startsWith('E:'));
+  const lock = errors.some((l) => /Could not get lock|Unable to acquire the dpkg frontend lock/.test(l));
+  return new CommandFailedError(
+    `${what} failed (exit ${output.exitCode}): ${errors.join(' ') || text.trim().slice(-500)}`,
+    {
+      retryable: lock,
+      details: { exitCode: output.exitCode },
+    },
+  );
+}
+
 export const aptDriver: PackageManagerDriver = {
   manager: 'apt',
   supports(os: OsFacts): boolean {
@@ -572,4 +617,79 @@ export const aptDriver: PackageManagerDriver = {
   },
   scanCommand,
   parseScan,
+  simulateInstallCommand(packages: readonly PinnedPackage[]): Command {
+    return {
+      argv: [
+        'apt-get',
+        '-s',
+        '-V',
+        '-o',
+        'Debug::NoLocking=1',
+        ...APT_INSTALL_OPTIONS,
+        'install',
+        ...aptPins(packages),
+      ],
+      env: { ...APT_ENV },
+    };
+  },
+  parseSimulateInstall(output: CommandOutput): ResolvedTransaction {
+    if (output.truncated) throw new ParseError('apt-get simulation output was truncated');
+    const text = `${output.stdout}\n${output.stderr}`;
+    if (output.exitCode !== 0) throw aptFailure(output, 'apt-get install simulation');
+    const sim = parseAptSimulation(text);
+    if (sim.errors.length) throw aptFailure(output, 'apt-get install simulation');
+    return {
+      install: sim.installs.map((i) => ({
+        name: i.name,
+        version: i.candidateVersion,
+        arch: i.arch,
+        isNew: i.installedVersion === null,
+      })),
+      remove: sim.removals.map((r) => r.name),
+      warnings: sim.warnings,
+    };
+  },
+  installCommand(packages: readonly PinnedPackage[]): Command {
+    return {
+      argv: ['apt-get', '-y', '-q', ...APT_INSTALL_OPTIONS, 'install', ...aptPins(packages)],
+      sudo: true,
+      env: { ...APT_ENV },
+    };
+  },
+  parseInstall(output: CommandOutput) {
+    if (output.exitCode !== 0) throw aptFailure(output, 'apt-get install');
+    const warnings = `${output.stdout}\n${output.stderr}`.split('\n').filter((l) => l.startsWith('W:'));
+    return { rebootRequired: false, warnings };
+  },
+  installedVersionsCommand(names: readonly string[]): Command {
+    const bad = names.flatMap((n, i) =>
+      APT_NAME.test(n) ? [] : [{ path: [i], message: `not a Debian package name: ${JSON.stringify(n)}` }],
+    );
+    if (bad.length) throw new ValidationError('names', bad);
+    return {
+      argv: [
+        'dpkg-query',
+        '-W',
+        '-f',
+        // dpkg-query's own format syntax, not a template: it must reach dpkg-query literally.
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: see above
+        '${binary:Package}\t${Version}\t${db:Status-Abbrev}\n',
+        '--',
+        ...names,
+      ],
+      env: { ...APT_ENV },
+    };
+  },
+  parseInstalledVersions(output: CommandOutput): Map<string, string> {
+    // dpkg-query exits 1 when some names are unknown; their absence is the answer.
+    if (output.exitCode !== 0 && output.exitCode !== 1) throw aptFailure(output, 'dpkg-query');
+    const versions = new Map<string, string>();
+    for (const line of output.stdout.split('\n')) {
+      const [pkg, version, status] = line.split('\t');
+      if (!pkg || !version || !status?.startsWith('ii')) continue;
+      versions.set(pkg.replace(/:[a-z0-9-]+$/, ''), version);
+      versions.set(pkg, version);
+    }
+    return versions;
+  },
 };

@@ -1,4 +1,4 @@
-import type { OsFacts, PackageManager, PendingPatch } from '../domain/index.js';
+import type { OsFacts, PackageManager, PendingPatch, PinnedPackage } from '../domain/index.js';
 import type { Command } from '../ports/adapter.js';
 
 /** What a driver needs from a finished command. */
@@ -33,4 +33,31 @@ export interface PackageManagerDriver {
    * @throws CommandFailedError when the tool reported failure (lock held, broken sources).
    */
   parseScan(output: CommandOutput): ParsedScan;
+
+  /**
+   * A read-only simulation of installing exactly `packages` (name at version), which tells what the
+   * transaction would really do: dependencies pulled in, packages removed.
+   * @throws ValidationError when a name or version is not valid for this package manager.
+   */
+  simulateInstallCommand?(packages: readonly PinnedPackage[]): Command;
+  /** Parses the simulation into the full transaction. */
+  parseSimulateInstall?(output: CommandOutput): ResolvedTransaction;
+  /**
+   * Installs exactly `packages` at their versions, non-interactively, refusing to remove anything.
+   * @throws ValidationError for an invalid name or version.
+   */
+  installCommand?(packages: readonly PinnedPackage[]): Command;
+  /** Checks the install's output: a failure is a CommandFailedError with the tool's message. */
+  parseInstall?(output: CommandOutput): { rebootRequired: boolean; warnings: string[] };
+  /** Lists the installed version of each of `names` (for verification after install). */
+  installedVersionsCommand?(names: readonly string[]): Command;
+  /** Parses it: name to installed version; absent names are not installed. */
+  parseInstalledVersions?(output: CommandOutput): Map<string, string>;
+}
+
+/** What a simulated install would do. */
+export interface ResolvedTransaction {
+  install: (PinnedPackage & { isNew: boolean })[];
+  remove: string[];
+  warnings: string[];
 }

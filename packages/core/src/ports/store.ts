@@ -146,6 +146,7 @@ export interface StoreScope {
   readonly roles: Repository<'roles'>;
   readonly roleBindings: Repository<'roleBindings'>;
   readonly patchPolicies: Repository<'patchPolicies'>;
+  readonly patchPlans: Repository<'patchPlans'>;
   readonly scripts: Repository<'scripts'>;
   readonly jobs: Repository<'jobs'>;
   readonly taskResults: Repository<'taskResults'>;
