@@ -3,9 +3,11 @@ export { auditRecordHash, GENESIS_HASH, verifyAuditChain } from './audit/chain.j
 export { ACTION_NAMES, ACTIONS, type Action, actionMatches } from './authz/actions.js';
 export { type AuthorizationContext, type Decision, evaluate, type Resource } from './authz/evaluate.js';
 export * from './domain/index.js';
+export { type RunOptions, runCommand } from './engine/exec.js';
 export { DEFAULT_DRIVERS, detectOs, scanServer } from './engine/scan.js';
 export * from './errors.js';
 export type { FleetEvents } from './fleet/events.js';
+export type { SessionInternals } from './fleet/fleet.js';
 export {
   type Actor,
   type BootstrapTenantInput,
@@ -27,6 +29,14 @@ export {
 } from './os/apt.js';
 export type { CommandOutput, PackageManagerDriver, ParsedScan } from './os/driver.js';
 export { OS_RELEASE_COMMAND, parseOsRelease } from './os/os-release.js';
+export {
+  ApproveOptionsSchema,
+  assignWaves,
+  type PatchApi,
+  type PlanOptions,
+  PlanOptionsSchema,
+  planHash,
+} from './patch/plan.js';
 export { type HoldReason, type PatchSelection, selectPatches } from './patch/selection.js';
 export {
   canStartWithin,

@@ -7,6 +7,7 @@ export const ACTIONS = {
   'inventory.write': 'Add, change and remove servers, accounts and projects.',
   'patch.scan': 'Scan servers for pending patches.',
   'patch.read': 'Read scan results, compliance and reports.',
+  'patch.policy': 'Create, change and remove patch policies.',
   'patch.plan': 'Plan a patch run.',
   'patch.approve': 'Approve a patch plan.',
   'patch.execute': 'Execute an approved patch plan.',

@@ -46,7 +46,15 @@ export const PatchPlanFields = {
   policyId: IdSchema,
   projectId: IdSchema,
   requestedBy: IdSchema,
-  status: z.enum(['awaiting-approval', 'approved', 'executing', 'completed', 'stopped', 'cancelled', 'superseded']),
+  status: z.enum([
+    'awaiting-approval',
+    'approved',
+    'executing',
+    'completed',
+    'stopped',
+    'cancelled',
+    'superseded',
+  ]),
   servers: z.array(PlannedServerSchema),
   waves: z.array(z.strictObject({ name: z.string().min(1).max(100), serverIds: z.array(IdSchema) })),
   stopCondition: z.strictObject({
@@ -61,7 +69,13 @@ export const PatchPlanFields = {
   approvals: z.array(PlanApprovalSchema).default([]),
   /** Secondary approvals of excluded packages, by package name. */
   exclusionApprovals: z
-    .array(z.strictObject({ principalId: IdSchema, at: TimestampSchema, packages: z.array(z.string().min(1)).min(1) }))
+    .array(
+      z.strictObject({
+        principalId: IdSchema,
+        at: TimestampSchema,
+        packages: z.array(z.string().min(1)).min(1),
+      }),
+    )
     .default([]),
   jobId: IdSchema.optional(),
 };

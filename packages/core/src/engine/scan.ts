@@ -3,7 +3,8 @@ import { CapabilityMissingError, CommandFailedError, ParseError, toFleetwardErro
 import { aptDriver } from '../os/apt.js';
 import type { PackageManagerDriver } from '../os/driver.js';
 import { parseOsRelease } from '../os/os-release.js';
-import type { Adapter, ExecCapability } from '../ports/adapter.js';
+import type { Adapter, Command, ExecCapability } from '../ports/adapter.js';
+import { runCommand } from './exec.js';
 
 /** The drivers core knows, tried in order against a host's OS facts. */
 export const DEFAULT_DRIVERS: readonly PackageManagerDriver[] = [aptDriver];
@@ -16,23 +17,8 @@ export interface ScanServerContext {
   timeoutMs?: number;
 }
 
-async function run(
-  exec: ExecCapability,
-  server: Server,
-  command: Parameters<ExecCapability['exec']>[1],
-  ctx: ScanServerContext,
-) {
-  const result = await exec.exec(server, command, {
-    timeoutMs: ctx.timeoutMs ?? 600_000,
-    maxOutputBytes: 16 * 1024 * 1024,
-    ...(ctx.signal ? { signal: ctx.signal } : {}),
-  });
-  return {
-    exitCode: result.exitCode,
-    stdout: result.stdout.text,
-    stderr: result.stderr.text,
-    truncated: result.stdout.truncated || result.stderr.truncated,
-  };
+function run(exec: ExecCapability, server: Server, command: Command, ctx: ScanServerContext) {
+  return runCommand({ name: 'scan', exec }, server, command, ctx);
 }
 
 /** Reads `/etc/os-release` (and kernel and architecture) over `exec`. */

@@ -30,6 +30,7 @@ import {
 } from '../errors.js';
 import { resolveTargets, type Targets, TargetsSchema } from '../inventory/targets.js';
 import type { PackageManagerDriver } from '../os/driver.js';
+import { createPatchApi, type PatchApi } from '../patch/plan.js';
 import { type Adapter, CAPABILITIES } from '../ports/adapter.js';
 import { type Clock, systemClock } from '../ports/clock.js';
 import type { SecretStore } from '../ports/secret-store.js';
@@ -199,6 +200,30 @@ export function createFleet(options: FleetOptions): Fleet {
   return new Fleet(options);
 }
 
+/** The session's machinery, for workflow modules. Not part of the public API. */
+export interface SessionInternals {
+  fleet: Fleet;
+  tenantId: string;
+  actor: Actor;
+  /** Decides `action` on every resource; any denial is audited and thrown before anything happens. */
+  authorize(action: Action, resources: Resource[], target?: AuditInput['target']): Promise<Principal>;
+  /** Authorizes, runs `fn` in a transaction with its success audit record; audits a failure too. */
+  write<T>(
+    action: Action,
+    resources: Resource[],
+    target: NonNullable<AuditInput['target']>,
+    fn: (tx: StoreScope) => Promise<T>,
+    details?: (result: T) => Record<string, unknown>,
+  ): Promise<T>;
+  read<T>(
+    action: Action,
+    resources: Resource[],
+    target: NonNullable<AuditInput['target']>,
+    fn: () => Promise<T>,
+  ): Promise<T>;
+  scan(targets: Targets, options?: ScanOptions): Promise<ScanOutcome>;
+}
+
 type ServerChanges = Partial<Omit<ServerInput, 'tenantId' | 'id'>>;
 type ProjectChanges = Partial<Omit<ProjectInput, 'tenantId' | 'id'>>;
 
@@ -210,6 +235,19 @@ export class FleetSession {
   constructor(fleet: Fleet, actor: Actor) {
     this.#fleet = fleet;
     this.actor = actor;
+  }
+
+  /** What workflow modules (patch, access, sop) need from a session: authorize, audit, write. */
+  protected internals(): SessionInternals {
+    return {
+      fleet: this.#fleet,
+      tenantId: this.#tenantId,
+      actor: this.actor,
+      authorize: (action, resources, target) => this.#authorize(action, resources, target),
+      write: (action, resources, target, fn, details) => this.#write(action, resources, target, fn, details),
+      read: (action, resources, target, fn) => this.#read(action, resources, target, fn),
+      scan: (targets, options) => this.scan(targets, options),
+    };
   }
 
   get #tenantId() {
@@ -324,6 +362,9 @@ export class FleetSession {
     });
     return result;
   }
+
+  /** Patch policies, plans and approvals. */
+  readonly patch: PatchApi = createPatchApi(() => this.internals());
 
   // ---- inventory ----------------------------------------------------------------------------
 

@@ -1,0 +1,480 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import {
+  IdSchema,
+  matchesSelector,
+  type PatchPlan,
+  type PatchPolicy,
+  type PatchPolicyInput,
+  type PlannedServer,
+  type ScanResult,
+  type Server,
+  validate,
+} from '../domain/index.js';
+import { runCommand } from '../engine/exec.js';
+import { AuthorizationError, ConflictError, toFleetwardError, ValidationError } from '../errors.js';
+import type { SessionInternals } from '../fleet/fleet.js';
+import { resolveTargets, type Targets, TargetsSchema } from '../inventory/targets.js';
+import type { PackageManagerDriver } from '../os/driver.js';
+import { canonicalJson } from '../util/canonical-json.js';
+import { selectPatches } from './selection.js';
+import { validateWindow } from './window.js';
+
+export const PlanOptionsSchema = z.strictObject({
+  policyId: IdSchema,
+  /** Limit the plan to these of the project's servers. @default every server of the project */
+  targets: TargetsSchema.optional(),
+  /** Rescan servers whose latest successful scan is older than this. @default 3_600_000 (1 h) */
+  maxScanAgeMs: z.number().int().min(0).default(3_600_000),
+});
+export type PlanOptions = z.input<typeof PlanOptionsSchema>;
+
+export const ApproveOptionsSchema = z.strictObject({
+  /** The hash of the plan the approver reviewed. */
+  hash: z.string().regex(/^[a-f0-9]{64}$/),
+  comment: z.string().max(2000).optional(),
+});
+
+type PlanBody = Pick<PatchPlan, 'policyId' | 'projectId' | 'servers' | 'waves' | 'stopCondition'>;
+
+/** The content hash approvals attach to: everything that decides what will be installed where. */
+export function planHash(plan: PlanBody): string {
+  const { policyId, projectId, servers, waves, stopCondition } = plan;
+  return createHash('sha256')
+    .update(canonicalJson({ policyId, projectId, servers, waves, stopCondition }))
+    .digest('hex');
+}
+
+function latest(scans: ScanResult[]): ScanResult | undefined {
+  return scans.reduce<ScanResult | undefined>(
+    (best, s) =>
+      !best ||
+      s.scannedAt > best.scannedAt ||
+      (s.scannedAt === best.scannedAt && s.createdAt > best.createdAt)
+        ? s
+        : best,
+    undefined,
+  );
+}
+
+/** Puts each server into the first wave whose selector matches; the rest go into a last wave. */
+export function assignWaves(policy: PatchPolicy, servers: Server[]): PatchPlan['waves'] {
+  const ordered = [...servers].sort((a, b) => (a.id < b.id ? -1 : 1));
+  const waves = policy.rollout.waves.map((w) => ({ name: w.name, serverIds: [] as string[] }));
+  const rest: string[] = [];
+  for (const server of ordered) {
+    const index = policy.rollout.waves.findIndex((w) => matchesSelector(server, w.selector));
+    if (index >= 0) waves[index]!.serverIds.push(server.id);
+    else rest.push(server.id);
+  }
+  if (rest.length) waves.push({ name: waves.length ? 'remaining' : 'all', serverIds: rest });
+  return waves.filter((w) => w.serverIds.length > 0);
+}
+
+function stopCondition(policy: PatchPolicy, total: number): PatchPlan['stopCondition'] {
+  const budget = policy.rollout.errorBudget;
+  const maxFailures = 'count' in budget ? budget.count : Math.floor((budget.percent * total) / 100);
+  return {
+    errorBudget: budget,
+    maxFailures,
+    unreachableCountsAsError: policy.rollout.unreachableCountsAsError,
+    onBudgetSpent: policy.rollout.onBudgetSpent,
+  };
+}
+
+/** The patch API of a session: policies, plans and approvals (execution lives in ./execute.ts). */
+export function createPatchApi(internals: () => SessionInternals) {
+  const policyResources = (projectId: string) => [{ type: 'patch-policy', projectId }];
+
+  async function driverFor(ctx: SessionInternals, server: Server): Promise<PackageManagerDriver | undefined> {
+    const os = (await ctx.fleet.store.servers.get(ctx.tenantId, server.id))?.os ?? server.os;
+    return os ? ctx.fleet.drivers.find((d) => d.supports(os)) : undefined;
+  }
+
+  async function planServer(
+    ctx: SessionInternals,
+    policy: PatchPolicy,
+    server: Server,
+    scan: ScanResult | undefined,
+    approvedExclusions: ReadonlySet<string>,
+  ): Promise<PlannedServer> {
+    if (!scan || scan.status !== 'succeeded') {
+      return {
+        serverId: server.id,
+        scanId: scan?.id ?? 'none',
+        selected: [],
+        resolved: [],
+        heldBack: [],
+        blocked: `no successful scan: ${scan?.error?.message ?? 'never scanned'}`,
+      };
+    }
+    const selection = selectPatches(policy, scan.patches, approvedExclusions);
+    const heldBack = selection.heldBack.map(({ patch, reason }) => ({
+      name: patch.name,
+      version: patch.candidateVersion,
+      reason:
+        reason.kind === 'excluded'
+          ? `excluded by ${reason.pattern}`
+          : reason.kind === 'held'
+            ? reason.detail
+            : reason.kind === 'category'
+              ? `category ${reason.category} not in policy`
+              : `severity ${reason.severity} below ${reason.minimum}`,
+      needsSecondaryApproval: reason.kind === 'excluded',
+    }));
+    const selected = selection.selected.map((p) => ({
+      name: p.name,
+      version: p.candidateVersion,
+      arch: p.arch,
+    }));
+    const base = { serverId: server.id, scanId: scan.id, selected, heldBack };
+    if (selected.length === 0) return { ...base, resolved: [] };
+    const adapter = ctx.fleet.adapterFor(server);
+    const driver = await driverFor(ctx, server);
+    if (adapter.install && !adapter.exec) {
+      return { ...base, resolved: selected.map((p) => ({ ...p, isNew: false })) };
+    }
+    if (!driver?.simulateInstallCommand || !driver.parseSimulateInstall) {
+      return { ...base, resolved: [], blocked: 'no driver can simulate the install on this host' };
+    }
+    try {
+      const output = await runCommand(adapter, server, driver.simulateInstallCommand(selected), {
+        timeoutMs: 300_000,
+      });
+      const tx = driver.parseSimulateInstall(output);
+      if (tx.remove.length) {
+        return {
+          ...base,
+          resolved: [],
+          blocked: `the transaction would remove packages: ${tx.remove.join(', ')}`,
+        };
+      }
+      const resolved = [...tx.install].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      return { ...base, resolved };
+    } catch (error) {
+      const e = toFleetwardError(error, `simulating the install on ${server.name}`);
+      return {
+        ...base,
+        resolved: [],
+        blocked: `install simulation failed: ${e.code}: ${e.message.slice(0, 500)}`,
+      };
+    }
+  }
+
+  async function buildPlan(
+    ctx: SessionInternals,
+    options: z.output<typeof PlanOptionsSchema>,
+    approvedExclusions: ReadonlySet<string>,
+  ): Promise<{ body: PlanBody; servers: Server[] }> {
+    const store = ctx.fleet.store;
+    const policy = await store.patchPolicies.require(ctx.tenantId, options.policyId);
+    const project = await store.projects.require(ctx.tenantId, policy.projectId);
+    let servers = await store.servers.listAll(ctx.tenantId, { selector: project.selector });
+    if (options.targets) {
+      const wanted = new Set((await resolveTargets(store, ctx.tenantId, options.targets)).map((s) => s.id));
+      const outside = [...wanted].filter((id) => !servers.some((s) => s.id === id));
+      if (outside.length) {
+        throw new ValidationError('PlanOptions', [
+          { path: ['targets'], message: `servers outside project ${project.id}: ${outside.join(', ')}` },
+        ]);
+      }
+      servers = servers.filter((s) => wanted.has(s.id));
+    }
+    if (servers.length === 0) {
+      throw new ValidationError('PlanOptions', [
+        { path: ['targets'], message: 'the plan would cover no server' },
+      ]);
+    }
+    await ctx.authorize(
+      'patch.plan',
+      servers.map((server) => ({ type: 'server', server })),
+      { type: 'patch-policy', id: policy.id },
+    );
+    const now = ctx.fleet.clock.now().getTime();
+    const scans = new Map<string, ScanResult | undefined>();
+    const stale: string[] = [];
+    for (const server of servers) {
+      const scan = latest(await store.scanResults.listAll(ctx.tenantId, { where: { serverId: server.id } }));
+      if (!scan || scan.status !== 'succeeded' || now - Date.parse(scan.scannedAt) > options.maxScanAgeMs)
+        stale.push(server.id);
+      scans.set(server.id, scan);
+    }
+    if (stale.length) {
+      const outcome = await ctx.scan({ serverIds: stale });
+      for (const result of outcome.results) scans.set(result.serverId, result);
+    }
+    const planned: PlannedServer[] = [];
+    for (const server of servers) {
+      planned.push(await planServer(ctx, policy, server, scans.get(server.id), approvedExclusions));
+    }
+    return {
+      servers,
+      body: {
+        policyId: policy.id,
+        projectId: project.id,
+        servers: planned,
+        waves: assignWaves(policy, servers),
+        stopCondition: stopCondition(policy, servers.length),
+      },
+    };
+  }
+
+  async function savePlan(
+    ctx: SessionInternals,
+    body: PlanBody,
+    servers: Server[],
+    extra: Partial<PatchPlan> = {},
+  ) {
+    const principal = await ctx.authorize('patch.plan', [], { type: 'patch-policy', id: body.policyId });
+    const hash = planHash(body);
+    return ctx.write(
+      'patch.plan',
+      servers.map((server) => ({ type: 'server', server })),
+      { type: 'patch-plan', id: '(new)' },
+      async (tx) => {
+        if (extra.id) {
+          const previous = await tx.patchPlans.require(ctx.tenantId, extra.id);
+          await tx.patchPlans.update(
+            ctx.tenantId,
+            previous.id,
+            { status: 'superseded' },
+            { expectedVersion: previous.version },
+          );
+        }
+        return tx.patchPlans.create({
+          tenantId: ctx.tenantId,
+          id: randomUUID(),
+          requestedBy: extra.requestedBy ?? principal.id,
+          status: 'awaiting-approval',
+          ...body,
+          hash,
+          exclusionApprovals: extra.exclusionApprovals ?? [],
+        });
+      },
+      (plan) => ({
+        planId: plan.id,
+        hash: plan.hash,
+        servers: plan.servers.length,
+        packages: plan.servers.reduce((n, s) => n + s.resolved.length, 0),
+        blocked: plan.servers.filter((s) => s.blocked).map((s) => s.serverId),
+      }),
+    );
+  }
+
+  return {
+    policies: {
+      /** Adds a patch policy to a project. Its window, if any, must parse. */
+      add: (input: Omit<PatchPolicyInput, 'tenantId'>): Promise<PatchPolicy> => {
+        const ctx = internals();
+        return ctx.write(
+          'patch.policy',
+          policyResources(input.projectId),
+          { type: 'patch-policy', id: input.id ?? '(new)' },
+          async (tx) => {
+            await tx.projects.require(ctx.tenantId, input.projectId);
+            const policy = await tx.patchPolicies.create({
+              ...input,
+              tenantId: ctx.tenantId,
+            } as PatchPolicyInput);
+            if (policy.window) validateWindow(policy.window);
+            return policy;
+          },
+        );
+      },
+      update: async (
+        id: string,
+        changes: Partial<Omit<PatchPolicyInput, 'tenantId' | 'id'>>,
+        options: { expectedVersion: number },
+      ) => {
+        const ctx = internals();
+        const current = await ctx.fleet.store.patchPolicies.require(ctx.tenantId, id);
+        return ctx.write(
+          'patch.policy',
+          policyResources(current.projectId),
+          { type: 'patch-policy', id },
+          async (tx) => {
+            const policy = await tx.patchPolicies.update(ctx.tenantId, id, changes, options);
+            if (policy.window) validateWindow(policy.window);
+            return policy;
+          },
+        );
+      },
+      get: async (id: string) => {
+        const ctx = internals();
+        const policy = await ctx.fleet.store.patchPolicies.require(ctx.tenantId, id);
+        return ctx.read(
+          'patch.read',
+          policyResources(policy.projectId),
+          { type: 'patch-policy', id },
+          async () => policy,
+        );
+      },
+      list: async () => {
+        const ctx = internals();
+        return ctx.read('patch.read', [], { type: 'patch-policy', id: '*' }, () =>
+          ctx.fleet.store.patchPolicies.listAll(ctx.tenantId),
+        );
+      },
+    },
+
+    /**
+     * Plans a patch run: per server the exact set to install (dependencies resolved by a simulation
+     * on the host), what is held back and why, waves and the stop condition, and a content hash that
+     * approvals attach to. Servers without a fresh scan are scanned first.
+     */
+    planPatchRun: async (options: PlanOptions): Promise<PatchPlan> => {
+      const ctx = internals();
+      const parsed = validate(PlanOptionsSchema, options, 'PlanOptions');
+      const { body, servers } = await buildPlan(ctx, parsed, new Set());
+      return savePlan(ctx, body, servers);
+    },
+
+    getPlan: async (planId: string): Promise<PatchPlan> => {
+      const ctx = internals();
+      const plan = await ctx.fleet.store.patchPlans.require(ctx.tenantId, planId);
+      return ctx.read(
+        'patch.read',
+        [{ type: 'patch-plan', id: planId, projectId: plan.projectId }],
+        { type: 'patch-plan', id: planId },
+        async () => plan,
+      );
+    },
+
+    /**
+     * Approves the plan with this hash. The requester never approves their own plan; when the policy
+     * names approvers only they count; the plan is approved when enough distinct approvers agree.
+     */
+    approvePlan: async (
+      planId: string,
+      options: z.input<typeof ApproveOptionsSchema>,
+    ): Promise<PatchPlan> => {
+      const ctx = internals();
+      const parsed = validate(ApproveOptionsSchema, options, 'ApproveOptions');
+      const store = ctx.fleet.store;
+      const plan = await store.patchPlans.require(ctx.tenantId, planId);
+      const policy = await store.patchPolicies.require(ctx.tenantId, plan.policyId);
+      const servers = await store.servers.listAll(ctx.tenantId, {
+        selector: { ids: plan.servers.map((s) => s.serverId) },
+      });
+      const resources = servers.map((server) => ({ type: 'server' as const, server }));
+      const principal = await ctx.authorize('patch.approve', resources, { type: 'patch-plan', id: planId });
+      const refuse = async (reason: string) => {
+        await ctx.fleet.audit(store, {
+          tenantId: ctx.tenantId,
+          actor: { principalId: principal.id, kind: principal.kind },
+          action: 'patch.approve',
+          target: { type: 'patch-plan', id: planId },
+          decision: 'deny',
+          result: 'denied',
+          reason,
+        });
+        throw new AuthorizationError(reason, {
+          allowed: false,
+          action: 'patch.approve',
+          principalId: principal.id,
+          resource: { type: 'patch-plan', id: planId },
+          reason,
+        });
+      };
+      if (principal.id === plan.requestedBy) await refuse('the requester of a plan cannot approve it');
+      if (policy.approvers.principalIds.length && !policy.approvers.principalIds.includes(principal.id)) {
+        await refuse(`${principal.id} is not an approver of policy ${policy.id}`);
+      }
+      return ctx.write(
+        'patch.approve',
+        resources,
+        { type: 'patch-plan', id: planId },
+        async (tx) => {
+          const current = await tx.patchPlans.require(ctx.tenantId, planId);
+          if (parsed.hash !== current.hash) {
+            throw new ConflictError(
+              `plan ${planId} has hash ${current.hash}, not the reviewed ${parsed.hash}: review it again`,
+            );
+          }
+          if (current.status !== 'awaiting-approval') {
+            throw new ConflictError(
+              `plan ${planId} is ${current.status}; only a plan awaiting approval can be approved`,
+            );
+          }
+          if (current.approvals.some((a) => a.principalId === principal.id)) {
+            throw new ConflictError(`${principal.id} has already approved plan ${planId}`);
+          }
+          const approvals = [
+            ...current.approvals,
+            {
+              principalId: principal.id,
+              at: ctx.fleet.clock.now().toISOString(),
+              hash: parsed.hash,
+              ...(parsed.comment ? { comment: parsed.comment } : {}),
+            },
+          ];
+          const status =
+            approvals.filter((a) => a.hash === current.hash).length >= policy.approvers.required
+              ? 'approved'
+              : 'awaiting-approval';
+          return tx.patchPlans.update(
+            ctx.tenantId,
+            planId,
+            { approvals, status },
+            { expectedVersion: current.version },
+          );
+        },
+        (p) => ({ hash: p.hash, status: p.status, approvals: p.approvals.length }),
+      );
+    },
+
+    /**
+     * Secondary approval of excluded packages. The plan is rebuilt with them included; the old plan
+     * is superseded and its approvals do not carry over (the content changed, so does the hash).
+     */
+    approveExclusions: async (planId: string, packages: string[]): Promise<PatchPlan> => {
+      const ctx = internals();
+      const store = ctx.fleet.store;
+      const plan = await store.patchPlans.require(ctx.tenantId, planId);
+      const servers = await store.servers.listAll(ctx.tenantId, {
+        selector: { ids: plan.servers.map((s) => s.serverId) },
+      });
+      const principal = await ctx.authorize(
+        'patch.approve',
+        servers.map((server) => ({ type: 'server', server })),
+        { type: 'patch-plan', id: planId },
+      );
+      const excluded = new Set(
+        plan.servers.flatMap((s) => s.heldBack.filter((h) => h.needsSecondaryApproval).map((h) => h.name)),
+      );
+      const unknown = packages.filter((p) => !excluded.has(p));
+      if (packages.length === 0 || unknown.length) {
+        throw new ValidationError('packages', [
+          {
+            path: [],
+            message: unknown.length
+              ? `not excluded in this plan: ${unknown.join(', ')}`
+              : 'name at least one package',
+          },
+        ]);
+      }
+      if (principal.id === plan.requestedBy) {
+        throw new AuthorizationError('the requester of a plan cannot give its secondary approval', undefined);
+      }
+      if (plan.status !== 'awaiting-approval') throw new ConflictError(`plan ${planId} is ${plan.status}`);
+      const exclusionApprovals = [
+        ...plan.exclusionApprovals,
+        { principalId: principal.id, at: ctx.fleet.clock.now().toISOString(), packages },
+      ];
+      const approved = new Set(exclusionApprovals.flatMap((a) => a.packages));
+      const { body } = await buildPlan(
+        ctx,
+        {
+          policyId: plan.policyId,
+          targets: { serverIds: plan.servers.map((s) => s.serverId) },
+          maxScanAgeMs: 3_600_000,
+        },
+        approved,
+      );
+      // The original requester stays the requester: a secondary approval must not launder who asked.
+      return savePlan(ctx, body, servers, { id: planId, exclusionApprovals, requestedBy: plan.requestedBy });
+    },
+  };
+}
+
+export type PatchApi = ReturnType<typeof createPatchApi>;
