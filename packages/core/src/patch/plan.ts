@@ -14,7 +14,7 @@ import {
 import { runCommand } from '../engine/exec.js';
 import { AuthorizationError, ConflictError, toFleetwardError, ValidationError } from '../errors.js';
 import type { SessionInternals } from '../fleet/fleet.js';
-import { resolveTargets, type Targets, TargetsSchema } from '../inventory/targets.js';
+import { resolveTargets, TargetsSchema } from '../inventory/targets.js';
 import type { PackageManagerDriver } from '../os/driver.js';
 import { canonicalJson } from '../util/canonical-json.js';
 import { selectPatches } from './selection.js';
@@ -98,7 +98,7 @@ export function createPatchApi(internals: () => SessionInternals) {
     scan: ScanResult | undefined,
     approvedExclusions: ReadonlySet<string>,
   ): Promise<PlannedServer> {
-    if (!scan || scan.status !== 'succeeded') {
+    if (scan?.status !== 'succeeded') {
       return {
         serverId: server.id,
         scanId: scan?.id ?? 'none',
@@ -195,7 +195,7 @@ export function createPatchApi(internals: () => SessionInternals) {
     const stale: string[] = [];
     for (const server of servers) {
       const scan = latest(await store.scanResults.listAll(ctx.tenantId, { where: { serverId: server.id } }));
-      if (!scan || scan.status !== 'succeeded' || now - Date.parse(scan.scannedAt) > options.maxScanAgeMs)
+      if (scan?.status !== 'succeeded' || now - Date.parse(scan.scannedAt) > options.maxScanAgeMs)
         stale.push(server.id);
       scans.set(server.id, scan);
     }
