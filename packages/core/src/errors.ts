@@ -14,6 +14,7 @@ export type FleetwardErrorCode =
   | 'COMMAND_FAILED'
   | 'PARSE_FAILED'
   | 'LEASE_NOT_HELD'
+  | 'DRIFTED'
   | 'STORE_FAILED'
   | 'INTERNAL';
 
@@ -184,6 +185,13 @@ export class CommandFailedError extends FleetwardError {
 export class ParseError extends FleetwardError {
   constructor(message: string, options: FleetwardErrorOptions = {}) {
     super('PARSE_FAILED', message, { fault: 'remote', ...options });
+  }
+}
+
+/** A server changed since its plan was approved; it is not patched until a plan is approved again. */
+export class DriftedError extends FleetwardError {
+  constructor(message: string, options: FleetwardErrorOptions = {}) {
+    super('DRIFTED', message, { fault: 'remote', ...options });
   }
 }
 

@@ -6,7 +6,7 @@ export * from './domain/index.js';
 export { type RunOptions, runCommand } from './engine/exec.js';
 export { DEFAULT_DRIVERS, detectOs, scanServer } from './engine/scan.js';
 export * from './errors.js';
-export type { FleetEvents } from './fleet/events.js';
+export type { Escalation, FleetEvents } from './fleet/events.js';
 export type { SessionInternals } from './fleet/fleet.js';
 export {
   type Actor,
@@ -29,6 +29,7 @@ export {
 } from './os/apt.js';
 export type { CommandOutput, PackageManagerDriver, ParsedScan } from './os/driver.js';
 export { OS_RELEASE_COMMAND, parseOsRelease } from './os/os-release.js';
+export { type ExecuteOptions, ExecuteOptionsSchema, executePlan } from './patch/execute.js';
 export {
   ApproveOptionsSchema,
   assignWaves,

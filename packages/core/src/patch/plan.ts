@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import {
   IdSchema,
+  type Job,
   matchesSelector,
   type PatchPlan,
   type PatchPolicy,
@@ -17,6 +18,7 @@ import type { SessionInternals } from '../fleet/fleet.js';
 import { resolveTargets, TargetsSchema } from '../inventory/targets.js';
 import type { PackageManagerDriver } from '../os/driver.js';
 import { canonicalJson } from '../util/canonical-json.js';
+import { type ExecuteOptions, executePlan } from './execute.js';
 import { selectPatches } from './selection.js';
 import { validateWindow } from './window.js';
 
@@ -427,6 +429,12 @@ export function createPatchApi(internals: () => SessionInternals) {
      * Secondary approval of excluded packages. The plan is rebuilt with them included; the old plan
      * is superseded and its approvals do not carry over (the content changed, so does the hash).
      */
+    /**
+     * Executes an approved plan (see {@link executePlan}); call it again after a crash to resume.
+     */
+    executePlan: (planId: string, options?: ExecuteOptions): Promise<Job> =>
+      executePlan(internals(), planId, options),
+
     approveExclusions: async (planId: string, packages: string[]): Promise<PatchPlan> => {
       const ctx = internals();
       const store = ctx.fleet.store;

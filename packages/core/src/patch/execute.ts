@@ -1,0 +1,804 @@
+import { randomUUID } from 'node:crypto';
+import PQueue from 'p-queue';
+import { z } from 'zod';
+import type { Job, PatchPlan, PatchPolicy, PinnedPackage, Server, TaskResult } from '../domain/index.js';
+import { validate } from '../domain/index.js';
+import { runCommand } from '../engine/exec.js';
+import { scanServer } from '../engine/scan.js';
+import {
+  AbortedError,
+  CapabilityMissingError,
+  CommandFailedError,
+  ConflictError,
+  DriftedError,
+  type FleetwardError,
+  TimeoutError,
+  TransportError,
+  toFleetwardError,
+} from '../errors.js';
+import type { Escalation } from '../fleet/events.js';
+import type { SessionInternals } from '../fleet/fleet.js';
+import type { PackageManagerDriver } from '../os/driver.js';
+import type { Command } from '../ports/adapter.js';
+import type { Lease } from '../ports/store.js';
+import { canStartWithin, nextWindow, windowAt } from './window.js';
+
+export const ExecuteOptionsSchema = z.strictObject({
+  /** Identifies this process in the run's lease. @default a random id */
+  holder: z.string().min(1).max(200).optional(),
+  /** Block until the maintenance window opens instead of returning a waiting job. @default false */
+  waitForWindow: z.boolean().default(false),
+  /** Time one server is expected to take; a server is not started unless it fits in the window. @default 900_000 */
+  expectedServerMs: z.number().int().min(0).default(900_000),
+  /** Limit for each command on a server. @default 1_800_000 */
+  commandTimeoutMs: z.number().int().positive().default(1_800_000),
+  /** How long a rebooting host may take to come back. @default 600_000 */
+  rebootTimeoutMs: z.number().int().positive().default(600_000),
+  /** How often to look for a rebooted host. @default 2000 */
+  pollIntervalMs: z.number().int().positive().default(2000),
+  /** Minimum free space on `/` before installing, in MiB. @default 200 */
+  minFreeRootMiB: z.number().int().min(0).default(200),
+  /** Minimum free space on `/boot` (when it is a separate file system), in MiB. @default 50 */
+  minFreeBootMiB: z.number().int().min(0).default(50),
+});
+export type ExecuteOptions = z.input<typeof ExecuteOptionsSchema> & { signal?: AbortSignal };
+
+const LEASE_TTL_MS = 60_000;
+const TERMINAL = new Set(['succeeded', 'failed', 'skipped', 'cancelled']);
+
+/** Ends a server's work with an outcome; `unreachable` failures may not count against the budget. */
+class ServerFailure extends Error {
+  constructor(
+    readonly step: string,
+    readonly error: FleetwardError,
+    readonly unreachable: boolean,
+    readonly excerpt?: string,
+  ) {
+    super(error.message);
+  }
+}
+
+const PREFLIGHT_SCRIPT = `# Fleetward preflight: free space (KiB) of / and /boot, one line each.
+df -Pk / | awk 'NR==2 { print "root " $4 " " $6 }'
+if [ -d /boot ]; then df -Pk /boot | awk 'NR==2 { print "boot " $4 " " $6 }'; fi
+`;
+
+// Detached so that the SSH session that asked for it ends cleanly before the host goes down.
+const REBOOT_SCRIPT = `(sleep 2; reboot || systemctl reboot || shutdown -r now) >/dev/null 2>&1 </dev/null &
+`;
+
+const BOOT_ID: Command = { argv: ['cat', '/proc/sys/kernel/random/boot_id'] };
+
+function interpreterArgv(interpreter: string): string[] {
+  switch (interpreter) {
+    case 'bash':
+      return ['bash', '-s'];
+    case 'python':
+      return ['python3', '-'];
+    case 'powershell':
+      return ['pwsh', '-NoProfile', '-NonInteractive', '-Command', '-'];
+    default:
+      return ['sh', '-s'];
+  }
+}
+
+const samePins = (a: readonly PinnedPackage[], b: readonly PinnedPackage[]) =>
+  JSON.stringify(a.map((p) => `${p.name}=${p.version}`).sort()) ===
+  JSON.stringify(b.map((p) => `${p.name}=${p.version}`).sort());
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) return reject(new AbortedError());
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        reject(new AbortedError());
+      },
+      { once: true },
+    );
+  });
+
+/**
+ * Executes an approved plan: a persisted state machine with one task per server, run wave by wave
+ * inside the maintenance window, stopping when the error budget is spent. Safe to call again after
+ * a crash: the run resumes from the store, and no server is patched twice.
+ */
+export async function executePlan(
+  ctx: SessionInternals,
+  planId: string,
+  options: ExecuteOptions = {},
+): Promise<Job> {
+  const { signal, ...rest } = options;
+  const opts = validate(ExecuteOptionsSchema, rest, 'ExecuteOptions');
+  const fleet = ctx.fleet;
+  const store = fleet.store;
+  const tenantId = ctx.tenantId;
+  let plan = await store.patchPlans.require(tenantId, planId);
+  const policy = await store.patchPolicies.require(tenantId, plan.policyId);
+  const servers = new Map(
+    (await store.servers.listAll(tenantId, { selector: { ids: plan.servers.map((s) => s.serverId) } })).map(
+      (s) => [s.id, s],
+    ),
+  );
+  const principal = await ctx.authorize(
+    'patch.execute',
+    [...servers.values()].map((server) => ({ type: 'server', server })),
+    { type: 'patch-plan', id: planId },
+  );
+  const actor = { principalId: principal.id, kind: principal.kind };
+  if (plan.status !== 'approved' && plan.status !== 'executing') {
+    throw new ConflictError(`plan ${planId} is ${plan.status}; only an approved plan can be executed`);
+  }
+  if (plan.approvals.filter((a) => a.hash === plan.hash).length < policy.approvers.required) {
+    throw new ConflictError(`plan ${planId} lacks approvals of its current hash`);
+  }
+
+  const holder = opts.holder ?? `${process.pid}-${randomUUID()}`;
+  const leaseName = `patch-run:${tenantId}:${planId}`;
+  let lease: Lease | undefined = await store.leases.acquire(leaseName, holder, LEASE_TTL_MS);
+  if (!lease) throw new ConflictError(`plan ${planId} is being executed by another process`);
+  const renew = setInterval(() => {
+    if (!lease) return;
+    store.leases.renew(lease, LEASE_TTL_MS).then(
+      (l) => {
+        lease = l;
+      },
+      () => {
+        lease = undefined;
+      },
+    );
+  }, LEASE_TTL_MS / 3);
+  renew.unref();
+
+  const audit = (
+    action: 'patch.execute',
+    result: 'started' | 'success' | 'failure',
+    details: Record<string, unknown>,
+    reason?: string,
+  ) =>
+    fleet.audit(store, {
+      tenantId,
+      actor,
+      action,
+      target: { type: 'patch-plan', id: planId },
+      decision: 'allow',
+      result,
+      ...(reason ? { reason } : {}),
+      details: { planHash: plan.hash, ...details },
+    });
+
+  try {
+    const resumed = plan.status === 'executing';
+    let job: Job;
+    if (!resumed) {
+      const jobId = randomUUID();
+      job = await store.transaction(async (tx) => {
+        const created = await tx.jobs.create({
+          tenantId,
+          id: jobId,
+          kind: 'patch',
+          status: 'running',
+          requestedBy: principal.id,
+          serverIds: plan.servers.map((s) => s.serverId),
+          startedAt: fleet.clock.now().toISOString(),
+        });
+        for (const s of plan.servers) {
+          await tx.taskResults.create({
+            tenantId,
+            id: `${jobId}:${s.serverId}`,
+            jobId,
+            serverId: s.serverId,
+            status: 'pending',
+            step: 'pending',
+          });
+        }
+        plan = await tx.patchPlans.update(
+          tenantId,
+          planId,
+          { status: 'executing', jobId },
+          { expectedVersion: plan.version },
+        );
+        await fleet.audit(tx, {
+          tenantId,
+          actor,
+          action: 'patch.execute',
+          target: { type: 'patch-plan', id: planId },
+          decision: 'allow',
+          result: 'started',
+          details: { planHash: plan.hash, jobId, servers: plan.servers.length },
+        });
+        return created;
+      });
+    } else {
+      job = await store.jobs.require(tenantId, plan.jobId!);
+      await audit('patch.execute', 'started', { jobId: job.id, resumed: true });
+    }
+    fleet.events.emit('patch.run.started', { tenantId, planId, jobId: job.id, resumed });
+
+    const tasks = new Map(
+      (await store.taskResults.listAll(tenantId, { where: { jobId: job.id } })).map((t) => [t.serverId, t]),
+    );
+
+    if (policy.window && !windowAt(policy.window, fleet.clock.now())) {
+      const next = nextWindow(policy.window, fleet.clock.now());
+      if (!opts.waitForWindow || !next) {
+        fleet.events.emit('patch.run.waiting', {
+          tenantId,
+          planId,
+          jobId: job.id,
+          nextWindow: next?.start.toISOString() ?? null,
+        });
+        job = await store.jobs.update(
+          tenantId,
+          job.id,
+          {
+            status: 'pending',
+            reason: `waiting for the maintenance window${next ? ` opening ${next.start.toISOString()}` : ' (none ahead)'}`,
+          },
+          { expectedVersion: job.version },
+        );
+        return job;
+      }
+      await sleep(Math.max(0, next.start.getTime() - fleet.clock.now().getTime()), signal);
+    }
+
+    const run = new RunState(ctx, plan, policy, job, tasks, servers, opts, signal);
+    const outcome = await run.execute();
+    const counts = run.counts();
+    job = await store.transaction(async (tx) => {
+      const current = await tx.jobs.require(tenantId, job.id);
+      const finished = await tx.jobs.update(
+        tenantId,
+        job.id,
+        {
+          status: outcome.status,
+          finishedAt: fleet.clock.now().toISOString(),
+          summary: { total: plan.servers.length, succeeded: counts.succeeded, failed: counts.failed },
+          ...(outcome.reason ? { reason: outcome.reason } : {}),
+        },
+        { expectedVersion: current.version },
+      );
+      const currentPlan = await tx.patchPlans.require(tenantId, planId);
+      await tx.patchPlans.update(
+        tenantId,
+        planId,
+        {
+          status:
+            outcome.status === 'stopped'
+              ? 'stopped'
+              : outcome.status === 'cancelled'
+                ? 'cancelled'
+                : 'completed',
+        },
+        { expectedVersion: currentPlan.version },
+      );
+      await fleet.audit(tx, {
+        tenantId,
+        actor,
+        action: 'patch.execute',
+        target: { type: 'patch-plan', id: planId },
+        decision: 'allow',
+        result: outcome.status === 'succeeded' ? 'success' : 'failure',
+        ...(outcome.reason ? { reason: outcome.reason } : {}),
+        details: { planHash: plan.hash, jobId: job.id, status: outcome.status, ...counts },
+      });
+      return finished;
+    });
+    fleet.events.emit('patch.run.completed', {
+      tenantId,
+      planId,
+      jobId: job.id,
+      status: job.status,
+      ...(outcome.reason ? { reason: outcome.reason } : {}),
+    });
+    if (outcome.status === 'stopped') {
+      run.escalate({ kind: 'run-stopped', reason: outcome.reason ?? 'stopped' });
+    }
+    return job;
+  } finally {
+    clearInterval(renew);
+    if (lease) await store.leases.release(lease).catch(() => undefined);
+  }
+}
+
+/** One execution of a plan, in memory; every decision it makes is written to the store first. */
+class RunState {
+  readonly #ctx: SessionInternals;
+  readonly #plan: PatchPlan;
+  readonly #policy: PatchPolicy;
+  readonly #job: Job;
+  readonly #tasks: Map<string, TaskResult>;
+  readonly #servers: Map<string, Server>;
+  readonly #opts: z.output<typeof ExecuteOptionsSchema>;
+  readonly #signal: AbortSignal | undefined;
+  #failures = 0;
+  #stopReason: string | undefined;
+
+  constructor(
+    ctx: SessionInternals,
+    plan: PatchPlan,
+    policy: PatchPolicy,
+    job: Job,
+    tasks: Map<string, TaskResult>,
+    servers: Map<string, Server>,
+    opts: z.output<typeof ExecuteOptionsSchema>,
+    signal: AbortSignal | undefined,
+  ) {
+    this.#ctx = ctx;
+    this.#plan = plan;
+    this.#policy = policy;
+    this.#job = job;
+    this.#tasks = tasks;
+    this.#servers = servers;
+    this.#opts = opts;
+    this.#signal = signal;
+    for (const task of tasks.values())
+      if (task.status === 'failed' && task.details?.['countsAgainstBudget'] !== false) this.#failures++;
+  }
+
+  counts() {
+    const all = [...this.#tasks.values()];
+    return {
+      succeeded: all.filter((t) => t.status === 'succeeded').length,
+      failed: all.filter((t) => t.status === 'failed').length,
+      skipped: all.filter((t) => t.status === 'skipped').length,
+      notStarted: all.filter((t) => t.status === 'pending').length,
+    };
+  }
+
+  get #budgetSpent() {
+    return this.#failures > this.#plan.stopCondition.maxFailures;
+  }
+
+  escalate(e: Omit<Escalation, 'tenantId' | 'planId' | 'planHash' | 'jobId'>) {
+    this.#ctx.fleet.events.emit('patch.escalation', {
+      tenantId: this.#ctx.tenantId,
+      planId: this.#plan.id,
+      planHash: this.#plan.hash,
+      jobId: this.#job.id,
+      ...e,
+    });
+  }
+
+  async execute(): Promise<{ status: Job['status']; reason?: string }> {
+    for (const wave of this.#plan.waves) {
+      if (this.#budgetSpent || this.#stopReason || this.#signal?.aborted) break;
+      const pending = wave.serverIds.filter((id) => !TERMINAL.has(this.#tasks.get(id)?.status ?? 'pending'));
+      if (pending.length === 0) continue;
+      this.#ctx.fleet.events.emit('patch.wave.started', {
+        tenantId: this.#ctx.tenantId,
+        planId: this.#plan.id,
+        jobId: this.#job.id,
+        wave: wave.name,
+        serverIds: pending,
+      });
+      const queue = new PQueue({ concurrency: this.#policy.rollout.maxConcurrency });
+      await Promise.all(pending.map((id) => queue.add(() => this.#runServer(id))));
+    }
+    await this.#markNotStarted();
+    if (this.#signal?.aborted) return { status: 'cancelled', reason: 'cancelled by the caller' };
+    if (this.#budgetSpent) {
+      return {
+        status: 'stopped',
+        reason: `error budget spent: ${this.#failures} failed servers, at most ${this.#plan.stopCondition.maxFailures} allowed`,
+      };
+    }
+    if (this.#stopReason) return { status: 'stopped', reason: this.#stopReason };
+    const c = this.counts();
+    return {
+      status: c.failed === 0 ? 'succeeded' : c.succeeded === 0 && c.skipped === 0 ? 'failed' : 'partial',
+    };
+  }
+
+  async #markNotStarted() {
+    const reason = this.#signal?.aborted
+      ? 'not started: the run was cancelled'
+      : this.#budgetSpent
+        ? 'not started: the error budget was spent'
+        : (this.#stopReason ?? 'not started');
+    for (const task of this.#tasks.values()) {
+      if (task.status !== 'pending') continue;
+      await this.#save(task.serverId, {
+        status: this.#signal?.aborted ? 'cancelled' : 'skipped',
+        finishedAt: this.#now(),
+        error: { code: 'NOT_STARTED', message: reason },
+      });
+    }
+  }
+
+  #now() {
+    return this.#ctx.fleet.clock.now().toISOString();
+  }
+
+  async #save(serverId: string, changes: Partial<TaskResult>): Promise<TaskResult> {
+    const store = this.#ctx.fleet.store;
+    for (let attempt = 0; ; attempt++) {
+      const current = await store.taskResults.require(this.#ctx.tenantId, `${this.#job.id}:${serverId}`);
+      try {
+        const saved = await store.taskResults.update(this.#ctx.tenantId, current.id, changes as never, {
+          expectedVersion: current.version,
+        });
+        this.#tasks.set(serverId, saved);
+        return saved;
+      } catch (error) {
+        if (!(error instanceof ConflictError) || attempt > 3) throw error;
+      }
+    }
+  }
+
+  async #step(serverId: string, step: string, details?: Record<string, unknown>) {
+    const task = this.#tasks.get(serverId)!;
+    await this.#save(serverId, { step, ...(details ? { details: { ...task.details, ...details } } : {}) });
+    this.#ctx.fleet.events.emit('patch.server.step', {
+      tenantId: this.#ctx.tenantId,
+      planId: this.#plan.id,
+      jobId: this.#job.id,
+      serverId,
+      step,
+    });
+  }
+
+  async #runServer(serverId: string): Promise<void> {
+    const ctx = this.#ctx;
+    if (this.#budgetSpent || this.#stopReason || this.#signal?.aborted) return;
+    const window = this.#policy.window;
+    if (window && !canStartWithin(window, ctx.fleet.clock.now(), this.#opts.expectedServerMs)) {
+      this.#stopReason ??= 'the maintenance window closes before another server could finish';
+      return;
+    }
+    const planned = this.#plan.servers.find((s) => s.serverId === serverId)!;
+    const server = this.#servers.get(serverId);
+    let task = this.#tasks.get(serverId)!;
+    if (task.status === 'pending') {
+      task = await this.#save(serverId, {
+        status: 'running',
+        attempt: task.attempt + 1,
+        startedAt: this.#now(),
+      });
+    } else {
+      task = await this.#save(serverId, { attempt: task.attempt + 1 });
+    }
+    const finish = async (status: 'succeeded' | 'failed' | 'skipped', failure?: ServerFailure | string) => {
+      const error =
+        failure instanceof ServerFailure
+          ? { code: failure.error.code, message: `${failure.step}: ${failure.error.message}`.slice(0, 4000) }
+          : failure
+            ? { code: status === 'skipped' ? 'SKIPPED' : 'FAILED', message: failure }
+            : undefined;
+      const countsAgainstBudget =
+        status === 'failed' &&
+        !(
+          failure instanceof ServerFailure &&
+          failure.unreachable &&
+          !this.#plan.stopCondition.unreachableCountsAsError
+        );
+      if (countsAgainstBudget) this.#failures++;
+      await this.#save(serverId, {
+        status,
+        finishedAt: this.#now(),
+        ...(error ? { error } : {}),
+        details: { ...this.#tasks.get(serverId)!.details, countsAgainstBudget },
+      });
+      ctx.fleet.events.emit('patch.server.completed', {
+        tenantId: ctx.tenantId,
+        planId: this.#plan.id,
+        jobId: this.#job.id,
+        serverId,
+        status,
+        ...(error ? { reason: error.message } : {}),
+      });
+      if (status === 'failed') {
+        this.escalate({
+          kind: 'server-failed',
+          serverId,
+          step: failure instanceof ServerFailure ? failure.step : (task.step ?? 'unknown'),
+          reason: error?.message ?? 'failed',
+          ...(failure instanceof ServerFailure && failure.excerpt ? { outputExcerpt: failure.excerpt } : {}),
+        });
+      }
+    };
+    if (!server) return finish('failed', 'the server no longer exists in the inventory');
+    if (planned.blocked) return finish('skipped', `blocked at planning: ${planned.blocked}`);
+    if (planned.resolved.length === 0) return finish('succeeded');
+    try {
+      await this.#patchServer(server, planned.resolved, planned.selected);
+      await finish('succeeded');
+    } catch (error) {
+      if (error instanceof ServerFailure)
+        return finish(error.error.code === 'DRIFTED' ? 'skipped' : 'failed', error);
+      const e = toFleetwardError(error, `patching ${server.name}`);
+      await finish('failed', new ServerFailure(this.#tasks.get(serverId)?.step ?? 'unknown', e, false));
+    }
+  }
+
+  async #exec(server: Server, step: string, command: Command, timeoutMs = this.#opts.commandTimeoutMs) {
+    try {
+      return await runCommand(this.#ctx.fleet.adapterFor(server), server, command, {
+        timeoutMs,
+        ...(this.#signal ? { signal: this.#signal } : {}),
+      });
+    } catch (error) {
+      const e = toFleetwardError(error, `${step} on ${server.name}`);
+      throw new ServerFailure(step, e, e instanceof TransportError || e instanceof TimeoutError);
+    }
+  }
+
+  #driver(server: Server): PackageManagerDriver {
+    const os = server.os;
+    const driver = os && this.#ctx.fleet.drivers.find((d) => d.supports(os));
+    if (!driver?.installCommand || !driver.installedVersionsCommand || !driver.parseInstalledVersions) {
+      throw new ServerFailure(
+        'preflight',
+        new CapabilityMissingError(`no driver can install on ${server.name}`),
+        false,
+      );
+    }
+    return driver;
+  }
+
+  async #patchServer(
+    server: Server,
+    resolved: PatchPlan['servers'][number]['resolved'],
+    selected: PinnedPackage[],
+  ) {
+    const ctx = this.#ctx;
+    const id = server.id;
+    const driver = this.#driver(server);
+    const adapter = ctx.fleet.adapterFor(server);
+    const done = (step: string) =>
+      (this.#tasks.get(id)!.details?.['done'] as string[] | undefined)?.includes(step) ?? false;
+    const markDone = (step: string) =>
+      this.#step(id, step, {
+        done: [...((this.#tasks.get(id)!.details?.['done'] as string[] | undefined) ?? []), step],
+      });
+
+    if (!done('preflight')) {
+      await this.#step(id, 'preflight');
+      if (
+        (this.#policy.backups === 'pre' ||
+          this.#policy.backups === 'both' ||
+          this.#policy.backups === 'post') &&
+        !adapter.snapshot
+      ) {
+        throw new ServerFailure(
+          'preflight',
+          new CapabilityMissingError(`policy requires backups but adapter ${adapter.name} cannot snapshot`),
+          false,
+        );
+      }
+      const df = await this.#exec(
+        server,
+        'preflight',
+        { interpreter: ['sh', '-s'], script: PREFLIGHT_SCRIPT, env: { LC_ALL: 'C' } },
+        120_000,
+      );
+      for (const line of df.stdout.split('\n')) {
+        const [which, kib] = line.split(' ');
+        const min =
+          which === 'root'
+            ? this.#opts.minFreeRootMiB
+            : which === 'boot'
+              ? this.#opts.minFreeBootMiB
+              : undefined;
+        if (min !== undefined && Number(kib) < min * 1024) {
+          throw new ServerFailure(
+            'preflight',
+            new CommandFailedError(
+              `only ${Math.floor(Number(kib) / 1024)} MiB free on ${which === 'root' ? '/' : '/boot'}, need ${min}`,
+            ),
+            false,
+          );
+        }
+      }
+      const sudo = await this.#exec(server, 'preflight', { argv: ['true'], sudo: true }, 60_000);
+      if (sudo.exitCode !== 0) {
+        throw new ServerFailure(
+          'preflight',
+          new CommandFailedError(`cannot run as root: ${sudo.stderr.trim() || `exit ${sudo.exitCode}`}`),
+          false,
+          sudo.stderr.slice(-1000),
+        );
+      }
+      await markDone('preflight');
+    }
+
+    if (!done('install')) {
+      if (!done('drift')) {
+        await this.#step(id, 'drift-check');
+        const fresh = await scanServer(server, {
+          adapter,
+          drivers: ctx.fleet.drivers,
+          timeoutMs: this.#opts.commandTimeoutMs,
+          ...(this.#signal ? { signal: this.#signal } : {}),
+        }).catch((error) => {
+          const e = toFleetwardError(error, `rescanning ${server.name}`);
+          throw new ServerFailure('drift-check', e, e instanceof TransportError || e instanceof TimeoutError);
+        });
+        const pending = new Map((fresh.patches ?? []).map((p) => [p.name, p.candidateVersion]));
+        const changed = selected.filter((p) => pending.get(p.name) !== p.version);
+        let drift = changed.length
+          ? `pending versions changed since approval: ${changed.map((p) => `${p.name} ${p.version} -> ${pending.get(p.name) ?? 'none'}`).join(', ')}`
+          : '';
+        if (!drift && driver.simulateInstallCommand && driver.parseSimulateInstall) {
+          const tx = driver.parseSimulateInstall(
+            await this.#exec(server, 'drift-check', driver.simulateInstallCommand(resolved)),
+          );
+          if (tx.remove.length || !samePins(tx.install, resolved))
+            drift = 'the resolved transaction changed since approval';
+        }
+        if (drift) throw new ServerFailure('drift-check', new DriftedError(`drifted: ${drift}`), false);
+        await markDone('drift');
+      }
+      if ((this.#policy.backups === 'pre' || this.#policy.backups === 'both') && !done('backup-pre')) {
+        await this.#step(id, 'backup-pre');
+        const snap = await adapter.snapshot!.snapshot(server, {
+          label: `fleetward-${this.#plan.id}-pre`,
+          ...(this.#signal ? { signal: this.#signal } : {}),
+        });
+        await this.#step(id, 'backup-pre', { preSnapshotId: snap.snapshotId });
+        await markDone('backup-pre');
+      }
+      if (!done('pre-scripts')) {
+        await this.#runScripts(server, 'pre-scripts', this.#policy.preScripts);
+        await markDone('pre-scripts');
+      }
+      await this.#step(id, 'install');
+      const installed = await this.#exec(server, 'install', driver.installCommand!(resolved));
+      try {
+        driver.parseInstall?.(installed);
+        if (!driver.parseInstall && installed.exitCode !== 0)
+          throw new CommandFailedError(`install exited ${installed.exitCode}`);
+      } catch (error) {
+        throw new ServerFailure(
+          'install',
+          toFleetwardError(error, 'install'),
+          false,
+          `${installed.stdout}\n${installed.stderr}`.slice(-2000),
+        );
+      }
+      await markDone('install');
+    }
+
+    if (!done('reboot')) {
+      const policy = this.#policy.reboot;
+      let reboot = policy === 'always';
+      if (policy === 'if-required') {
+        const after = await scanServer(server, {
+          adapter,
+          drivers: ctx.fleet.drivers,
+          timeoutMs: this.#opts.commandTimeoutMs,
+        }).catch(() => undefined);
+        reboot = after?.rebootRequired ?? false;
+      }
+      if (reboot) await this.#reboot(server);
+      await markDone('reboot');
+    }
+
+    if (!done('post-scripts')) {
+      await this.#runScripts(server, 'post-scripts', this.#policy.postScripts);
+      await markDone('post-scripts');
+    }
+    if ((this.#policy.backups === 'post' || this.#policy.backups === 'both') && !done('backup-post')) {
+      await this.#step(id, 'backup-post');
+      const snap = await adapter.snapshot!.snapshot(server, { label: `fleetward-${this.#plan.id}-post` });
+      await this.#step(id, 'backup-post', { postSnapshotId: snap.snapshotId });
+      await markDone('backup-post');
+    }
+    if (!done('health')) {
+      await this.#step(id, 'health');
+      for (const check of this.#policy.healthChecks) {
+        if (check.type === 'command') {
+          const r = await this.#exec(server, 'health', { argv: check.argv }, check.timeoutSeconds * 1000);
+          if (r.exitCode !== check.expectExitCode) {
+            throw new ServerFailure(
+              'health',
+              new CommandFailedError(
+                `health check ${check.argv.join(' ')} exited ${r.exitCode}, expected ${check.expectExitCode}`,
+              ),
+              false,
+              `${r.stdout}\n${r.stderr}`.slice(-2000),
+            );
+          }
+        } else {
+          const response = await fetch(check.url, {
+            signal: AbortSignal.timeout(check.timeoutSeconds * 1000),
+            redirect: 'manual',
+          }).catch((error: unknown) => {
+            throw new ServerFailure(
+              'health',
+              new CommandFailedError(`health probe ${check.url} failed: ${(error as Error).message}`),
+              false,
+            );
+          });
+          if (response.status !== check.expectStatus) {
+            throw new ServerFailure(
+              'health',
+              new CommandFailedError(
+                `health probe ${check.url} answered ${response.status}, expected ${check.expectStatus}`,
+              ),
+              false,
+            );
+          }
+        }
+      }
+      await markDone('health');
+    }
+
+    await this.#step(id, 'verify');
+    const versions = driver.parseInstalledVersions!(
+      await this.#exec(server, 'verify', driver.installedVersionsCommand!(resolved.map((p) => p.name))),
+    );
+    const wrong = resolved.filter((p) => versions.get(p.name) !== p.version);
+    if (wrong.length) {
+      throw new ServerFailure(
+        'verify',
+        new CommandFailedError(
+          `not at the approved versions: ${wrong.map((p) => `${p.name} is ${versions.get(p.name) ?? 'absent'}, approved ${p.version}`).join('; ')}`,
+        ),
+        false,
+      );
+    }
+    await this.#step(id, 'done');
+  }
+
+  async #runScripts(server: Server, step: string, scriptIds: string[]) {
+    if (scriptIds.length === 0) return;
+    await this.#step(server.id, step);
+    for (const scriptId of scriptIds) {
+      const script = await this.#ctx.fleet.store.scripts.require(this.#ctx.tenantId, scriptId);
+      const r = await this.#exec(server, step, {
+        interpreter: interpreterArgv(script.interpreter),
+        script: script.body,
+        sudo: true,
+      });
+      if (r.exitCode !== 0) {
+        throw new ServerFailure(
+          step,
+          new CommandFailedError(
+            `script ${script.name} (${script.contentHash.slice(0, 12)}) exited ${r.exitCode}`,
+          ),
+          false,
+          `${r.stdout}\n${r.stderr}`.slice(-2000),
+        );
+      }
+    }
+  }
+
+  async #reboot(server: Server) {
+    const id = server.id;
+    let before = this.#tasks.get(id)!.details?.['bootIdBefore'] as string | undefined;
+    if (!before) {
+      before = (await this.#exec(server, 'reboot', BOOT_ID, 60_000)).stdout.trim();
+      await this.#step(id, 'reboot', { bootIdBefore: before });
+      await this.#exec(
+        server,
+        'reboot',
+        { interpreter: ['sh', '-s'], script: REBOOT_SCRIPT, sudo: true },
+        60_000,
+      );
+    }
+    const deadline = Date.now() + this.#opts.rebootTimeoutMs;
+    for (;;) {
+      await sleep(this.#opts.pollIntervalMs, this.#signal);
+      const now = await runCommand(this.#ctx.fleet.adapterFor(server), server, BOOT_ID, {
+        timeoutMs: 30_000,
+      }).catch(() => undefined);
+      const bootId = now?.exitCode === 0 ? now.stdout.trim() : undefined;
+      if (bootId && bootId !== before) {
+        await this.#step(id, 'reboot', { bootIdAfter: bootId });
+        return;
+      }
+      if (Date.now() > deadline) {
+        throw new ServerFailure(
+          'reboot',
+          new TimeoutError(
+            `${server.name} did not come back with a new boot id within ${this.#opts.rebootTimeoutMs} ms`,
+          ),
+          true,
+        );
+      }
+    }
+  }
+}
