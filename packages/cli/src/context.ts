@@ -17,7 +17,7 @@ export interface CliContext {
  * `default` tenant whose `local-admin` principal the CLI acts as. First use sets these up,
  * together with a `localhost` server for this machine.
  */
-export async function openContext(dataDir: string): Promise<CliContext> {
+export async function openContext(dataDir: string, principalId: string = LOCAL_ADMIN): Promise<CliContext> {
   const dir = resolve(dataDir);
   const store = createSqliteStore({ path: join(dir, 'fleetward.db') });
   const fleet = createFleet({ store, adapters: [createLocalAdapter()] });
@@ -28,9 +28,9 @@ export async function openContext(dataDir: string): Promise<CliContext> {
         admin: { id: LOCAL_ADMIN, name: 'Local administrator', kind: 'human', affiliation: 'employee' },
       });
     }
-    const session = fleet.as({ tenantId: DEFAULT_TENANT, principalId: LOCAL_ADMIN });
+    const admin = fleet.as({ tenantId: DEFAULT_TENANT, principalId: LOCAL_ADMIN });
     if (!(await store.servers.get(DEFAULT_TENANT, LOCAL_SERVER))) {
-      await session.servers.add({
+      await admin.servers.add({
         id: LOCAL_SERVER,
         name: LOCAL_SERVER,
         accountId: 'local',
@@ -38,7 +38,7 @@ export async function openContext(dataDir: string): Promise<CliContext> {
         labels: { 'fleetward.dev/local': 'true' },
       });
     }
-    return { fleet, session, dataDir: dir };
+    return { fleet, session: fleet.as({ tenantId: DEFAULT_TENANT, principalId }), dataDir: dir };
   } catch (error) {
     await fleet.close();
     throw error;

@@ -2,6 +2,7 @@ import { FleetwardError } from '@fleetward/core';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { createColors } from 'picocolors';
 import { openContext } from './context.js';
+import { registerPatchCommands } from './patch-commands.js';
 import { buildReport, type Report } from './report.js';
 import { renderTable } from './table.js';
 
@@ -53,6 +54,11 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
         .env('FLEETWARD_HOME')
         .default('.fleetward'),
     )
+    .addOption(
+      new Option('--as <principal>', 'act as this principal of the default tenant')
+        .env('FLEETWARD_PRINCIPAL')
+        .default('local-admin'),
+    )
     .option('--no-color', 'plain output (NO_COLOR is honoured too)')
     .showHelpAfterError()
     .exitOverride()
@@ -65,7 +71,8 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
   const withContext = async <T>(
     fn: (ctx: Awaited<ReturnType<typeof openContext>>) => Promise<T>,
   ): Promise<T> => {
-    const ctx = await openContext(program.opts<{ dataDir: string }>().dataDir);
+    const { dataDir, as } = program.opts<{ dataDir: string; as: string }>();
+    const ctx = await openContext(dataDir, as);
     try {
       return await fn(ctx);
     } finally {
@@ -128,6 +135,16 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
         }
       });
     });
+
+  registerPatchCommands(program, {
+    withContext,
+    out: io.stdout,
+    err: io.stderr,
+    colors: c,
+    setExit: (code) => {
+      exitCode = code;
+    },
+  });
 
   program
     .command('servers')

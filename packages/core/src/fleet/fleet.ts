@@ -363,6 +363,24 @@ export class FleetSession {
     return result;
   }
 
+  /** Principals and role bindings of the tenant (the access-management issue deepens this). */
+  readonly iam = {
+    addPrincipal: (input: Omit<EntityInputs['principals'], 'tenantId'>) =>
+      this.#write('iam.write', [{ type: 'principal' }], { type: 'principal', id: input.id ?? '(new)' }, (tx) =>
+        tx.principals.create({ ...input, tenantId: this.#tenantId } as EntityInputs['principals']),
+      ),
+    bindRole: (principalId: string, roleId: string, options: { projectIds?: string[] } = {}) =>
+      this.#write('iam.write', [{ type: 'role-binding' }], { type: 'principal', id: principalId }, async (tx) => {
+        await tx.principals.require(this.#tenantId, principalId);
+        await tx.roles.require(this.#tenantId, roleId);
+        return tx.roleBindings.create({ tenantId: this.#tenantId, principalId, roleId, ...options });
+      }),
+    listPrincipals: () =>
+      this.#read('iam.read', [{ type: 'principal' }], { type: 'principal', id: '*' }, () =>
+        this.#fleet.store.principals.listAll(this.#tenantId),
+      ),
+  };
+
   /** Patch policies, plans and approvals. */
   readonly patch: PatchApi = createPatchApi(() => this.internals());
 
