@@ -11,6 +11,7 @@ export type { SessionInternals } from './fleet/fleet.js';
 export {
   type Actor,
   type BootstrapTenantInput,
+  carryHistory,
   createFleet,
   Fleet,
   type FleetOptions,
@@ -27,8 +28,10 @@ export {
   parseAptSimulation,
   refreshCommand as aptRefreshCommand,
 } from './os/apt.js';
+export { dnfDriver, dnfRefreshCommand, yumDriver, yumRefreshCommand } from './os/dnf.js';
 export type { CommandOutput, PackageManagerDriver, ParsedScan } from './os/driver.js';
 export { OS_RELEASE_COMMAND, parseOsRelease } from './os/os-release.js';
+export { zypperDriver, zypperRefreshCommand } from './os/zypper.js';
 export { type ExecuteOptions, ExecuteOptionsSchema, executePlan } from './patch/execute.js';
 export {
   ApproveOptionsSchema,

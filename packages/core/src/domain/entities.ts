@@ -248,6 +248,11 @@ export const ScanResultSchemas = entity({
   rebootRequired: z.boolean().default(false),
   /** Packages whose update needs the reboot, where the OS says (`/var/run/reboot-required.pkgs`). */
   rebootPackages: z.array(z.string()).default([]),
+  /**
+   * The last time a scan saw pending packages disappear (they were installed), carried forward
+   * from scan to scan; absent until that has been observed.
+   */
+  lastUpdatedAt: TimestampSchema.optional(),
   /** Non-fatal remarks from the package manager (warnings, skipped repositories). */
   warnings: z.array(z.string()).default([]),
   error: TaskErrorSchema.optional(),

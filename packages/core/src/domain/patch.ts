@@ -43,6 +43,11 @@ export const PendingPatchSchema = z.strictObject({
   keptBack: z.boolean().default(false),
   /** Not installed now: a new dependency of another update. */
   isNew: z.boolean().default(false),
+  /**
+   * When this package was first seen pending on this server, carried across scans while it stays
+   * pending (a newer candidate of a still-unpatched package keeps the original date).
+   */
+  firstSeenAt: z.iso.datetime({ offset: true }).optional(),
 });
 export type PendingPatch = z.infer<typeof PendingPatchSchema>;
 

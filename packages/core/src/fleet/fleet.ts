@@ -13,6 +13,7 @@ import {
   type Principal,
   type ProjectInput,
   type ScanResult,
+  type ScanResultInput,
   type Server,
   type ServerInput,
   type ServerSelector,
@@ -200,6 +201,44 @@ export function createFleet(options: FleetOptions): Fleet {
   return new Fleet(options);
 }
 
+type PendingPatchInput = NonNullable<ScanResultInput['patches']>[number];
+
+async function latestSucceeded(
+  scope: StoreScope,
+  tenantId: string,
+  serverId: string,
+): Promise<ScanResult | undefined> {
+  const scans = await scope.scanResults.listAll(tenantId, { where: { serverId, status: 'succeeded' } });
+  return scans.reduce<ScanResult | undefined>(
+    (best, s) =>
+      !best ||
+      s.scannedAt > best.scannedAt ||
+      (s.scannedAt === best.scannedAt && s.createdAt > best.createdAt)
+        ? s
+        : best,
+    undefined,
+  );
+}
+
+/**
+ * Carries patch history from the previous successful scan: each still-pending package keeps the
+ * date it was first seen, and packages that stopped being pending mark the server as updated.
+ */
+export function carryHistory(
+  previous: ScanResult | undefined,
+  patches: readonly PendingPatchInput[],
+  scannedAt: string,
+): { patches: PendingPatchInput[]; lastUpdatedAt?: string } {
+  const seen = new Map((previous?.patches ?? []).map((p) => [p.name, p.firstSeenAt ?? previous!.scannedAt]));
+  const now = new Set(patches.map((p) => p.name));
+  const installedSince = (previous?.patches ?? []).some((p) => !now.has(p.name));
+  const lastUpdatedAt = installedSince ? scannedAt : previous?.lastUpdatedAt;
+  return {
+    patches: patches.map((p) => ({ ...p, firstSeenAt: seen.get(p.name) ?? scannedAt })),
+    ...(lastUpdatedAt ? { lastUpdatedAt } : {}),
+  };
+}
+
 /** The session's machinery, for workflow modules. Not part of the public API. */
 export interface SessionInternals {
   fleet: Fleet;
@@ -366,15 +405,23 @@ export class FleetSession {
   /** Principals and role bindings of the tenant (the access-management issue deepens this). */
   readonly iam = {
     addPrincipal: (input: Omit<EntityInputs['principals'], 'tenantId'>) =>
-      this.#write('iam.write', [{ type: 'principal' }], { type: 'principal', id: input.id ?? '(new)' }, (tx) =>
-        tx.principals.create({ ...input, tenantId: this.#tenantId } as EntityInputs['principals']),
+      this.#write(
+        'iam.write',
+        [{ type: 'principal' }],
+        { type: 'principal', id: input.id ?? '(new)' },
+        (tx) => tx.principals.create({ ...input, tenantId: this.#tenantId } as EntityInputs['principals']),
       ),
     bindRole: (principalId: string, roleId: string, options: { projectIds?: string[] } = {}) =>
-      this.#write('iam.write', [{ type: 'role-binding' }], { type: 'principal', id: principalId }, async (tx) => {
-        await tx.principals.require(this.#tenantId, principalId);
-        await tx.roles.require(this.#tenantId, roleId);
-        return tx.roleBindings.create({ tenantId: this.#tenantId, principalId, roleId, ...options });
-      }),
+      this.#write(
+        'iam.write',
+        [{ type: 'role-binding' }],
+        { type: 'principal', id: principalId },
+        async (tx) => {
+          await tx.principals.require(this.#tenantId, principalId);
+          await tx.roles.require(this.#tenantId, roleId);
+          return tx.roleBindings.create({ tenantId: this.#tenantId, principalId, roleId, ...options });
+        },
+      ),
     listPrincipals: () =>
       this.#read('iam.read', [{ type: 'principal' }], { type: 'principal', id: '*' }, () =>
         this.#fleet.store.principals.listAll(this.#tenantId),
@@ -597,13 +644,20 @@ export class FleetSession {
           ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
         });
         result = await store.transaction(async (tx) => {
+          const scannedAt = fleet.clock.now().toISOString();
+          const history = carryHistory(
+            await latestSucceeded(tx, tenantId, server.id),
+            scanned.patches ?? [],
+            scannedAt,
+          );
           const saved = await tx.scanResults.create({
             tenantId,
             serverId: server.id,
             jobId,
-            scannedAt: fleet.clock.now().toISOString(),
+            scannedAt,
             status: 'succeeded',
             ...scanned,
+            ...history,
           });
           await tx.taskResults.update(
             tenantId,
