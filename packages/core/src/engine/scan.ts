@@ -1,13 +1,20 @@
 import type { OsFacts, ScanResultInput, Server } from '../domain/index.js';
 import { CapabilityMissingError, CommandFailedError, ParseError, toFleetwardError } from '../errors.js';
 import { aptDriver } from '../os/apt.js';
+import { dnfDriver, yumDriver } from '../os/dnf.js';
 import type { PackageManagerDriver } from '../os/driver.js';
 import { parseOsRelease } from '../os/os-release.js';
+import { zypperDriver } from '../os/zypper.js';
 import type { Adapter, Command, ExecCapability } from '../ports/adapter.js';
 import { runCommand } from './exec.js';
 
 /** The drivers core knows, tried in order against a host's OS facts. */
-export const DEFAULT_DRIVERS: readonly PackageManagerDriver[] = [aptDriver];
+export const DEFAULT_DRIVERS: readonly PackageManagerDriver[] = [
+  aptDriver,
+  dnfDriver,
+  yumDriver,
+  zypperDriver,
+];
 
 export interface ScanServerContext {
   adapter: Adapter;
