@@ -9,6 +9,11 @@ export default defineConfig({
     alias: {
       '@fleetward/core': src('core'),
       '@fleetward/store-sqlite': src('store-sqlite'),
+      '@fleetward/adapter-ssh': src('adapter-ssh'),
+      // Before '@fleetward/testkit': aliases match by prefix, in order.
+      '@fleetward/testkit/lab': fileURLToPath(
+        new URL('./packages/testkit/src/lab/index.ts', import.meta.url),
+      ),
       '@fleetward/testkit': src('testkit'),
       '@fleetward/cli': src('cli'),
     },

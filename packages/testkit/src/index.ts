@@ -7,3 +7,11 @@ export {
   type StoreConformanceGroup,
   type StoreConformanceOptions,
 } from './store-conformance.js';
+export {
+  describeTransportConformance,
+  TRANSPORT_CONFORMANCE_GROUPS,
+  type TransportConformanceContext,
+  type TransportConformanceGroup,
+  type TransportConformanceOptions,
+  type TransportConformanceSetup,
+} from './transport-conformance.js';
