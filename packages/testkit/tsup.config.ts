@@ -1,3 +1,6 @@
 import { packageConfig } from '../../tsup.config.base.ts';
 
-export default packageConfig();
+// An entry object, so the lab lands in dist/lab/ (the `./lab` export and the `fleetward-lab` bin).
+export default packageConfig({
+  entry: { index: 'src/index.ts', 'lab/index': 'src/lab/index.ts', 'lab/bin': 'src/lab/bin.ts' },
+});

@@ -49,7 +49,12 @@ export function sampleInput<K extends EntityKind>(kind: K, tenantId: string, n =
         },
       ],
       waves: [{ name: 'all', serverIds: [`s-${n}`] }],
-      stopCondition: { errorBudget: { count: 0 }, maxFailures: 0, unreachableCountsAsError: true, onBudgetSpent: 'stop' },
+      stopCondition: {
+        errorBudget: { count: 0 },
+        maxFailures: 0,
+        unreachableCountsAsError: true,
+        onBudgetSpent: 'stop',
+      },
       hash: createHash('sha256').update(`plan-${n}`).digest('hex'),
     }),
     scripts: () => {
