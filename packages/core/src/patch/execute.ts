@@ -38,12 +38,13 @@ export const ExecuteOptionsSchema = z.strictObject({
   pollIntervalMs: z.number().int().positive().default(2000),
   /** Minimum free space on `/` before installing, in MiB. @default 200 */
   minFreeRootMiB: z.number().int().min(0).default(200),
+  /** How long the run's lease lasts without renewal: a crashed process's run can be resumed after this. @default 60_000 */
+  leaseTtlMs: z.number().int().min(1000).default(60_000),
   /** Minimum free space on `/boot` (when it is a separate file system), in MiB. @default 50 */
   minFreeBootMiB: z.number().int().min(0).default(50),
 });
 export type ExecuteOptions = z.input<typeof ExecuteOptionsSchema> & { signal?: AbortSignal };
 
-const LEASE_TTL_MS = 60_000;
 const TERMINAL = new Set(['succeeded', 'failed', 'skipped', 'cancelled']);
 
 /** Ends a server's work with an outcome; `unreachable` failures may not count against the budget. */
@@ -137,11 +138,11 @@ export async function executePlan(
 
   const holder = opts.holder ?? `${process.pid}-${randomUUID()}`;
   const leaseName = `patch-run:${tenantId}:${planId}`;
-  let lease: Lease | undefined = await store.leases.acquire(leaseName, holder, LEASE_TTL_MS);
+  let lease: Lease | undefined = await store.leases.acquire(leaseName, holder, opts.leaseTtlMs);
   if (!lease) throw new ConflictError(`plan ${planId} is being executed by another process`);
   const renew = setInterval(() => {
     if (!lease) return;
-    store.leases.renew(lease, LEASE_TTL_MS).then(
+    store.leases.renew(lease, opts.leaseTtlMs).then(
       (l) => {
         lease = l;
       },
@@ -149,7 +150,7 @@ export async function executePlan(
         lease = undefined;
       },
     );
-  }, LEASE_TTL_MS / 3);
+  }, opts.leaseTtlMs / 3);
   renew.unref();
 
   const audit = (
@@ -244,7 +245,7 @@ export async function executePlan(
       await sleep(Math.max(0, next.start.getTime() - fleet.clock.now().getTime()), signal);
     }
 
-    const run = new RunState(ctx, plan, policy, job, tasks, servers, opts, signal);
+    const run = new RunState(ctx, plan, policy, job, tasks, servers, opts, signal, () => lease !== undefined);
     const outcome = await run.execute();
     const counts = run.counts();
     job = await store.transaction(async (tx) => {
@@ -313,6 +314,7 @@ class RunState {
   readonly #servers: Map<string, Server>;
   readonly #opts: z.output<typeof ExecuteOptionsSchema>;
   readonly #signal: AbortSignal | undefined;
+  readonly #leaseHeld: () => boolean;
   #failures = 0;
   #stopReason: string | undefined;
 
@@ -325,7 +327,9 @@ class RunState {
     servers: Map<string, Server>,
     opts: z.output<typeof ExecuteOptionsSchema>,
     signal: AbortSignal | undefined,
+    leaseHeld: () => boolean,
   ) {
+    this.#leaseHeld = leaseHeld;
     this.#ctx = ctx;
     this.#plan = plan;
     this.#policy = policy;
@@ -387,9 +391,8 @@ class RunState {
     }
     if (this.#stopReason) return { status: 'stopped', reason: this.#stopReason };
     const c = this.counts();
-    return {
-      status: c.failed === 0 ? 'succeeded' : c.succeeded === 0 && c.skipped === 0 ? 'failed' : 'partial',
-    };
+    if (c.failed === 0 && c.skipped === 0) return { status: 'succeeded' };
+    return { status: c.succeeded === 0 && c.skipped === 0 ? 'failed' : 'partial' };
   }
 
   async #markNotStarted() {
@@ -443,6 +446,11 @@ class RunState {
   async #runServer(serverId: string): Promise<void> {
     const ctx = this.#ctx;
     if (this.#budgetSpent || this.#stopReason || this.#signal?.aborted) return;
+    if (!this.#leaseHeld()) {
+      // Another process may own the run now: starting more servers here could patch one twice.
+      this.#stopReason ??= 'this process lost the run’s lease';
+      return;
+    }
     const window = this.#policy.window;
     if (window && !canStartWithin(window, ctx.fleet.clock.now(), this.#opts.expectedServerMs)) {
       this.#stopReason ??= 'the maintenance window closes before another server could finish';
