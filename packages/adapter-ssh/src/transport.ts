@@ -19,7 +19,7 @@ import {
   TransportError,
   ValidationError,
 } from '@fleetward/core';
-import { type Client, type ClientChannel, utils } from 'ssh2';
+import ssh2, { type Client, type ClientChannel } from 'ssh2';
 import { z } from 'zod';
 import {
   dialTarget,
@@ -39,6 +39,9 @@ import {
   SshCredentialsSchema,
 } from './options.js';
 import type { Lease } from './pool.js';
+
+// ssh2 is CommonJS: Node's ESM loader sees only some of its names (not `utils`) as named exports.
+const ssh2Utils = ssh2.utils;
 
 /** After SIGKILL, how long to wait for the server to report the end before giving up on it. */
 const EXIT_AFTER_KILL_MS = 5_000;
@@ -101,7 +104,7 @@ export function parseCredentials(
   }
   const credentials = result.data;
   if (credentials.privateKey === undefined) return { credentials, keyType: undefined };
-  const parsed = utils.parseKey(credentials.privateKey, credentials.passphrase);
+  const parsed = ssh2Utils.parseKey(credentials.privateKey, credentials.passphrase);
   if (parsed instanceof Error) {
     const reason = parsed.message;
     if (/no passphrase given/i.test(reason)) {
