@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { createMemoryStore, type Fleet, verifyAuditChain } from '@fleetward/core';
 import { describeWithLab, type Lab, startLab } from '@fleetward/testkit/lab';
 import { afterEach, expect, it } from 'vitest';
@@ -128,5 +129,66 @@ describeWithLab('patching lab hosts', () => {
     expect(escalations).toEqual(
       expect.arrayContaining(['server-failed:w1a', 'server-failed:w1b', 'run-stopped:']),
     );
+  }, 240_000);
+
+  it('approveExclusions — an excluded package is held back until a second approver approves it, then installed', async () => {
+    const { lab, fleet, alice, bob } = await setup(['deb1']);
+    await alice.patch.policies.add({
+      id: 'all',
+      name: 'All',
+      projectId: 'lab',
+      categories: ['security', 'other'],
+      exclusions: ['labtool'],
+    });
+    const plan = await alice.patch.planPatchRun({ policyId: 'all' });
+    expect(plan.servers[0]!.resolved.map((p) => p.name)).toEqual(['labdemo']);
+    expect(plan.servers[0]!.heldBack).toEqual([
+      { name: 'labtool', version: '2.1-1', reason: 'excluded by labtool', needsSecondaryApproval: true },
+    ]);
+    const next = await bob.patch.approveExclusions(plan.id, ['labtool']);
+    expect(next.servers[0]!.resolved.map((p) => `${p.name}=${p.version}`)).toEqual([
+      'labdemo=1.1-1',
+      'labtool=2.1-1',
+    ]);
+    await bob.patch.approvePlan(next.id, { hash: next.hash });
+    const job = await bob.patch.executePlan(next.id);
+    expect(job.status).toBe('succeeded');
+    expect(await dpkgVersion(lab, 'deb1', 'labtool')).toBe('2.1-1');
+    expect((await fleet.store.patchPlans.require(TENANT, plan.id)).status).toBe('superseded');
+  }, 240_000);
+
+  it('executePlan — sshd dying while a server is being worked on fails that server without hanging', async () => {
+    const { lab, fleet, alice, bob } = await setup(['deb1']);
+    const body = 'sleep 30\n';
+    await fleet.store.scripts.create({
+      tenantId: TENANT,
+      id: 'slow-pre',
+      name: 'slow pre-install step',
+      interpreter: 'sh',
+      body,
+      contentHash: createHash('sha256').update(body).digest('hex'),
+    });
+    await alice.patch.policies.add({
+      id: 'sec',
+      name: 'Security',
+      projectId: 'lab',
+      preScripts: ['slow-pre'],
+    });
+    const plan = await alice.patch.planPatchRun({ policyId: 'sec' });
+    await bob.patch.approvePlan(plan.id, { hash: plan.hash });
+    fleet.events.on('patch.server.step', (e) => {
+      if (e.step === 'pre-scripts')
+        setTimeout(() => void lab.host('deb1').exec(['pkill', '-KILL', 'sshd']), 1000);
+    });
+    const job = await bob.patch.executePlan(plan.id, { commandTimeoutMs: 120_000 });
+    // The default error budget is 0: one failed server spends it.
+    expect(job.status).toBe('stopped');
+    const task = (await fleet.store.taskResults.list(TENANT, { where: { jobId: job.id } }))[0]!;
+    expect(task).toMatchObject({
+      status: 'failed',
+      step: 'pre-scripts',
+      error: { code: 'TRANSPORT_FAILED' },
+    });
+    expect(await dpkgVersion(lab, 'deb1', 'labdemo')).toBe('1.0-1');
   }, 240_000);
 });
