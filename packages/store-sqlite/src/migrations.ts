@@ -87,4 +87,23 @@ INSERT INTO lease_tokens (id, last) VALUES (1, 0);
       )
       .join('\n'),
   },
+  {
+    version: 3,
+    name: 'compliance, schedules, notifications',
+    sql: Object.entries({
+      complianceStandards: ['projectId'],
+      scanSchedules: ['projectId', 'enabled'],
+      webhookEndpoints: ['disabled'],
+      outbox: ['status', 'channel', 'destinationId'],
+      integrations: ['kind'],
+      changeRequests: ['projectId', 'pendingSetHash', 'status'],
+    })
+      .flatMap(([kind, fields]) =>
+        fields.map(
+          (field) =>
+            `CREATE INDEX entities_${kind}_${field} ON entities (tenant_id, json_extract(data, '$.${field}'), id) WHERE kind = '${kind}';`,
+        ),
+      )
+      .join('\n'),
+  },
 ];

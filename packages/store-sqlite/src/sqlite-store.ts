@@ -235,7 +235,11 @@ class SqliteBackend implements StoreBackend {
     );
     const listCache = new Map<string, Database.Statement>();
 
+    const tenantIds = db.prepare("SELECT tenant_id FROM entities WHERE kind = 'tenants' ORDER BY tenant_id");
     return {
+      async listTenantIds() {
+        return (tenantIds.all() as { tenant_id: string }[]).map((r) => r.tenant_id);
+      },
       async getRow(kind, tenantId, id) {
         const r = get.get(kind, tenantId, id) as RawRow | undefined;
         return r && toRow(r);

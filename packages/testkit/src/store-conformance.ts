@@ -241,6 +241,13 @@ export function describeStoreConformance(name: string, options: StoreConformance
         expect(await store.servers.get('tenant-c', 'shared-id')).toBeUndefined();
       });
 
+      it('tenantIds — lists every tenant, sorted, for process-wide workers', async () => {
+        await store.tenants.create(sampleInput('tenants', T2));
+        await store.tenants.create(sampleInput('tenants', T1));
+        await store.servers.create(sampleInput('servers', 'tenant-c'));
+        expect(await store.tenantIds()).toEqual([T1, T2]);
+      });
+
       it('audit.list — returns only the tenant’s own chain', async () => {
         const actor = { principalId: 'p-1', kind: 'human' as const };
         await store.audit.append({

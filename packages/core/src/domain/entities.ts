@@ -8,6 +8,14 @@ import {
   ProviderSchema,
   TimestampSchema,
 } from './common.js';
+import {
+  ChangeRequestFields,
+  ComplianceStandardFields,
+  IntegrationFields,
+  OutboxFields,
+  ScanScheduleFields,
+  WebhookEndpointFields,
+} from './operations.js';
 import { PackageManagerSchema, PatchPolicyFields, PendingPatchSchema } from './patch.js';
 import { PatchPlanFields } from './plan.js';
 import { ServerSelectorSchema } from './selector.js';
@@ -328,6 +336,36 @@ export const AccessGrantSchema = AccessGrantSchemas.stored;
 export type AccessGrant = z.infer<typeof AccessGrantSchema>;
 export type AccessGrantInput = z.input<typeof AccessGrantSchemas.input>;
 
+export const ComplianceStandardSchemas = entity(ComplianceStandardFields);
+export const ComplianceStandardSchema = ComplianceStandardSchemas.stored;
+export type ComplianceStandard = z.infer<typeof ComplianceStandardSchema>;
+export type ComplianceStandardInput = z.input<typeof ComplianceStandardSchemas.input>;
+
+export const ScanScheduleSchemas = entity(ScanScheduleFields);
+export const ScanScheduleSchema = ScanScheduleSchemas.stored;
+export type ScanSchedule = z.infer<typeof ScanScheduleSchema>;
+export type ScanScheduleInput = z.input<typeof ScanScheduleSchemas.input>;
+
+export const WebhookEndpointSchemas = entity(WebhookEndpointFields);
+export const WebhookEndpointSchema = WebhookEndpointSchemas.stored;
+export type WebhookEndpoint = z.infer<typeof WebhookEndpointSchema>;
+export type WebhookEndpointInput = z.input<typeof WebhookEndpointSchemas.input>;
+
+export const OutboxSchemas = entity(OutboxFields);
+export const OutboxMessageSchema = OutboxSchemas.stored;
+export type OutboxMessage = z.infer<typeof OutboxMessageSchema>;
+export type OutboxMessageInput = z.input<typeof OutboxSchemas.input>;
+
+export const IntegrationSchemas = entity(IntegrationFields);
+export const IntegrationSchema = IntegrationSchemas.stored;
+export type Integration = z.infer<typeof IntegrationSchema>;
+export type IntegrationInput = z.input<typeof IntegrationSchemas.input>;
+
+export const ChangeRequestSchemas = entity(ChangeRequestFields);
+export const ChangeRequestSchema = ChangeRequestSchemas.stored;
+export type ChangeRequest = z.infer<typeof ChangeRequestSchema>;
+export type ChangeRequestInput = z.input<typeof ChangeRequestSchemas.input>;
+
 /** Every kind of stored entity, with its schemas; stores and the conformance suite iterate it. */
 export const ENTITY_SCHEMAS = {
   tenants: TenantSchemas,
@@ -346,6 +384,12 @@ export const ENTITY_SCHEMAS = {
   credentials: CredentialSchemas,
   accessRequests: AccessRequestSchemas,
   accessGrants: AccessGrantSchemas,
+  complianceStandards: ComplianceStandardSchemas,
+  scanSchedules: ScanScheduleSchemas,
+  webhookEndpoints: WebhookEndpointSchemas,
+  outbox: OutboxSchemas,
+  integrations: IntegrationSchemas,
+  changeRequests: ChangeRequestSchemas,
 } as const;
 export type EntityKind = keyof typeof ENTITY_SCHEMAS;
 export const ENTITY_KINDS = Object.keys(ENTITY_SCHEMAS) as EntityKind[];
@@ -367,6 +411,12 @@ export interface EntityTypes {
   credentials: Credential;
   accessRequests: AccessRequest;
   accessGrants: AccessGrant;
+  complianceStandards: ComplianceStandard;
+  scanSchedules: ScanSchedule;
+  webhookEndpoints: WebhookEndpoint;
+  outbox: OutboxMessage;
+  integrations: Integration;
+  changeRequests: ChangeRequest;
 }
 export type EntityInputs = { [K in EntityKind]: z.input<(typeof ENTITY_SCHEMAS)[K]['input']> };
 
@@ -388,6 +438,12 @@ export const INDEXED_FIELDS: { [K in EntityKind]: readonly (keyof EntityTypes[K]
   credentials: ['caretakerId', 'fingerprint', 'login'],
   accessRequests: ['requesterId', 'status'],
   accessGrants: ['requestId', 'principalId', 'status'],
+  complianceStandards: ['projectId'],
+  scanSchedules: ['projectId', 'enabled'],
+  webhookEndpoints: ['disabled'],
+  outbox: ['status', 'channel', 'destinationId'],
+  integrations: ['kind'],
+  changeRequests: ['projectId', 'pendingSetHash', 'status'],
 };
 
 export { PendingPatchSchema };

@@ -1,13 +1,21 @@
-import type { OsFacts, PackageManager, PatchCategory, PendingPatch, Severity } from '../domain/index.js';
-import { CommandFailedError, ParseError } from '../errors.js';
+import type {
+  OsFacts,
+  PackageManager,
+  PatchCategory,
+  PendingPatch,
+  PinnedPackage,
+  Severity,
+} from '../domain/index.js';
+import { CommandFailedError, ParseError, ValidationError, type ValidationIssue } from '../errors.js';
 import type { Command, ScriptCommand } from '../ports/adapter.js';
-import type { CommandOutput, PackageManagerDriver, ParsedScan } from './driver.js';
+import type { CommandOutput, PackageManagerDriver, ParsedScan, ResolvedTransaction } from './driver.js';
 import {
   compareEvr,
   type Evr,
   formatEvr,
   type InstalledRpm,
   inferKernelReboot,
+  isKernelPackage,
   parseEvr,
   parseInstalledRpms,
   type RebootInference,
@@ -542,6 +550,479 @@ function rebootOf(tool: RpmTool, stdout: Map<Marker, Section>, installed: Instal
   });
 }
 
+// ---------------------------------------------------------------------------------------------
+// Installing: exact pins, the simulated transaction, the install itself and the verification.
+// ---------------------------------------------------------------------------------------------
+
+/** RPM package names: no leading `-` (an option to every tool), no glob, group (`@`) or path (`/`). */
+export const RPM_NAME = /^[A-Za-z0-9_+][A-Za-z0-9._+-]*$/;
+/** `[epoch:]version-release`, exactly one `-`: the form dnf, zypper and the scans print. */
+export const RPM_VERSION = /^([0-9]+:)?[A-Za-z0-9._+~^]+-[A-Za-z0-9._+~^]+$/;
+/** An architecture, or `''` when unknown. */
+const RPM_ARCH = /^[A-Za-z0-9_]*$/;
+
+/** A pin checked against the RPM grammar, its version split. */
+export interface RpmPin {
+  name: string;
+  evr: Evr;
+  /** `''` when the plan does not know it. */
+  arch: string;
+}
+
+/**
+ * Checks pinned packages before they become argv. argv cannot become shell syntax, but a value
+ * starting with `-` would be read as an option, and a glob, `@group` or `/path` would make the
+ * tool install something other than the pinned build.
+ * @throws ValidationError naming each bad field (`0.name`, `1.version`, `2.arch`), or the empty list.
+ */
+export function rpmPins(packages: readonly PinnedPackage[]): RpmPin[] {
+  const issues: ValidationIssue[] = [];
+  if (packages.length === 0) issues.push({ path: [], message: 'no packages to install' });
+  const pins: RpmPin[] = [];
+  packages.forEach((p, i) => {
+    const evr = RPM_VERSION.test(p.version) ? parseEvr(p.version) : null;
+    if (!RPM_NAME.test(p.name)) {
+      issues.push({ path: [i, 'name'], message: `not an RPM package name: ${JSON.stringify(p.name)}` });
+    }
+    if (!evr) {
+      issues.push({
+        path: [i, 'version'],
+        message: `not an RPM [epoch:]version-release: ${JSON.stringify(p.version)}`,
+      });
+    }
+    if (!RPM_ARCH.test(p.arch)) {
+      issues.push({ path: [i, 'arch'], message: `not an RPM architecture: ${JSON.stringify(p.arch)}` });
+    }
+    if (evr) pins.push({ name: p.name, evr, arch: p.arch });
+  });
+  if (issues.length) throw new ValidationError('packages', issues);
+  return pins;
+}
+
+/**
+ * `E:V-R` with the epoch always written: `name-1.0-1` would also match a build `1:1.0-1` in rpm's
+ * dependency semantics (a missing epoch matches any), `name-0:1.0-1` matches only epoch 0.
+ */
+export function explicitEvr(evr: Evr): string {
+  return `${evr.epoch}:${evr.version}-${evr.release}`;
+}
+
+/**
+ * The transaction options of every simulation and install, the same for both so that what was
+ * simulated is what gets installed:
+ * - `installonly_limit=0`: with the default of 3, installing a kernel erases the oldest one; a
+ *   patch run never removes anything (as apt's `--no-remove`), so kernels are kept, and the old
+ *   ones are the administrator's to clean (the executor's preflight checks free space on /boot);
+ * - `clean_requirements_on_remove=False`: nothing is removed as "no longer needed";
+ * - `exit_on_lock=True`: a held lock fails at once (exit 200, retryable) instead of waiting
+ *   until the command times out;
+ * - dnf only: `install_weak_deps=False` (a patch pulls in what is required, not what is recommended,
+ *   as zypper's `--no-recommends`), and `strict=True` (a pinned build that cannot be installed is an
+ *   error, never silently skipped, whatever the host's dnf.conf says). yum 3 knows neither and warns
+ *   about unknown options.
+ */
+function transactionOptions(tool: RpmTool): string[] {
+  const common = [
+    '--setopt=installonly_limit=0',
+    '--setopt=clean_requirements_on_remove=False',
+    '--setopt=exit_on_lock=True',
+  ];
+  return tool === 'dnf' ? [...common, '--setopt=install_weak_deps=False', '--setopt=strict=True'] : common;
+}
+
+/**
+ * The subcommand and arguments that select exactly the pinned builds. With every architecture known
+ * it is `install-nevra name-E:V-R.arch` (dnf 4, and yum since EL7): each argument is read as a
+ * NEVRA and nothing else, never as a provide or another name. Without an architecture it is
+ * `install`: dnf reads `name-E:V-R` as a NEVR (and then as a provide, which a string with an epoch
+ * never is); yum 3 has no arch-less form with an epoch, so it gets `name-V-R` when the epoch is 0
+ * and refuses a non-zero epoch without an architecture.
+ * @throws ValidationError as {@link rpmPins}, and for yum's epoch without architecture.
+ */
+function installArgs(tool: RpmTool, packages: readonly PinnedPackage[]): string[] {
+  const pins = rpmPins(packages);
+  if (pins.every((p) => p.arch !== '')) {
+    return ['install-nevra', ...pins.map((p) => `${p.name}-${explicitEvr(p.evr)}.${p.arch}`)];
+  }
+  if (tool === 'yum') {
+    const issues: ValidationIssue[] = pins.flatMap((p, i) =>
+      p.arch === '' && p.evr.epoch !== 0
+        ? [
+            {
+              path: [i, 'arch'],
+              message: `yum cannot pin epoch ${p.evr.epoch} of ${p.name} without its arch`,
+            },
+          ]
+        : [],
+    );
+    if (issues.length) throw new ValidationError('packages', issues);
+  }
+  return [
+    'install',
+    ...pins.map((p) => {
+      const evr = tool === 'yum' && p.arch === '' ? formatEvr(p.evr) : explicitEvr(p.evr);
+      return `${p.name}-${evr}${p.arch ? `.${p.arch}` : ''}`;
+    }),
+  ];
+}
+
+/** What a section of a dnf or yum transaction table does to its packages. */
+type RowKind = 'new' | 'upgrade' | 'downgrade' | 'reinstall' | 'remove' | 'skip' | 'note';
+
+/** Section headings of dnf 4 and yum 3 transaction tables. */
+const TRANSACTION_SECTIONS: Readonly<Record<string, RowKind>> = {
+  Installing: 'new',
+  'Installing dependencies': 'new',
+  'Installing weak dependencies': 'new',
+  'Installing group/module packages': 'new',
+  'Installing group packages': 'new',
+  'Installing for dependencies': 'new',
+  Upgrading: 'upgrade',
+  Updating: 'upgrade',
+  'Updating for dependencies': 'upgrade',
+  Downgrading: 'downgrade',
+  Reinstalling: 'reinstall',
+  Removing: 'remove',
+  'Removing dependent packages': 'remove',
+  'Removing unused dependencies': 'remove',
+  'Removing for dependencies': 'remove',
+  'Skipping packages with conflicts': 'skip',
+  'Skipping packages with broken dependencies': 'skip',
+  'Skipping packages with broken dependencies or part of a group': 'skip',
+  'Skipped (dependency problems)': 'skip',
+  'Not installed': 'skip',
+  'Not available': 'skip',
+  'Installing module profiles': 'note',
+  'Disabling module profiles': 'note',
+  'Enabling module streams': 'note',
+  'Switching module streams': 'note',
+  'Disabling modules': 'note',
+  'Resetting modules': 'note',
+  'Installing Environment Groups': 'note',
+  'Upgrading Environment Groups': 'note',
+  'Removing Environment Groups': 'note',
+  'Installing Groups': 'note',
+  'Upgrading Groups': 'note',
+  'Removing Groups': 'note',
+};
+
+/** The summary words and the sections each one counts. */
+const SUMMARY_KINDS: Readonly<Record<string, RowKind>> = {
+  Install: 'new',
+  Upgrade: 'upgrade',
+  Update: 'upgrade',
+  Downgrade: 'downgrade',
+  Reinstall: 'reinstall',
+  Remove: 'remove',
+  Erase: 'remove',
+  Skip: 'skip',
+};
+
+/** One package row of a transaction table. */
+export interface RpmTransactionRow {
+  kind: Exclude<RowKind, 'note'>;
+  /** The section heading, e.g. `Installing dependencies`. */
+  section: string;
+  name: string;
+  arch: string;
+  evr: Evr;
+  repo: string;
+  /** `name.arch` of the installed packages it obsoletes (the `replacing` lines): they are erased. */
+  replacing: { name: string; arch: string; evr: Evr }[];
+}
+
+/** A dnf or yum transaction table, structured. */
+export interface RpmTransaction {
+  rows: RpmTransactionRow[];
+  /** Rows of module and group sections, `Section: text`, which install no package by themselves. */
+  notes: string[];
+  /** The counts of the "Transaction Summary", by action word (`Install`, `Upgrade`…). */
+  summary: Map<string, number>;
+}
+
+const SUMMARY_LINE = /^(\w+)\s+(?:(\d+) Packages?)?\s*(?:\(\s*\+?\s*(\d+) Dependent packages?\s*\))?\s*$/;
+const REPLACING = /^\s+replacing\s+(\S+)\.([A-Za-z0-9_]+)\s+(\S+)\s*$/;
+
+/**
+ * Parses the transaction table dnf 4 and yum 3 print before their prompt: a heading between two
+ * lines of `=` (which may wrap), sections (`Upgrading:`, `Installing dependencies:`…) of rows
+ * ` name arch [epoch:]version-release repo size`, where a value wider than its column pushes the
+ * rest of the row onto an indented continuation line, and `replacing name.arch evr` lines under a
+ * package that obsoletes an installed one. Then `Transaction Summary` and its counts.
+ *
+ * The counts are checked against the rows (the check vuls makes on apt's summary): a table whose
+ * rows do not add up was cut or misread, and the transaction it describes is not trusted.
+ * @returns `null` when the text holds no table (dnf had nothing to do, or failed before resolving).
+ * @throws ParseError on an unknown section, a row that is not `name arch evr repo`, a table without
+ *   its summary, or counts that disagree with the rows.
+ */
+export function parseRpmTransaction(text: string): RpmTransaction | null {
+  const lines = text.split('\n');
+  const rule = (l: string | undefined) => l !== undefined && /^=+\s*$/.test(l) && l.trim().length >= 10;
+  const open = lines.findIndex(rule);
+  if (open < 0) return null;
+  const close = lines.findIndex((l, i) => i > open && rule(l));
+  const heading = lines.slice(open + 1, close < 0 ? open + 1 : close).join(' ');
+  if (close < 0 || !/\bPackage\b/.test(heading) || !/\bVersion\b/.test(heading)) {
+    throw new ParseError('transaction table has no "Package … Version" heading', {
+      details: { excerpt: lines.slice(open, open + 5).join('\n') },
+    });
+  }
+  const rows: RpmTransactionRow[] = [];
+  const notes: string[] = [];
+  let section = '';
+  let kind: RowKind | undefined;
+  let tokens: string[] = [];
+  let current: RpmTransactionRow | undefined;
+  /** Ends the pending row; returns it when it is a package row. */
+  const flush = (): RpmTransactionRow | undefined => {
+    if (tokens.length === 0) return undefined;
+    const row = tokens;
+    tokens = [];
+    if (kind === undefined) throw new ParseError(`transaction row outside a section: ${row.join(' ')}`);
+    if (kind === 'note') {
+      notes.push(`${section}: ${row.join(' ')}`);
+      return undefined;
+    }
+    const [name, arch, evrText, repo] = row;
+    const evr = evrText === undefined ? null : parseEvr(evrText);
+    if (name === undefined || arch === undefined || !/^[A-Za-z0-9_]+$/.test(arch) || !evr) {
+      throw new ParseError(`Unrecognized transaction row in "${section}": ${row.join(' ').slice(0, 200)}`);
+    }
+    const parsed: RpmTransactionRow = { kind, section, name, arch, evr, repo: repo ?? '', replacing: [] };
+    rows.push(parsed);
+    return parsed;
+  };
+  let i = close + 1;
+  for (; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (line.trim() === 'Transaction Summary') break;
+    if (line.trim() === '') continue;
+    const replacing = REPLACING.exec(line);
+    if (replacing) {
+      current = flush() ?? current;
+      const evr = parseEvr(replacing[3]!);
+      if (!current || !evr) throw new ParseError(`Unrecognized transaction line: ${line.slice(0, 200)}`);
+      current.replacing.push({ name: replacing[1]!, arch: replacing[2]!, evr });
+      continue;
+    }
+    if (/^\S.*:$/.test(line)) {
+      flush();
+      current = undefined;
+      // dnf's "Skipping packages with conflicts:" heading goes on with "(add '--best' … upgrade):".
+      if (line.startsWith('(') && kind === 'skip') continue;
+      section = line.slice(0, -1);
+      // Own keys only: a heading such as "constructor" must not find Object.prototype's.
+      kind = Object.hasOwn(TRANSACTION_SECTIONS, section) ? TRANSACTION_SECTIONS[section] : undefined;
+      if (kind === undefined) throw new ParseError(`Unknown transaction section "${section}"`);
+      continue;
+    }
+    if (/^ \S/.test(line)) {
+      current = flush() ?? current;
+      tokens = line.trim().split(/\s+/);
+    } else if (/^\s{2,}\S/.test(line) && tokens.length > 0) {
+      tokens.push(...line.trim().split(/\s+/));
+    } else {
+      throw new ParseError(`Unrecognized transaction line: ${line.slice(0, 200)}`);
+    }
+  }
+  flush();
+  if (i >= lines.length) {
+    throw new ParseError('transaction table has no "Transaction Summary": the output was cut');
+  }
+  const summary = new Map<string, number>();
+  for (let j = i + 1; j < lines.length; j++) {
+    const line = lines[j]!;
+    if (rule(line)) continue;
+    if (line.trim() === '') break;
+    const m = SUMMARY_LINE.exec(line.trim());
+    if (m && Object.hasOwn(SUMMARY_KINDS, m[1]!)) {
+      summary.set(m[1]!, Number(m[2] ?? 0) + Number(m[3] ?? 0));
+    }
+  }
+  for (const k of new Set(Object.values(SUMMARY_KINDS))) {
+    const words = Object.keys(SUMMARY_KINDS).filter((w) => SUMMARY_KINDS[w] === k);
+    const said = words.reduce<number | undefined>(
+      (sum, w) => (summary.has(w) ? (sum ?? 0) + summary.get(w)! : sum),
+      undefined,
+    );
+    const listed = rows.filter((r) => r.kind === k).length;
+    // yum 3 does not summarize the rows it skips, and dnf 4 has no "Reinstall" line: a missing
+    // line is no disagreement for those two.
+    if ((said ?? 0) !== listed && !(said === undefined && (k === 'skip' || k === 'reinstall'))) {
+      throw new ParseError(
+        `transaction summary (${words[0]} ${said ?? 0}) disagrees with the table (${listed} rows)`,
+        { details: { excerpt: lines.slice(open, open + 40).join('\n') } },
+      );
+    }
+  }
+  return { rows, notes, summary };
+}
+
+/** A held lock: dnf with exit_on_lock, dnf waiting (the command timed out), yum 3. */
+const RPM_LOCK =
+  /already locked by|Waiting for process with pid|another copy is running|holding the yum lock/i;
+
+/**
+ * The failure of a dnf or yum simulation or install, with the tool's own error lines: the
+ * `Error:` block on stderr (with its `Problem:` lines) and the unmatched arguments dnf reports on
+ * stdout. Retryable when another dnf, yum or PackageKit holds the lock.
+ */
+function transactionFailure(tool: RpmTool, what: string, output: CommandOutput): CommandFailedError {
+  const stderr = output.stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => !['', 'Error:', 'Operation aborted.', 'Exiting on user command'].includes(l));
+  const stdout = output.stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => /^(?:Error|No match for argument|Problem|Existing lock|Waiting for process)/.test(l));
+  const shown = [...stdout, ...stderr].slice(0, 12);
+  const text = shown.join(' | ').slice(0, 1500);
+  const all = `${output.stdout}\n${output.stderr}`;
+  let hint = '';
+  if (/Cache-only enabled but no cache/i.test(all)) {
+    hint = ` (the metadata cache is empty: refresh it as root with \`${tool} makecache\`)`;
+  }
+  return new CommandFailedError(
+    `${tool} ${what} failed (exit ${output.exitCode ?? 'signal'}): ${text || 'no message'}${hint}`,
+    { retryable: RPM_LOCK.test(all), details: { exitCode: output.exitCode, errors: shown } },
+  );
+}
+
+/** `warning:` lines of rpm (a `.rpmnew` file, a scriptlet) and dnf's `Warning:` lines. */
+function rpmWarnings(output: CommandOutput): string[] {
+  return `${output.stdout}\n${output.stderr}`
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => /^warning:|scriptlet failed|Error in \S+ scriptlet/i.test(l));
+}
+
+/** The removals of a transaction: its removed rows, and what its packages obsolete. */
+function removalsOf(tx: RpmTransaction): string[] {
+  const removed = tx.rows.filter((r) => r.kind === 'remove').map((r) => r.name);
+  // A package that obsoletes an older build of its own name replaces it; that is its upgrade.
+  const obsoleted = tx.rows.flatMap((r) => r.replacing.filter((o) => o.name !== r.name).map((o) => o.name));
+  return [...new Set([...removed, ...obsoleted])];
+}
+
+/**
+ * Reads the transaction of `--assumeno`. dnf answers its own prompt "no", says "Operation aborted."
+ * and exits 1; yum 3 says "Exiting on user command" and exits 1 too. So exit 1 is the normal outcome
+ * only with both a complete transaction table and that message: anything else with exit 1 (a
+ * package not found, a dependency problem, a held lock) is a failure. Exit 0 is "Nothing to do"
+ * (every pin already installed); exit 0 after a table would mean the tool did not stop at its
+ * prompt, which a simulation must never let pass.
+ */
+function parseSimulation(tool: RpmTool, output: CommandOutput): ResolvedTransaction {
+  if (output.truncated) throw new ParseError(`${tool} install simulation output was truncated`);
+  const aborted = /^(?:Operation aborted\.|Exiting on user command)$/m.test(
+    `${output.stdout}\n${output.stderr}`,
+  );
+  if (output.exitCode !== 0 && !(output.exitCode === 1 && aborted)) {
+    throw transactionFailure(tool, 'install simulation', output);
+  }
+  const tx = parseRpmTransaction(output.stdout);
+  if (output.exitCode === 0) {
+    if (tx && tx.rows.length > 0) {
+      throw new ParseError(`${tool} exited 0 after printing a transaction: it did not stop at --assumeno`);
+    }
+    return { install: [], remove: [], warnings: rpmWarnings(output) };
+  }
+  if (!tx) throw transactionFailure(tool, 'install simulation', output);
+
+  const warnings = rpmWarnings(output);
+  const install: ResolvedTransaction['install'] = [];
+  for (const r of tx.rows) {
+    if (r.kind === 'remove') continue;
+    if (r.kind === 'skip') {
+      warnings.push(`${tool} would skip ${r.name}-${formatEvr(r.evr)}.${r.arch} (${r.section})`);
+      continue;
+    }
+    if (r.kind === 'downgrade') warnings.push(`${tool} would downgrade ${r.name} to ${formatEvr(r.evr)}`);
+    if (r.kind === 'reinstall') warnings.push(`${tool} would reinstall ${r.name} ${formatEvr(r.evr)}`);
+    install.push({ name: r.name, version: formatEvr(r.evr), arch: r.arch, isNew: r.kind === 'new' });
+  }
+  for (const n of tx.notes) warnings.push(`${tool} would also change: ${n}`);
+  return { install, remove: removalsOf(tx), warnings: [...new Set(warnings)] };
+}
+
+/**
+ * Checks an install's output: exit 0 is success (dnf and yum exit 1 on any failure, 200 on a held
+ * lock). A successful install's table is read once more for what it did beyond the pins, as
+ * warnings: removals (which the simulation should have caught), downgrades, rpm's warnings. It never
+ * turns a finished install into a failure: the executor verifies the installed versions next.
+ */
+function parseInstallOutput(tool: RpmTool, output: CommandOutput) {
+  if (output.exitCode !== 0) throw transactionFailure(tool, 'install', output);
+  const warnings = rpmWarnings(output);
+  let rebootRequired = false;
+  try {
+    const tx = parseRpmTransaction(output.stdout);
+    for (const name of tx ? removalsOf(tx) : []) warnings.push(`${tool} removed ${name}`);
+    for (const r of tx?.rows ?? []) {
+      if (r.kind === 'downgrade') warnings.push(`${tool} downgraded ${r.name} to ${formatEvr(r.evr)}`);
+    }
+    // A new kernel runs only after a reboot; other restarts are for needs-restarting to tell.
+    rebootRequired = (tx?.rows ?? []).some(
+      (r) => (r.kind === 'new' || r.kind === 'upgrade') && isKernelPackage(r.name),
+    );
+  } catch (error) {
+    warnings.push(`${tool} install output was not understood: ${(error as Error).message}`);
+  }
+  if (output.truncated) warnings.push(`${tool} install output was truncated`);
+  return { rebootRequired, warnings: [...new Set(warnings)] };
+}
+
+/** The `rpm -q` format of {@link rpmInstalledVersionsCommand}; rpm expands the `\t` and `\n`. */
+const RPM_Q_FORMAT = '%{NAME}\\t%{EPOCHNUM}\\t%{VERSION}\\t%{RELEASE}\\t%{ARCH}\\n';
+
+/**
+ * `rpm -q` of the names, one tab-separated line per installed build. It reads the rpmdb, which every
+ * user may read, so it runs without sudo; `--` keeps a name from ever being an option.
+ * @throws ValidationError for a name outside the RPM grammar, or no name at all.
+ */
+export function rpmInstalledVersionsCommand(names: readonly string[]): Command {
+  const issues: ValidationIssue[] = names.flatMap((n, i) =>
+    RPM_NAME.test(n) ? [] : [{ path: [i], message: `not an RPM package name: ${JSON.stringify(n)}` }],
+  );
+  if (names.length === 0) issues.push({ path: [], message: 'no package names' });
+  if (issues.length) throw new ValidationError('names', issues);
+  return { argv: ['rpm', '-q', '--qf', RPM_Q_FORMAT, '--', ...names], env: { ...RPM_ENV } };
+}
+
+/**
+ * Parses {@link rpmInstalledVersionsCommand}: name to `[epoch:]version-release`, in the form of the
+ * scans' candidate versions. rpm exits with the number of names that are not installed and says
+ * `package NAME is not installed` for each: their absence is the answer. A name installed more than
+ * once (kernels, or two architectures) maps to its newest build, which is the one an install of a
+ * newer build puts there.
+ * @throws CommandFailedError when rpm failed otherwise (an `error:` line, no exit status, a non-zero
+ *   exit without any "not installed" line).
+ * @throws ParseError on a line in neither form.
+ */
+export function parseRpmInstalledVersions(output: CommandOutput): Map<string, string> {
+  const errors = output.stderr.split('\n').filter((l) => /^error:/.test(l.trim()));
+  const absent = output.stdout.split('\n').filter((l) => /^package \S+ is not installed$/.test(l.trim()));
+  if (output.exitCode === null || errors.length > 0 || (output.exitCode !== 0 && absent.length === 0)) {
+    const shown = errors.length ? errors : output.stderr.split('\n').filter((l) => l.trim() !== '');
+    throw new CommandFailedError(
+      `rpm -q failed (exit ${output.exitCode ?? 'signal'}): ${shown.slice(0, 5).join(' | ') || 'no message'}`,
+      { details: { exitCode: output.exitCode } },
+    );
+  }
+  const newestByName = new Map<string, Evr>();
+  for (const line of output.stdout.split('\n')) {
+    if (line.trim() === '' || /^package \S+ is not installed$/.test(line.trim())) continue;
+    const m = /^([^\t\s]+)\t(\d+)\t([^\t\s]+)\t([^\t\s]+)\t([^\t\s]+)$/.exec(line);
+    if (!m) throw new ParseError(`Unrecognized rpm -q line: ${line.slice(0, 200)}`);
+    const evr: Evr = { epoch: Number(m[2]), version: m[3]!, release: m[4]! };
+    const seen = newestByName.get(m[1]!);
+    if (!seen || compareEvr(evr, seen) > 0) newestByName.set(m[1]!, evr);
+  }
+  return new Map([...newestByName].map(([name, evr]) => [name, formatEvr(evr)]));
+}
+
 function makeDriver(tool: RpmTool): PackageManagerDriver {
   const manager: PackageManager = tool;
   return {
@@ -555,6 +1036,48 @@ function makeDriver(tool: RpmTool): PackageManagerDriver {
     parseScan(output: CommandOutput): ParsedScan {
       return parseRpmScan(tool, output);
     },
+    // As root: dnf and yum refuse `install` to a normal user even with --assumeno ("This command
+    // has to be run with superuser privileges"). From the metadata cache (`-C`) like the scan, so
+    // it never downloads; the transaction table is printed at log level info, so no `-q`.
+    simulateInstallCommand(packages: readonly PinnedPackage[]): Command {
+      return {
+        argv: [
+          tool,
+          '-C',
+          '--color=never',
+          '--assumeno',
+          ...transactionOptions(tool),
+          ...installArgs(tool, packages),
+        ],
+        sudo: true,
+        env: { ...RPM_ENV },
+      };
+    },
+    parseSimulateInstall(output: CommandOutput): ResolvedTransaction {
+      return parseSimulation(tool, output);
+    },
+    // Not `-C`: a cache-only run cannot download the packages. `metadata_expire=-1` instead keeps
+    // the metadata the simulation read (no refresh between plan and install); the pins are exact
+    // either way, so a refresh could only make a pinned build unavailable, never change it.
+    installCommand(packages: readonly PinnedPackage[]): Command {
+      return {
+        argv: [
+          tool,
+          '-y',
+          '--color=never',
+          '--setopt=metadata_expire=-1',
+          ...transactionOptions(tool),
+          ...installArgs(tool, packages),
+        ],
+        sudo: true,
+        env: { ...RPM_ENV },
+      };
+    },
+    parseInstall(output: CommandOutput) {
+      return parseInstallOutput(tool, output);
+    },
+    installedVersionsCommand: rpmInstalledVersionsCommand,
+    parseInstalledVersions: parseRpmInstalledVersions,
   };
 }
 
@@ -572,6 +1095,14 @@ function makeDriver(tool: RpmTool): PackageManagerDriver {
  * missing, from kernel packages installed after boot.
  *
  * The scan reads the metadata cache (`-C`) and runs without sudo; see {@link dnfRefreshCommand}.
+ *
+ * Installs pin exact builds (`install-nevra name-E:V-R.arch`). The simulation is the same command
+ * with `--assumeno`, from the cache, as root (dnf refuses `install` to a normal user even then),
+ * read from dnf's transaction table. dnf has no `--no-remove`: without `--allowerasing` it never
+ * erases for a conflict, `installonly_limit=0` stops it erasing old kernels, and the one removal
+ * left, a package obsoleting an installed one, shows in the simulation, which the plan refuses and
+ * the executor repeats right before installing (the drift check). Installed versions come from
+ * `rpm -q`, the newest build of each name.
  */
 export const dnfDriver: PackageManagerDriver = makeDriver('dnf');
 

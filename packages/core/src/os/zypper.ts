@@ -1,9 +1,16 @@
 import sax from 'sax';
-import type { OsFacts, PatchCategory, PendingPatch } from '../domain/index.js';
+import type { OsFacts, PatchCategory, PendingPatch, PinnedPackage } from '../domain/index.js';
 import { CommandFailedError, ParseError } from '../errors.js';
 import type { Command, ScriptCommand } from '../ports/adapter.js';
-import { classify, normalizeSeverity } from './dnf.js';
-import type { CommandOutput, PackageManagerDriver, ParsedScan } from './driver.js';
+import {
+  classify,
+  explicitEvr,
+  normalizeSeverity,
+  parseRpmInstalledVersions,
+  rpmInstalledVersionsCommand,
+  rpmPins,
+} from './dnf.js';
+import type { CommandOutput, PackageManagerDriver, ParsedScan, ResolvedTransaction } from './driver.js';
 import {
   compareEvr,
   type Evr,
@@ -603,6 +610,216 @@ function rebootOf(
   return inferKernelReboot(installed, sectionNumber(stdout.get('btime')), null, { compareRunning: false });
 }
 
+// ---------------------------------------------------------------------------------------------
+// Installing: exact pins, the simulated transaction, the install itself.
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The capabilities that select exactly the pinned builds: `name.arch=E:V-R` (`name=E:V-R` when the
+ * arch is unknown), read with `--name` so that a name is only ever a package name. Without
+ * `--name`, zypper falls back to any provider of the capability when no package has that name and
+ * version. The epoch is always written (see {@link explicitEvr}).
+ */
+function zypperPins(packages: readonly PinnedPackage[]): string[] {
+  return rpmPins(packages).map((p) => `${p.name}${p.arch ? `.${p.arch}` : ''}=${explicitEvr(p.evr)}`);
+}
+
+/** `zypper install` without prompts, from the repository caches (refreshing is {@link zypperRefreshCommand}'s). */
+const ZYPPER_INSTALL = ['--non-interactive', '--no-refresh', '--xmlout', 'install'] as const;
+/**
+ * The install options of the simulation and the install alike, so that what was simulated is what
+ * gets installed: `--no-recommends` (a patch pulls in what is required, not what is recommended),
+ * `--no-force-resolution` (a dependency problem is an error, never solved by removing packages;
+ * non-interactive zypper then cancels, exit 4), `--name` (see {@link zypperPins}). Licenses are not
+ * auto-agreed: a package that asks for a license confirmation fails, for a person to accept.
+ */
+const ZYPPER_INSTALL_OPTIONS = ['--no-recommends', '--no-force-resolution', '--name'] as const;
+
+/** What a section of zypper's `<install-summary>` does to its solvables. */
+const SUMMARY_SECTIONS: Readonly<Record<string, 'new' | 'upgrade' | 'downgrade' | 'reinstall' | 'remove'>> = {
+  'to-install': 'new',
+  'to-upgrade': 'upgrade',
+  'to-upgrade-change-arch': 'upgrade',
+  'to-downgrade': 'downgrade',
+  'to-downgrade-change-arch': 'downgrade',
+  'to-reinstall': 'reinstall',
+  'to-remove': 'remove',
+};
+
+/** zypper's note, on every dry run, that packages not downloaded yet were not checked for file conflicts. */
+const FILECONFLICT_NOTE = /excluded from file conflicts check because/;
+
+/** Warning and error messages worth keeping, one line each. */
+function noteworthy(messages: readonly ZypperMessage[]): string[] {
+  const out: string[] = [];
+  for (const m of messages) {
+    if ((m.type === 'warning' || m.type === 'error') && !FILECONFLICT_NOTE.test(m.text)) {
+      out.push(`zypper: ${oneLine(m.text)}`);
+    }
+    // rpm's own output (a .rpmnew file, a scriptlet warning) comes as info "Additional rpm output".
+    if (m.type === 'info' && m.text.startsWith('Additional rpm output:')) {
+      for (const line of m.text.split('\n')) {
+        if (/^\s*warning:/i.test(line)) out.push(`rpm: ${line.trim()}`);
+      }
+    }
+  }
+  return out;
+}
+
+/** The `Problem:` descriptions of the solver's prompts: why a transaction could not be resolved. */
+function solverProblems(roots: readonly XmlElement[]): string[] {
+  return roots
+    .flatMap((r) => [...descendants(r, 'prompt')])
+    .flatMap((p) => p.children.filter((c) => c.name === 'description').map((c) => c.text.trim()))
+    .filter((t) => /^Problem/.test(t))
+    .map(oneLine);
+}
+
+/**
+ * The failure of an install or its simulation: the lock (7) and zypper's self-update (103) are
+ * retryable, a libzypp error (4) too unless it is a dependency problem the solver reported, which
+ * stays until the plan changes; a pin zypper cannot find (104) and the rest are not.
+ */
+function installFailure(what: string, status: number | null, roots: XmlElement[], stderr: string) {
+  const problems = solverProblems(roots);
+  const errors = messagesOf(roots)
+    .filter((m) => m.type === 'error')
+    .map((m) => oneLine(m.text));
+  const shown = [...errors, ...problems];
+  if (shown.length === 0) {
+    shown.push(
+      ...stderr
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l !== '')
+        .slice(-3),
+    );
+  }
+  const text = shown.join(' | ') || 'no message';
+  const details = { exitCode: status, errors: shown };
+  if (status === EXIT.ZYPP_LOCKED) {
+    return new CommandFailedError(`zypper ${what}: the zypp lock is held (exit 7): ${text}`, {
+      retryable: true,
+      details,
+    });
+  }
+  if (status === EXIT.INF_RESTART_NEEDED) {
+    return new CommandFailedError(`zypper ${what}: zypper updated itself (exit 103); run it again`, {
+      retryable: true,
+      details,
+    });
+  }
+  if (status === EXIT.INF_CAP_NOT_FOUND) {
+    return new CommandFailedError(`zypper ${what}: a pinned package was not found (exit 104): ${text}`, {
+      details,
+    });
+  }
+  return new CommandFailedError(`zypper ${what} failed (exit ${status ?? 'signal'}): ${text}`, {
+    retryable: status === EXIT.ERR_ZYPP && problems.length === 0,
+    details,
+  });
+}
+
+/** Exit codes after which an install (or its simulation) did what it was asked. */
+const INSTALL_SUCCESS = new Set<number>([EXIT.OK, EXIT.INF_REBOOT_NEEDED, EXIT.INF_REPOS_SKIPPED]);
+
+/** zypper's XML, or `[]` when it is unreadable: for reading the reason of a failure only. */
+function xmlOrNothing(text: string, what: string): XmlElement[] {
+  try {
+    return parseZypperXml(text, what);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Parses the `<install-summary>` of `zypper --xmlout install --dry-run`: `to-install` are new
+ * packages, `to-upgrade`, `to-downgrade` (a warning) and `to-reinstall` replace installed ones,
+ * `to-remove` are removals. `to-change-arch` and `to-change-vendor` repeat packages of those lists
+ * and only add a warning. Solvables that are not packages (products follow their release packages)
+ * are reported as warnings, not pinned.
+ * @throws ParseError when the output was truncated, is not well-formed, or has no install summary.
+ * @throws CommandFailedError when zypper failed (see {@link installFailure}).
+ */
+function parseSimulateInstall(output: CommandOutput): ResolvedTransaction {
+  if (output.truncated) throw new ParseError('zypper install simulation output was truncated');
+  const status = output.exitCode;
+  if (status === null || !INSTALL_SUCCESS.has(status)) {
+    throw installFailure(
+      'install simulation',
+      status,
+      xmlOrNothing(output.stdout, 'zypper install'),
+      output.stderr,
+    );
+  }
+  const roots = parseZypperXml(output.stdout, 'zypper install --dry-run');
+  const summary = roots.flatMap((r) => [...descendants(r, 'install-summary')]);
+  if (summary.length !== 1) {
+    throw new ParseError(`zypper install --dry-run output has ${summary.length} <install-summary>, not one`, {
+      details: { excerpt: output.stdout.slice(0, 500) },
+    });
+  }
+  const warnings = noteworthy(messagesOf(roots));
+  const install: ResolvedTransaction['install'] = [];
+  const remove: string[] = [];
+  for (const section of summary[0]!.children) {
+    const kind = Object.hasOwn(SUMMARY_SECTIONS, section.name) ? SUMMARY_SECTIONS[section.name] : undefined;
+    for (const s of section.children.filter((c) => c.name === 'solvable')) {
+      const a = s.attributes;
+      const label = `${a['type'] ?? '?'} ${a['name'] ?? '?'} ${a['edition'] ?? ''}`.trim();
+      if (kind === undefined) {
+        if (section.name === 'to-change-arch')
+          warnings.push(`zypper would change the architecture of ${label}`);
+        if (section.name === 'to-change-vendor') warnings.push(`zypper would change the vendor of ${label}`);
+        continue;
+      }
+      if (a['type'] !== 'package') {
+        warnings.push(`zypper would also ${kind === 'remove' ? 'remove' : 'install'} ${label}`);
+        continue;
+      }
+      const edition = parseEvr(a['edition'] ?? '');
+      if (!a['name'] || !a['arch'] || !edition) {
+        throw new ParseError(`zypper install summary has a solvable without name, arch or edition: ${label}`);
+      }
+      if (kind === 'remove') {
+        remove.push(a['name']);
+        continue;
+      }
+      if (kind === 'downgrade') warnings.push(`zypper would downgrade ${a['name']} to ${formatEvr(edition)}`);
+      if (kind === 'reinstall') warnings.push(`zypper would reinstall ${a['name']} ${formatEvr(edition)}`);
+      install.push({ name: a['name'], version: formatEvr(edition), arch: a['arch'], isNew: kind === 'new' });
+    }
+  }
+  return { install, remove: [...new Set(remove)], warnings: [...new Set(warnings)] };
+}
+
+/**
+ * Checks an install: 0 is success, 102 success with a reboot to do (libzypp flagged one), 106
+ * success from the repositories that could be read (a pin in a skipped one would have been 104).
+ * Everything else fails (see {@link installFailure}). zypper's warnings and rpm's `warning:` lines
+ * are returned; unreadable XML after a successful exit is a warning, not a failure, because the
+ * packages are installed and the executor verifies their versions next.
+ */
+function parseInstall(output: CommandOutput): { rebootRequired: boolean; warnings: string[] } {
+  const status = output.exitCode;
+  if (status === null || !INSTALL_SUCCESS.has(status)) {
+    throw installFailure('install', status, xmlOrNothing(output.stdout, 'zypper install'), output.stderr);
+  }
+  const warnings: string[] = [];
+  try {
+    const roots = parseZypperXml(output.stdout, 'zypper install');
+    warnings.push(...noteworthy(messagesOf(roots)));
+    const removed = roots
+      .flatMap((r) => [...descendants(r, 'install-summary')])
+      .flatMap((s) => s.children.filter((c) => c.name === 'to-remove'))
+      .flatMap((s) => s.children.map((c) => c.attributes['name'] ?? '?'));
+    for (const name of removed) warnings.push(`zypper removed ${name}`);
+  } catch (error) {
+    warnings.push(`zypper install output was not understood: ${(error as Error).message}`);
+  }
+  return { rebootRequired: status === EXIT.INF_REBOOT_NEEDED, warnings: [...new Set(warnings)] };
+}
+
 /**
  * The zypper driver (SLES, openSUSE).
  *
@@ -622,6 +839,13 @@ function rebootOf(
  * retryably; 6 and every other code fail.
  *
  * The scan runs without sudo and with `--no-refresh`; see {@link zypperRefreshCommand}.
+ *
+ * Installs pin exact builds (`zypper install --name 'name.arch=E:V-R'`), simulated first with
+ * `--dry-run` and read from the XML install summary; both run as root (zypper refuses `install`
+ * to a normal user, dry run or not) with the same options. zypper cannot be told to refuse removals: the
+ * plan refuses a simulation that removes anything, and the executor simulates again right before
+ * installing (the drift check), so a removal is caught before the install runs. Installed versions
+ * come from `rpm -q`.
  */
 export const zypperDriver: PackageManagerDriver = {
   manager: 'zypper',
@@ -632,6 +856,26 @@ export const zypperDriver: PackageManagerDriver = {
     return { interpreter: ['sh', '-s'], sudo: false, env: { ...ZYPPER_ENV }, script: SCAN_SCRIPT };
   },
   parseScan,
+  // As root: zypper refuses `install` to a normal user even with --dry-run ("Root privileges are
+  // required", exit 5). A root dry run takes the zypp lock, so a busy zypper fails it retryably (7).
+  simulateInstallCommand(packages: readonly PinnedPackage[]): Command {
+    return {
+      argv: ['zypper', ...ZYPPER_INSTALL, '--dry-run', ...ZYPPER_INSTALL_OPTIONS, ...zypperPins(packages)],
+      sudo: true,
+      env: { ...ZYPPER_ENV },
+    };
+  },
+  parseSimulateInstall,
+  installCommand(packages: readonly PinnedPackage[]): Command {
+    return {
+      argv: ['zypper', ...ZYPPER_INSTALL, ...ZYPPER_INSTALL_OPTIONS, ...zypperPins(packages)],
+      sudo: true,
+      env: { ...ZYPPER_ENV },
+    };
+  },
+  parseInstall,
+  installedVersionsCommand: rpmInstalledVersionsCommand,
+  parseInstalledVersions: parseRpmInstalledVersions,
 };
 
 /** `zypper --non-interactive refresh`: refreshes the repository caches a scan reads. Needs root and the network. */

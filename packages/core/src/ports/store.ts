@@ -154,6 +154,12 @@ export interface StoreScope {
   readonly credentials: Repository<'credentials'>;
   readonly accessRequests: Repository<'accessRequests'>;
   readonly accessGrants: Repository<'accessGrants'>;
+  readonly complianceStandards: Repository<'complianceStandards'>;
+  readonly scanSchedules: Repository<'scanSchedules'>;
+  readonly webhookEndpoints: Repository<'webhookEndpoints'>;
+  readonly outbox: Repository<'outbox'>;
+  readonly integrations: Repository<'integrations'>;
+  readonly changeRequests: Repository<'changeRequests'>;
   readonly audit: AuditLog;
 }
 
@@ -167,6 +173,11 @@ export interface StoreScope {
  */
 export interface Store extends StoreScope {
   readonly leases: Leases;
+  /**
+   * Ids of every tenant, sorted. For process-wide workers (schedulers, dispatchers) only: every
+   * other call is scoped to one tenant.
+   */
+  tenantIds(): Promise<string[]>;
   /**
    * Runs `fn` in a transaction: every write through `tx` commits together when `fn` resolves, and
    * none is visible (to this or other processes) if it throws; the error is rethrown. Writes made
@@ -188,6 +199,8 @@ export interface EntityRow {
 
 /** Row-level operations a backend provides, all within one (possibly transactional) session. */
 export interface BackendSession {
+  /** Ids of every tenant (rows of kind `tenants`), sorted. */
+  listTenantIds(): Promise<string[]>;
   getRow(kind: EntityKind, tenantId: string, id: string): Promise<EntityRow | undefined>;
   /** Rows ordered by id, with `where` equality on top-level fields, after `after`, at most `limit`. */
   listRows(

@@ -318,6 +318,7 @@ export function createStore(backend: StoreBackend, options: CreateStoreOptions =
   return {
     ...base,
     leases: backend.leases,
+    tenantIds: () => run((s) => s.listTenantIds()),
     async transaction<T>(fn: (tx: StoreScope) => Promise<T>): Promise<T> {
       guard();
       return backend.session(

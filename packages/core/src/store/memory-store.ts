@@ -116,6 +116,12 @@ class MemoryBackend implements StoreBackend {
       undo.push(() => (before ? rows.set(k, before) : rows.delete(k)));
     };
     return {
+      async listTenantIds() {
+        return [...rows.values()]
+          .filter((r) => r.kind === 'tenants')
+          .map((r) => r.tenantId)
+          .sort();
+      },
       async getRow(kind, tenantId, id) {
         const row = rows.get(key(kind, tenantId, id));
         return row && clone(row);
