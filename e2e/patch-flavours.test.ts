@@ -34,23 +34,41 @@ describeWithLab('patching debian, rhel and suse hosts with one plan', () => {
       name: 'Security',
       projectId: 'lab',
       categories: ['security'],
-      rollout: { waves: [], maxConcurrency: 3, errorBudget: { count: 0 }, unreachableCountsAsError: true, onBudgetSpent: 'stop' },
+      rollout: {
+        waves: [],
+        maxConcurrency: 3,
+        errorBudget: { count: 0 },
+        unreachableCountsAsError: true,
+        onBudgetSpent: 'stop',
+      },
     });
     const plan = await alice.patch.planPatchRun({ policyId: 'sec' });
-    const pins = Object.fromEntries(plan.servers.map((s) => [s.serverId, s.resolved.map((p) => `${p.name}=${p.version}`)]));
+    const pins = Object.fromEntries(
+      plan.servers.map((s) => [s.serverId, s.resolved.map((p) => `${p.name}=${p.version}`)]),
+    );
     expect(pins).toEqual({ deb1: ['labdemo=1.1-1'], rhel1: ['labdemo=1.1-1'], suse1: ['labdemo=1.1-1'] });
     for (const s of plan.servers) expect(s.blocked, s.serverId).toBeUndefined();
-    const held = Object.fromEntries(plan.servers.map((s) => [s.serverId, s.heldBack.map((h) => h.name).sort()]));
-    expect(held).toEqual({ deb1: ['labtool'], rhel1: ['labextra', 'labplain', 'labtool'], suse1: ['labextra', 'labplain', 'labtool'] });
+    const held = Object.fromEntries(
+      plan.servers.map((s) => [s.serverId, s.heldBack.map((h) => h.name).sort()]),
+    );
+    expect(held).toEqual({
+      deb1: ['labtool'],
+      rhel1: ['labextra', 'labplain', 'labtool'],
+      suse1: ['labextra', 'labplain', 'labtool'],
+    });
 
     await bob.patch.approvePlan(plan.id, { hash: plan.hash });
     const job = await bob.patch.executePlan(plan.id);
     const tasks = await fleet.store.taskResults.list(TENANT, { where: { jobId: job.id } });
     expect(job.status, JSON.stringify(tasks.map((t) => t.error))).toBe('succeeded');
 
-    expect((await lab.host('deb1').exec(['dpkg-query', '-W', '-f', '${Version}', 'labdemo'])).stdout).toBe('1.1-1');
+    expect((await lab.host('deb1').exec(['dpkg-query', '-W', '-f', '${Version}', 'labdemo'])).stdout).toBe(
+      '1.1-1',
+    );
     for (const name of ['rhel1', 'suse1']) {
-      const q = await lab.host(name).exec(['rpm', '-q', '--qf', '%{VERSION}-%{RELEASE}', 'labdemo', 'labtool']);
+      const q = await lab
+        .host(name)
+        .exec(['rpm', '-q', '--qf', '%{VERSION}-%{RELEASE}', 'labdemo', 'labtool']);
       expect(q.stdout, name).toBe('1.1-12.0-1');
     }
     expect(verifyAuditChain(await fleet.store.audit.list(TENANT, { limit: 10_000 })).ok).toBe(true);

@@ -191,4 +191,70 @@ describeWithLab('patching lab hosts', () => {
     });
     expect(await dpkgVersion(lab, 'deb1', 'labdemo')).toBe('1.0-1');
   }, 240_000);
+
+  it('executePlan — health checks gate each server; a spent budget pauses the run, which resumes after acknowledging', async () => {
+    const { lab, fleet, alice, bob } = await setup(['h1', 'h2']);
+    await alice.patch.policies.add({
+      id: 'sec',
+      name: 'Security',
+      projectId: 'lab',
+      healthChecks: [
+        { type: 'command', argv: ['test', '-e', '/etc/fleetward-healthy'] },
+        { type: 'http', url: 'http://{address}:8080/', expectStatus: 200 },
+      ],
+      rollout: {
+        waves: [{ name: 'first', selector: { ids: ['h1'] } }],
+        maxConcurrency: 1,
+        errorBudget: { count: 0 },
+        unreachableCountsAsError: true,
+        onBudgetSpent: 'pause',
+      },
+    });
+    const h2 = lab.host('h2');
+    await h2.writeFile('/etc/fleetward-healthy', 'yes\n');
+    await h2.sh(`cd /tmp && nohup python3 -m http.server 8080 --bind ${h2.address} >/dev/null 2>&1 &`);
+    const plan = await alice.patch.planPatchRun({ policyId: 'sec' });
+    await bob.patch.approvePlan(plan.id, { hash: plan.hash });
+
+    const paused = await bob.patch.executePlan(plan.id);
+    expect(paused).toMatchObject({
+      status: 'pending',
+      reason: expect.stringContaining('paused: error budget spent'),
+    });
+    const tasks = async () =>
+      Object.fromEntries(
+        (await fleet.store.taskResults.list(TENANT, { where: { jobId: paused.id } })).map((t) => [
+          t.serverId,
+          t,
+        ]),
+      );
+    expect((await tasks())['h1']).toMatchObject({
+      status: 'failed',
+      step: 'health',
+      error: { code: 'COMMAND_FAILED' },
+    });
+    expect((await tasks())['h2']!.status).toBe('pending');
+    expect((await fleet.store.patchPlans.require(TENANT, plan.id)).status).toBe('executing');
+
+    const resumed = await bob.patch.executePlan(plan.id, { acknowledgeFailures: true });
+    expect(resumed.status).toBe('partial');
+    expect((await tasks())['h2']).toMatchObject({ status: 'succeeded', step: 'done' });
+    expect(await dpkgVersion(lab, 'h2', 'labdemo')).toBe('1.1-1');
+  }, 240_000);
+
+  it('executePlan — a policy that requires backups fails preflight on an adapter that cannot snapshot, and installs nothing', async () => {
+    const { lab, fleet, alice, bob } = await setup(['b1']);
+    await alice.patch.policies.add({ id: 'sec', name: 'Security', projectId: 'lab', backups: 'pre' });
+    const plan = await alice.patch.planPatchRun({ policyId: 'sec' });
+    await bob.patch.approvePlan(plan.id, { hash: plan.hash });
+    const job = await bob.patch.executePlan(plan.id);
+    const task = (await fleet.store.taskResults.list(TENANT, { where: { jobId: job.id } }))[0]!;
+    expect(task).toMatchObject({
+      status: 'failed',
+      step: 'preflight',
+      error: { code: 'CAPABILITY_MISSING' },
+    });
+    expect(task.error!.message).toContain('cannot snapshot');
+    expect(await dpkgVersion(lab, 'b1', 'labdemo')).toBe('1.0-1');
+  }, 240_000);
 });

@@ -76,7 +76,18 @@ export const HealthCheckSchema = z.discriminatedUnion('type', [
   }),
   z.strictObject({
     type: z.literal('http'),
-    url: z.url(),
+    /** http(s) URL probed from the orchestrator; `{address}` and `{name}` become the server's. */
+    url: z
+      .string()
+      .max(2000)
+      .refine(
+        (u) =>
+          URL.canParse(u.replaceAll('{address}', 'host.invalid').replaceAll('{name}', 'host.invalid')) &&
+          /^https?:\/\//.test(u),
+        {
+          message: 'must be an http(s) URL, optionally with {address} or {name}',
+        },
+      ),
     expectStatus: z.number().int().min(100).max(599).default(200),
     timeoutSeconds: z.number().int().positive().default(30),
   }),

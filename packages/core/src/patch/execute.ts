@@ -38,6 +38,11 @@ export const ExecuteOptionsSchema = z.strictObject({
   pollIntervalMs: z.number().int().positive().default(2000),
   /** Minimum free space on `/` before installing, in MiB. @default 200 */
   minFreeRootMiB: z.number().int().min(0).default(200),
+  /**
+   * Resume a run paused by a spent error budget: the failures so far no longer count against it.
+   * @default false
+   */
+  acknowledgeFailures: z.boolean().default(false),
   /** How long the run's lease lasts without renewal: a crashed process's run can be resumed after this. @default 60_000 */
   leaseTtlMs: z.number().int().min(1000).default(60_000),
   /** Minimum free space on `/boot` (when it is a separate file system), in MiB. @default 50 */
@@ -261,20 +266,22 @@ export async function executePlan(
         },
         { expectedVersion: current.version },
       );
-      const currentPlan = await tx.patchPlans.require(tenantId, planId);
-      await tx.patchPlans.update(
-        tenantId,
-        planId,
-        {
-          status:
-            outcome.status === 'stopped'
-              ? 'stopped'
-              : outcome.status === 'cancelled'
-                ? 'cancelled'
-                : 'completed',
-        },
-        { expectedVersion: currentPlan.version },
-      );
+      if (outcome.status !== 'pending') {
+        const currentPlan = await tx.patchPlans.require(tenantId, planId);
+        await tx.patchPlans.update(
+          tenantId,
+          planId,
+          {
+            status:
+              outcome.status === 'stopped'
+                ? 'stopped'
+                : outcome.status === 'cancelled'
+                  ? 'cancelled'
+                  : 'completed',
+          },
+          { expectedVersion: currentPlan.version },
+        );
+      }
       await fleet.audit(tx, {
         tenantId,
         actor,
@@ -294,7 +301,7 @@ export async function executePlan(
       status: job.status,
       ...(outcome.reason ? { reason: outcome.reason } : {}),
     });
-    if (outcome.status === 'stopped') {
+    if (outcome.status === 'stopped' || outcome.status === 'pending') {
       run.escalate({ kind: 'run-stopped', reason: outcome.reason ?? 'stopped' });
     }
     return job;
@@ -338,8 +345,11 @@ class RunState {
     this.#servers = servers;
     this.#opts = opts;
     this.#signal = signal;
-    for (const task of tasks.values())
-      if (task.status === 'failed' && task.details?.['countsAgainstBudget'] !== false) this.#failures++;
+    if (!opts.acknowledgeFailures) {
+      for (const task of tasks.values()) {
+        if (task.status === 'failed' && task.details?.['countsAgainstBudget'] !== false) this.#failures++;
+      }
+    }
   }
 
   counts() {
@@ -380,6 +390,13 @@ class RunState {
       });
       const queue = new PQueue({ concurrency: this.#policy.rollout.maxConcurrency });
       await Promise.all(pending.map((id) => queue.add(() => this.#runServer(id))));
+    }
+    if (this.#budgetSpent && !this.#signal?.aborted && this.#policy.rollout.onBudgetSpent === 'pause') {
+      // Paused, not ended: the untouched servers stay pending for a resume that acknowledges the failures.
+      return {
+        status: 'pending',
+        reason: `paused: error budget spent (${this.#failures} failed servers, at most ${this.#plan.stopCondition.maxFailures} allowed); execute again with acknowledgeFailures to continue`,
+      };
     }
     await this.#markNotStarted();
     if (this.#signal?.aborted) return { status: 'cancelled', reason: 'cancelled by the caller' };
@@ -523,10 +540,9 @@ class RunState {
 
   async #exec(server: Server, step: string, command: Command, timeoutMs = this.#opts.commandTimeoutMs) {
     try {
-      return await runCommand(this.#ctx.fleet.adapterFor(server), server, command, {
-        timeoutMs,
-        ...(this.#signal ? { signal: this.#signal } : {}),
-      });
+      // Cancellation stops new servers only: killing a package manager mid-transaction would
+      // leave the host worse off than finishing (or timing out) cleanly.
+      return await runCommand(this.#ctx.fleet.adapterFor(server), server, command, { timeoutMs });
     } catch (error) {
       const e = toFleetwardError(error, `${step} on ${server.name}`);
       throw new ServerFailure(step, e, e instanceof TransportError || e instanceof TimeoutError);
@@ -619,7 +635,6 @@ class RunState {
           adapter,
           drivers: ctx.fleet.drivers,
           timeoutMs: this.#opts.commandTimeoutMs,
-          ...(this.#signal ? { signal: this.#signal } : {}),
         }).catch((error) => {
           const e = toFleetwardError(error, `rescanning ${server.name}`);
           throw new ServerFailure('drift-check', e, e instanceof TransportError || e instanceof TimeoutError);
@@ -643,7 +658,6 @@ class RunState {
         await this.#step(id, 'backup-pre');
         const snap = await adapter.snapshot!.snapshot(server, {
           label: `fleetward-${this.#plan.id}-pre`,
-          ...(this.#signal ? { signal: this.#signal } : {}),
         });
         await this.#step(id, 'backup-pre', { preSnapshotId: snap.snapshotId });
         await markDone('backup-pre');
@@ -710,13 +724,19 @@ class RunState {
             );
           }
         } else {
-          const response = await fetch(check.url, {
+          const target = server.address ?? server.name;
+          // The address is a validated hostname or IP; brackets make an IPv6 literal a valid URL host.
+          const host = target.includes(':') ? `[${target}]` : target;
+          const url = check.url
+            .replaceAll('{address}', host)
+            .replaceAll('{name}', encodeURIComponent(server.name));
+          const response = await fetch(url, {
             signal: AbortSignal.timeout(check.timeoutSeconds * 1000),
             redirect: 'manual',
           }).catch((error: unknown) => {
             throw new ServerFailure(
               'health',
-              new CommandFailedError(`health probe ${check.url} failed: ${(error as Error).message}`),
+              new CommandFailedError(`health probe ${url} failed: ${(error as Error).message}`),
               false,
             );
           });
@@ -724,7 +744,7 @@ class RunState {
             throw new ServerFailure(
               'health',
               new CommandFailedError(
-                `health probe ${check.url} answered ${response.status}, expected ${check.expectStatus}`,
+                `health probe ${url} answered ${response.status}, expected ${check.expectStatus}`,
               ),
               false,
             );
@@ -789,7 +809,7 @@ class RunState {
     }
     const deadline = Date.now() + this.#opts.rebootTimeoutMs;
     for (;;) {
-      await sleep(this.#opts.pollIntervalMs, this.#signal);
+      await sleep(this.#opts.pollIntervalMs);
       const now = await runCommand(this.#ctx.fleet.adapterFor(server), server, BOOT_ID, {
         timeoutMs: 30_000,
       }).catch(() => undefined);
