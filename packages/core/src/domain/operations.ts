@@ -36,6 +36,8 @@ export const ComplianceStandardFields = {
 
 export const ScanScheduleFields = {
   projectId: IdSchema,
+  /** The principal whose authority scheduled scans run with (a service principal, usually). */
+  runAs: IdSchema,
   /** Five-field cron, read in `timeZone`; or `intervalMinutes`. Exactly one of them. */
   cron: z.string().min(9).max(120).optional(),
   intervalMinutes: z

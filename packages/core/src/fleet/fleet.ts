@@ -4,6 +4,7 @@ import PQueue from 'p-queue';
 import { z } from 'zod';
 import type { Action } from '../authz/actions.js';
 import { type AuthorizationContext, type Decision, evaluate, type Resource } from '../authz/evaluate.js';
+import { createComplianceApi } from '../compliance/api.js';
 import {
   type AccountInput,
   type AuditInput,
@@ -31,11 +32,13 @@ import {
 } from '../errors.js';
 import { resolveTargets, type Targets, TargetsSchema } from '../inventory/targets.js';
 import type { PackageManagerDriver } from '../os/driver.js';
+import { createNotifyApi, type NotifyApi } from '../notify/api.js';
 import { createPatchApi, type PatchApi } from '../patch/plan.js';
 import { type Adapter, CAPABILITIES } from '../ports/adapter.js';
 import { type Clock, systemClock } from '../ports/clock.js';
 import type { SecretStore } from '../ports/secret-store.js';
 import type { AuditQuery, ListOptions, Store, StoreScope } from '../ports/store.js';
+import { createScheduleApi } from '../schedule/api.js';
 import type { FleetEvents } from './events.js';
 
 export interface FleetOptions {
@@ -428,8 +431,13 @@ export class FleetSession {
       ),
   };
 
+  /** Scheduled scans of projects. */
+  readonly schedules = createScheduleApi(() => this.internals());
+
   /** Patch policies, plans and approvals. */
   readonly patch: PatchApi = createPatchApi(() => this.internals());
+  readonly notify: NotifyApi = createNotifyApi(() => this.internals());
+  readonly compliance = createComplianceApi(() => this.internals());
 
   // ---- inventory ----------------------------------------------------------------------------
 
