@@ -51,7 +51,6 @@ export {
   windowAt,
 } from './patch/window.js';
 export * from './ports/index.js';
-export * from './report/index.js';
 export {
   createScanScheduler,
   latestSlot,
@@ -70,84 +69,3 @@ export { canonicalJson } from './util/canonical-json.js';
 export { buildArgv, quoteArgv, quoteShellArg, validateCommand } from './util/command.js';
 export { Mutex } from './util/mutex.js';
 export { OutputCollector } from './util/output.js';
-export {
-  type ComplianceApi,
-  type ComplianceSummaryOptions,
-  ComplianceSummaryOptionsSchema,
-  type ComplianceSummaryResult,
-  createComplianceApi,
-  type LatestScans,
-  loadLatestScans,
-} from './compliance/api.js';
-export {
-  type CompliancePatch,
-  type ComplianceReason,
-  type ComplianceStatus,
-  type EvaluateServerInput,
-  evaluateServer,
-  projectsOf,
-  type ServerEvaluation,
-  type StandardResult,
-} from './compliance/evaluate.js';
-export {
-  type ComplianceAlert,
-  type ComplianceCounts,
-  type ComplianceGroup,
-  type CompliancePercentages,
-  type ComplianceSummary,
-  osKey,
-  type StandardSummary,
-  type SummarizeOptions,
-  summarize,
-} from './compliance/summary.js';
-export {
-  type AddWebhookInput,
-  AddWebhookInputSchema,
-  createNotifyApi,
-  type NotifyApi,
-  type RotateWebhookSecretOptions,
-  RotateWebhookSecretOptionsSchema,
-  type WebhookEndpointWithSecret,
-} from './notify/api.js';
-export {
-  createDispatcher,
-  createWebhookDelivery,
-  type DeliveryContext,
-  type DeliveryHandler,
-  type DeliveryResult,
-  type DispatchSummary,
-  type Dispatcher,
-  type DispatcherOptions,
-  DispatcherOptionsSchema,
-  type WebhookDeliveryOptions,
-  WebhookDeliveryOptionsSchema,
-  webhookBody,
-} from './notify/dispatcher.js';
-export {
-  type EnqueueEventInput,
-  type EnqueueInput,
-  enqueue,
-  enqueueEvent,
-  eventMatches,
-  listParked,
-  newDeliveryId,
-  recordEvent,
-  replayMessage,
-  type SubscribeWebhooksOptions,
-  subscribeWebhooks,
-  WEBHOOK_EVENT_TYPES,
-  type WebhookEventType,
-} from './notify/outbox.js';
-export {
-  DEFAULT_WEBHOOK_TOLERANCE_SECONDS,
-  generateWebhookSecret,
-  type SignWebhookInput,
-  signWebhook,
-  type VerifiedWebhook,
-  type VerifyWebhookInput,
-  verifyWebhook,
-  WEBHOOK_SECRET_PREFIX,
-  type WebhookHeaders,
-  WebhookVerificationError,
-  type WebhookVerificationFailure,
-} from './notify/webhook-signature.js';
