@@ -2,6 +2,36 @@ export type { AuditChainProblem, AuditChainVerification } from './audit/chain.js
 export { auditRecordHash, GENESIS_HASH, verifyAuditChain } from './audit/chain.js';
 export { ACTION_NAMES, ACTIONS, type Action, actionMatches } from './authz/actions.js';
 export { type AuthorizationContext, type Decision, evaluate, type Resource } from './authz/evaluate.js';
+export {
+  type ComplianceApi,
+  type ComplianceSummaryOptions,
+  ComplianceSummaryOptionsSchema,
+  type ComplianceSummaryResult,
+  createComplianceApi,
+  type LatestScans,
+  loadLatestScans,
+} from './compliance/api.js';
+export {
+  type CompliancePatch,
+  type ComplianceReason,
+  type ComplianceStatus,
+  type EvaluateServerInput,
+  evaluateServer,
+  projectsOf,
+  type ServerEvaluation,
+  type StandardResult,
+} from './compliance/evaluate.js';
+export {
+  type ComplianceAlert,
+  type ComplianceCounts,
+  type ComplianceGroup,
+  type CompliancePercentages,
+  type ComplianceSummary,
+  osKey,
+  type StandardSummary,
+  type SummarizeOptions,
+  summarize,
+} from './compliance/summary.js';
 export * from './domain/index.js';
 export { type RunOptions, runCommand } from './engine/exec.js';
 export { DEFAULT_DRIVERS, detectOs, scanServer } from './engine/scan.js';
@@ -20,7 +50,93 @@ export {
   type ScanOutcome,
   TENANT_ADMIN_ROLE_ID,
 } from './fleet/fleet.js';
+export {
+  type BuildChangeRequestInput,
+  buildChangeRequest,
+  type ChangeRequestPatchSource,
+  pendingSetHash,
+  type ServerPendingPatches,
+} from './integrations/change-request.js';
+export { type FetchLike, idempotencyTag } from './integrations/http.js';
+export {
+  type AdfDoc,
+  type AdfNode,
+  buildJiraDescription,
+  createJiraIntegration,
+  type JiraIntegrationOptions,
+  plainTextToAdf,
+} from './integrations/jira.js';
+export {
+  createServiceNowIntegration,
+  type ServiceNowIntegrationOptions,
+  toServiceNowDateTime,
+} from './integrations/servicenow.js';
+export { createSmtpSender, type SmtpSenderOptions } from './integrations/smtp.js';
+export {
+  type ChangeRequestPatch,
+  type ChangeRequestPayload,
+  type ChangeRequestReceipt,
+  type EmailAttachment,
+  type EmailMessage,
+  type EmailSender,
+  IntegrationError,
+  type IntegrationErrorOptions,
+  type IntegrationKind,
+  type OpenChangeRequestOptions,
+  type TicketingIntegration,
+} from './integrations/types.js';
 export { resolveTargets, type Targets, TargetsSchema } from './inventory/targets.js';
+export {
+  type AddWebhookInput,
+  AddWebhookInputSchema,
+  createNotifyApi,
+  type NotifyApi,
+  type RotateWebhookSecretOptions,
+  RotateWebhookSecretOptionsSchema,
+  type WebhookEndpointWithSecret,
+} from './notify/api.js';
+export {
+  createDispatcher,
+  createWebhookDelivery,
+  type DeliveryContext,
+  type DeliveryHandler,
+  type DeliveryResult,
+  type Dispatcher,
+  type DispatcherOptions,
+  DispatcherOptionsSchema,
+  type DispatchSummary,
+  type WebhookDeliveryOptions,
+  WebhookDeliveryOptionsSchema,
+  webhookBody,
+} from './notify/dispatcher.js';
+export {
+  type EnqueueEventInput,
+  type EnqueueInput,
+  enqueue,
+  enqueueEvent,
+  eventMatches,
+  listParked,
+  newDeliveryId,
+  recordEvent,
+  replayMessage,
+  type SubscribeWebhooksOptions,
+  subscribeWebhooks,
+  WEBHOOK_EVENT_TYPES,
+  type WebhookEventType,
+} from './notify/outbox.js';
+export {
+  DEFAULT_WEBHOOK_TOLERANCE_SECONDS,
+  generateWebhookSecret,
+  type SignWebhookInput,
+  signWebhook,
+  type VerifiedWebhook,
+  type VerifyWebhookInput,
+  verifyWebhook,
+  WEBHOOK_SECRET_PREFIX,
+  type WebhookHeaders,
+  WebhookVerificationError,
+  type WebhookVerificationFailure,
+} from './notify/webhook-signature.js';
 export {
   aptDriver,
   isSecurityOrigin,
@@ -51,6 +167,7 @@ export {
   windowAt,
 } from './patch/window.js';
 export * from './ports/index.js';
+export * from './report/index.js';
 export {
   createScanScheduler,
   latestSlot,

@@ -5,6 +5,7 @@ import {
   type BackendSession,
   type Clock,
   createStore,
+  ENTITY_KINDS,
   type EntityKind,
   type EntityRow,
   type Lease,
@@ -234,6 +235,13 @@ class SqliteBackend implements StoreBackend {
       'INSERT INTO audit_log (tenant_id, seq, id, at, action, actor_id, hash, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
     );
     const listCache = new Map<string, Database.Statement>();
+    const indexes = new Set(
+      (
+        db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'entities'").all() as {
+          name: string;
+        }[]
+      ).map((r) => r.name),
+    );
 
     const tenantIds = db.prepare("SELECT tenant_id FROM entities WHERE kind = 'tenants' ORDER BY tenant_id");
     return {
@@ -248,17 +256,25 @@ class SqliteBackend implements StoreBackend {
         const fields = Object.keys(where).sort();
         for (const f of fields)
           if (!FIELD.test(f)) throw new StoreError(`invalid field name ${JSON.stringify(f)}`);
-        const sqlKey = `${fields.join(',')}|${after === undefined ? '' : 'after'}`;
+        const sqlKey = `${kind}|${fields.join(',')}|${after === undefined ? '' : 'after'}`;
         let stmt = listCache.get(sqlKey);
         if (!stmt) {
+          // The kind is inlined (from the fixed list of kinds, never caller text) because SQLite uses a
+          // partial index (`WHERE kind = 'servers'`) only when the query's own condition proves it.
+          if (!ENTITY_KINDS.includes(kind))
+            throw new StoreError(`unknown entity kind ${JSON.stringify(kind)}`);
+          // Without statistics SQLite prefers the primary key (it yields id order) and scans the whole
+          // tenant; the field's partial index yields id order too, for one equality.
+          const index = fields.length ? `entities_${kind}_${fields[0]}` : undefined;
+          const hint = index && indexes.has(index) ? ` INDEXED BY ${index}` : '';
           const conditions = [
-            'kind = ?',
+            `kind = '${kind}'`,
             'tenant_id = ?',
             ...fields.map((f) => `json_extract(data, '$.${f}') = ?`),
           ];
           if (after !== undefined) conditions.push('id > ?');
           stmt = db.prepare(
-            `SELECT kind, tenant_id, id, version, data FROM entities WHERE ${conditions.join(' AND ')} ORDER BY id LIMIT ?`,
+            `SELECT kind, tenant_id, id, version, data FROM entities${hint} WHERE ${conditions.join(' AND ')} ORDER BY id LIMIT ?`,
           );
           listCache.set(sqlKey, stmt);
         }
@@ -266,7 +282,7 @@ class SqliteBackend implements StoreBackend {
           const v = where[f]!;
           return typeof v === 'boolean' ? (v ? 1 : 0) : v;
         });
-        const params = [kind, tenantId, ...values, ...(after === undefined ? [] : [after]), limit];
+        const params = [tenantId, ...values, ...(after === undefined ? [] : [after]), limit];
         return (stmt.all(...params) as RawRow[]).map(toRow);
       },
       async insertRow(row) {

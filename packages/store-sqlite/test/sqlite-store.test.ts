@@ -105,3 +105,29 @@ describe('createSqliteStore', () => {
     await store.close();
   });
 });
+
+describe('createSqliteStore indexes', () => {
+  it('list — an equality on an indexed field is answered from that field’s index, not by scanning the tenant', async () => {
+    const path = join(dir, 'db.sqlite');
+    const store = createSqliteStore({ path });
+    for (let i = 0; i < 50; i++) {
+      await store.scanResults.create({
+        tenantId: 't',
+        serverId: `s-${i % 5}`,
+        scannedAt: '2026-01-01T00:00:00.000Z',
+        status: 'succeeded',
+      });
+    }
+    expect(await store.scanResults.list('t', { where: { serverId: 's-3' } })).toHaveLength(10);
+    await store.close();
+    // The same statement the store prepares, asked for its plan.
+    const db = new Database(path);
+    const plan = db
+      .prepare(
+        "EXPLAIN QUERY PLAN SELECT kind, tenant_id, id, version, data FROM entities INDEXED BY entities_scanResults_serverId WHERE kind = 'scanResults' AND tenant_id = ? AND json_extract(data, '$.serverId') = ? ORDER BY id LIMIT ?",
+      )
+      .all('t', 's-3', 10) as { detail: string }[];
+    expect(plan.map((p) => p.detail).join(' ')).toContain('USING INDEX entities_scanResults_serverId');
+    db.close();
+  });
+});

@@ -62,7 +62,12 @@ export function sampleInput<K extends EntityKind>(kind: K, tenantId: string, n =
       name: `no old security patches ${n}`,
       rule: { kind: 'max-pending-age', maxAgeDays: 7 },
     }),
-    scanSchedules: () => ({ tenantId, projectId: `proj-${n}`, runAs: `p-${n}`, intervalMinutes: 60 * 24 * 7 }),
+    scanSchedules: () => ({
+      tenantId,
+      projectId: `proj-${n}`,
+      runAs: `p-${n}`,
+      intervalMinutes: 60 * 24 * 7,
+    }),
     webhookEndpoints: () => ({
       tenantId,
       url: `http://127.0.0.1:9${String(n % 1000).padStart(3, '0')}/hooks`,

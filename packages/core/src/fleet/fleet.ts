@@ -4,6 +4,7 @@ import PQueue from 'p-queue';
 import { z } from 'zod';
 import type { Action } from '../authz/actions.js';
 import { type AuthorizationContext, type Decision, evaluate, type Resource } from '../authz/evaluate.js';
+import { createComplianceApi } from '../compliance/api.js';
 import {
   type AccountInput,
   type AuditInput,
@@ -30,6 +31,7 @@ import {
   ValidationError,
 } from '../errors.js';
 import { resolveTargets, type Targets, TargetsSchema } from '../inventory/targets.js';
+import { createNotifyApi, type NotifyApi } from '../notify/api.js';
 import type { PackageManagerDriver } from '../os/driver.js';
 import { createPatchApi, type PatchApi } from '../patch/plan.js';
 import { type Adapter, CAPABILITIES } from '../ports/adapter.js';
@@ -434,6 +436,8 @@ export class FleetSession {
 
   /** Patch policies, plans and approvals. */
   readonly patch: PatchApi = createPatchApi(() => this.internals());
+  readonly notify: NotifyApi = createNotifyApi(() => this.internals());
+  readonly compliance = createComplianceApi(() => this.internals());
 
   // ---- inventory ----------------------------------------------------------------------------
 

@@ -22,10 +22,13 @@ export async function resolveTargets(
 ): Promise<Server[]> {
   if ('serverIds' in targets) {
     const unique = [...new Set(targets.serverIds)].sort();
-    const servers = await store.servers.listAll(tenantId, { selector: { ids: unique } });
-    const found = new Set(servers.map((s) => s.id));
-    const missing = unique.find((id) => !found.has(id));
-    if (missing) throw new NotFoundError('server', missing);
+    // Looked up one by one: a listing would read the whole tenant to find a handful of servers.
+    const servers: Server[] = [];
+    for (const id of unique) {
+      const server = await store.servers.get(tenantId, id);
+      if (!server) throw new NotFoundError('server', id);
+      servers.push(server);
+    }
     return servers;
   }
   if ('selector' in targets) return store.servers.listAll(tenantId, { selector: targets.selector });

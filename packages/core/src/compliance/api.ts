@@ -1,0 +1,304 @@
+import { z } from 'zod';
+import type { Resource } from '../authz/evaluate.js';
+import {
+  type ComplianceStandard,
+  type ComplianceStandardInput,
+  IdSchema,
+  type Project,
+  type ScanResult,
+  type Server,
+  validate,
+} from '../domain/index.js';
+import type { SessionInternals } from '../fleet/fleet.js';
+import { resolveTargets, type Targets, TargetsSchema } from '../inventory/targets.js';
+import type { StoreScope } from '../ports/store.js';
+import { evaluateServer, projectsOf, type ServerEvaluation } from './evaluate.js';
+import { type ComplianceSummary, summarize } from './summary.js';
+
+export const ComplianceSummaryOptionsSchema = z.strictObject({
+  /** Only the servers this project's selector matches now. @default every server of the tenant */
+  projectId: IdSchema.optional(),
+});
+export type ComplianceSummaryOptions = z.input<typeof ComplianceSummaryOptionsSchema>;
+
+/** A summary as of `generatedAt` (the fleet clock), for the tenant or one project. */
+export interface ComplianceSummaryResult extends ComplianceSummary {
+  generatedAt: string;
+  projectId?: string;
+}
+
+/** The scans of one server that compliance reads. */
+export interface LatestScans {
+  /** The newest successful scan. */
+  succeeded?: ScanResult;
+  /** The newest scan of any status. */
+  attempt?: ScanResult;
+}
+
+type StandardChanges = Partial<Omit<ComplianceStandardInput, 'tenantId' | 'id'>>;
+
+const PAGE = 10_000;
+/**
+ * Up to this many servers, scans are read per server (`where: { serverId }`); above it, one pass
+ * over the tenant's scans is cheaper than that many queries. Kept small because a store may answer
+ * the per-server query by reading every scan anyway: the SQLite store's planner does today (about
+ * 0.4 s per query at 100,000 scans, against about 2 s for the whole pass).
+ */
+const PER_SERVER_QUERY_LIMIT = 8;
+
+function newer(a: ScanResult, b: ScanResult | undefined): boolean {
+  if (!b) return true;
+  const at = Date.parse(a.scannedAt);
+  const bt = Date.parse(b.scannedAt);
+  return at > bt || (at === bt && a.createdAt > b.createdAt);
+}
+
+function keep(latest: Map<string, LatestScans>, scan: ScanResult): void {
+  let entry = latest.get(scan.serverId);
+  if (!entry) {
+    entry = {};
+    latest.set(scan.serverId, entry);
+  }
+  if (newer(scan, entry.attempt)) entry.attempt = scan;
+  if (scan.status === 'succeeded' && newer(scan, entry.succeeded)) entry.succeeded = scan;
+}
+
+/**
+ * The newest successful scan and the newest scan attempt of each of `serverIds`. For many servers
+ * it pages once through all of the tenant's scan results and keeps two per server as it goes, so
+ * memory stays at one page plus two scans per server however long the scan history is.
+ */
+export async function loadLatestScans(
+  store: StoreScope,
+  tenantId: string,
+  serverIds: ReadonlySet<string>,
+): Promise<Map<string, LatestScans>> {
+  const latest = new Map<string, LatestScans>();
+  if (serverIds.size <= PER_SERVER_QUERY_LIMIT) {
+    for (const serverId of serverIds) {
+      for (const scan of await store.scanResults.listAll(tenantId, { where: { serverId } })) {
+        keep(latest, scan);
+      }
+    }
+    return latest;
+  }
+  let after: string | undefined;
+  for (;;) {
+    const page = await store.scanResults.list(tenantId, { limit: PAGE, ...(after ? { after } : {}) });
+    for (const scan of page) if (serverIds.has(scan.serverId)) keep(latest, scan);
+    if (page.length < PAGE) return latest;
+    after = page[page.length - 1]!.id;
+  }
+}
+
+const standardScope = (projectId: string | undefined): Resource =>
+  projectId === undefined ? { type: 'compliance-standard' } : { type: 'compliance-standard', projectId };
+
+/**
+ * The compliance API of a session: central standards, per-server evaluation and the bird's-eye
+ * summary. Standards are written with `patch.policy` (they are patch policy at tenant or project
+ * level) and read with `patch.read`; every call is authorized and audited.
+ */
+export function createComplianceApi(internals: () => SessionInternals) {
+  /** Everything evaluation reads besides the servers, in a few paged queries. */
+  async function loadInputs(ctx: SessionInternals, servers: readonly Server[]) {
+    const store = ctx.fleet.store;
+    const [standards, scans] = await Promise.all([
+      store.complianceStandards.listAll(ctx.tenantId),
+      loadLatestScans(store, ctx.tenantId, new Set(servers.map((s) => s.id))),
+    ]);
+    return { standards: standards.filter((s) => s.enabled), scans };
+  }
+
+  function* evaluations(
+    servers: readonly Server[],
+    memberships: ReadonlyMap<string, string[]>,
+    inputs: Awaited<ReturnType<typeof loadInputs>>,
+    now: Date,
+    explain: boolean,
+  ): Generator<ServerEvaluation> {
+    for (const server of servers) {
+      const latest = inputs.scans.get(server.id);
+      yield evaluateServer({
+        server,
+        latestScan: latest?.succeeded,
+        latestAttempt: latest?.attempt,
+        standards: inputs.standards,
+        projectIds: memberships.get(server.id) ?? [],
+        now,
+        explain,
+      });
+    }
+  }
+
+  const membershipsOf = (servers: readonly Server[], projects: readonly Project[]) =>
+    new Map(servers.map((server) => [server.id, projectsOf(server, projects)]));
+
+  const serverResources = (servers: readonly Server[]): Resource[] =>
+    servers.map((server) => ({ type: 'server', server }));
+
+  return {
+    standards: {
+      /**
+       * Adds a standard for the whole tenant, or for one project's servers with `projectId` (the
+       * project must exist).
+       */
+      add: (input: Omit<ComplianceStandardInput, 'tenantId'>): Promise<ComplianceStandard> => {
+        const ctx = internals();
+        return ctx.write(
+          'patch.policy',
+          [standardScope(input.projectId)],
+          { type: 'compliance-standard', id: input.id ?? '(new)' },
+          async (tx) => {
+            if (input.projectId !== undefined) await tx.projects.require(ctx.tenantId, input.projectId);
+            return tx.complianceStandards.create({
+              ...input,
+              tenantId: ctx.tenantId,
+            } as ComplianceStandardInput);
+          },
+          (s) => ({ standardId: s.id, rule: s.rule.kind, projectId: s.projectId ?? null }),
+        );
+      },
+      /**
+       * Changes a standard. Moving it to another project (or to the whole tenant) needs
+       * `patch.policy` on both the old and the new scope.
+       */
+      update: async (
+        id: string,
+        changes: StandardChanges,
+        options: { expectedVersion: number },
+      ): Promise<ComplianceStandard> => {
+        const ctx = internals();
+        const current = await ctx.fleet.store.complianceStandards.require(ctx.tenantId, id);
+        const resources = [standardScope(current.projectId)];
+        if ('projectId' in changes) resources.push(standardScope(changes.projectId));
+        return ctx.write(
+          'patch.policy',
+          resources,
+          { type: 'compliance-standard', id },
+          async (tx) => {
+            if (changes.projectId !== undefined) await tx.projects.require(ctx.tenantId, changes.projectId);
+            return tx.complianceStandards.update(ctx.tenantId, id, changes, options);
+          },
+          (s) => ({ version: s.version, enabled: s.enabled }),
+        );
+      },
+      /** Removes a standard; resolves `false` when there was none. */
+      remove: async (id: string, options: { expectedVersion?: number } = {}): Promise<boolean> => {
+        const ctx = internals();
+        const current = await ctx.fleet.store.complianceStandards.get(ctx.tenantId, id);
+        if (!current) return false;
+        return ctx.write(
+          'patch.policy',
+          [standardScope(current.projectId)],
+          { type: 'compliance-standard', id },
+          (tx) => tx.complianceStandards.delete(ctx.tenantId, id, options),
+        );
+      },
+      /**
+       * The tenant's standards; with `projectId`, those that apply to the project's servers (its
+       * own and the tenant-wide ones), readable with `patch.read` on that project alone.
+       */
+      list: async (options: { projectId?: string } = {}): Promise<ComplianceStandard[]> => {
+        const ctx = internals();
+        const { projectId } = options;
+        return ctx.read(
+          'patch.read',
+          [standardScope(projectId)],
+          { type: 'compliance-standard', id: '*' },
+          async () => {
+            const all = await ctx.fleet.store.complianceStandards.listAll(ctx.tenantId);
+            return projectId === undefined
+              ? all
+              : all.filter((s) => s.projectId === undefined || s.projectId === projectId);
+          },
+        );
+      },
+    },
+
+    /**
+     * Evaluates the targeted servers (by default every server of the tenant) against the standards
+     * that apply to each (see `evaluateServer`), as of the fleet clock. Needs `patch.read` on every
+     * targeted server.
+     */
+    evaluate: async (targets?: Targets): Promise<ServerEvaluation[]> => {
+      const ctx = internals();
+      const store = ctx.fleet.store;
+      const parsed = targets === undefined ? undefined : validate(TargetsSchema, targets, 'Targets');
+      const [servers, projects] = await Promise.all([
+        parsed ? resolveTargets(store, ctx.tenantId, parsed) : store.servers.listAll(ctx.tenantId),
+        store.projects.listAll(ctx.tenantId),
+      ]);
+      // The scope resource gates a whole-tenant or whole-project read even when it has no server.
+      const scope: Resource[] = !parsed
+        ? [{ type: 'compliance' }]
+        : 'projectId' in parsed
+          ? [{ type: 'compliance', projectId: parsed.projectId }]
+          : [];
+      return ctx.read(
+        'patch.read',
+        [...scope, ...serverResources(servers)],
+        { type: 'compliance', id: servers.length === 1 ? servers[0]!.id : `${servers.length} servers` },
+        async () => {
+          const inputs = await loadInputs(ctx, servers);
+          const memberships = membershipsOf(servers, projects);
+          return [...evaluations(servers, memberships, inputs, ctx.fleet.clock.now(), true)];
+        },
+      );
+    },
+
+    /**
+     * The bird's-eye view (see `summarize`) of the tenant, or of one project's servers with
+     * `projectId`. Needs `patch.read` on every server in it. Loads the servers, the standards and
+     * the latest scans in a few paged queries (never one per server), then evaluates and aggregates
+     * in memory.
+     */
+    summary: async (options: ComplianceSummaryOptions = {}): Promise<ComplianceSummaryResult> => {
+      const ctx = internals();
+      const store = ctx.fleet.store;
+      const { projectId } = validate(ComplianceSummaryOptionsSchema, options, 'ComplianceSummaryOptions');
+      const projects = await store.projects.listAll(ctx.tenantId);
+      let servers: Server[];
+      if (projectId === undefined) servers = await store.servers.listAll(ctx.tenantId);
+      else {
+        const project = await store.projects.require(ctx.tenantId, projectId);
+        servers = await store.servers.listAll(ctx.tenantId, { selector: project.selector });
+      }
+      return ctx.read(
+        'patch.read',
+        [
+          projectId === undefined ? { type: 'compliance' } : { type: 'compliance', projectId },
+          ...serverResources(servers),
+        ],
+        { type: 'compliance-summary', id: projectId ?? '*' },
+        async () => {
+          const [inputs, accounts] = await Promise.all([
+            loadInputs(ctx, servers),
+            store.accounts.listAll(ctx.tenantId),
+          ]);
+          const now = ctx.fleet.clock.now();
+          const memberships = membershipsOf(servers, projects);
+          let shown: readonly Project[] = projects;
+          if (projectId !== undefined) {
+            // A project's view lists only the projects its servers belong to, not the whole tenant.
+            const present = new Set<string>();
+            for (const ids of memberships.values()) for (const id of ids) present.add(id);
+            shown = projects.filter((p) => p.id === projectId || present.has(p.id));
+          }
+          // Evaluated lazily without reasons: each evaluation is folded in and dropped at once.
+          const summary = summarize(evaluations(servers, memberships, inputs, now, false), servers, shown, {
+            accountNames: new Map(accounts.map((a) => [a.id, a.name])),
+          });
+          return {
+            generatedAt: now.toISOString(),
+            ...(projectId !== undefined ? { projectId } : {}),
+            ...summary,
+          };
+        },
+      );
+    },
+  };
+}
+
+/** The compliance API of a session (`fleet.as(actor).compliance`). */
+export type ComplianceApi = ReturnType<typeof createComplianceApi>;

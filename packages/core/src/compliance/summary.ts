@@ -1,0 +1,287 @@
+import type { Project, Server } from '../domain/index.js';
+import type { ServerEvaluation } from './evaluate.js';
+
+/** Shares of a group in percent, with one decimal; the three always add up to exactly 100 (or all 0). */
+export interface CompliancePercentages {
+  compliant: number;
+  nonCompliant: number;
+  unknown: number;
+}
+
+/** Counts of a set of servers by compliance status. */
+export interface ComplianceCounts {
+  total: number;
+  compliant: number;
+  nonCompliant: number;
+  unknown: number;
+  percent: CompliancePercentages;
+  /** Servers in alert (see `evaluateServer`). */
+  alerts: number;
+}
+
+/** The servers sharing one value of a dimension (a project, an account, a region…). */
+export interface ComplianceGroup extends ComplianceCounts {
+  /** The value (project id, account id, region, provider, OS name); `null` for servers without one. */
+  key: string | null;
+  /** For display: the project's or account's name where known, else the key, `(none)` for `null`. */
+  label: string;
+  /** The oldest latest-successful-scan among the group's scanned servers. */
+  oldestLastScannedAt?: string;
+  /** Servers never successfully scanned: they are not reflected in `oldestLastScannedAt`. */
+  neverScanned: number;
+  /** The oldest last update among servers where scans have observed one. */
+  oldestLastUpdatedAt?: string;
+  /** Servers on which no update has been observed: not reflected in `oldestLastUpdatedAt`. */
+  neverUpdated: number;
+}
+
+/** How the servers a standard applies to stand against it. */
+export interface StandardSummary extends ComplianceCounts {
+  standardId: string;
+  name: string;
+}
+
+/** A server over a standard's alert threshold. */
+export interface ComplianceAlert {
+  serverId: string;
+  serverName: string;
+  /** When it crossed the first threshold. */
+  alertSince: string;
+  /** The standards in alert. */
+  standardIds: string[];
+}
+
+/** The bird's-eye view: overall, grouped by dimension, by standard, and the alert list. */
+export interface ComplianceSummary {
+  overall: ComplianceGroup;
+  /**
+   * One group per project given (also those with no server), by name, then a `null` group for the
+   * servers of no project. A server in several projects counts in each, so project totals may add
+   * up to more than the overall total.
+   */
+  byProject: ComplianceGroup[];
+  byAccount: ComplianceGroup[];
+  byRegion: ComplianceGroup[];
+  byProvider: ComplianceGroup[];
+  /** By `os.prettyName`, else `os.id`/`os.family` and `versionId`; `null` when the OS is not known. */
+  byOs: ComplianceGroup[];
+  byStandard: StandardSummary[];
+  /** Servers in alert, longest in alert first. */
+  alerts: ComplianceAlert[];
+}
+
+/** Options of {@link summarize}. */
+export interface SummarizeOptions {
+  /** Account names by id, for the labels of `byAccount`. */
+  accountNames?: ReadonlyMap<string, string>;
+}
+
+class Tally {
+  total = 0;
+  compliant = 0;
+  nonCompliant = 0;
+  unknown = 0;
+  alerts = 0;
+  oldestScanned = Number.POSITIVE_INFINITY;
+  oldestUpdated = Number.POSITIVE_INFINITY;
+  neverScanned = 0;
+  neverUpdated = 0;
+
+  constructor(
+    readonly key: string | null,
+    readonly label: string,
+  ) {}
+
+  add(evaluation: ServerEvaluation, scannedMs: number, updatedMs: number): void {
+    this.total++;
+    if (evaluation.status === 'compliant') this.compliant++;
+    else if (evaluation.status === 'non-compliant') this.nonCompliant++;
+    else this.unknown++;
+    if (evaluation.alert) this.alerts++;
+    if (Number.isNaN(scannedMs)) this.neverScanned++;
+    else if (scannedMs < this.oldestScanned) this.oldestScanned = scannedMs;
+    if (Number.isNaN(updatedMs)) this.neverUpdated++;
+    else if (updatedMs < this.oldestUpdated) this.oldestUpdated = updatedMs;
+  }
+
+  group(): ComplianceGroup {
+    return {
+      key: this.key,
+      label: this.label,
+      ...counts(this),
+      ...(Number.isFinite(this.oldestScanned)
+        ? { oldestLastScannedAt: new Date(this.oldestScanned).toISOString() }
+        : {}),
+      neverScanned: this.neverScanned,
+      ...(Number.isFinite(this.oldestUpdated)
+        ? { oldestLastUpdatedAt: new Date(this.oldestUpdated).toISOString() }
+        : {}),
+      neverUpdated: this.neverUpdated,
+    };
+  }
+}
+
+/**
+ * Largest-remainder rounding to tenths, so that a dashboard's three shares never show 99.9 % or
+ * 100.1 % in total.
+ */
+function percentages(c: number, n: number, u: number, total: number): CompliancePercentages {
+  if (total === 0) return { compliant: 0, nonCompliant: 0, unknown: 0 };
+  const exact = [c, n, u].map((x) => (x * 1000) / total);
+  const tenths = exact.map(Math.floor);
+  let left = 1000 - tenths.reduce((a, b) => a + b, 0);
+  const order = [0, 1, 2].sort((a, b) => exact[b]! - tenths[b]! - (exact[a]! - tenths[a]!));
+  for (const i of order) {
+    if (left <= 0) break;
+    tenths[i]!++;
+    left--;
+  }
+  return { compliant: tenths[0]! / 10, nonCompliant: tenths[1]! / 10, unknown: tenths[2]! / 10 };
+}
+
+function counts(t: Omit<ComplianceCounts, 'percent'>): ComplianceCounts {
+  return {
+    total: t.total,
+    compliant: t.compliant,
+    nonCompliant: t.nonCompliant,
+    unknown: t.unknown,
+    percent: percentages(t.compliant, t.nonCompliant, t.unknown, t.total),
+    alerts: t.alerts,
+  };
+}
+
+/** The OS grouping key of a server. */
+export function osKey(server: Pick<Server, 'os'>): string | null {
+  const os = server.os;
+  if (!os) return null;
+  if (os.prettyName) return os.prettyName;
+  return `${os.id || os.family}${os.versionId ? ` ${os.versionId}` : ''}`;
+}
+
+class Dimension {
+  readonly #tallies = new Map<string | null, Tally>();
+  constructor(readonly labelOf: (key: string) => string = (key) => key) {}
+
+  tally(key: string | null): Tally {
+    let tally = this.#tallies.get(key);
+    if (!tally) {
+      tally = new Tally(key, key === null ? '(none)' : this.labelOf(key));
+      this.#tallies.set(key, tally);
+    }
+    return tally;
+  }
+
+  groups(): ComplianceGroup[] {
+    return [...this.#tallies.values()]
+      .sort((a, b) =>
+        a.key === b.key ? 0 : a.key === null ? 1 : b.key === null ? -1 : a.key < b.key ? -1 : 1,
+      )
+      .map((t) => t.group());
+  }
+}
+
+/**
+ * Aggregates per-server evaluations into counts and percentages, overall and by project, account,
+ * region, provider and OS, per standard, with the oldest scan and update dates of each group and
+ * the servers in alert.
+ *
+ * One pass over `evaluations`: each costs O(1 + its projects + its standard results) map updates,
+ * so the whole is O(N·(P̄ + S)) for N servers, P̄ projects per server and S standards, plus
+ * O(A log A) to sort the A alerts. Project membership is not recomputed: it is read from each
+ * evaluation's `projectIds` (computed once by `evaluateServer`), so `projects` only supplies names.
+ * Evaluations of servers missing from `servers` are left out; so are memberships of projects
+ * missing from `projects`. `evaluations` may be a lazy iterable (a generator calling
+ * `evaluateServer`): nothing is kept per evaluation but the alert list, so memory does not grow
+ * with the evaluations' reasons.
+ */
+export function summarize(
+  evaluations: Iterable<ServerEvaluation>,
+  servers: readonly Server[],
+  projects: readonly Project[],
+  options: SummarizeOptions = {},
+): ComplianceSummary {
+  const serverById = new Map<string, Server>();
+  for (const server of servers) serverById.set(server.id, server);
+  const projectById = new Map<string, Project>();
+  for (const project of projects) projectById.set(project.id, project);
+
+  const overall = new Tally(null, 'all servers');
+  const byProject = new Dimension((id) => projectById.get(id)?.name ?? id);
+  for (const project of projects) byProject.tally(project.id);
+  const accountNames = options.accountNames;
+  const byAccount = new Dimension((id) => accountNames?.get(id) ?? id);
+  const byRegion = new Dimension();
+  const byProvider = new Dimension();
+  const byOs = new Dimension();
+  const byStandard = new Map<string, Omit<StandardSummary, 'percent'>>();
+  const alerts: (ComplianceAlert & { sinceMs: number })[] = [];
+
+  for (const evaluation of evaluations) {
+    const server = serverById.get(evaluation.serverId);
+    if (!server) continue;
+    // NaN stands for "never": parsing once here keeps every group's comparison numeric.
+    const scanned = evaluation.lastScannedAt ? Date.parse(evaluation.lastScannedAt) : Number.NaN;
+    const updated = evaluation.lastUpdatedAt ? Date.parse(evaluation.lastUpdatedAt) : Number.NaN;
+    overall.add(evaluation, scanned, updated);
+    let inProject = false;
+    for (const projectId of evaluation.projectIds) {
+      if (!projectById.has(projectId)) continue;
+      inProject = true;
+      byProject.tally(projectId).add(evaluation, scanned, updated);
+    }
+    if (!inProject) byProject.tally(null).add(evaluation, scanned, updated);
+    byAccount.tally(server.accountId).add(evaluation, scanned, updated);
+    byRegion.tally(server.region ?? null).add(evaluation, scanned, updated);
+    byProvider.tally(server.provider).add(evaluation, scanned, updated);
+    byOs.tally(osKey(server)).add(evaluation, scanned, updated);
+
+    for (const result of evaluation.results) {
+      let s = byStandard.get(result.standardId);
+      if (!s) {
+        s = {
+          standardId: result.standardId,
+          name: result.name,
+          total: 0,
+          compliant: 0,
+          nonCompliant: 0,
+          unknown: 0,
+          alerts: 0,
+        };
+        byStandard.set(result.standardId, s);
+      }
+      s.total++;
+      if (result.status === 'compliant') s.compliant++;
+      else if (result.status === 'non-compliant') s.nonCompliant++;
+      else s.unknown++;
+      if (result.alert) s.alerts++;
+    }
+    if (evaluation.alert && evaluation.alertSince) {
+      alerts.push({
+        serverId: server.id,
+        serverName: server.name,
+        alertSince: evaluation.alertSince,
+        standardIds: evaluation.results.filter((r) => r.alert).map((r) => r.standardId),
+        sinceMs: Date.parse(evaluation.alertSince),
+      });
+    }
+  }
+
+  alerts.sort((a, b) => a.sinceMs - b.sinceMs || (a.serverId < b.serverId ? -1 : 1));
+  const projectGroups = byProject.groups();
+  const [unassigned] = projectGroups.filter((g) => g.key === null);
+  const named = projectGroups
+    .filter((g) => g.key !== null)
+    .sort((a, b) => (a.label < b.label ? -1 : a.label > b.label ? 1 : 0));
+  return {
+    overall: overall.group(),
+    byProject: unassigned ? [...named, unassigned] : named,
+    byAccount: byAccount.groups(),
+    byRegion: byRegion.groups(),
+    byProvider: byProvider.groups(),
+    byOs: byOs.groups(),
+    byStandard: [...byStandard.values()]
+      .map((s) => ({ ...s, ...counts(s) }))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
+    alerts: alerts.map(({ sinceMs: _, ...alert }) => alert),
+  };
+}
