@@ -167,6 +167,7 @@ export {
   windowAt,
 } from './patch/window.js';
 export * from './ports/index.js';
+export { buildComplianceReport, type ReportScopeInput } from './report/build.js';
 export * from './report/index.js';
 export {
   createScanScheduler,

@@ -38,6 +38,7 @@ import { type Adapter, CAPABILITIES } from '../ports/adapter.js';
 import { type Clock, systemClock } from '../ports/clock.js';
 import type { SecretStore } from '../ports/secret-store.js';
 import type { AuditQuery, ListOptions, Store, StoreScope } from '../ports/store.js';
+import { buildComplianceReport, type ReportScopeInput } from '../report/build.js';
 import { createScheduleApi } from '../schedule/api.js';
 import type { FleetEvents } from './events.js';
 
@@ -264,6 +265,8 @@ export interface SessionInternals {
     fn: () => Promise<T>,
   ): Promise<T>;
   scan(targets: Targets, options?: ScanOptions): Promise<ScanOutcome>;
+  /** The session itself, for workflows built on its other APIs. */
+  session: FleetSession;
 }
 
 type ServerChanges = Partial<Omit<ServerInput, 'tenantId' | 'id'>>;
@@ -289,6 +292,7 @@ export class FleetSession {
       write: (action, resources, target, fn, details) => this.#write(action, resources, target, fn, details),
       read: (action, resources, target, fn) => this.#read(action, resources, target, fn),
       scan: (targets, options) => this.scan(targets, options),
+      session: this,
     };
   }
 
@@ -429,6 +433,13 @@ export class FleetSession {
       this.#read('iam.read', [{ type: 'principal' }], { type: 'principal', id: '*' }, () =>
         this.#fleet.store.principals.listAll(this.#tenantId),
       ),
+  };
+
+  /** Shareable reports (render them with `renderHtml`, `renderCsv`, `renderJson`). */
+  readonly reports = {
+    /** The data of a compliance and pending-patch report for the tenant, a project or an account. */
+    compliance: (scope: ReportScopeInput, options?: { title?: string; securityOnly?: boolean }) =>
+      buildComplianceReport(this.internals(), scope, options),
   };
 
   /** Scheduled scans of projects. */

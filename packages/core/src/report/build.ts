@@ -1,0 +1,138 @@
+import { osKey, summarize } from '../compliance/summary.js';
+import type { Server } from '../domain/index.js';
+import { matchesSelector, validate } from '../domain/index.js';
+import type { SessionInternals } from '../fleet/fleet.js';
+import type { Targets } from '../inventory/targets.js';
+import { type ComplianceReportData, ComplianceReportDataSchema, type ReportGroup } from './model.js';
+
+export type ReportScopeInput =
+  | { kind: 'tenant' }
+  | { kind: 'project'; id: string }
+  | { kind: 'account'; id: string };
+
+const DAY = 86_400_000;
+
+/**
+ * Builds the data of a compliance and pending-patch report for a tenant, a project or an account,
+ * from the same evaluation the dashboard summary uses. Authorized and audited as the session's
+ * principal (`patch.read` on every server in scope).
+ */
+export async function buildComplianceReport(
+  ctx: SessionInternals,
+  scope: ReportScopeInput,
+  options: { title?: string; securityOnly?: boolean } = {},
+): Promise<ComplianceReportData> {
+  const { fleet, tenantId, session } = ctx;
+  const store = fleet.store;
+  const tenant = await store.tenants.require(tenantId, tenantId);
+  let targets: Targets | undefined;
+  let scopeName = tenant.name;
+  if (scope.kind === 'project') {
+    const project = await store.projects.require(tenantId, scope.id);
+    targets = { projectId: project.id };
+    scopeName = project.name;
+  } else if (scope.kind === 'account') {
+    const account = await store.accounts.get(tenantId, scope.id);
+    targets = { selector: { accountIds: [scope.id] } };
+    scopeName = account?.name ?? scope.id;
+  }
+  const evaluations = await session.compliance.evaluate(targets);
+  const latest = await session.latestScans(targets ?? { selector: { all: true } });
+  const servers: Server[] = latest.map((l) => l.server);
+  const projects = await store.projects.listAll(tenantId);
+  const standards = (await store.complianceStandards.listAll(tenantId)).filter((s) => s.enabled);
+  const summary = summarize(
+    evaluations,
+    servers,
+    projects.filter((p) => servers.some((s) => matchesSelector(s, p.selector))),
+  );
+  const now = fleet.clock.now();
+  const byId = new Map(evaluations.map((e) => [e.serverId, e]));
+  const group = (by: ReportGroup['by'], groups: typeof summary.byProject): ReportGroup[] =>
+    groups
+      .filter((g) => g.total > 0)
+      .map((g) => ({
+        by,
+        key: g.label,
+        total: g.total,
+        compliant: g.compliant,
+        nonCompliant: g.nonCompliant,
+        unknown: g.unknown,
+      }));
+  const data = {
+    title: options.title ?? 'Patch compliance report',
+    scope: { kind: scope.kind, id: scope.kind === 'tenant' ? tenantId : scope.id, name: scopeName },
+    tenant: { id: tenant.id, name: tenant.name },
+    generatedAt: now.toISOString(),
+    standards: standards.map((s) => ({ id: s.id, name: s.name, description: describeRule(s.rule) })),
+    totals: {
+      servers: summary.overall.total,
+      compliant: summary.overall.compliant,
+      nonCompliant: summary.overall.nonCompliant,
+      unknown: summary.overall.unknown,
+    },
+    groups: [
+      ...group('project', summary.byProject),
+      ...group('account', summary.byAccount),
+      ...group('region', summary.byRegion),
+      ...group('provider', summary.byProvider),
+      ...group('os', summary.byOs),
+    ],
+    servers: latest.map(({ server, scan }) => {
+      const evaluation = byId.get(server.id);
+      const patches = scan?.status === 'succeeded' ? scan.patches : [];
+      const os = server.os ? osKey(server) : undefined;
+      return {
+        id: server.id,
+        name: server.name,
+        provider: server.provider,
+        accountId: server.accountId,
+        ...(server.region ? { region: server.region } : {}),
+        ...(os ? { os } : {}),
+        status: evaluation?.status ?? 'unknown',
+        ...(evaluation?.lastScannedAt ? { lastScannedAt: evaluation.lastScannedAt } : {}),
+        ...(evaluation?.lastUpdatedAt ? { lastUpdatedAt: evaluation.lastUpdatedAt } : {}),
+        alert: evaluation?.alert ?? false,
+        reasons: (evaluation?.results ?? [])
+          .flatMap((r) => r.reasons.map((reason) => `${r.name}: ${reason.message}`))
+          .slice(0, 100),
+        pending: patches.length,
+        security: patches.filter((p) => p.category === 'security').length,
+      };
+    }),
+    patches: latest.flatMap(({ server, scan }) =>
+      (scan?.status === 'succeeded' ? scan.patches : [])
+        .filter((p) => !options.securityOnly || p.category === 'security')
+        .map((p) => ({
+          serverId: server.id,
+          serverName: server.name,
+          name: p.name,
+          installedVersion: p.installedVersion,
+          candidateVersion: p.candidateVersion,
+          category: p.category,
+          severity: p.severity,
+          ...(p.firstSeenAt
+            ? {
+                firstSeenAt: p.firstSeenAt,
+                ageDays: Math.max(0, Math.floor((now.getTime() - Date.parse(p.firstSeenAt)) / DAY)),
+              }
+            : {}),
+          advisories: p.advisories,
+        })),
+    ),
+  };
+  return validate(ComplianceReportDataSchema, data, 'ComplianceReportData');
+}
+
+function describeRule(rule: { kind: string } & Record<string, unknown>): string {
+  switch (rule.kind) {
+    case 'max-pending-age':
+      return `No ${(rule['categories'] as string[]).join('/')} patch pending longer than ${rule['maxAgeDays']} days.`;
+    case 'no-pending':
+      return `No ${(rule['categories'] as string[]).join('/')} patch of severity ${rule['minSeverity']} or higher pending.`;
+    case 'updated-within':
+      return `Updated within the last ${rule['days']} days.`;
+    default:
+      return `Scanned within the last ${rule['days']} days.`;
+  }
+}
