@@ -66,6 +66,7 @@ export {
   type JiraIntegrationOptions,
   plainTextToAdf,
 } from './integrations/jira.js';
+export { createTicketDelivery, requestChangesForScan } from './integrations/requests.js';
 export {
   createServiceNowIntegration,
   type ServiceNowIntegrationOptions,

@@ -136,4 +136,9 @@ export const PatchPolicyFields = {
     })
     .default({ principalIds: [], required: 1 }),
   informed: z.array(IdSchema).default([]),
+  /**
+   * Open a change request through this integration (ServiceNow, Jira) whenever a scan finds
+   * patches this policy would install: one request per project and pending set.
+   */
+  changeRequests: z.strictObject({ integrationId: IdSchema }).optional(),
 };

@@ -30,6 +30,7 @@ import {
   toFleetwardError,
   ValidationError,
 } from '../errors.js';
+import { requestChangesForScan } from '../integrations/requests.js';
 import { resolveTargets, type Targets, TargetsSchema } from '../inventory/targets.js';
 import { createNotifyApi, type NotifyApi } from '../notify/api.js';
 import type { PackageManagerDriver } from '../os/driver.js';
@@ -763,8 +764,46 @@ export class FleetSession {
       succeeded,
       failed,
     });
+    if (succeeded > 0) await this.#requestChanges(results, jobId, actor);
     results.sort((a, b) => (a.serverId < b.serverId ? -1 : a.serverId > b.serverId ? 1 : 0));
     return { job, results };
+  }
+
+  /** Opens change requests for what the scan found (see `requestChangesForScan`); never fails the scan. */
+  async #requestChanges(results: ScanResult[], jobId: string, actor: AuditInput['actor']): Promise<void> {
+    const fleet = this.#fleet;
+    const tenantId = this.#tenantId;
+    try {
+      const scanned = results.filter((r) => r.status === 'succeeded').map((r) => r.serverId);
+      for (const request of await requestChangesForScan(fleet.store, tenantId, scanned, fleet.clock.now())) {
+        await fleet.audit(fleet.store, {
+          tenantId,
+          actor,
+          action: 'patch.plan',
+          target: { type: 'change-request', id: request.id },
+          decision: 'allow',
+          result: 'started',
+          details: {
+            projectId: request.projectId,
+            integrationId: request.integrationId,
+            pendingSetHash: request.pendingSetHash,
+            jobId,
+          },
+        });
+      }
+    } catch (thrown) {
+      const error = toFleetwardError(thrown, 'requesting changes');
+      await fleet.audit(fleet.store, {
+        tenantId,
+        actor,
+        action: 'patch.plan',
+        target: { type: 'job', id: jobId },
+        decision: 'allow',
+        result: 'failure',
+        reason: error.message.slice(0, 2000),
+        details: { code: error.code },
+      });
+    }
   }
 
   async #recordOs(serverId: string, os: NonNullable<ServerInput['os']>): Promise<void> {
