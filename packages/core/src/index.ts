@@ -57,6 +57,7 @@ export {
   pendingSetHash,
   type ServerPendingPatches,
 } from './integrations/change-request.js';
+export { createEmailDelivery } from './integrations/email.js';
 export { type FetchLike, idempotencyTag } from './integrations/http.js';
 export {
   type AdfDoc,
@@ -168,7 +169,7 @@ export {
   windowAt,
 } from './patch/window.js';
 export * from './ports/index.js';
-export { buildComplianceReport, type ReportScopeInput } from './report/build.js';
+export { buildComplianceReport, emailComplianceReport, type ReportScopeInput } from './report/build.js';
 export * from './report/index.js';
 export {
   createScanScheduler,

@@ -39,7 +39,7 @@ import { type Adapter, CAPABILITIES } from '../ports/adapter.js';
 import { type Clock, systemClock } from '../ports/clock.js';
 import type { SecretStore } from '../ports/secret-store.js';
 import type { AuditQuery, ListOptions, Store, StoreScope } from '../ports/store.js';
-import { buildComplianceReport, type ReportScopeInput } from '../report/build.js';
+import { buildComplianceReport, emailComplianceReport, type ReportScopeInput } from '../report/build.js';
 import { createScheduleApi } from '../schedule/api.js';
 import type { FleetEvents } from './events.js';
 
@@ -441,6 +441,16 @@ export class FleetSession {
     /** The data of a compliance and pending-patch report for the tenant, a project or an account. */
     compliance: (scope: ReportScopeInput, options?: { title?: string; securityOnly?: boolean }) =>
       buildComplianceReport(this.internals(), scope, options),
+    /** Queues a compliance report for email to stakeholders through the outbox (SMTP integration). */
+    emailCompliance: (
+      scope: ReportScopeInput,
+      options: {
+        integrationId: string;
+        to: string[];
+        subject?: string;
+        brand?: { name: string; color?: string };
+      },
+    ) => emailComplianceReport(this.internals(), scope, options),
   };
 
   /** Scheduled scans of projects. */

@@ -1,9 +1,12 @@
 import { osKey, summarize } from '../compliance/summary.js';
-import type { Server } from '../domain/index.js';
+import type { OutboxMessage, Server } from '../domain/index.js';
 import { matchesSelector, validate } from '../domain/index.js';
 import type { SessionInternals } from '../fleet/fleet.js';
+import type { EmailMessage } from '../integrations/types.js';
 import type { Targets } from '../inventory/targets.js';
+import { enqueue } from '../notify/outbox.js';
 import { type ComplianceReportData, ComplianceReportDataSchema, type ReportGroup } from './model.js';
+import { renderCsv, renderHtml } from './render.js';
 
 export type ReportScopeInput =
   | { kind: 'tenant' }
@@ -135,4 +138,60 @@ function describeRule(rule: { kind: string } & Record<string, unknown>): string 
     default:
       return `Scanned within the last ${rule['days']} days.`;
   }
+}
+
+/**
+ * Queues a compliance report for email through the outbox (HTML body and CSV attachments), sent
+ * by a dispatcher with `createEmailDelivery()`. Survives a crash: the message is in the store.
+ */
+export async function emailComplianceReport(
+  ctx: SessionInternals,
+  scope: ReportScopeInput,
+  options: {
+    integrationId: string;
+    to: string[];
+    subject?: string;
+    brand?: { name: string; color?: string };
+  },
+): Promise<OutboxMessage> {
+  const data = await buildComplianceReport(ctx, scope);
+  const html = renderHtml(data, options.brand ? { brand: options.brand } : {});
+  const t = data.totals;
+  const text = [
+    `${data.title} for ${data.scope.name} (${data.generatedAt})`,
+    `${t.servers} servers: ${t.compliant} compliant, ${t.nonCompliant} non-compliant, ${t.unknown} unknown.`,
+    `${data.patches.length} pending updates. The full report is attached.`,
+  ].join('\n');
+  const message: EmailMessage = {
+    to: options.to,
+    subject: options.subject ?? `${data.title}: ${data.scope.name}`,
+    text,
+    html,
+    attachments: [
+      { filename: 'servers.csv', content: renderCsv(data, { table: 'servers' }), contentType: 'text/csv' },
+      {
+        filename: 'pending-patches.csv',
+        content: renderCsv(data, { table: 'patches' }),
+        contentType: 'text/csv',
+      },
+      { filename: 'report.html', content: html, contentType: 'text/html' },
+    ],
+  };
+  return ctx.write(
+    'patch.read',
+    [{ type: 'report' }],
+    { type: 'report', id: `${scope.kind}:${'id' in scope ? scope.id : ctx.tenantId}` },
+    async (tx) => {
+      await tx.integrations.require(ctx.tenantId, options.integrationId);
+      return enqueue(tx, {
+        tenantId: ctx.tenantId,
+        channel: 'email',
+        destinationId: options.integrationId,
+        eventType: 'report.compliance',
+        nextAttemptAt: ctx.fleet.clock.now(),
+        payload: { message: message as unknown as Record<string, unknown> },
+      });
+    },
+    (m) => ({ to: options.to, outboxId: m.id }),
+  );
 }
