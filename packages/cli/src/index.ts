@@ -1,6 +1,7 @@
 import { FleetwardError } from '@fleetward/core';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { createColors } from 'picocolors';
+import { registerComplianceCommands } from './compliance-commands.js';
 import { openContext } from './context.js';
 import { registerPatchCommands } from './patch-commands.js';
 import { buildReport, type Report } from './report.js';
@@ -137,6 +138,15 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
     });
 
   registerPatchCommands(program, {
+    withContext,
+    out: io.stdout,
+    err: io.stderr,
+    colors: c,
+    setExit: (code) => {
+      exitCode = code;
+    },
+  });
+  registerComplianceCommands(program, {
     withContext,
     out: io.stdout,
     err: io.stderr,

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EXIT, runCli } from '@fleetward/cli';
@@ -78,5 +78,31 @@ describe.skipIf(!hasApt)('fleetward patch workflow', () => {
     expect((await run('policy', 'add', 'x', '--project', 'p', '--error-budget', 'lots')).code).toBe(
       EXIT.usage,
     );
+  });
+
+  it('compliance — standard add, summary and a self-contained HTML report of this machine', async () => {
+    expect((await run('scan')).code).toBe(EXIT.ok);
+    const added = await run(
+      'compliance',
+      'standard',
+      'add',
+      'scanned',
+      '--rule',
+      'scanned-within',
+      '--days',
+      '1',
+    );
+    expect(added.code, added.stderr).toBe(EXIT.ok);
+    const summary = await run('compliance', 'summary', '--json');
+    expect(summary.code, summary.stderr).toBe(EXIT.ok);
+    expect(JSON.parse(summary.stdout).overall).toMatchObject({ total: 1, compliant: 1 });
+    const out = join(dir, 'report.html');
+    const report = await run('compliance', 'report', '--format', 'html', '--out', out, '--brand', 'Acme MSP');
+    expect(report.code, report.stderr).toBe(EXIT.ok);
+    const html = readFileSync(out, 'utf8');
+    expect(html).toContain('Acme MSP');
+    expect(html).not.toMatch(/<script(?! type="application\/json")/);
+    const csv = await run('compliance', 'report', '--format', 'csv', '--table', 'servers');
+    expect(csv.stdout.split('\r\n')[1]).toContain('localhost');
   });
 });
