@@ -33,6 +33,7 @@ import {
 import { requestChangesForScan } from '../integrations/requests.js';
 import { resolveTargets, type Targets, TargetsSchema } from '../inventory/targets.js';
 import { createNotifyApi, type NotifyApi } from '../notify/api.js';
+import { enqueueEvent } from '../notify/outbox.js';
 import type { PackageManagerDriver } from '../os/driver.js';
 import { createPatchApi, type PatchApi } from '../patch/plan.js';
 import { type Adapter, CAPABILITIES } from '../ports/adapter.js';
@@ -763,6 +764,13 @@ export class FleetSession {
           failed,
           pending: results.reduce((n, r) => n + r.patches.length, 0),
         },
+      });
+      // The webhook is written with the job's completion: it commits, or neither does.
+      await enqueueEvent(tx, {
+        tenantId,
+        eventType: 'scan.completed',
+        payload: { tenantId, jobId, status, total: servers.length, succeeded, failed },
+        now: fleet.clock.now(),
       });
       return finished;
     });

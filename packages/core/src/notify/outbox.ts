@@ -137,21 +137,17 @@ export interface SubscribeWebhooksOptions {
 }
 
 /**
- * Turns Fleet events into outbox messages for every enabled endpoint of the event's tenant that
- * subscribes to its type:
+ * Turns the Fleet events that are not written with a transaction of their own into outbox
+ * messages for every enabled endpoint of the event's tenant that subscribes to its type:
  *
- * - `scan.completed` — a scan job finished (`jobId`, `status`, counts).
- * - `patch.run.completed` — a patch run ended (`planId`, `jobId`, `status`, `reason`).
  * - `patch.escalation` — a server failed or a run stopped and a human must look.
  * - `authz.denied` — a call was refused. Taken from the `deny` audit records, because the
  *   `authz.denied` Fleet event carries no tenant.
  *
- * Per-server progress events are left out on purpose: they are many, and the run-level event
- * says what a receiver acts on.
- *
- * Durability gap: these events are emitted after their transaction commits, so each message is
- * enqueued in a second transaction ({@link recordEvent}); a crash in between loses it. Moving
- * each workflow to {@link enqueueEvent} inside its own transaction closes the gap.
+ * `scan.completed` and `patch.run.completed` need no subscription: the scan and the patch run
+ * write them into the outbox in the same transaction as the job's completion, so they are never
+ * lost. The two above are enqueued in a second transaction ({@link recordEvent}) after the event;
+ * a crash in between can lose one of them.
  *
  * Returns a function that unsubscribes.
  */
@@ -167,20 +163,14 @@ export function subscribeWebhooks(fleet: Fleet, options: SubscribeWebhooksOption
       clock: fleet.clock,
     }).catch((error: unknown) => onError(error, eventType));
   };
-  const onScan = (event: { tenantId: string }) => record(event.tenantId, 'scan.completed', { ...event });
-  const onRun = (event: { tenantId: string }) => record(event.tenantId, 'patch.run.completed', { ...event });
   const onEscalation = (event: { tenantId: string }) =>
     record(event.tenantId, 'patch.escalation', { ...event });
   const onAudit = (audit: AuditRecord) => {
     if (audit.decision === 'deny') record(audit.tenantId, 'authz.denied', deniedPayload(audit));
   };
-  fleet.events.on('scan.completed', onScan);
-  fleet.events.on('patch.run.completed', onRun);
   fleet.events.on('patch.escalation', onEscalation);
   fleet.events.on('audit.recorded', onAudit);
   return () => {
-    fleet.events.off('scan.completed', onScan);
-    fleet.events.off('patch.run.completed', onRun);
     fleet.events.off('patch.escalation', onEscalation);
     fleet.events.off('audit.recorded', onAudit);
   };

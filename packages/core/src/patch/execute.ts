@@ -18,6 +18,7 @@ import {
 } from '../errors.js';
 import type { Escalation } from '../fleet/events.js';
 import type { SessionInternals } from '../fleet/fleet.js';
+import { enqueueEvent } from '../notify/outbox.js';
 import type { PackageManagerDriver } from '../os/driver.js';
 import type { Command } from '../ports/adapter.js';
 import type { Lease } from '../ports/store.js';
@@ -291,6 +292,20 @@ export async function executePlan(
         result: outcome.status === 'succeeded' ? 'success' : 'failure',
         ...(outcome.reason ? { reason: outcome.reason } : {}),
         details: { planHash: plan.hash, jobId: job.id, status: outcome.status, ...counts },
+      });
+      await enqueueEvent(tx, {
+        tenantId,
+        eventType: 'patch.run.completed',
+        payload: {
+          tenantId,
+          planId,
+          planHash: plan.hash,
+          jobId: job.id,
+          status: outcome.status,
+          ...(outcome.reason ? { reason: outcome.reason } : {}),
+          ...counts,
+        },
+        now: fleet.clock.now(),
       });
       return finished;
     });

@@ -240,7 +240,7 @@ describe('outbox', () => {
     expect(a).toMatchObject({ status: 'pending', attempts: 0, nextAttemptAt: clock.now().toISOString() });
   });
 
-  it('subscribeWebhooks — enqueues each chosen event for the enabled endpoints of its tenant that want it', async () => {
+  it('subscribeWebhooks — enqueues escalations and denials for the enabled endpoints of its tenant that want them', async () => {
     const add = (events: string[], tenant = alice()) =>
       tenant.notify.webhooks.add({ url: receiver.url, events });
     const scans = (await add(['scan.completed'])).endpoint;
@@ -286,8 +286,11 @@ describe('outbox', () => {
       AuthorizationError,
     );
 
-    const expected = { [scans.id]: 1, [patch.id]: 2, [all.id]: 4, [denials.id]: 1 };
-    await vi.waitFor(async () => expect((await fleet.store.outbox.listAll(A)).length).toBe(8));
+    // scan.completed and patch.run.completed are written by the workflows in their own transactions
+    // (see workflow-events.test.ts), so emitting them here enqueues nothing.
+    const expected = { [patch.id]: 1, [all.id]: 2, [denials.id]: 1 };
+    expect(scans.id).toBeDefined();
+    await vi.waitFor(async () => expect((await fleet.store.outbox.listAll(A)).length).toBe(4));
     unsubscribe();
     fleet.events.emit('scan.completed', {
       tenantId: A,
@@ -306,9 +309,7 @@ describe('outbox', () => {
     expect(other.disabled).toBe(false);
 
     const types = new Set(messages.map((m) => m.eventType));
-    expect(types).toEqual(
-      new Set(['scan.completed', 'patch.run.completed', 'patch.escalation', 'authz.denied']),
-    );
+    expect(types).toEqual(new Set(['patch.escalation', 'authz.denied']));
     const escalation = messages.find((m) => m.eventType === 'patch.escalation')!;
     expect(JSON.stringify(escalation.payload)).not.toMatch(/BEGIN OPENSSH PRIVATE KEY/);
     const denied = messages.find((m) => m.eventType === 'authz.denied')!;
