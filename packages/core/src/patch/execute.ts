@@ -70,6 +70,21 @@ df -Pk / | awk 'NR==2 { print "root " $4 " " $6 }'
 if [ -d /boot ]; then df -Pk /boot | awk 'NR==2 { print "boot " $4 " " $6 }'; fi
 `;
 
+// Who holds the package manager: apt's own check takes dpkg's frontend lock (fcntl, so it must
+// really be tried); dnf, yum and zypper record their holder in a pid file.
+const LOCK_SCRIPT = `if command -v apt-get >/dev/null 2>&1; then
+  out=$(LC_ALL=C apt-get check -q 2>&1) || printf 'locked %s\\n' "$(printf '%s' "$out" | grep -m1 'Could not get lock' || printf '%s' "$out" | tail -n 1)"
+fi
+for f in /var/lib/dnf/rpmdb_lock.pid /var/run/yum.pid /run/zypp.pid; do
+  if [ -s "$f" ]; then
+    pid=$(head -c 32 "$f" | tr -cd '0-9')
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      printf 'locked %s held by process %s (%s)\\n' "$f" "$pid" "$(cat /proc/$pid/comm 2>/dev/null)"
+    fi
+  fi
+done
+`;
+
 // Detached so that the SSH session that asked for it ends cleanly before the host goes down.
 const REBOOT_SCRIPT = `(sleep 2; reboot || systemctl reboot || shutdown -r now) >/dev/null 2>&1 </dev/null &
 `;
@@ -630,6 +645,23 @@ class RunState {
             false,
           );
         }
+      }
+      const locks = await this.#exec(
+        server,
+        'preflight',
+        { interpreter: ['sh', '-s'], script: LOCK_SCRIPT, sudo: true },
+        120_000,
+      );
+      const held = locks.stdout.split('\n').filter((l) => l.startsWith('locked '));
+      if (held.length) {
+        throw new ServerFailure(
+          'preflight',
+          new CommandFailedError(
+            `the package manager is not ready: ${held.map((l) => l.slice(7)).join('; ')}`,
+            { retryable: true },
+          ),
+          false,
+        );
       }
       const sudo = await this.#exec(server, 'preflight', { argv: ['true'], sudo: true }, 60_000);
       if (sudo.exitCode !== 0) {

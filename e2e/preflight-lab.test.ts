@@ -1,0 +1,66 @@
+import { createMemoryStore, type Fleet } from '@fleetward/core';
+import { describeWithLab, type Lab, startLab } from '@fleetward/testkit/lab';
+import { afterAll, expect, it } from 'vitest';
+import { labAccess, labFleet, seed, TENANT } from './support/fleet.js';
+
+let lab: Lab | undefined;
+let fleet: Fleet | undefined;
+afterAll(async () => {
+  await fleet?.close();
+  await lab?.stop();
+}, 120_000);
+
+describeWithLab('preflight', () => {
+  it('executePlan — a held package manager lock fails preflight naming the holder, and nothing is installed', async () => {
+    lab = await startLab({
+      hosts: [
+        { name: 'deb1', flavour: 'debian' },
+        { name: 'rhel1', flavour: 'rhel' },
+      ],
+    });
+    const access = labAccess(lab);
+    fleet = labFleet(access, createMemoryStore());
+    await seed(fleet, access);
+    const alice = fleet.as({ tenantId: TENANT, principalId: 'alice' });
+    await alice.patch.policies.add({
+      id: 'sec',
+      name: 'Security',
+      projectId: 'lab',
+      rollout: {
+        waves: [],
+        maxConcurrency: 2,
+        errorBudget: { count: 2 },
+        unreachableCountsAsError: true,
+        onBudgetSpent: 'stop',
+      },
+    });
+    const plan = await alice.patch.planPatchRun({ policyId: 'sec' });
+    await fleet.as({ tenantId: TENANT, principalId: 'bob' }).patch.approvePlan(plan.id, { hash: plan.hash });
+    const holds = await Promise.all(lab.hosts.map((h) => h.holdPackageLock()));
+    try {
+      const job = await fleet.as({ tenantId: TENANT, principalId: 'bob' }).patch.executePlan(plan.id);
+      const tasks = Object.fromEntries(
+        (await fleet.store.taskResults.list(TENANT, { where: { jobId: job.id } })).map((t) => [
+          t.serverId,
+          t,
+        ]),
+      );
+      for (const name of ['deb1', 'rhel1']) {
+        expect(tasks[name], name).toMatchObject({
+          status: 'failed',
+          step: 'preflight',
+          error: { code: 'COMMAND_FAILED' },
+        });
+        expect(tasks[name]!.error!.message).toMatch(/not ready: .*(held by process \d+|Could not get lock)/);
+      }
+    } finally {
+      await Promise.all(holds.map((h) => h.release()));
+    }
+    expect((await lab.host('deb1').exec(['dpkg-query', '-W', '-f', '${Version}', 'labdemo'])).stdout).toBe(
+      '1.0-1',
+    );
+    expect(
+      (await lab.host('rhel1').exec(['rpm', '-q', '--qf', '%{VERSION}-%{RELEASE}', 'labdemo'])).stdout,
+    ).toBe('1.0-1');
+  }, 240_000);
+});
