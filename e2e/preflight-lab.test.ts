@@ -63,4 +63,49 @@ describeWithLab('preflight', () => {
       (await lab.host('rhel1').exec(['rpm', '-q', '--qf', '%{VERSION}-%{RELEASE}', 'labdemo'])).stdout,
     ).toBe('1.0-1');
   }, 240_000);
+
+  it('executePlan — unreachable repositories fail preflight without touching the host’s package lists', async () => {
+    lab ??= await startLab({
+      hosts: [
+        { name: 'deb1', flavour: 'debian' },
+        { name: 'rhel1', flavour: 'rhel' },
+      ],
+    });
+    const access = labAccess(lab);
+    await fleet?.close();
+    fleet = labFleet(access, createMemoryStore());
+    await seed(fleet, access);
+    const alice = fleet.as({ tenantId: TENANT, principalId: 'alice' });
+    await alice.patch.policies.add({
+      id: 'sec',
+      name: 'Security',
+      projectId: 'lab',
+      rollout: {
+        waves: [],
+        maxConcurrency: 2,
+        errorBudget: { count: 2 },
+        unreachableCountsAsError: true,
+        onBudgetSpent: 'stop',
+      },
+    });
+    const plan = await alice.patch.planPatchRun({ policyId: 'sec' });
+    await fleet.as({ tenantId: TENANT, principalId: 'bob' }).patch.approvePlan(plan.id, { hash: plan.hash });
+    // Point both hosts at a port nothing listens on (on the lab's own gateway).
+    const deb = lab.host('deb1');
+    const rhel = lab.host('rhel1');
+    const listsBefore = (await deb.exec(['sh', '-c', 'ls -l /var/lib/apt/lists | md5sum'])).stdout;
+    await deb.writeFile(
+      '/etc/apt/sources.list',
+      `deb [trusted=yes] http://${lab.gateway}:9/apt lab-security main\n`,
+    );
+    const repo = (await rhel.exec(['sh', '-c', 'ls /etc/yum.repos.d/*.repo'])).stdout.trim().split('\n')[0]!;
+    await rhel.exec(['sed', '-i', `s#^baseurl=.*#baseurl=http://${lab.gateway}:9/rpm#`, repo]);
+    const job = await fleet.as({ tenantId: TENANT, principalId: 'bob' }).patch.executePlan(plan.id);
+    const tasks = await fleet.store.taskResults.list(TENANT, { where: { jobId: job.id } });
+    for (const t of tasks) {
+      expect(t, t.serverId).toMatchObject({ status: 'failed', step: 'preflight' });
+      expect(t.error!.message, t.serverId).toContain('repositories are not reachable');
+    }
+    expect((await deb.exec(['sh', '-c', 'ls -l /var/lib/apt/lists | md5sum'])).stdout).toBe(listsBefore);
+  }, 240_000);
 });

@@ -85,6 +85,21 @@ for f in /var/lib/dnf/rpmdb_lock.pid /var/run/yum.pid /run/zypp.pid; do
 done
 `;
 
+// Fetches repository metadata into a throw-away folder: proves the repositories answer without
+// changing the lists the approved plan was made from (a refresh could make the host drift).
+const REPOS_SCRIPT = `d=$(mktemp -d) || exit 1
+trap 'rm -rf "$d"' EXIT
+if command -v apt-get >/dev/null 2>&1; then
+  mkdir -p "$d/partial"
+  LC_ALL=C apt-get -q update -o Debug::NoLocking=1 -o Dir::State::Lists="$d" -o APT::Update::Post-Invoke-Success= 2>&1 | grep -E '^(Err:|W: Failed|E: )' | sed 's/^/unreachable /'
+elif command -v dnf >/dev/null 2>&1; then
+  LC_ALL=C dnf -q makecache --refresh --setopt=cachedir="$d" --setopt=skip_if_unavailable=False >/dev/null 2>"$d/err" || sed 's/^/unreachable /' "$d/err" | head -n 5
+elif command -v zypper >/dev/null 2>&1; then
+  LC_ALL=C zypper --non-interactive --cache-dir "$d" refresh >/dev/null 2>"$d/err" || sed 's/^/unreachable /' "$d/err" | head -n 5
+fi
+exit 0
+`;
+
 // Detached so that the SSH session that asked for it ends cleanly before the host goes down.
 const REBOOT_SCRIPT = `(sleep 2; reboot || systemctl reboot || shutdown -r now) >/dev/null 2>&1 </dev/null &
 `;
@@ -658,6 +673,26 @@ class RunState {
           'preflight',
           new CommandFailedError(
             `the package manager is not ready: ${held.map((l) => l.slice(7)).join('; ')}`,
+            { retryable: true },
+          ),
+          false,
+        );
+      }
+      const repos = await this.#exec(
+        server,
+        'preflight',
+        { interpreter: ['sh', '-s'], script: REPOS_SCRIPT, sudo: true },
+        300_000,
+      );
+      const unreachable = repos.stdout.split('\n').filter((l) => l.startsWith('unreachable '));
+      if (unreachable.length) {
+        throw new ServerFailure(
+          'preflight',
+          new CommandFailedError(
+            `repositories are not reachable: ${unreachable
+              .map((l) => l.slice(12))
+              .join('; ')
+              .slice(0, 1000)}`,
             { retryable: true },
           ),
           false,
