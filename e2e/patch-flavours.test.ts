@@ -1,7 +1,7 @@
 import { createMemoryStore, type Fleet, verifyAuditChain } from '@fleetward/core';
 import { describeWithLab, type Lab, startLab } from '@fleetward/testkit/lab';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { labAccess, labFleet, seed, TENANT } from './support/fleet.js';
+import { dpkgVersion, labAccess, labFleet, seed, TENANT } from './support/fleet.js';
 
 // Issue #4's first check: one plan over three flavours lists exactly the seeded security patches,
 // and executing it installs exactly those versions on apt, dnf and zypper hosts.
@@ -62,9 +62,7 @@ describeWithLab('patching debian, rhel and suse hosts with one plan', () => {
     const tasks = await fleet.store.taskResults.list(TENANT, { where: { jobId: job.id } });
     expect(job.status, JSON.stringify(tasks.map((t) => t.error))).toBe('succeeded');
 
-    expect((await lab.host('deb1').exec(['dpkg-query', '-W', '-f', '${Version}', 'labdemo'])).stdout).toBe(
-      '1.1-1',
-    );
+    expect(await dpkgVersion(lab, 'deb1', 'labdemo')).toBe('1.1-1');
     for (const name of ['rhel1', 'suse1']) {
       const q = await lab
         .host(name)

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createMemoryStore, type Fleet, verifyAuditChain } from '@fleetward/core';
 import { describeWithLab, type Lab, startLab } from '@fleetward/testkit/lab';
 import { afterEach, expect, it } from 'vitest';
-import { labAccess, labFleet, seed, TENANT } from './support/fleet.js';
+import { dpkgVersion, labAccess, labFleet, seed, TENANT } from './support/fleet.js';
 
 let lab: Lab | undefined;
 let fleet: Fleet | undefined;
@@ -25,9 +25,6 @@ async function setup(hosts: string[]) {
     bob: fleet.as({ tenantId: TENANT, principalId: 'bob' }),
   };
 }
-
-const dpkgVersion = async (lab: Lab, host: string, pkg: string) =>
-  (await lab.host(host).exec(['dpkg-query', '-W', '-f', '${Version}', pkg])).stdout;
 
 describeWithLab('patching lab hosts', () => {
   it('executePlan — installs exactly the approved versions; a host that drifted after approval is not patched', async () => {

@@ -1,7 +1,7 @@
 import { createMemoryStore, type Fleet } from '@fleetward/core';
 import { describeWithLab, type Lab, startLab } from '@fleetward/testkit/lab';
 import { afterAll, expect, it } from 'vitest';
-import { labAccess, labFleet, seed, TENANT } from './support/fleet.js';
+import { dpkgVersion, labAccess, labFleet, seed, TENANT } from './support/fleet.js';
 
 let lab: Lab | undefined;
 let fleet: Fleet | undefined;
@@ -56,9 +56,7 @@ describeWithLab('preflight', () => {
     } finally {
       await Promise.all(holds.map((h) => h.release()));
     }
-    expect((await lab.host('deb1').exec(['dpkg-query', '-W', '-f', '${Version}', 'labdemo'])).stdout).toBe(
-      '1.0-1',
-    );
+    expect(await dpkgVersion(lab, 'deb1', 'labdemo')).toBe('1.0-1');
     expect(
       (await lab.host('rhel1').exec(['rpm', '-q', '--qf', '%{VERSION}-%{RELEASE}', 'labdemo'])).stdout,
     ).toBe('1.0-1');

@@ -63,3 +63,11 @@ export async function seed(fleet: Fleet, access: LabAccess): Promise<void> {
   }
   await alice.projects.add({ id: 'lab', name: 'Lab', selector: { all: true } });
 }
+
+/** The installed version of a Debian package on a lab host, read through the lab's back channel. */
+export async function dpkgVersion(lab: Lab, host: string, pkg: string): Promise<string> {
+  // dpkg-query's own format syntax, not a template string.
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: see above
+  const format = '${Version}';
+  return (await lab.host(host).exec(['dpkg-query', '-W', '-f', format, pkg])).stdout;
+}

@@ -31,6 +31,7 @@ import {
   ValidationError,
 } from '../errors.js';
 import { requestChangesForScan } from '../integrations/requests.js';
+import { newestScan } from '../inventory/scans.js';
 import { resolveTargets, type Targets, TargetsSchema } from '../inventory/targets.js';
 import { createNotifyApi, type NotifyApi } from '../notify/api.js';
 import { enqueueEvent } from '../notify/outbox.js';
@@ -215,15 +216,7 @@ async function latestSucceeded(
   serverId: string,
 ): Promise<ScanResult | undefined> {
   const scans = await scope.scanResults.listAll(tenantId, { where: { serverId, status: 'succeeded' } });
-  return scans.reduce<ScanResult | undefined>(
-    (best, s) =>
-      !best ||
-      s.scannedAt > best.scannedAt ||
-      (s.scannedAt === best.scannedAt && s.createdAt > best.createdAt)
-        ? s
-        : best,
-    undefined,
-  );
+  return newestScan(scans);
 }
 
 /**
@@ -852,15 +845,7 @@ export class FleetSession {
         const out = [];
         for (const server of servers) {
           const scans = await store.scanResults.listAll(this.#tenantId, { where: { serverId: server.id } });
-          const latest = scans.reduce<ScanResult | undefined>(
-            (best, s) =>
-              !best ||
-              s.scannedAt > best.scannedAt ||
-              (s.scannedAt === best.scannedAt && s.createdAt > best.createdAt)
-                ? s
-                : best,
-            undefined,
-          );
+          const latest = newestScan(scans);
           out.push({ server, scan: latest });
         }
         return out;

@@ -11,7 +11,7 @@ import type { EmailMessage } from './types.js';
 export function createEmailDelivery(): DeliveryHandler {
   return async (message, context) => {
     const integration = await context.store.integrations.get(message.tenantId, message.destinationId);
-    if (!integration || integration.kind !== 'smtp') {
+    if (integration?.kind !== 'smtp') {
       return { outcome: 'park', error: `integration ${message.destinationId} is not an SMTP integration` };
     }
     const c = integration.config;

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { ChangeRequest, OutboxMessage, PatchPolicy, ScanResult, Server } from '../domain/index.js';
 import { matchesSelector } from '../domain/index.js';
 import { TimeoutError, TransportError, toFleetwardError } from '../errors.js';
+import { newestScan } from '../inventory/scans.js';
 import type { DeliveryHandler } from '../notify/dispatcher.js';
 import { enqueue } from '../notify/outbox.js';
 import { selectPatches } from '../patch/selection.js';
@@ -10,22 +11,6 @@ import { buildChangeRequest, pendingSetHash } from './change-request.js';
 import { createJiraIntegration } from './jira.js';
 import { createServiceNowIntegration } from './servicenow.js';
 import type { ChangeRequestPayload, TicketingIntegration } from './types.js';
-
-function newest(scans: ScanResult[]): Map<string, ScanResult> {
-  const byServer = new Map<string, ScanResult>();
-  for (const scan of scans) {
-    if (scan.status !== 'succeeded') continue;
-    const best = byServer.get(scan.serverId);
-    if (
-      !best ||
-      scan.scannedAt > best.scannedAt ||
-      (scan.scannedAt === best.scannedAt && scan.createdAt > best.createdAt)
-    ) {
-      byServer.set(scan.serverId, scan);
-    }
-  }
-  return byServer;
-}
 
 /**
  * For every policy with `changeRequests` whose project includes one of `serverIds`: the patches the
@@ -50,9 +35,12 @@ export async function requestChangesForScan(
     if (!servers.some((s) => touched.has(s.id))) continue;
     const scans = new Map<string, ScanResult>();
     for (const server of servers) {
-      const latest = newest(
+      const latest = newestScan(
         await store.scanResults.listAll(tenantId, { where: { serverId: server.id } }),
-      ).get(server.id);
+        {
+          succeededOnly: true,
+        },
+      );
       if (latest) scans.set(server.id, latest);
     }
     const pending = servers

@@ -15,6 +15,7 @@ import {
 import { runCommand } from '../engine/exec.js';
 import { AuthorizationError, ConflictError, toFleetwardError, ValidationError } from '../errors.js';
 import type { SessionInternals } from '../fleet/fleet.js';
+import { newestScan } from '../inventory/scans.js';
 import { resolveTargets, TargetsSchema } from '../inventory/targets.js';
 import type { PackageManagerDriver } from '../os/driver.js';
 import { canonicalJson } from '../util/canonical-json.js';
@@ -45,18 +46,6 @@ export function planHash(plan: PlanBody): string {
   return createHash('sha256')
     .update(canonicalJson({ policyId, projectId, servers, waves, stopCondition }))
     .digest('hex');
-}
-
-function latest(scans: ScanResult[]): ScanResult | undefined {
-  return scans.reduce<ScanResult | undefined>(
-    (best, s) =>
-      !best ||
-      s.scannedAt > best.scannedAt ||
-      (s.scannedAt === best.scannedAt && s.createdAt > best.createdAt)
-        ? s
-        : best,
-    undefined,
-  );
 }
 
 /** Puts each server into the first wave whose selector matches; the rest go into a last wave. */
@@ -196,7 +185,9 @@ export function createPatchApi(internals: () => SessionInternals) {
     const scans = new Map<string, ScanResult | undefined>();
     const stale: string[] = [];
     for (const server of servers) {
-      const scan = latest(await store.scanResults.listAll(ctx.tenantId, { where: { serverId: server.id } }));
+      const scan = newestScan(
+        await store.scanResults.listAll(ctx.tenantId, { where: { serverId: server.id } }),
+      );
       if (scan?.status !== 'succeeded' || now - Date.parse(scan.scannedAt) > options.maxScanAgeMs)
         stale.push(server.id);
       scans.set(server.id, scan);
