@@ -126,17 +126,18 @@ describe('fleetward', () => {
     },
   );
 
-  it('bin — the built command runs as a separate process with the documented exit codes', () => {
-    const bin = join(root, 'packages/cli/dist/bin.js');
-    if (!existsSync(bin)) {
-      if (process.env['CI']) throw new Error('packages/cli/dist/bin.js is missing: CI builds before testing');
-      return;
-    }
-    const help = spawnSync(process.execPath, [bin, '--help'], { encoding: 'utf8' });
-    expect(help.status).toBe(0);
-    const bad = spawnSync(process.execPath, [bin, '--data-dir', dir, 'scan', '--server', 'missing'], {
-      encoding: 'utf8',
-    });
-    expect(bad.status).toBe(EXIT.failure);
-  });
+  const bin = join(root, 'packages/cli/dist/bin.js');
+  if (!existsSync(bin) && process.env['CI'])
+    throw new Error('packages/cli/dist/bin.js is missing: CI builds before testing');
+  it.skipIf(!existsSync(bin))(
+    'bin — the built command runs as a separate process with the documented exit codes (needs npm run build)',
+    () => {
+      const help = spawnSync(process.execPath, [bin, '--help'], { encoding: 'utf8' });
+      expect(help.status).toBe(0);
+      const bad = spawnSync(process.execPath, [bin, '--data-dir', dir, 'scan', '--server', 'missing'], {
+        encoding: 'utf8',
+      });
+      expect(bad.status).toBe(EXIT.failure);
+    },
+  );
 });
