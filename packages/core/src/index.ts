@@ -1,7 +1,23 @@
 export type { AuditChainProblem, AuditChainVerification } from './audit/chain.js';
 export { auditRecordHash, GENESIS_HASH, verifyAuditChain } from './audit/chain.js';
 export { ACTION_NAMES, ACTIONS, type Action, actionMatches } from './authz/actions.js';
+export {
+  type CompiledAuthorization,
+  compileAuthorization,
+  compileSelector,
+  type ServerPredicate,
+} from './authz/compiled.js';
 export { type AuthorizationContext, type Decision, evaluate, type Resource } from './authz/evaluate.js';
+export {
+  type DiffPoliciesOptions,
+  diffPolicies,
+  type ExplainNames,
+  explain,
+  type PolicyChange,
+  type PolicySet,
+  type Simulation,
+  simulate,
+} from './authz/tools.js';
 export {
   type ComplianceApi,
   type ComplianceSummaryOptions,

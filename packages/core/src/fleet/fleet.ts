@@ -3,7 +3,8 @@ import { EventEmitter } from 'eventemitter3';
 import PQueue from 'p-queue';
 import { z } from 'zod';
 import type { Action } from '../authz/actions.js';
-import { type AuthorizationContext, type Decision, evaluate, type Resource } from '../authz/evaluate.js';
+import { compileAuthorization } from '../authz/compiled.js';
+import type { AuthorizationContext, Decision, Resource } from '../authz/evaluate.js';
 import { createComplianceApi } from '../compliance/api.js';
 import {
   type AccountInput,
@@ -339,7 +340,9 @@ export class FleetSession {
       return deny(decision, [decision]);
     }
     const ctx = await this.#context(principal);
-    const denied = resources.map((r) => evaluate(ctx, action, r)).filter((d) => !d.allowed);
+    // Compiled once per call: a scan or plan over thousands of servers decides each in microseconds.
+    const authz = compileAuthorization(ctx);
+    const denied = resources.map((r) => authz.decide(action, r)).filter((d) => !d.allowed);
     if (denied.length) await deny(denied[0]!, denied);
     return principal;
   }
@@ -516,7 +519,8 @@ export class FleetSession {
     const principal = await this.#principal();
     if (!principal) return [];
     const ctx = await this.#context(principal);
-    return servers.filter((server) => evaluate(ctx, 'inventory.read', { type: 'server', server }).allowed);
+    const authz = compileAuthorization(ctx);
+    return servers.filter((server) => authz.decide('inventory.read', { type: 'server', server }).allowed);
   }
 
   async #context(principal: Principal): Promise<AuthorizationContext> {
