@@ -24,8 +24,8 @@ import {
 } from './scripts.js';
 import {
   binary,
+  collectChild,
   commandError,
-  exitStatus,
   killGroup,
   run,
   runOk,
@@ -623,42 +623,13 @@ export class LabHostImpl implements LabHost {
     return child;
   }
 
-  exec(argv: string[], opts: LabExecOptions = {}): Promise<LabExecResult> {
-    return new Promise((resolve, reject) => {
-      let child: ChildProcess;
-      try {
-        child = this.spawnInHost(argv, opts);
-      } catch (error) {
-        reject(error);
-        return;
-      }
-      const stdout: Buffer[] = [];
-      const stderr: Buffer[] = [];
-      let size = 0;
-      const collect = (into: Buffer[]) => (chunk: Buffer) => {
-        size += chunk.length;
-        if (size <= MAX_EXEC_OUTPUT) into.push(chunk);
-      };
-      child.stdout?.on('data', collect(stdout));
-      child.stderr?.on('data', collect(stderr));
-      const kill = () => killGroup(child);
-      const timer = opts.timeoutMs === undefined ? undefined : setTimeout(kill, opts.timeoutMs);
-      opts.signal?.addEventListener('abort', kill, { once: true });
-      child.on('error', (error) => {
-        clearTimeout(timer);
-        reject(error);
-      });
-      child.on('close', (code, signal) => {
-        clearTimeout(timer);
-        opts.signal?.removeEventListener('abort', kill);
-        resolve({
-          exitCode: exitStatus(code, signal),
-          signal,
-          stdout: Buffer.concat(stdout).toString('utf8'),
-          stderr: Buffer.concat(stderr).toString('utf8'),
-        });
-      });
-      child.stdin?.end(opts.input ?? '');
+  async exec(argv: string[], opts: LabExecOptions = {}): Promise<LabExecResult> {
+    const child = this.spawnInHost(argv, opts);
+    return collectChild(child, {
+      maxOutput: MAX_EXEC_OUTPUT,
+      ...(opts.input !== undefined ? { input: opts.input } : {}),
+      ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
     });
   }
 

@@ -82,27 +82,21 @@ export function exitStatus(code: number | null, signal: NodeJS.Signals | null): 
  * Runs `file args` in its own process group (so a timeout or abort kills everything it
  * started) and collects its output.
  */
-export function run(file: string, args: readonly string[], options: RunOptions = {}): Promise<CommandResult> {
-  const argv = [file, ...args];
+/**
+ * Collects a spawned child's output (at most `maxOutput` bytes kept), kills its process group on
+ * timeout or abort, feeds it `input`, and resolves when its pipes close.
+ */
+export function collectChild(
+  child: ChildProcess,
+  options: { input?: string | Uint8Array; timeoutMs?: number; signal?: AbortSignal; maxOutput: number },
+): Promise<CommandResult> {
   return new Promise((resolve, reject) => {
-    const spawnOptions: SpawnOptions = {
-      env: options.env ?? systemEnv(),
-      stdio: ['pipe', 'pipe', 'pipe', ...(options.fds ?? [])],
-      detached: true,
-    };
-    let child: ChildProcess;
-    try {
-      child = spawn(file, args, spawnOptions);
-    } catch (error) {
-      reject(error);
-      return;
-    }
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
     let size = 0;
     const collect = (into: Buffer[]) => (chunk: Buffer) => {
       size += chunk.length;
-      if (size <= MAX_OUTPUT) into.push(chunk);
+      if (size <= options.maxOutput) into.push(chunk);
     };
     child.stdout?.on('data', collect(stdout));
     child.stderr?.on('data', collect(stderr));
@@ -117,22 +111,39 @@ export function run(file: string, args: readonly string[], options: RunOptions =
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       options.signal?.removeEventListener('abort', kill);
-      const result: CommandResult = {
+      resolve({
         exitCode: exitStatus(code, signal),
         signal,
         stdout: Buffer.concat(stdout).toString('utf8'),
         stderr: Buffer.concat(stderr).toString('utf8'),
-      };
-      if (options.okCodes && !options.okCodes.includes(result.exitCode)) {
-        reject(commandError(argv, result));
-        return;
-      }
-      resolve(result);
+      });
     });
     // A child that exits without reading stdin makes the write fail with EPIPE; that is its business.
     child.stdin?.on('error', () => {});
     child.stdin?.end(options.input ?? '');
   });
+}
+
+export async function run(
+  file: string,
+  args: readonly string[],
+  options: RunOptions = {},
+): Promise<CommandResult> {
+  const argv = [file, ...args];
+  const spawnOptions: SpawnOptions = {
+    env: options.env ?? systemEnv(),
+    stdio: ['pipe', 'pipe', 'pipe', ...(options.fds ?? [])],
+    detached: true,
+  };
+  const child = spawn(file, args, spawnOptions);
+  const result = await collectChild(child, {
+    maxOutput: MAX_OUTPUT,
+    ...(options.input !== undefined ? { input: options.input } : {}),
+    ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  if (options.okCodes && !options.okCodes.includes(result.exitCode)) throw commandError(argv, result);
+  return result;
 }
 
 /** `run` that rejects unless the command exits 0. */
