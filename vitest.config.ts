@@ -9,6 +9,7 @@ export default defineConfig({
     alias: {
       '@fleetward/core': src('core'),
       '@fleetward/store-sqlite': src('store-sqlite'),
+      '@fleetward/store-postgres': src('store-postgres'),
       '@fleetward/adapter-ssh': src('adapter-ssh'),
       // Before '@fleetward/testkit': aliases match by prefix, in order.
       '@fleetward/testkit/lab': fileURLToPath(

@@ -1,0 +1,99 @@
+/**
+ * Versioned schema migrations. Applied in order, all pending ones in one transaction under an
+ * advisory lock (so concurrent processes never race), recorded in `schema_migrations`. Each
+ * migration runs with `search_path` set to the store's schema, so its SQL names no schema.
+ * A migration is never edited after release: add a new one instead.
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/**
+ * One expression index per indexed field, partial on the kind, like the SQLite store's. The list
+ * query inlines the kind and the field (`data->>'field'`) so that PostgreSQL can prove the index.
+ */
+const fieldIndexes = (indexed: Record<string, string[]>) =>
+  Object.entries(indexed)
+    .flatMap(([kind, fields]) =>
+      fields.map(
+        (field) =>
+          `CREATE INDEX "entities_${kind}_${field}" ON entities (tenant_id, (data->>'${field}'), id) WHERE kind = '${kind}';`,
+      ),
+    )
+    .join('\n');
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'entities, audit log, leases',
+    sql: `
+CREATE TABLE entities (
+  kind TEXT COLLATE "C" NOT NULL,
+  tenant_id TEXT COLLATE "C" NOT NULL,
+  id TEXT COLLATE "C" NOT NULL,
+  version INTEGER NOT NULL CHECK (version > 0),
+  data JSONB NOT NULL CHECK (jsonb_typeof(data) = 'object'),
+  PRIMARY KEY (kind, tenant_id, id)
+);
+${fieldIndexes({
+  accounts: ['provider'],
+  servers: ['accountId', 'provider', 'region', 'name'],
+  projects: ['name'],
+  principals: ['kind', 'affiliation'],
+  roles: ['name'],
+  roleBindings: ['principalId', 'roleId'],
+  patchPolicies: ['projectId'],
+  patchPlans: ['projectId', 'policyId', 'status'],
+  scripts: ['name', 'contentHash'],
+  jobs: ['kind', 'status'],
+  taskResults: ['jobId', 'serverId', 'status'],
+  scanResults: ['serverId', 'jobId', 'status'],
+  credentials: ['caretakerId', 'fingerprint', 'login'],
+  accessRequests: ['requesterId', 'status'],
+  accessGrants: ['requestId', 'principalId', 'status'],
+  complianceStandards: ['projectId'],
+  scanSchedules: ['projectId', 'enabled'],
+  webhookEndpoints: ['disabled'],
+  outbox: ['status', 'channel', 'destinationId'],
+  integrations: ['kind'],
+  changeRequests: ['projectId', 'pendingSetHash', 'status'],
+})}
+
+CREATE TABLE audit_log (
+  tenant_id TEXT COLLATE "C" NOT NULL,
+  seq BIGINT NOT NULL CHECK (seq > 0),
+  id TEXT NOT NULL UNIQUE,
+  at TIMESTAMPTZ NOT NULL,
+  action TEXT NOT NULL,
+  actor_id TEXT NOT NULL,
+  hash TEXT NOT NULL,
+  record JSONB NOT NULL,
+  PRIMARY KEY (tenant_id, seq)
+);
+CREATE INDEX audit_log_action ON audit_log (tenant_id, action, seq);
+CREATE INDEX audit_log_actor ON audit_log (tenant_id, actor_id, seq);
+CREATE INDEX audit_log_at ON audit_log (tenant_id, at, seq);
+CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'the audit log is append-only' USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+  FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+  FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+
+CREATE TABLE leases (
+  name TEXT PRIMARY KEY,
+  holder TEXT NOT NULL,
+  token BIGINT NOT NULL,
+  expires_at BIGINT NOT NULL
+);
+CREATE SEQUENCE lease_tokens AS BIGINT;
+`,
+  },
+];
