@@ -1,5 +1,6 @@
 export { ManualClock } from './clock.js';
 export { SAMPLE_CHANGES, sampleInput } from './fixtures.js';
+export { describeIfAvailable, prerequisitesRequired } from './requirements.js';
 export {
   describeStoreConformance,
   STORE_CONFORMANCE_GROUPS,

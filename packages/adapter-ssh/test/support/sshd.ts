@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { type Server, ServerSchema } from '@fleetward/core';
-import { describe } from 'vitest';
+import { describeIfAvailable } from '@fleetward/testkit';
 
 const run = promisify(execFile);
 
@@ -30,20 +30,9 @@ export function namespaceUnavailableReason(): string | undefined {
   return undefined;
 }
 
-/**
- * `describe` when `reason` is undefined; otherwise a loudly skipped `describe` — or a thrown error
- * when `FLEETWARD_REQUIRE_LAB=1`, so that CI can never pass by skipping the lab.
- */
+/** `describe` when `reason` is undefined; otherwise skipped loudly, or failing under CI. */
 export function describeLab(name: string, reason: string | undefined, body: () => void): void {
-  if (reason === undefined) {
-    describe(name, body);
-    return;
-  }
-  if (process.env.FLEETWARD_REQUIRE_LAB === '1') {
-    throw new Error(`${name}: FLEETWARD_REQUIRE_LAB=1 but the lab is unavailable: ${reason}`);
-  }
-  console.warn(`SKIPPED ${name}: ${reason}`);
-  describe.skip(`${name} (skipped: ${reason})`, body);
+  describeIfAvailable(name, reason, body);
 }
 
 /** A key pair made by ssh-keygen. */

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { describeIfAvailable } from '@fleetward/testkit';
 import pg from 'pg';
-import { describe, it } from 'vitest';
 
 /** The test server: the local PostgreSQL unless `FLEETWARD_TEST_POSTGRES_URL` names another. */
 export const POSTGRES_URL =
@@ -39,18 +39,5 @@ const reason = await unreachable();
  * skipped loudly (reason in the name and on stderr); with `FLEETWARD_REQUIRE_LAB=1` (CI) it fails.
  */
 export function describeWithPostgres(name: string, fn: () => void): void {
-  if (reason === undefined) {
-    describe(name, fn);
-    return;
-  }
-  if (process.env['FLEETWARD_REQUIRE_LAB'] === '1') {
-    describe(name, () => {
-      it('PostgreSQL is reachable', () => {
-        throw new Error(`${reason} (FLEETWARD_REQUIRE_LAB=1)`);
-      });
-    });
-    return;
-  }
-  console.warn(`[fleetward-postgres] SKIPPED "${name}": ${reason}`);
-  describe.skip(`${name} [skipped: ${reason}]`, fn);
+  describeIfAvailable(name, reason, fn);
 }

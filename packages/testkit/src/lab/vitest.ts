@@ -1,7 +1,7 @@
 /**
  * Vitest helpers for lab tests: skip loudly where the lab cannot run, fail where it must.
  */
-import { describe, it } from 'vitest';
+import { describeIfAvailable, prerequisitesRequired } from '../requirements.js';
 import { labPrerequisites } from './prerequisites.js';
 import type { LabFlavour } from './types.js';
 
@@ -14,7 +14,7 @@ export function labSkipReason(options: { flavours?: readonly LabFlavour[] } = {}
   const missing = labPrerequisites(options);
   if (missing.length === 0) return undefined;
   const reason = `the lab cannot run here: ${missing.join('; ')}`;
-  if (process.env.FLEETWARD_REQUIRE_LAB === '1') throw new Error(`${reason} (FLEETWARD_REQUIRE_LAB=1)`);
+  if (prerequisitesRequired()) throw new Error(`${reason} (FLEETWARD_REQUIRE_LAB=1)`);
   return reason;
 }
 
@@ -28,22 +28,10 @@ export function describeWithLab(
   fn: () => void,
   options: { flavours?: readonly LabFlavour[] } = {},
 ): void {
-  let reason: string | undefined;
-  try {
-    reason = labSkipReason(options);
-  } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    describe(name, () => {
-      it('lab prerequisites', () => {
-        throw new Error(message);
-      });
-    });
-    return;
-  }
-  if (reason === undefined) {
-    describe(name, fn);
-    return;
-  }
-  console.warn(`[fleetward-lab] SKIPPED "${name}": ${reason}`);
-  describe.skip(`${name} [skipped: ${reason}]`, fn);
+  const missing = labPrerequisites(options);
+  describeIfAvailable(
+    name,
+    missing.length ? `the lab cannot run here: ${missing.join('; ')}` : undefined,
+    fn,
+  );
 }
