@@ -11,6 +11,7 @@ export default defineConfig({
       '@fleetward/store-sqlite': src('store-sqlite'),
       '@fleetward/store-postgres': src('store-postgres'),
       '@fleetward/adapter-ssh': src('adapter-ssh'),
+      '@fleetward/http': src('http'),
       // Before '@fleetward/testkit': aliases match by prefix, in order.
       '@fleetward/testkit/lab': fileURLToPath(
         new URL('./packages/testkit/src/lab/index.ts', import.meta.url),

@@ -160,10 +160,12 @@ describeWithLab('patching lab hosts', () => {
     await fleet.store.scripts.create({
       tenantId: TENANT,
       id: 'slow-pre',
-      name: 'slow pre-install step',
+      name: 'slow-pre',
+      revision: 1,
       interpreter: 'sh',
       body,
       contentHash: createHash('sha256').update(body).digest('hex'),
+      createdBy: 'alice',
     });
     await alice.patch.policies.add({
       id: 'sec',

@@ -98,7 +98,7 @@ export interface SshExecContext {
  * key checked under the policy, then login. Bounded by `connectTimeoutMs`, and every failure is a
  * `FleetwardError` that names the hop, the phase and the reason.
  */
-async function dialHop(ctx: SshExecContext, hop: Hop, where: string, context: object, sock?: Duplex) {
+export async function dialHop(ctx: SshExecContext, hop: Hop, where: string, context: object, sock?: Duplex) {
   const target = hop.server ? { host: hop.host, port: hop.port, server: hop.server } : hop;
   const details = { ...context, host: hop.host, port: hop.port, username: hop.credentials.username };
   let expectation: Awaited<ReturnType<HostKeyVerifier['expectationFor']>>;

@@ -1,12 +1,13 @@
 import type { Adapter } from '@fleetward/core';
 import { ValidationError } from '@fleetward/core';
 import { HostKeyVerifier } from './host-keys.js';
+import { createSshLogin } from './login.js';
 import { type SshAdapterOptions, SshAdapterOptionsSchema } from './options.js';
 import { ConnectionPool } from './pool.js';
 import { createSshExec } from './transport.js';
 
 /**
- * An adapter that runs commands on servers over SSH (ssh2), with the `exec` capability.
+ * An adapter that runs commands on servers over SSH (ssh2), with the `exec` and `login` capabilities.
  *
  * - Target: `server.address ?? server.name`, port `server.port ?? 22`; login from
  *   `credentialsFor(server)` or `credentials` (key, with passphrase, agent or password).
@@ -43,10 +44,12 @@ export function createSshAdapter(options: SshAdapterOptions): Adapter {
   }
   const config = result.data;
   const pool = new ConnectionPool();
-  const exec = createSshExec({ config, pool, verifier: new HostKeyVerifier(config) });
+  const ctx = { config, pool, verifier: new HostKeyVerifier(config) };
+  const exec = createSshExec(ctx);
   return {
     name: config.name,
     exec,
+    login: createSshLogin(ctx),
     close: () => pool.close(),
   };
 }

@@ -1,10 +1,13 @@
 import { FleetwardError } from '@fleetward/core';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { createColors } from 'picocolors';
+import { registerAccessCommands } from './access-commands.js';
 import { registerComplianceCommands } from './compliance-commands.js';
 import { openContext } from './context.js';
 import { registerPatchCommands } from './patch-commands.js';
 import { buildReport, type Report } from './report.js';
+import { registerScriptCommands } from './script-commands.js';
+import { registerServeCommands } from './serve-command.js';
 import { renderTable } from './table.js';
 
 /** Exit codes of `fleetward`. */
@@ -146,7 +149,34 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
       exitCode = code;
     },
   });
+  registerAccessCommands(program, {
+    withContext,
+    out: io.stdout,
+    err: io.stderr,
+    colors: c,
+    setExit: (code) => {
+      exitCode = code;
+    },
+  });
   registerComplianceCommands(program, {
+    withContext,
+    out: io.stdout,
+    err: io.stderr,
+    colors: c,
+    setExit: (code) => {
+      exitCode = code;
+    },
+  });
+  registerServeCommands(program, {
+    withContext,
+    out: io.stdout,
+    err: io.stderr,
+    colors: c,
+    setExit: (code) => {
+      exitCode = code;
+    },
+  });
+  registerScriptCommands(program, {
     withContext,
     out: io.stdout,
     err: io.stderr,

@@ -1,5 +1,131 @@
+export {
+  type AccessApi,
+  type AccessOptions,
+  AccessOptionsSchema,
+  type AccessRequestOptions,
+  AccessRequestOptionsSchema,
+  createAccessApi,
+  type SweepResult,
+  sweepAccess,
+  ticketPattern,
+} from './access/api.js';
+export {
+  type AuthorizedKeyEntry,
+  type AuthorizedKeyOption,
+  type AuthorizedKeysLine,
+  fingerprintOf,
+  fleetwardMarker,
+  isCloudAgentManaged,
+  optionOf,
+  type PublicKey,
+  parseAuthorizedKeys,
+  parsePublicKey,
+  renderAuthorizedKeyLine,
+  renderAuthorizedKeys,
+  withFleetwardMarker,
+} from './access/authorized-keys.js';
+export { installGrantOn, removeGrantFrom } from './access/grants.js';
+export { type GeneratedKeyPair, generateEd25519KeyPair } from './access/keygen.js';
+export {
+  createKeysApi,
+  credentialSecretRef,
+  type DueCredential,
+  dueCredentials,
+  type KeysApi,
+  managedCredentials,
+  type RegisterCredentialInput,
+} from './access/keys.js';
+export {
+  type RotationOptions,
+  type RotationReport,
+  rotateCredential,
+  secretRefs,
+} from './access/rotation.js';
+export {
+  type AuthorizedKeysFile,
+  editAuthorizedKeys,
+  hostLocalTime,
+  NoSuchLoginError,
+  readAllAuthorizedKeys,
+  readAuthorizedKeys,
+  readSshdLog,
+  sshdVersionOf,
+  writeAuthorizedKeys,
+} from './access/server-keys.js';
+export { parseSshdLog, type SshLoginEvent } from './access/sshd-log.js';
+export {
+  expiryTimeOption,
+  parseSshdVersion,
+  type SshdVersion,
+  supportsExpiryTime,
+  supportsUtcExpiry,
+  UnsupportedSshdError,
+} from './access/sshd-version.js';
+export {
+  AccessSweeper,
+  type AccessSweeperOptions,
+  type AccessSweepTick,
+  createAccessSweeper,
+} from './access/sweeper.js';
+export { type AuditApi, auditRecords, createAuditApi, type VerifyAuditLogOptions } from './audit/api.js';
 export type { AuditChainProblem, AuditChainVerification } from './audit/chain.js';
 export { auditRecordHash, GENESIS_HASH, verifyAuditChain } from './audit/chain.js';
+export {
+  AUDIT_CHECKPOINT_FORMAT,
+  type AuditCheckpoint,
+  type AuditCheckpointHead,
+  AuditCheckpointHeadSchema,
+  AuditCheckpointSchema,
+  auditSigningKeyId,
+  generateAuditSigningKey,
+  signAuditCheckpoint,
+  verifyAuditCheckpoint,
+} from './audit/checkpoint.js';
+export {
+  AUDIT_EXPORT_FORMAT,
+  AUDIT_EXPORT_MAX_LINE,
+  type AuditExportHeader,
+  AuditExportHeaderSchema,
+  type AuditLogVerification,
+  type AuditProblem,
+  type ExportAuditLogInput,
+  exportAuditLog,
+  type VerifyAuditExportOptions,
+  type VerifyAuditRecordsOptions,
+  verifyAuditExport,
+  verifyAuditRecords,
+} from './audit/export.js';
+export {
+  type AccessAuditAccess,
+  type AccessAuditAction,
+  type AccessAuditCommand,
+  type AccessAuditCoverage,
+  type AccessAuditDenial,
+  type AccessAuditInput,
+  type AccessAuditKey,
+  type AccessAuditPeriod,
+  type AccessAuditPerson,
+  type AccessAuditReport,
+  type AccessAuditRotation,
+  type AccessAuditScript,
+  type AccessAuditTotals,
+  type AccessVia,
+  buildAccessAuditReport,
+  buildAccessAuditReportAsync,
+  type KeyKind,
+  type KeyNeeded,
+} from './audit/report.js';
+export {
+  ACCESS_AUDIT_CSV_TABLES,
+  type AccessAuditCsvTable,
+  type RenderAccessAuditCsvOptions,
+  RenderAccessAuditCsvOptionsSchema,
+  type RenderAccessAuditHtmlOptions,
+  RenderAccessAuditHtmlOptionsSchema,
+  renderAccessAuditCsv,
+  renderAccessAuditHtml,
+  renderAccessAuditJson,
+} from './audit/report-render.js';
 export { ACTION_NAMES, ACTIONS, type Action, actionMatches } from './authz/actions.js';
 export {
   type CompiledAuthorization,
@@ -194,6 +320,71 @@ export {
   type SchedulerOptions,
   type SchedulerTickResult,
 } from './schedule/scheduler.js';
+export {
+  FileSecretStore,
+  type FileSecretStoreOptions,
+  openFileSecretStore,
+  SecretStoreError,
+  type SecretStoreFailure,
+} from './secrets/file-secret-store.js';
+export {
+  type ApproveScriptOptions,
+  ApproveScriptOptionsSchema,
+  createScriptApi,
+  type ImportResult,
+  type ScriptApi,
+} from './sop/api.js';
+export {
+  fileSha256,
+  type ScriptContent,
+  scriptCommand,
+  scriptContentHash,
+  scriptVersionId,
+} from './sop/content.js';
+export { type ScriptEvents, scriptEvents } from './sop/events.js';
+export {
+  MANIFEST_FILE,
+  type Manifest,
+  type ManifestEntry,
+  ManifestEntrySchema,
+  ManifestSchema,
+  readRepository,
+  writeRepository,
+} from './sop/files.js';
+export {
+  auditedParameters,
+  MAX_PARAMETER_BYTES,
+  type ParameterInput,
+  type ResolvedParameters,
+  redactSecrets,
+  resolveParameters,
+} from './sop/params.js';
+export {
+  type AddScriptInput,
+  AddScriptInputSchema,
+  type ApprovalState,
+  approvalState,
+} from './sop/repository.js';
+export {
+  type ExecuteRolloutOptions,
+  executeRollout,
+  type KnownServerState,
+  planWaves,
+  type RolloutOutcome,
+  type RolloutPolicy,
+  type RolloutPolicyInput,
+  type ServerOutcome,
+  type ServerRunState,
+  stopConditionFor,
+} from './sop/rollout.js';
+export {
+  type ExecuteRunOptions,
+  ExecuteRunOptionsSchema,
+  type PlanRunInput,
+  PlanRunInputSchema,
+  type ScriptRunResults,
+  type ServerRunResult,
+} from './sop/run.js';
 export { type CreateStoreOptions, createStore } from './store/create-store.js';
 export { createMemoryStore, type MemoryStoreOptions, matchesAuditQuery } from './store/memory-store.js';
 export {

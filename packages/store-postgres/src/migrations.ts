@@ -96,4 +96,15 @@ CREATE TABLE leases (
 CREATE SEQUENCE lease_tokens AS BIGINT;
 `,
   },
+  {
+    version: 2,
+    name: 'access management, scripts, API tokens',
+    sql: fieldIndexes({
+      keyRotationPolicies: ['projectId'],
+      keyInventories: ['serverId'],
+      scriptApprovals: ['scriptName', 'contentHash'],
+      scriptRuns: ['scriptName', 'contentHash', 'status', 'jobId'],
+      apiTokens: ['tokenHash', 'principalId'],
+    }),
+  },
 ];

@@ -106,4 +106,22 @@ INSERT INTO lease_tokens (id, last) VALUES (1, 0);
       )
       .join('\n'),
   },
+  {
+    version: 4,
+    name: 'access management, scripts, API tokens',
+    sql: Object.entries({
+      keyRotationPolicies: ['projectId'],
+      keyInventories: ['serverId'],
+      scriptApprovals: ['scriptName', 'contentHash'],
+      scriptRuns: ['scriptName', 'contentHash', 'status', 'jobId'],
+      apiTokens: ['tokenHash', 'principalId'],
+    })
+      .flatMap(([kind, fields]) =>
+        fields.map(
+          (field) =>
+            `CREATE INDEX entities_${kind}_${field} ON entities (tenant_id, json_extract(data, '$.${field}'), id) WHERE kind = '${kind}';`,
+        ),
+      )
+      .join('\n'),
+  },
 ];

@@ -230,7 +230,9 @@ class SqliteBackend implements StoreBackend {
     const delVersion = db.prepare(
       'DELETE FROM entities WHERE kind = ? AND tenant_id = ? AND id = ? AND version = ?',
     );
-    const head = db.prepare('SELECT record FROM audit_log WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1');
+    const head = db.prepare(
+      'SELECT record, seq, id FROM audit_log WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1',
+    );
     const auditInsert = db.prepare(
       'INSERT INTO audit_log (tenant_id, seq, id, at, action, actor_id, hash, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
     );
@@ -304,8 +306,8 @@ class SqliteBackend implements StoreBackend {
         return result.changes === 1;
       },
       async auditHead(tenantId) {
-        const r = head.get(tenantId) as { record: string } | undefined;
-        return r && (JSON.parse(r.record) as AuditRecord);
+        const r = head.get(tenantId) as { record: string; seq: number; id: string } | undefined;
+        return r && parseAuditRow(tenantId, r);
       },
       async auditInsert(record) {
         return (
@@ -346,9 +348,11 @@ class SqliteBackend implements StoreBackend {
         }
         params.push(query.limit);
         const rows = db
-          .prepare(`SELECT record FROM audit_log WHERE ${conditions.join(' AND ')} ORDER BY seq LIMIT ?`)
-          .all(...params) as { record: string }[];
-        return rows.map((r) => JSON.parse(r.record) as AuditRecord);
+          .prepare(
+            `SELECT record, seq, id FROM audit_log WHERE ${conditions.join(' AND ')} ORDER BY seq LIMIT ?`,
+          )
+          .all(...params) as { record: string; seq: number; id: string }[];
+        return rows.map((r) => parseAuditRow(tenantId, r));
       },
     };
   }
@@ -359,6 +363,24 @@ class SqliteBackend implements StoreBackend {
  * readers never block the writer and a killed process leaves a consistent database behind.
  * Several processes on one machine may share the file; leases and audit appends stay atomic.
  */
+/**
+ * A stored audit record. One that is not JSON any more (only possible by tampering: the column
+ * checks `json_valid`) is a StoreError naming the record, so verification can say which one.
+ */
+function parseAuditRow(tenantId: string, row: { record: string; seq: number; id: string }): AuditRecord {
+  try {
+    return JSON.parse(row.record) as AuditRecord;
+  } catch (error) {
+    throw new StoreError(
+      `audit record ${row.seq} (id ${row.id}) of tenant ${tenantId} is not valid JSON: it was tampered with`,
+      {
+        cause: error,
+        details: { tenantId, seq: row.seq, id: row.id },
+      },
+    );
+  }
+}
+
 export function createSqliteStore(options: SqliteStoreOptions): Store {
   const opts = validate(SqliteStoreOptionsSchema, options, 'SqliteStoreOptions');
   if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true });

@@ -14,9 +14,13 @@ export const ACTIONS = {
   'script.read': 'Read scripts in the repository.',
   'script.write': 'Add and change scripts.',
   'script.run': 'Run a script on servers.',
-  'access.request': 'Request just-in-time access.',
-  'access.approve': 'Approve or reject access requests.',
-  'keys.rotate': 'Rotate SSH keys.',
+  'script.approve': 'Approve the current version of a risky script (its content hash).',
+  'access.request':
+    'Request just-in-time access to servers (decided per server); see and end your own requests and grants.',
+  'access.approve':
+    'Approve, reject or revoke access requests and grants of others; run access housekeeping.',
+  'keys.read': 'See the keys on servers (inventory), managed credentials and rotation policies.',
+  'keys.rotate': 'Register managed keys, deploy and rotate them, and set rotation policies.',
   'audit.read': 'Read and verify the audit log.',
   'iam.read': 'Read principals, roles and bindings.',
   'iam.write': 'Change principals, roles and bindings.',

@@ -1,6 +1,14 @@
 import type { RoleBinding, Server, ServerSelector } from '../domain/index.js';
 import type { Action } from './actions.js';
-import type { AuthorizationContext, Decision, Resource } from './evaluate.js';
+import {
+  type AuthorizationContext,
+  type Decision,
+  mfaHint,
+  mfaSatisfied,
+  type Resource,
+  scopeHint,
+  scopeOf,
+} from './evaluate.js';
 
 /** A precompiled server predicate; the same answers as `matchesSelector` for a fixed selector. */
 export type ServerPredicate = (server: Server) => boolean;
@@ -83,6 +91,12 @@ interface Entry {
   projectIds: readonly string[] | undefined;
   /** The rule's server predicate; undefined when the rule is not limited to servers. */
   servers: ServerPredicate | undefined;
+  /** The rule's script names; undefined when the rule is not limited to scripts. */
+  scripts: ReadonlySet<string> | undefined;
+  /** Set when the rule's MFA condition does not hold: it never matches, it only explains. */
+  mfaHint: string | undefined;
+  /** For an allow rule: how a default deny names it when it did not cover the resource. */
+  scopeHint: string;
 }
 
 export interface CompiledAuthorization {
@@ -163,7 +177,12 @@ export function compileAuthorization(ctx: AuthorizationContext): CompiledAuthori
         reason: `${rule.effect === 'deny' ? 'denied' : 'allowed'} by role ${role.name} rule ${ruleIndex}`,
         projectIds: binding.projectIds,
         servers: rule.servers ? compileSelector(rule.servers) : undefined,
+        scripts: rule.scripts ? new Set(rule.scripts) : undefined,
+        mfaHint: mfaSatisfied(rule, ctx) ? undefined : mfaHint(role.name, ruleIndex, rule),
+        scopeHint: rule.effect === 'allow' ? scopeHint(role.name, ruleIndex, scopeOf(rule, binding)) : '',
       };
+      // A deny whose condition fails can never apply; an allow is kept to explain the denial.
+      if (entry.mfaHint && rule.effect === 'deny') continue;
       for (const pattern of new Set(rule.actions)) {
         if (pattern === '*') star.push(entry);
         else if (pattern.endsWith('.*')) push(family, pattern.slice(0, -1), entry);
@@ -202,9 +221,20 @@ export function compileAuthorization(ctx: AuthorizationContext): CompiledAuthori
     return projects;
   };
 
-  const decision = (action: Action, resource: Decision['resource'], entry: Entry | undefined): Decision => {
+  const decision = (
+    action: Action,
+    resource: Decision['resource'],
+    entry: Entry | undefined,
+    hint = '',
+  ): Decision => {
     if (!entry) {
-      return { action, principalId, resource, allowed: false, reason: 'no role allows it (deny by default)' };
+      return {
+        action,
+        principalId,
+        resource,
+        allowed: false,
+        reason: `no role allows it (deny by default)${hint}`,
+      };
     }
     const m = entry.matched;
     return {
@@ -223,26 +253,51 @@ export function compileAuthorization(ctx: AuthorizationContext): CompiledAuthori
         const server = resource.server;
         let serverProjects: Set<string> | undefined;
         let allow: Entry | undefined;
+        let hint: string | undefined;
+        let nearMiss: string | undefined;
         for (const entry of candidates(action)) {
           if (entry.projectIds) {
             serverProjects ??= projectsOf(server);
-            if (!coversAny(entry.projectIds, serverProjects)) continue;
+            if (!coversAny(entry.projectIds, serverProjects)) {
+              nearMiss ||= entry.scopeHint;
+              continue;
+            }
           }
-          if (entry.servers && !entry.servers(server)) continue;
+          if ((entry.servers && !entry.servers(server)) || entry.scripts) {
+            nearMiss ||= entry.scopeHint;
+            continue;
+          }
+          if (entry.mfaHint) {
+            hint ??= entry.mfaHint;
+            continue;
+          }
           if (entry.matched.effect === 'deny') return decision(action, serverRef(server), entry);
           allow ??= entry;
         }
-        return decision(action, serverRef(server), allow);
+        return decision(action, serverRef(server), allow, hint || nearMiss);
       }
       const projectId = 'projectId' in resource ? resource.projectId : undefined;
+      const resourceId = 'id' in resource ? resource.id : undefined;
       let allow: Entry | undefined;
+      let hint: string | undefined;
+      let nearMiss: string | undefined;
       for (const entry of candidates(action)) {
-        if (entry.projectIds && (projectId === undefined || !entry.projectIds.includes(projectId))) continue;
-        if (entry.servers) continue;
+        if (
+          (entry.projectIds && (projectId === undefined || !entry.projectIds.includes(projectId))) ||
+          entry.servers ||
+          (entry.scripts && !(resource.type === 'script' && resourceId && entry.scripts.has(resourceId)))
+        ) {
+          nearMiss ||= entry.scopeHint;
+          continue;
+        }
+        if (entry.mfaHint) {
+          hint ??= entry.mfaHint;
+          continue;
+        }
         if (entry.matched.effect === 'deny') return decision(action, otherRef(resource), entry);
         allow ??= entry;
       }
-      return decision(action, otherRef(resource), allow);
+      return decision(action, otherRef(resource), allow, hint || nearMiss);
     },
   };
 }

@@ -1,5 +1,5 @@
-import type { Principal, Project, Role, RoleBinding, Server } from '../domain/index.js';
-import { matchesSelector } from '../domain/index.js';
+import type { Principal, Project, Role, RoleBinding, RoleRule, Server } from '../domain/index.js';
+import { describeSelector, matchesSelector } from '../domain/index.js';
 import type { Action } from './actions.js';
 import { actionMatches } from './actions.js';
 
@@ -24,6 +24,39 @@ export interface AuthorizationContext {
   roles: Map<string, Role>;
   projects: Map<string, Project>;
   now: Date;
+  /** When the actor last verified MFA; rules with `mfaWithinMinutes` need it recent enough. */
+  mfaVerifiedAt?: Date | undefined;
+}
+
+/** Whether a rule's MFA condition holds for the context (true when the rule has none). */
+export function mfaSatisfied(
+  rule: RoleRule,
+  ctx: Pick<AuthorizationContext, 'now' | 'mfaVerifiedAt'>,
+): boolean {
+  if (rule.mfaWithinMinutes === undefined) return true;
+  const at = ctx.mfaVerifiedAt?.getTime();
+  if (at === undefined || Number.isNaN(at)) return false;
+  const age = ctx.now.getTime() - at;
+  return age >= -60_000 && age <= rule.mfaWithinMinutes * 60_000;
+}
+
+/** What an allow rule is limited to, for a default deny that it did not cover. */
+export function scopeOf(rule: RoleRule, binding: RoleBinding): string {
+  const parts: string[] = [];
+  if (rule.servers) parts.push(`servers matching ${describeSelector(rule.servers)}`);
+  if (rule.scripts) parts.push(`scripts ${rule.scripts.join(', ')}`);
+  if (binding.projectIds) parts.push(`servers of project ${binding.projectIds.join(', ')}`);
+  return parts.join(' and ');
+}
+
+/** The sentence a default deny adds for an allow rule of the action that did not cover the resource. */
+export function scopeHint(roleName: string, ruleIndex: number, scope: string): string {
+  return `; role ${roleName} rule ${ruleIndex} allows it only on ${scope}`;
+}
+
+/** The sentence a default deny adds for a rule that would have allowed but for its MFA condition. */
+export function mfaHint(roleName: string, ruleIndex: number, rule: RoleRule): string {
+  return `; role ${roleName} rule ${ruleIndex} would allow it with MFA verified within ${rule.mfaWithinMinutes} minutes`;
 }
 
 function bindingCovers(binding: RoleBinding, resource: Resource, projects: Map<string, Project>): boolean {
@@ -53,18 +86,47 @@ export function evaluate(ctx: AuthorizationContext, action: Action, resource: Re
   };
   if (ctx.principal.disabled) return { ...base, allowed: false, reason: 'principal is disabled' };
   let allow: Decision['matched'];
+  let hint = '';
+  let nearMiss = '';
   for (const binding of ctx.bindings) {
     if (binding.principalId !== ctx.principal.id) continue;
     if (binding.expiresAt && Date.parse(binding.expiresAt) <= ctx.now.getTime()) continue;
-    if (!bindingCovers(binding, resource, ctx.projects)) continue;
     const role = ctx.roles.get(binding.roleId);
     if (!role) continue;
     for (const [ruleIndex, rule] of role.rules.entries()) {
       if (!rule.actions.some((p) => actionMatches(p, action))) continue;
       if (rule.affiliations && !rule.affiliations.includes(ctx.principal.affiliation)) continue;
+      const miss = () => {
+        if (rule.effect === 'allow' && !nearMiss)
+          nearMiss = scopeHint(role.name, ruleIndex, scopeOf(rule, binding));
+      };
+      if (!bindingCovers(binding, resource, ctx.projects)) {
+        miss();
+        continue;
+      }
       if (rule.servers) {
-        if (!(resource.type === 'server' && 'server' in resource)) continue;
-        if (!matchesSelector(resource.server, rule.servers)) continue;
+        if (
+          !(resource.type === 'server' && 'server' in resource) ||
+          !matchesSelector(resource.server, rule.servers)
+        ) {
+          miss();
+          continue;
+        }
+      }
+      if (rule.scripts) {
+        if (
+          resource.type !== 'script' ||
+          !('id' in resource) ||
+          !resource.id ||
+          !rule.scripts.includes(resource.id)
+        ) {
+          miss();
+          continue;
+        }
+      }
+      if (!mfaSatisfied(rule, ctx)) {
+        if (rule.effect === 'allow' && !hint) hint = mfaHint(role.name, ruleIndex, rule);
+        continue;
       }
       const matched = { bindingId: binding.id, roleId: role.id, ruleIndex, effect: rule.effect };
       if (rule.effect === 'deny') {
@@ -82,5 +144,5 @@ export function evaluate(ctx: AuthorizationContext, action: Action, resource: Re
       reason: `allowed by role ${role.name} rule ${allow.ruleIndex}`,
     };
   }
-  return { ...base, allowed: false, reason: 'no role allows it (deny by default)' };
+  return { ...base, allowed: false, reason: `no role allows it (deny by default)${hint || nearMiss}` };
 }

@@ -10,6 +10,10 @@ export const AuditInputSchema = z.strictObject({
   target: z.strictObject({ type: z.string().min(1).max(64), id: z.string().max(512) }).optional(),
   /** The authorization decision that preceded the action. */
   decision: z.enum(['allow', 'deny']),
+  /** The role rule that allowed the action (denials name theirs in `reason` and `details`). */
+  rule: z
+    .strictObject({ roleId: IdSchema, bindingId: IdSchema, ruleIndex: z.number().int().min(0) })
+    .optional(),
   result: z.enum(['success', 'failure', 'denied', 'started']),
   reason: z.string().max(2000).optional(),
   ticket: z.string().max(128).optional(),

@@ -1,5 +1,14 @@
 import { z } from 'zod';
 import {
+  AccessGrantFields,
+  AccessRequestFields,
+  FingerprintSchema,
+  KeyInventoryFields,
+  KeyRotationPolicyFields,
+  LoginSchema,
+  PublicKeyLineSchema,
+} from './access.js';
+import {
   AddressSchema,
   EntityMetaSchema,
   IdSchema,
@@ -8,6 +17,7 @@ import {
   ProviderSchema,
   TimestampSchema,
 } from './common.js';
+import { ApiTokenFields } from './http.js';
 import {
   ChangeRequestFields,
   ComplianceStandardFields,
@@ -19,6 +29,7 @@ import {
 import { PackageManagerSchema, PatchPolicyFields, PendingPatchSchema } from './patch.js';
 import { PatchPlanFields } from './plan.js';
 import { ServerSelectorSchema } from './selector.js';
+import { ScriptApprovalFields, ScriptFields, ScriptRunFields } from './sop.js';
 
 /**
  * Each entity has two schemas: `XInputSchema` for what callers pass to `create`/`update`
@@ -123,6 +134,18 @@ export const RoleRuleSchema = z.strictObject({
   servers: ServerSelectorSchema.optional(),
   /** Only for these affiliations; absent means any. */
   affiliations: z.array(z.enum(['employee', 'contractor'])).optional(),
+  /** Scripts (by name) the rule covers; the rule then applies only to `script` resources. */
+  scripts: z.array(z.string().min(1).max(200)).min(1).optional(),
+  /**
+   * The rule applies only when the actor verified MFA at most this many minutes ago
+   * (`Actor.mfaVerifiedAt`), e.g. for approvals.
+   */
+  mfaWithinMinutes: z
+    .number()
+    .int()
+    .min(1)
+    .max(24 * 60)
+    .optional(),
 });
 export type RoleRule = z.infer<typeof RoleRuleSchema>;
 
@@ -151,38 +174,25 @@ export const PatchPolicySchema = PatchPolicySchemas.stored;
 export type PatchPolicy = z.infer<typeof PatchPolicySchema>;
 export type PatchPolicyInput = z.input<typeof PatchPolicySchemas.input>;
 
-const ENV_NAME = /^[A-Z_][A-Z0-9_]{0,63}$/;
-
 export const PatchPlanSchemas = entity(PatchPlanFields);
 export const PatchPlanSchema = PatchPlanSchemas.stored;
 export type PatchPlan = z.infer<typeof PatchPlanSchema>;
 export type PatchPlanInput = z.input<typeof PatchPlanSchemas.input>;
 
-export const ScriptParameterSchema = z.strictObject({
-  name: z.string().regex(ENV_NAME, 'must be an environment variable name like MY_PARAM'),
-  type: z.enum(['string', 'number', 'boolean']),
-  required: z.boolean().default(false),
-  default: z.union([z.string(), z.number(), z.boolean()]).optional(),
-  allowed: z.array(z.union([z.string(), z.number()])).optional(),
-  pattern: z.string().max(500).optional(),
-  secret: z.boolean().default(false),
-});
-
-export const ScriptSchemas = entity({
-  name: NameSchema,
-  description: z.string().max(4000).optional(),
-  interpreter: z.enum(['bash', 'sh', 'powershell', 'python']),
-  osFamilies: z.array(OsFamilySchema).default([]),
-  body: z.string().max(1_000_000),
-  /** sha256 of the body: a version is immutable and named by its content. */
-  contentHash: z.string().regex(/^[a-f0-9]{64}$/),
-  parameters: z.array(ScriptParameterSchema).default([]),
-  tags: z.array(z.string().min(1).max(64)).default([]),
-  risky: z.boolean().default(false),
-});
+export const ScriptSchemas = entity({ ...ScriptFields, osFamilies: z.array(OsFamilySchema).default([]) });
 export const ScriptSchema = ScriptSchemas.stored;
 export type Script = z.infer<typeof ScriptSchema>;
 export type ScriptInput = z.input<typeof ScriptSchemas.input>;
+
+export const ScriptApprovalSchemas = entity(ScriptApprovalFields);
+export const ScriptApprovalSchema = ScriptApprovalSchemas.stored;
+export type ScriptApproval = z.infer<typeof ScriptApprovalSchema>;
+export type ScriptApprovalInput = z.input<typeof ScriptApprovalSchemas.input>;
+
+export const ScriptRunSchemas = entity(ScriptRunFields);
+export const ScriptRunSchema = ScriptRunSchemas.stored;
+export type ScriptRun = z.infer<typeof ScriptRunSchema>;
+export type ScriptRunInput = z.input<typeof ScriptRunSchemas.input>;
 
 export const JobStatusSchema = z.enum([
   'pending',
@@ -272,20 +282,18 @@ export type ScanResultInput = z.input<typeof ScanResultSchemas.input>;
 export const CredentialSchemas = entity({
   kind: z.literal('ssh-key'),
   /** OpenSSH public key line: `type base64 [comment]`. */
-  publicKey: z
-    .string()
-    .regex(
-      /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/=]+( [^\n\r]*)?$/,
-      'must be an OpenSSH public key line',
-    ),
-  /** `SHA256:` fingerprint as ssh-keygen prints it. */
-  fingerprint: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/),
+  publicKey: PublicKeyLineSchema,
+  fingerprint: FingerprintSchema,
   /** The one principal responsible for this key. Exactly one, always. */
   caretakerId: IdSchema,
-  login: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a POSIX login name'),
+  login: LoginSchema,
   /** Where the private key lives in the SecretStore, if Fleetward holds it. */
   secretRef: z.string().min(1).max(256).optional(),
   serverIds: z.array(IdSchema).default([]),
+  /** `rotating` while a rotation is between adding the new key and retiring the old one. */
+  status: z.enum(['active', 'rotating', 'retired']).default('active'),
+  /** The key this one replaced, kept for the audit trail. */
+  previousFingerprint: FingerprintSchema.optional(),
   rotatedAt: TimestampSchema.optional(),
   expiresAt: TimestampSchema.optional(),
 });
@@ -293,48 +301,25 @@ export const CredentialSchema = CredentialSchemas.stored;
 export type Credential = z.infer<typeof CredentialSchema>;
 export type CredentialInput = z.input<typeof CredentialSchemas.input>;
 
-export const AccessRequestSchemas = entity({
-  requesterId: IdSchema,
-  servers: ServerSelectorSchema,
-  login: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a POSIX login name'),
-  durationMinutes: z
-    .number()
-    .int()
-    .min(1)
-    .max(7 * 24 * 60),
-  reason: z.string().trim().min(10, 'must explain the need in at least 10 characters').max(2000),
-  ticket: z.string().trim().min(1, 'is required').max(128),
-  status: z.enum(['pending', 'approved', 'rejected', 'expired', 'revoked']),
-  approvals: z
-    .array(
-      z.strictObject({
-        principalId: IdSchema,
-        at: TimestampSchema,
-        comment: z.string().max(2000).optional(),
-      }),
-    )
-    .default([]),
-  requestedAt: TimestampSchema,
-  /** A pending request not decided by then expires. */
-  expiresAt: TimestampSchema,
-});
+export const AccessRequestSchemas = entity(AccessRequestFields);
 export const AccessRequestSchema = AccessRequestSchemas.stored;
 export type AccessRequest = z.infer<typeof AccessRequestSchema>;
 export type AccessRequestInput = z.input<typeof AccessRequestSchemas.input>;
 
-export const AccessGrantSchemas = entity({
-  requestId: IdSchema,
-  principalId: IdSchema,
-  credentialId: IdSchema.optional(),
-  serverIds: z.array(IdSchema),
-  login: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/),
-  notBefore: TimestampSchema,
-  notAfter: TimestampSchema,
-  status: z.enum(['active', 'expired', 'revoked']),
-});
+export const AccessGrantSchemas = entity(AccessGrantFields);
 export const AccessGrantSchema = AccessGrantSchemas.stored;
 export type AccessGrant = z.infer<typeof AccessGrantSchema>;
 export type AccessGrantInput = z.input<typeof AccessGrantSchemas.input>;
+
+export const KeyRotationPolicySchemas = entity(KeyRotationPolicyFields);
+export const KeyRotationPolicySchema = KeyRotationPolicySchemas.stored;
+export type KeyRotationPolicy = z.infer<typeof KeyRotationPolicySchema>;
+export type KeyRotationPolicyInput = z.input<typeof KeyRotationPolicySchemas.input>;
+
+export const KeyInventorySchemas = entity(KeyInventoryFields);
+export const KeyInventorySchema = KeyInventorySchemas.stored;
+export type KeyInventory = z.infer<typeof KeyInventorySchema>;
+export type KeyInventoryInput = z.input<typeof KeyInventorySchemas.input>;
 
 export const ComplianceStandardSchemas = entity(ComplianceStandardFields);
 export const ComplianceStandardSchema = ComplianceStandardSchemas.stored;
@@ -366,6 +351,11 @@ export const ChangeRequestSchema = ChangeRequestSchemas.stored;
 export type ChangeRequest = z.infer<typeof ChangeRequestSchema>;
 export type ChangeRequestInput = z.input<typeof ChangeRequestSchemas.input>;
 
+export const ApiTokenSchemas = entity(ApiTokenFields);
+export const ApiTokenSchema = ApiTokenSchemas.stored;
+export type ApiToken = z.infer<typeof ApiTokenSchema>;
+export type ApiTokenInput = z.input<typeof ApiTokenSchemas.input>;
+
 /** Every kind of stored entity, with its schemas; stores and the conformance suite iterate it. */
 export const ENTITY_SCHEMAS = {
   tenants: TenantSchemas,
@@ -378,18 +368,23 @@ export const ENTITY_SCHEMAS = {
   patchPolicies: PatchPolicySchemas,
   patchPlans: PatchPlanSchemas,
   scripts: ScriptSchemas,
+  scriptApprovals: ScriptApprovalSchemas,
+  scriptRuns: ScriptRunSchemas,
   jobs: JobSchemas,
   taskResults: TaskResultSchemas,
   scanResults: ScanResultSchemas,
   credentials: CredentialSchemas,
   accessRequests: AccessRequestSchemas,
   accessGrants: AccessGrantSchemas,
+  keyRotationPolicies: KeyRotationPolicySchemas,
+  keyInventories: KeyInventorySchemas,
   complianceStandards: ComplianceStandardSchemas,
   scanSchedules: ScanScheduleSchemas,
   webhookEndpoints: WebhookEndpointSchemas,
   outbox: OutboxSchemas,
   integrations: IntegrationSchemas,
   changeRequests: ChangeRequestSchemas,
+  apiTokens: ApiTokenSchemas,
 } as const;
 export type EntityKind = keyof typeof ENTITY_SCHEMAS;
 export const ENTITY_KINDS = Object.keys(ENTITY_SCHEMAS) as EntityKind[];
@@ -405,18 +400,23 @@ export interface EntityTypes {
   patchPolicies: PatchPolicy;
   patchPlans: PatchPlan;
   scripts: Script;
+  scriptApprovals: ScriptApproval;
+  scriptRuns: ScriptRun;
   jobs: Job;
   taskResults: TaskResult;
   scanResults: ScanResult;
   credentials: Credential;
   accessRequests: AccessRequest;
   accessGrants: AccessGrant;
+  keyRotationPolicies: KeyRotationPolicy;
+  keyInventories: KeyInventory;
   complianceStandards: ComplianceStandard;
   scanSchedules: ScanSchedule;
   webhookEndpoints: WebhookEndpoint;
   outbox: OutboxMessage;
   integrations: Integration;
   changeRequests: ChangeRequest;
+  apiTokens: ApiToken;
 }
 export type EntityInputs = { [K in EntityKind]: z.input<(typeof ENTITY_SCHEMAS)[K]['input']> };
 
@@ -432,18 +432,23 @@ export const INDEXED_FIELDS: { [K in EntityKind]: readonly (keyof EntityTypes[K]
   patchPolicies: ['projectId'],
   patchPlans: ['projectId', 'policyId', 'status'],
   scripts: ['name', 'contentHash'],
+  scriptApprovals: ['scriptName', 'contentHash'],
+  scriptRuns: ['scriptName', 'contentHash', 'status', 'jobId'],
   jobs: ['kind', 'status'],
   taskResults: ['jobId', 'serverId', 'status'],
   scanResults: ['serverId', 'jobId', 'status'],
   credentials: ['caretakerId', 'fingerprint', 'login'],
   accessRequests: ['requesterId', 'status'],
   accessGrants: ['requestId', 'principalId', 'status'],
+  keyRotationPolicies: ['projectId'],
+  keyInventories: ['serverId'],
   complianceStandards: ['projectId'],
   scanSchedules: ['projectId', 'enabled'],
   webhookEndpoints: ['disabled'],
   outbox: ['status', 'channel', 'destinationId'],
   integrations: ['kind'],
   changeRequests: ['projectId', 'pendingSetHash', 'status'],
+  apiTokens: ['tokenHash', 'principalId'],
 };
 
 export { PendingPatchSchema };

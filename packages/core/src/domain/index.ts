@@ -1,3 +1,4 @@
+export * from './access.js';
 export * from './audit.js';
 export * from './common.js';
 export * from './entities.js';
@@ -5,4 +6,5 @@ export * from './operations.js';
 export * from './patch.js';
 export * from './plan.js';
 export * from './selector.js';
+export * from './sop.js';
 export { toIssues, validate } from './validate.js';

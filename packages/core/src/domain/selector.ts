@@ -90,3 +90,19 @@ export function matchesSelector(server: Selectable, selector: ServerSelector): b
   }
   return true;
 }
+
+/** A selector in a few words, for explanations: `env=staging, provider aws`. */
+export function describeSelector(selector: ServerSelector): string {
+  const parts: string[] = [];
+  if (selector.all) parts.push('all servers');
+  if (selector.ids)
+    parts.push(`id ${selector.ids.slice(0, 5).join('|')}${selector.ids.length > 5 ? '|…' : ''}`);
+  if (selector.providers) parts.push(`provider ${selector.providers.join('|')}`);
+  if (selector.accountIds) parts.push(`account ${selector.accountIds.join('|')}`);
+  if (selector.regions) parts.push(`region ${selector.regions.join('|')}`);
+  for (const [k, v] of Object.entries(selector.labels ?? {})) parts.push(`${k}=${v}`);
+  for (const e of selector.expressions ?? []) {
+    parts.push(e.values ? `${e.key} ${e.operator} (${e.values.join(',')})` : `${e.key} ${e.operator}`);
+  }
+  return parts.length ? parts.join(', ') : 'no server';
+}

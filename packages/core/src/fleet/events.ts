@@ -1,5 +1,6 @@
 import type { Decision } from '../authz/evaluate.js';
 import type { AuditRecord, ScanResult } from '../domain/index.js';
+import type { ScriptEvents } from '../sop/events.js';
 
 /** What a ticket about a failed server or a stopped run needs. */
 export interface Escalation {
@@ -16,8 +17,13 @@ export interface Escalation {
 }
 
 /** Typed events of a Fleet. Listeners run in-process; they must not throw. */
-export interface FleetEvents {
+/** Every event on `fleet.events`, script runs' included. */
+export interface FleetEvents extends ScriptEvents {
   'audit.recorded': [record: AuditRecord];
+  'keys.rotation.completed': [
+    event: { tenantId: string; credentialId: string; jobId: string; status: 'succeeded' | 'partial' },
+  ];
+  'keys.rotation.failed': [event: { tenantId: string; credentialId: string; jobId: string; reason: string }];
   'authz.denied': [decision: Decision];
   'scan.started': [event: { tenantId: string; jobId: string; total: number }];
   'scan.server.started': [event: { tenantId: string; jobId: string; serverId: string }];

@@ -1,7 +1,11 @@
-import { randomUUID } from 'node:crypto';
+import { createPrivateKey, createPublicKey, type KeyObject, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
 import PQueue from 'p-queue';
 import { z } from 'zod';
+import { type AccessApi, type AccessOptions, AccessOptionsSchema, createAccessApi } from '../access/api.js';
+import { createKeysApi, type KeysApi } from '../access/keys.js';
+import { type AuditApi, createAuditApi, type VerifyAuditLogOptions } from '../audit/api.js';
+import type { AuditLogVerification } from '../audit/export.js';
 import type { Action } from '../authz/actions.js';
 import { compileAuthorization } from '../authz/compiled.js';
 import type { AuthorizationContext, Decision, Resource } from '../authz/evaluate.js';
@@ -44,6 +48,7 @@ import type { SecretStore } from '../ports/secret-store.js';
 import type { AuditQuery, ListOptions, Store, StoreScope } from '../ports/store.js';
 import { buildComplianceReport, emailComplianceReport, type ReportScopeInput } from '../report/build.js';
 import { createScheduleApi } from '../schedule/api.js';
+import { createScriptApi } from '../sop/api.js';
 import type { FleetEvents } from './events.js';
 
 export interface FleetOptions {
@@ -56,12 +61,24 @@ export interface FleetOptions {
   drivers?: readonly PackageManagerDriver[];
   /** Servers scanned at once. @default 32 */
   scanConcurrency?: number;
+  /** Rules of just-in-time access: approvals needed, pending TTL, longest duration, ticket check. */
+  access?: AccessOptions;
+  /**
+   * Ed25519 private key (PKCS#8 PEM or KeyObject) that signs audit checkpoints
+   * (`audit.checkpoint()`); see `generateAuditSigningKey`. Keep it out of the store.
+   */
+  auditSigningKey?: string | KeyObject;
 }
 
 /** Who acts: a principal of a tenant. */
 export interface Actor {
   tenantId: string;
   principalId: string;
+  /**
+   * When the embedding application last verified this principal's second factor (ISO time).
+   * Rules with `mfaWithinMinutes` (e.g. for approvals) count only when it is recent enough.
+   */
+  mfaVerifiedAt?: string;
 }
 
 export interface ScanOptions {
@@ -78,7 +95,11 @@ export interface ScanOutcome {
   results: ScanResult[];
 }
 
-const ActorSchema = z.strictObject({ tenantId: z.string().min(1), principalId: z.string().min(1) });
+const ActorSchema = z.strictObject({
+  tenantId: z.string().min(1),
+  principalId: z.string().min(1),
+  mfaVerifiedAt: z.iso.datetime({ offset: true }).optional(),
+});
 
 /** The built-in role a bootstrapped tenant's first admin gets. */
 export const TENANT_ADMIN_ROLE_ID = 'tenant-admin';
@@ -100,6 +121,8 @@ export class Fleet {
   readonly secrets: SecretStore | undefined;
   readonly drivers: readonly PackageManagerDriver[];
   readonly scanConcurrency: number;
+  readonly accessOptions: AccessOptions;
+  readonly auditSigningKey: { privateKey: KeyObject; publicKey: KeyObject } | undefined;
   readonly #adapters = new Map<string, Adapter>();
 
   constructor(options: FleetOptions) {
@@ -108,6 +131,8 @@ export class Fleet {
     this.secrets = options.secrets;
     this.drivers = options.drivers ?? DEFAULT_DRIVERS;
     this.scanConcurrency = options.scanConcurrency ?? 32;
+    this.accessOptions = validate(AccessOptionsSchema, options.access ?? {}, 'FleetOptions.access');
+    this.auditSigningKey = options.auditSigningKey ? signingKeyPair(options.auditSigningKey) : undefined;
     if (!Number.isInteger(this.scanConcurrency) || this.scanConcurrency < 1) {
       throw new ValidationError('FleetOptions', [
         { path: ['scanConcurrency'], message: 'must be a positive integer' },
@@ -204,6 +229,19 @@ export class Fleet {
   }
 }
 
+function signingKeyPair(key: string | KeyObject): { privateKey: KeyObject; publicKey: KeyObject } {
+  try {
+    const privateKey = typeof key === 'string' ? createPrivateKey(key) : key;
+    if (privateKey.type !== 'private' || privateKey.asymmetricKeyType !== 'ed25519')
+      throw new Error('not an Ed25519 private key');
+    return { privateKey, publicKey: createPublicKey(privateKey) };
+  } catch (error) {
+    throw new ValidationError('FleetOptions', [
+      { path: ['auditSigningKey'], message: `must be an Ed25519 private key: ${(error as Error).message}` },
+    ]);
+  }
+}
+
 /** Creates a {@link Fleet}. */
 export function createFleet(options: FleetOptions): Fleet {
   return new Fleet(options);
@@ -246,6 +284,12 @@ export interface SessionInternals {
   actor: Actor;
   /** Decides `action` on every resource; any denial is audited and thrown before anything happens. */
   authorize(action: Action, resources: Resource[], target?: AuditInput['target']): Promise<Principal>;
+  /** As `authorize`, also returning the rule that allowed it, for the caller's audit record. */
+  decide(
+    action: Action,
+    resources: Resource[],
+    target?: AuditInput['target'],
+  ): Promise<{ principal: Principal; rule: AuditInput['rule'] }>;
   /** Authorizes, runs `fn` in a transaction with its success audit record; audits a failure too. */
   write<T>(
     action: Action,
@@ -285,6 +329,7 @@ export class FleetSession {
       tenantId: this.#tenantId,
       actor: this.actor,
       authorize: (action, resources, target) => this.#authorize(action, resources, target),
+      decide: (action, resources, target) => this.#decide(action, resources, target),
       write: (action, resources, target, fn, details) => this.#write(action, resources, target, fn, details),
       read: (action, resources, target, fn) => this.#read(action, resources, target, fn),
       scan: (targets, options) => this.scan(targets, options),
@@ -305,6 +350,15 @@ export class FleetSession {
    * before anything happens.
    */
   async #authorize(action: Action, resources: Resource[], target?: AuditInput['target']): Promise<Principal> {
+    return (await this.#decide(action, resources, target)).principal;
+  }
+
+  /** As `#authorize`, also returning the rule that allowed the first resource (for the audit record). */
+  async #decide(
+    action: Action,
+    resources: Resource[],
+    target?: AuditInput['target'],
+  ): Promise<{ principal: Principal; rule: AuditInput['rule'] }> {
     const store = this.#fleet.store;
     const principal = await this.#principal();
     const actorKind = principal?.kind ?? 'human';
@@ -342,9 +396,14 @@ export class FleetSession {
     const ctx = await this.#context(principal);
     // Compiled once per call: a scan or plan over thousands of servers decides each in microseconds.
     const authz = compileAuthorization(ctx);
-    const denied = resources.map((r) => authz.decide(action, r)).filter((d) => !d.allowed);
+    const decisions = resources.map((r) => authz.decide(action, r));
+    const denied = decisions.filter((d) => !d.allowed);
     if (denied.length) await deny(denied[0]!, denied);
-    return principal;
+    const matched = decisions[0]?.matched;
+    const rule = matched
+      ? { roleId: matched.roleId, bindingId: matched.bindingId, ruleIndex: matched.ruleIndex }
+      : undefined;
+    return { principal, rule };
   }
 
   /** Runs a write with its audit record in one transaction; a failure is audited too. */
@@ -355,7 +414,7 @@ export class FleetSession {
     fn: (tx: StoreScope) => Promise<T>,
     details: (result: T) => Record<string, unknown> = () => ({}),
   ): Promise<T> {
-    const principal = await this.#authorize(action, resources, target);
+    const { principal, rule } = await this.#decide(action, resources, target);
     const actor = { principalId: principal.id, kind: principal.kind };
     try {
       return await this.#fleet.store.transaction(async (tx) => {
@@ -366,6 +425,7 @@ export class FleetSession {
           action,
           target,
           decision: 'allow',
+          ...(rule ? { rule } : {}),
           result: 'success',
           details: details(result),
         });
@@ -394,7 +454,7 @@ export class FleetSession {
     target: NonNullable<AuditInput['target']>,
     fn: () => Promise<T>,
   ) {
-    const principal = await this.#authorize(action, resources, target);
+    const { principal, rule } = await this.#decide(action, resources, target);
     const result = await fn();
     await this.#fleet.audit(this.#fleet.store, {
       tenantId: this.#tenantId,
@@ -402,6 +462,7 @@ export class FleetSession {
       action,
       target,
       decision: 'allow',
+      ...(rule ? { rule } : {}),
       result: 'success',
     });
     return result;
@@ -457,6 +518,18 @@ export class FleetSession {
   readonly patch: PatchApi = createPatchApi(() => this.internals());
   readonly notify: NotifyApi = createNotifyApi(() => this.internals());
   readonly compliance = createComplianceApi(() => this.internals());
+  readonly scripts = createScriptApi(() => this.internals());
+  /** Just-in-time access: requests, approvals, server-enforced grants, revocation. */
+  readonly access: AccessApi = createAccessApi(() => this.internals());
+  /** Managed SSH keys with one caretaker each, key inventory, lockout-proof rotation. */
+  readonly keys: KeysApi = createKeysApi(() => this.internals());
+  /** The audit log: queries, verification, export for offline checks, signed checkpoints. */
+  readonly audit: AuditApi = createAuditApi(() => this.internals());
+
+  /** Verifies the tenant's audit chain (and the checkpoints given); see `audit.verify`. */
+  verifyAuditLog(options?: VerifyAuditLogOptions): Promise<AuditLogVerification> {
+    return this.audit.verify(options);
+  }
 
   // ---- inventory ----------------------------------------------------------------------------
 
@@ -536,6 +609,7 @@ export class FleetSession {
       roles: new Map(roles.map((r) => [r.id, r])),
       projects: new Map(projects.map((p) => [p.id, p])),
       now: this.#fleet.clock.now(),
+      mfaVerifiedAt: this.actor.mfaVerifiedAt ? new Date(this.actor.mfaVerifiedAt) : undefined,
     };
   }
 

@@ -113,6 +113,13 @@ export const WEBHOOK_EVENT_TYPES = [
   'patch.run.completed',
   'patch.escalation',
   'authz.denied',
+  'access.requested',
+  'access.approved',
+  'access.rejected',
+  'access.expired',
+  'access.revoked',
+  'audit.checkpoint',
+  'script.run.completed',
 ] as const;
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
 

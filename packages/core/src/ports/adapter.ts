@@ -125,6 +125,34 @@ export interface KeysCapability {
   remove(server: Server, login: string, publicKey: string): Promise<boolean>;
 }
 
+/** What {@link LoginCapability.probe} found. */
+export type LoginProbe =
+  | { ok: true }
+  /**
+   * `refused`: the server answered and refused this login (or its sudo): the credential does not
+   * work there. Otherwise the probe could not tell (unreachable, timeout): never treat that as
+   * proof either way.
+   */
+  | { ok: false; refused: boolean; message: string };
+
+/**
+ * Proves that a credential logs in, over a connection of its own. Key rotation relies on it: a new
+ * key is trusted only after it has logged in, and an old key is retired only once it is refused.
+ */
+export interface LoginCapability {
+  /**
+   * Opens a NEW connection to `server` (never a pooled or cached one) with exactly `credentials`,
+   * verifies the host key as `exec` does, runs `true` (and `sudo -n true` when `sudo`), closes it.
+   * Never throws for a refused login: that is `{ ok: false, refused: true }`.
+   * @throws HostKeyMismatchError when the host key is not the expected one; nothing was tried.
+   */
+  probe(
+    server: Server,
+    credentials: { username: string; privateKey: string },
+    options?: { sudo?: boolean; timeoutMs?: number },
+  ): Promise<LoginProbe>;
+}
+
 /** Backups before or after patching: a disk snapshot or an image. */
 export interface SnapshotCapability {
   snapshot(server: Server, options: { label: string; signal?: AbortSignal }): Promise<{ snapshotId: string }>;
@@ -144,9 +172,10 @@ export interface Adapter {
   readonly install?: InstallCapability;
   readonly keys?: KeysCapability;
   readonly snapshot?: SnapshotCapability;
+  readonly login?: LoginCapability;
   /** Releases connections and timers. Called once, by `fleet.close()`. */
   close?(): Promise<void>;
 }
 
-export const CAPABILITIES = ['discover', 'exec', 'scan', 'install', 'keys', 'snapshot'] as const;
+export const CAPABILITIES = ['discover', 'exec', 'scan', 'install', 'keys', 'snapshot', 'login'] as const;
 export type CapabilityName = (typeof CAPABILITIES)[number];

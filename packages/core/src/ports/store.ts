@@ -148,18 +148,23 @@ export interface StoreScope {
   readonly patchPolicies: Repository<'patchPolicies'>;
   readonly patchPlans: Repository<'patchPlans'>;
   readonly scripts: Repository<'scripts'>;
+  readonly scriptApprovals: Repository<'scriptApprovals'>;
+  readonly scriptRuns: Repository<'scriptRuns'>;
   readonly jobs: Repository<'jobs'>;
   readonly taskResults: Repository<'taskResults'>;
   readonly scanResults: Repository<'scanResults'>;
   readonly credentials: Repository<'credentials'>;
   readonly accessRequests: Repository<'accessRequests'>;
   readonly accessGrants: Repository<'accessGrants'>;
+  readonly keyRotationPolicies: Repository<'keyRotationPolicies'>;
+  readonly keyInventories: Repository<'keyInventories'>;
   readonly complianceStandards: Repository<'complianceStandards'>;
   readonly scanSchedules: Repository<'scanSchedules'>;
   readonly webhookEndpoints: Repository<'webhookEndpoints'>;
   readonly outbox: Repository<'outbox'>;
   readonly integrations: Repository<'integrations'>;
   readonly changeRequests: Repository<'changeRequests'>;
+  readonly apiTokens: Repository<'apiTokens'>;
   readonly audit: AuditLog;
 }
 

@@ -81,7 +81,7 @@ const FORMULA_START = /^[=+\-@\t\r]/;
 /** RFC 4180 requires quoting a field that holds the delimiter, a quote or a line break. */
 const NEEDS_QUOTES = /[",\r\n]/;
 
-function csvCell(value: string | number | boolean | null | undefined): string {
+export function csvCell(value: string | number | boolean | null | undefined): string {
   let text = value === null || value === undefined ? '' : String(value);
   if (FORMULA_START.test(text)) text = `'${text}`;
   return NEEDS_QUOTES.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
@@ -90,7 +90,7 @@ function csvCell(value: string | number | boolean | null | undefined): string {
 /** Joins list fields with `; `; the JSON report keeps lists lossless. */
 const list = (items: readonly string[]) => items.join('; ');
 
-type CsvColumn<T> = readonly [
+export type CsvColumn<T> = readonly [
   header: string,
   value: (row: T) => string | number | boolean | null | undefined,
 ];
@@ -124,7 +124,7 @@ const PATCH_COLUMNS: readonly CsvColumn<ReportPatch>[] = [
   ['advisories', (p) => list(p.advisories)],
 ];
 
-function csvTable<T>(columns: readonly CsvColumn<T>[], rows: readonly T[]): string {
+export function csvTable<T>(columns: readonly CsvColumn<T>[], rows: readonly T[]): string {
   const lines = [columns.map(([header]) => csvCell(header)).join(',')];
   for (const row of rows) lines.push(columns.map(([, value]) => csvCell(value(row))).join(','));
   // RFC 4180 records end in CRLF; the final one too, so concatenated exports stay well-formed.
@@ -184,7 +184,7 @@ const HTML_ESCAPES: Record<string, string> = {
 };
 
 /** Escapes text for HTML text and double- or single-quoted attribute values alike. */
-function esc(value: string | number): string {
+export function esc(value: string | number): string {
   return String(value).replace(/[&<>"']/g, (c) => HTML_ESCAPES[c] ?? c);
 }
 
@@ -194,7 +194,7 @@ function esc(value: string | number): string {
  * `\u00XX` keeps the text valid JSON with the same value while making both impossible. U+2028/9
  * are escaped so the block is also safe if someone pastes it into JavaScript.
  */
-function jsonForScript(value: unknown): string {
+export function jsonForScript(value: unknown): string {
   return JSON.stringify(value)
     .replaceAll('<', '\\u003c')
     .replaceAll('>', '\\u003e')
@@ -238,7 +238,7 @@ const DEFAULT_ACCENT = '#1f4e79';
 const DAY_MS = 86_400_000;
 
 /** `2025-03-04 05:06 UTC`: the same for every reader, wherever they open the file. */
-function formatInstant(iso: string | undefined, zone = true): string {
+export function formatInstant(iso: string | undefined, zone = true): string {
   if (iso === undefined) return '—';
   const text = new Date(iso).toISOString().slice(0, 16).replace('T', ' ');
   return zone ? `${text} UTC` : text;
@@ -371,7 +371,7 @@ function legend(): string {
     .join('')}</ul>`;
 }
 
-function kpi(metric: string, label: string, value: number, extra = ''): string {
+export function kpi(metric: string, label: string, value: number, extra = ''): string {
   return (
     `<div class="kpi ${extra}" data-metric="${metric}" data-value="${value}">` +
     `<span class="kpi-value">${value}</span><span class="kpi-label">${esc(label)}</span></div>`
@@ -457,7 +457,7 @@ function printColumnWidths(section: string, headings: readonly Heading[]): strin
   return headings.map(([, width], i) => `  #${section} th:nth-child(${i + 1}){width:${width}%}`).join('\n');
 }
 
-function stylesheet(accent: string): string {
+export function stylesheet(accent: string): string {
   // Only a validated hex colour is interpolated here (see ReportBrandSchema).
   return `
 :root{--accent:${accent};--accent-fg:${onAccent(accent)};--accent-ink:${accentOnWhite(accent)};--ok:${STATUS.compliant.color};--bad:${STATUS['non-compliant'].color};--unk:${STATUS.unknown.color};--line:#e5e7eb;--muted:#6b7280;--text:#111827}

@@ -84,6 +84,8 @@ function randomRule(): RoleRule {
     actions: some(PATTERNS, 3),
     ...(chance(0.5) ? { servers: randomSelector() } : {}),
     ...(chance(0.2) ? { affiliations: some(['employee', 'contractor'] as const, 1) } : {}),
+    ...(chance(0.15) ? { scripts: some(['backup', 'restart', 'cleanup'], 2) } : {}),
+    ...(chance(0.15) ? { mfaWithinMinutes: pick([5, 30]) } : {}),
   };
 }
 
@@ -135,13 +137,15 @@ function randomContext(): AuthorizationContext {
     roles: new Map(roles.map((r) => [r.id, r])),
     projects: new Map(projects.map((p) => [p.id, p])),
     now,
+    ...(chance(0.6) ? { mfaVerifiedAt: new Date(now.getTime() - pick([1, 10, 60]) * 60_000) } : {}),
   };
 }
 
 function randomResource(): Resource {
   const r = rand();
   if (r < 0.7) return { type: 'server', server: pick(servers) };
-  if (r < 0.85) return { type: 'policy', id: `pol-${int(3)}`, projectId: pick(PROJECT_IDS) };
+  if (r < 0.8) return { type: 'policy', id: `pol-${int(3)}`, projectId: pick(PROJECT_IDS) };
+  if (r < 0.9) return { type: 'script', id: pick(['backup', 'restart', 'other']) };
   return { type: 'tenant' };
 }
 

@@ -96,7 +96,7 @@ describe('explain and simulate', () => {
       'alice may not iam.write on tenant: no role allows it (deny by default)',
     );
     expect(simulate(ctx, 'patch.plan', { type: 'policy', id: 'pol-1' }).explanation).toBe(
-      'alice may not patch.plan on policy pol-1: no role allows it (deny by default)',
+      'alice may not patch.plan on policy pol-1: no role allows it (deny by default); role Ops rule 0 allows it only on servers matching tier=web',
     );
     const disabled = ctxOf({ ...alice, disabled: true }, [ops], [binding('b-1', alice.id, ops.id)]);
     expect(simulate(disabled, 'patch.scan', { type: 'server', server: web1 }).explanation).toBe(

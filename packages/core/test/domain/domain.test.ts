@@ -74,7 +74,9 @@ describe('domain', () => {
     const r = AccessRequestSchemas.input.safeParse({ tenantId: 't' });
     expect(r.success).toBe(false);
     const paths = r.error!.issues.map((i) => i.path.join('.'));
-    expect(paths).toEqual(expect.arrayContaining(['reason', 'ticket', 'login', 'durationMinutes']));
+    expect(paths).toEqual(
+      expect.arrayContaining(['reason', 'ticket', 'serverIds', 'durationMinutes', 'requiredApprovals']),
+    );
   });
 
   it('ENTITY_SCHEMAS — every entity input requires a tenantId', () => {

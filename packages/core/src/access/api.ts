@@ -1,0 +1,859 @@
+import { randomUUID } from 'node:crypto';
+import PQueue from 'p-queue';
+import { z } from 'zod';
+import { ACTIONS, type Action } from '../authz/actions.js';
+import {
+  type AccessGrant,
+  type AccessRequest,
+  IdSchema,
+  LoginSchema,
+  PublicKeyLineSchema,
+  type Server,
+  type ServerSelector,
+  TimestampSchema,
+  validate,
+} from '../domain/index.js';
+import { AuthorizationError, ConflictError, ValidationError } from '../errors.js';
+import type { Fleet, SessionInternals } from '../fleet/fleet.js';
+import { resolveTargets, TargetsSchema } from '../inventory/targets.js';
+import { enqueueEvent } from '../notify/outbox.js';
+import type { StoreScope } from '../ports/store.js';
+import { parsePublicKey } from './authorized-keys.js';
+import { installGrantOn, removeGrantFrom } from './grants.js';
+
+/** Tenant-wide rules of just-in-time access, given to `createFleet({ access })`. */
+export interface AccessOptions {
+  /** Approvals (by distinct principals other than the requester) a request needs. @default 1 */
+  requiredApprovals?: number;
+  /** A request not decided within this many minutes expires. @default 1440 (one day) */
+  pendingTtlMinutes?: number;
+  /** The longest access a request may ask for. @default 480 (eight hours) */
+  maxDurationMinutes?: number;
+  /**
+   * Checks a ticket reference (format, or that it exists in the ticketing system). Return a
+   * sentence saying what is wrong, or undefined when the ticket is good.
+   * @default any non-empty reference
+   */
+  validateTicket?: (ticket: string) => string | undefined | Promise<string | undefined>;
+}
+
+export const AccessOptionsSchema = z.strictObject({
+  requiredApprovals: z.number().int().min(1).max(10).optional(),
+  pendingTtlMinutes: z
+    .number()
+    .int()
+    .min(1)
+    .max(30 * 24 * 60)
+    .optional(),
+  maxDurationMinutes: z
+    .number()
+    .int()
+    .min(1)
+    .max(14 * 24 * 60)
+    .optional(),
+  validateTicket: z
+    .custom<NonNullable<AccessOptions['validateTicket']>>((v) => typeof v === 'function', {
+      message: 'must be a function (ticket => problem | undefined)',
+    })
+    .optional(),
+});
+
+/** Validates a ticket reference against a pattern, e.g. `/^(INC|CHG)-\d{3,}$/`. */
+export function ticketPattern(pattern: RegExp, example?: string) {
+  return (ticket: string): string | undefined =>
+    pattern.test(ticket) ? undefined : `must match ${pattern}${example ? ` (like ${example})` : ''}`;
+}
+
+/** Actions a grant of mode `actions` must never carry: they would let it widen itself. */
+const NOT_GRANTABLE = new Set<string>(['iam.write', 'access.approve', 'keys.rotate', 'audit.read']);
+
+export const AccessRequestOptionsSchema = z
+  .strictObject({
+    servers: TargetsSchema,
+    mode: z.enum(['ssh-key', 'actions']).default('ssh-key'),
+    login: LoginSchema.optional(),
+    publicKey: PublicKeyLineSchema.optional(),
+    actions: z.array(z.string()).min(1).max(50).optional(),
+    scripts: z.array(z.string().min(1).max(200)).min(1).max(200).optional(),
+    durationMinutes: z.number().int().min(1),
+    startAt: TimestampSchema.optional(),
+    reason: z.string().trim().min(10, 'must explain the need in at least 10 characters').max(2000),
+    ticket: z.string().trim().min(1, 'is required').max(128),
+  })
+  .superRefine((v, ctx) => {
+    if (v.mode === 'ssh-key') {
+      if (!v.login)
+        ctx.addIssue({ code: 'custom', path: ['login'], message: 'is required for ssh-key access' });
+      if (!v.publicKey) {
+        ctx.addIssue({ code: 'custom', path: ['publicKey'], message: 'is required for ssh-key access' });
+      }
+      if (v.actions || v.scripts) {
+        ctx.addIssue({ code: 'custom', path: ['actions'], message: 'only for mode "actions"' });
+      }
+    } else {
+      if (!v.actions)
+        ctx.addIssue({ code: 'custom', path: ['actions'], message: 'is required for mode "actions"' });
+      for (const [i, action] of (v.actions ?? []).entries()) {
+        if (!(action in ACTIONS)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['actions', i],
+            message: `unknown action ${JSON.stringify(action)}`,
+          });
+        } else if (NOT_GRANTABLE.has(action)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['actions', i],
+            message: `${action} cannot be granted just in time`,
+          });
+        }
+      }
+      if (v.scripts && !v.actions?.includes('script.run')) {
+        ctx.addIssue({ code: 'custom', path: ['scripts'], message: 'needs the action script.run' });
+      }
+      if (v.login || v.publicKey) {
+        ctx.addIssue({ code: 'custom', path: ['login'], message: 'only for mode "ssh-key"' });
+      }
+    }
+  });
+export type AccessRequestOptions = z.input<typeof AccessRequestOptionsSchema>;
+
+const DecisionOptionsSchema = z.strictObject({ comment: z.string().max(2000).optional() });
+
+export interface SweepResult {
+  expiredRequests: string[];
+  started: string[];
+  expiredGrants: string[];
+  installed: number;
+  removed: number;
+  failures: { grantId: string; serverId: string; message: string }[];
+}
+
+function selectorOf(targets: z.output<typeof TargetsSchema>, servers: Server[]): ServerSelector {
+  if ('selector' in targets) return targets.selector;
+  return { ids: servers.map((s) => s.id) };
+}
+
+const SERVER_QUEUE_CONCURRENCY = 16;
+
+/** Installs (when due) and removes (when over) the grant's keys on each of its servers. */
+async function reconcileGrant(fleet: Fleet, grant: AccessGrant, result: SweepResult): Promise<AccessGrant> {
+  const tenantId = grant.tenantId;
+  if (grant.mode !== 'ssh-key') return grant;
+  const request = await fleet.store.accessRequests.require(tenantId, grant.requestId);
+  const now = fleet.clock.now().getTime();
+  const over = grant.status === 'expired' || grant.status === 'revoked';
+  const due = !over && Date.parse(grant.notBefore) <= now && now < Date.parse(grant.notAfter);
+  const servers = new Map(
+    (
+      await fleet.store.servers.listAll(tenantId, { selector: { ids: grant.targets.map((t) => t.serverId) } })
+    ).map((s) => [s.id, s]),
+  );
+  const queue = new PQueue({ concurrency: SERVER_QUEUE_CONCURRENCY });
+  await Promise.all(
+    grant.targets.map((target) =>
+      queue.add(async () => {
+        const server = servers.get(target.serverId);
+        if (!server) return;
+        if (due && target.state === 'pending') {
+          const after = await installGrantOn(fleet, grant, server, request.publicKey!);
+          if (after.state === 'installed') result.installed++;
+          else
+            result.failures.push({
+              grantId: grant.id,
+              serverId: server.id,
+              message: after.error?.message ?? '',
+            });
+        } else if (
+          over &&
+          (target.state === 'installed' || target.state === 'remove-failed' || target.state === 'failed')
+        ) {
+          // A failed install may still have written its line before failing: remove and verify.
+          const after = await removeGrantFrom(fleet, grant, server);
+          if (after.state === 'removed') result.removed++;
+          else
+            result.failures.push({
+              grantId: grant.id,
+              serverId: server.id,
+              message: after.error?.message ?? '',
+            });
+        }
+      }),
+    ),
+  );
+  const updated = await fleet.store.accessGrants.require(tenantId, grant.id);
+  if (
+    over &&
+    !updated.cleanedUp &&
+    updated.targets.every((t) => t.state === 'removed' || t.state === 'pending')
+  ) {
+    return fleet.store.accessGrants.update(
+      tenantId,
+      grant.id,
+      { cleanedUp: true },
+      { expectedVersion: updated.version },
+    );
+  }
+  return updated;
+}
+
+async function endActionsGrant(tx: StoreScope, grant: AccessGrant): Promise<void> {
+  if (grant.bindingId) await tx.roleBindings.delete(grant.tenantId, grant.bindingId);
+  if (grant.roleId) await tx.roles.delete(grant.tenantId, grant.roleId);
+}
+
+async function startActionsGrant(
+  tx: StoreScope,
+  grant: AccessGrant,
+  request: AccessRequest,
+): Promise<AccessGrant> {
+  const roleId = `jit-${grant.id}`;
+  const servers = { ids: request.serverIds };
+  await tx.roles.create({
+    tenantId: grant.tenantId,
+    id: roleId,
+    name: `Just-in-time grant ${grant.id}`,
+    description: `Access request ${request.id}, ticket ${request.ticket}: ${request.reason}`.slice(0, 2000),
+    rules: [
+      { effect: 'allow', actions: request.actions!, servers },
+      ...(request.scripts
+        ? [{ effect: 'allow' as const, actions: ['script.run'], scripts: request.scripts }]
+        : []),
+    ],
+  });
+  const binding = await tx.roleBindings.create({
+    tenantId: grant.tenantId,
+    principalId: grant.principalId,
+    roleId,
+    expiresAt: grant.notAfter,
+  });
+  return tx.accessGrants.update(
+    grant.tenantId,
+    grant.id,
+    { roleId, bindingId: binding.id, status: 'active' },
+    { expectedVersion: grant.version },
+  );
+}
+
+/**
+ * Housekeeping of one tenant's access, as the system: pending requests past their deadline
+ * expire, scheduled grants whose start has come are installed, grants past their end (or revoked)
+ * are removed from every server and the removal verified. Safe to run from several processes; a
+ * grant changed concurrently is simply picked up by the next sweep.
+ */
+export async function sweepAccess(fleet: Fleet, tenantId: string): Promise<SweepResult> {
+  const store = fleet.store;
+  const result: SweepResult = {
+    expiredRequests: [],
+    started: [],
+    expiredGrants: [],
+    installed: 0,
+    removed: 0,
+    failures: [],
+  };
+  const nowDate = fleet.clock.now();
+  const now = nowDate.getTime();
+  const system = { principalId: 'system', kind: 'system' as const };
+
+  for (const request of await store.accessRequests.listAll(tenantId, { where: { status: 'pending' } })) {
+    if (Date.parse(request.expiresAt) > now) continue;
+    try {
+      await store.transaction(async (tx) => {
+        const current = await tx.accessRequests.require(tenantId, request.id);
+        if (current.status !== 'pending') return;
+        await tx.accessRequests.update(
+          tenantId,
+          request.id,
+          { status: 'expired', decidedAt: nowDate.toISOString() },
+          { expectedVersion: current.version },
+        );
+        await fleet.audit(tx, {
+          tenantId,
+          actor: system,
+          action: 'access.expire',
+          target: { type: 'access-request', id: request.id },
+          decision: 'allow',
+          result: 'success',
+          reason: 'not decided before it expired',
+          ticket: request.ticket,
+          details: { requesterId: request.requesterId, approvals: request.approvals.length },
+        });
+        await enqueueEvent(tx, {
+          tenantId,
+          eventType: 'access.expired',
+          payload: {
+            tenantId,
+            requestId: request.id,
+            requesterId: request.requesterId,
+            ticket: request.ticket,
+          },
+          now: nowDate,
+        });
+      });
+      result.expiredRequests.push(request.id);
+    } catch (error) {
+      if (!(error instanceof ConflictError)) throw error;
+    }
+  }
+
+  const open = [
+    ...(await store.accessGrants.listAll(tenantId, { where: { status: 'scheduled' } })),
+    ...(await store.accessGrants.listAll(tenantId, { where: { status: 'active' } })),
+  ];
+  for (let grant of open) {
+    try {
+      if (Date.parse(grant.notAfter) <= now) {
+        grant = await store.transaction(async (tx) => {
+          const current = await tx.accessGrants.require(tenantId, grant.id);
+          if (current.status !== 'active' && current.status !== 'scheduled') return current;
+          if (current.mode === 'actions') await endActionsGrant(tx, current);
+          const ended = await tx.accessGrants.update(
+            tenantId,
+            grant.id,
+            { status: 'expired' },
+            { expectedVersion: current.version },
+          );
+          const request = await tx.accessRequests.require(tenantId, grant.requestId);
+          if (request.status === 'approved') {
+            await tx.accessRequests.update(
+              tenantId,
+              request.id,
+              { status: 'ended' },
+              { expectedVersion: request.version },
+            );
+          }
+          await fleet.audit(tx, {
+            tenantId,
+            actor: system,
+            action: 'access.expire',
+            target: { type: 'access-grant', id: grant.id },
+            decision: 'allow',
+            result: 'success',
+            reason: 'the grant reached its end',
+            ticket: grant.ticket,
+            details: { requestId: grant.requestId, principalId: grant.principalId, notAfter: grant.notAfter },
+          });
+          return ended;
+        });
+        result.expiredGrants.push(grant.id);
+      } else if (grant.status === 'scheduled' && Date.parse(grant.notBefore) <= now) {
+        grant = await store.transaction(async (tx) => {
+          const current = await tx.accessGrants.require(tenantId, grant.id);
+          if (current.status !== 'scheduled') return current;
+          const request = await tx.accessRequests.require(tenantId, current.requestId);
+          const started =
+            current.mode === 'actions'
+              ? await startActionsGrant(tx, current, request)
+              : await tx.accessGrants.update(
+                  tenantId,
+                  grant.id,
+                  { status: 'active' },
+                  { expectedVersion: current.version },
+                );
+          await fleet.audit(tx, {
+            tenantId,
+            actor: system,
+            action: 'access.grant.start',
+            target: { type: 'access-grant', id: grant.id },
+            decision: 'allow',
+            result: 'success',
+            ticket: grant.ticket,
+            details: {
+              requestId: grant.requestId,
+              principalId: grant.principalId,
+              notBefore: grant.notBefore,
+            },
+          });
+          return started;
+        });
+        result.started.push(grant.id);
+      }
+    } catch (error) {
+      if (!(error instanceof ConflictError)) throw error;
+      continue;
+    }
+    await reconcileGrant(fleet, grant, result);
+  }
+
+  // Ended grants whose removal is not done yet (a server was down, or the process died).
+  for (const status of ['expired', 'revoked'] as const) {
+    for (const grant of await store.accessGrants.listAll(tenantId, { where: { status } })) {
+      if (grant.cleanedUp || grant.mode !== 'ssh-key') continue;
+      if (open.some((g) => g.id === grant.id)) continue;
+      await reconcileGrant(fleet, grant, result);
+    }
+  }
+  return result;
+}
+
+/** Just-in-time access: requests, approvals, grants enforced by the servers, revocation. */
+export function createAccessApi(internals: () => SessionInternals) {
+  const optionsOf = (ctx: SessionInternals) => {
+    const o = ctx.fleet.accessOptions;
+    return {
+      requiredApprovals: o.requiredApprovals ?? 1,
+      pendingTtlMinutes: o.pendingTtlMinutes ?? 24 * 60,
+      maxDurationMinutes: o.maxDurationMinutes ?? 8 * 60,
+      validateTicket: o.validateTicket,
+    };
+  };
+
+  const serverResources = async (ctx: SessionInternals, ids: string[]) =>
+    (await ctx.fleet.store.servers.listAll(ctx.tenantId, { selector: { ids } })).map((server) => ({
+      type: 'server' as const,
+      server,
+    }));
+
+  async function decide(
+    requestId: string,
+    verdict: 'approve' | 'reject',
+    options: z.input<typeof DecisionOptionsSchema>,
+  ): Promise<{ request: AccessRequest; grant?: AccessGrant }> {
+    const ctx = internals();
+    const fleet = ctx.fleet;
+    const store = fleet.store;
+    const opts = validate(DecisionOptionsSchema, options, 'AccessDecision');
+    const request = await store.accessRequests.require(
+      ctx.tenantId,
+      validate(IdSchema, requestId, 'requestId'),
+    );
+    const resources = await serverResources(ctx, request.serverIds);
+    const target = { type: 'access-request', id: request.id };
+    const { principal, rule } = await ctx.decide('access.approve', resources, target);
+    const actor = { principalId: principal.id, kind: principal.kind };
+    const refuse = async (message: string, Err: typeof ConflictError | typeof AuthorizationError) => {
+      await fleet.audit(store, {
+        tenantId: ctx.tenantId,
+        actor,
+        action: `access.${verdict}`,
+        target,
+        decision: Err === AuthorizationError ? 'deny' : 'allow',
+        result: Err === AuthorizationError ? 'denied' : 'failure',
+        reason: message,
+        ticket: request.ticket,
+      });
+      throw Err === AuthorizationError
+        ? new AuthorizationError(message, { reason: message })
+        : new ConflictError(message);
+    };
+    if (principal.id === request.requesterId) {
+      await refuse(
+        `${principal.id} requested ${request.id} and cannot ${verdict} it: approval is by others only`,
+        AuthorizationError,
+      );
+    }
+    const now = fleet.clock.now();
+    if (request.status !== 'pending')
+      await refuse(`request ${request.id} is ${request.status}, not pending`, ConflictError);
+    if (Date.parse(request.expiresAt) <= now.getTime()) {
+      await refuse(`request ${request.id} expired at ${request.expiresAt}`, ConflictError);
+    }
+    if (request.approvals.some((a) => a.principalId === principal.id)) {
+      await refuse(`${principal.id} already approved request ${request.id}`, ConflictError);
+    }
+    const entry = {
+      principalId: principal.id,
+      at: now.toISOString(),
+      ...(opts.comment ? { comment: opts.comment } : {}),
+    };
+
+    const outcome = await store.transaction(async (tx) => {
+      const current = await tx.accessRequests.require(ctx.tenantId, request.id);
+      if (current.version !== request.version)
+        throw new ConflictError(`request ${request.id} changed; decide again`);
+      if (verdict === 'reject') {
+        const rejected = await tx.accessRequests.update(
+          ctx.tenantId,
+          request.id,
+          { status: 'rejected', rejection: entry, decidedAt: entry.at },
+          { expectedVersion: current.version },
+        );
+        await fleet.audit(tx, {
+          tenantId: ctx.tenantId,
+          actor,
+          action: 'access.reject',
+          target,
+          decision: 'allow',
+          ...(rule ? { rule } : {}),
+          result: 'success',
+          ...(opts.comment ? { reason: opts.comment } : {}),
+          ticket: request.ticket,
+          details: { requesterId: request.requesterId },
+        });
+        await enqueueEvent(tx, {
+          tenantId: ctx.tenantId,
+          eventType: 'access.rejected',
+          payload: {
+            tenantId: ctx.tenantId,
+            requestId: request.id,
+            requesterId: request.requesterId,
+            rejectedBy: principal.id,
+          },
+          now,
+        });
+        return { request: rejected };
+      }
+      const approvals = [...current.approvals, entry];
+      const complete = approvals.length >= current.requiredApprovals;
+      let grant: AccessGrant | undefined;
+      let updated: AccessRequest;
+      if (complete) {
+        // The window starts now (or at the requested start), never at the time of the request.
+        const start = Math.max(now.getTime(), current.startAt ? Date.parse(current.startAt) : 0);
+        const grantId = randomUUID();
+        grant = await tx.accessGrants.create({
+          tenantId: ctx.tenantId,
+          id: grantId,
+          requestId: current.id,
+          principalId: current.requesterId,
+          mode: current.mode,
+          ...(current.login ? { login: current.login } : {}),
+          ...(current.fingerprint ? { fingerprint: current.fingerprint } : {}),
+          reason: current.reason,
+          ticket: current.ticket,
+          approverIds: approvals.map((a) => a.principalId),
+          notBefore: new Date(start).toISOString(),
+          notAfter: new Date(start + current.durationMinutes * 60_000).toISOString(),
+          status: start <= now.getTime() ? 'active' : 'scheduled',
+          targets:
+            current.mode === 'ssh-key'
+              ? current.serverIds.map((serverId) => ({ serverId, state: 'pending' as const }))
+              : [],
+        });
+        if (grant.mode === 'actions' && grant.status === 'active')
+          grant = await startActionsGrant(tx, grant, current);
+        updated = await tx.accessRequests.update(
+          ctx.tenantId,
+          current.id,
+          { approvals, status: 'approved', decidedAt: entry.at, grantId },
+          { expectedVersion: current.version },
+        );
+      } else {
+        updated = await tx.accessRequests.update(
+          ctx.tenantId,
+          current.id,
+          { approvals },
+          { expectedVersion: current.version },
+        );
+      }
+      await fleet.audit(tx, {
+        tenantId: ctx.tenantId,
+        actor,
+        action: 'access.approve',
+        target,
+        decision: 'allow',
+        ...(rule ? { rule } : {}),
+        result: 'success',
+        ...(opts.comment ? { reason: opts.comment } : {}),
+        ticket: request.ticket,
+        details: {
+          requesterId: request.requesterId,
+          approvals: approvals.length,
+          required: current.requiredApprovals,
+          ...(grant ? { grantId: grant.id, notBefore: grant.notBefore, notAfter: grant.notAfter } : {}),
+        },
+      });
+      if (grant) {
+        await enqueueEvent(tx, {
+          tenantId: ctx.tenantId,
+          eventType: 'access.approved',
+          payload: {
+            tenantId: ctx.tenantId,
+            requestId: current.id,
+            grantId: grant.id,
+            requesterId: current.requesterId,
+            approverIds: grant.approverIds,
+            notBefore: grant.notBefore,
+            notAfter: grant.notAfter,
+          },
+          now,
+        });
+      }
+      return { request: updated, ...(grant ? { grant } : {}) };
+    });
+    if (outcome.grant?.status === 'active' && outcome.grant.mode === 'ssh-key') {
+      const swept: SweepResult = {
+        expiredRequests: [],
+        started: [],
+        expiredGrants: [],
+        installed: 0,
+        removed: 0,
+        failures: [],
+      };
+      outcome.grant = await reconcileGrant(fleet, outcome.grant, swept);
+    }
+    return outcome;
+  }
+
+  return {
+    /**
+     * Asks for access. Reason and ticket are required (the ticket checked by `validateTicket`);
+     * the servers are fixed at request time so approvers approve exactly what will be granted.
+     * The requester must be allowed `access.request` on every one of them.
+     */
+    async request(options: AccessRequestOptions): Promise<AccessRequest> {
+      const ctx = internals();
+      const fleet = ctx.fleet;
+      const opts = validate(AccessRequestOptionsSchema, options, 'AccessRequestOptions');
+      const config = optionsOf(ctx);
+      if (opts.durationMinutes > config.maxDurationMinutes) {
+        throw new ValidationError('AccessRequestOptions', [
+          { path: ['durationMinutes'], message: `must be at most ${config.maxDurationMinutes} minutes` },
+        ]);
+      }
+      if (config.validateTicket) {
+        const problem = await config.validateTicket(opts.ticket);
+        if (problem)
+          throw new ValidationError('AccessRequestOptions', [{ path: ['ticket'], message: problem }]);
+      }
+      const fingerprint = opts.publicKey ? parsePublicKey(opts.publicKey).fingerprint : undefined;
+      const servers = await resolveTargets(fleet.store, ctx.tenantId, opts.servers);
+      if (servers.length === 0) {
+        throw new ValidationError('AccessRequestOptions', [
+          { path: ['servers'], message: 'chooses no server' },
+        ]);
+      }
+      const now = fleet.clock.now();
+      if (opts.startAt && Date.parse(opts.startAt) < now.getTime() - 60_000) {
+        throw new ValidationError('AccessRequestOptions', [{ path: ['startAt'], message: 'is in the past' }]);
+      }
+      const id = randomUUID();
+      return ctx.write(
+        'access.request',
+        servers.map((server) => ({ type: 'server', server })),
+        { type: 'access-request', id },
+        async (tx) => {
+          const created = await tx.accessRequests.create({
+            tenantId: ctx.tenantId,
+            id,
+            requesterId: ctx.actor.principalId,
+            mode: opts.mode,
+            servers: selectorOf(opts.servers, servers),
+            serverIds: servers.map((s) => s.id),
+            ...(opts.login ? { login: opts.login } : {}),
+            ...(opts.publicKey ? { publicKey: opts.publicKey, fingerprint } : {}),
+            ...(opts.actions ? { actions: opts.actions } : {}),
+            ...(opts.scripts ? { scripts: opts.scripts } : {}),
+            durationMinutes: opts.durationMinutes,
+            ...(opts.startAt ? { startAt: opts.startAt } : {}),
+            reason: opts.reason,
+            ticket: opts.ticket,
+            status: 'pending',
+            requiredApprovals: config.requiredApprovals,
+            requestedAt: now.toISOString(),
+            expiresAt: new Date(now.getTime() + config.pendingTtlMinutes * 60_000).toISOString(),
+          });
+          await enqueueEvent(tx, {
+            tenantId: ctx.tenantId,
+            eventType: 'access.requested',
+            payload: {
+              tenantId: ctx.tenantId,
+              requestId: id,
+              requesterId: created.requesterId,
+              serverIds: created.serverIds,
+              mode: created.mode,
+              durationMinutes: created.durationMinutes,
+              reason: created.reason,
+              ticket: created.ticket,
+              expiresAt: created.expiresAt,
+            },
+            now,
+          });
+          return created;
+        },
+        (r) => ({
+          servers: r.serverIds.length,
+          mode: r.mode,
+          durationMinutes: r.durationMinutes,
+          ticket: r.ticket,
+        }),
+      );
+    },
+
+    /**
+     * Approves a request as the calling principal, who must not be the requester and must be
+     * allowed `access.approve` on every server of it. The last approval needed creates the grant:
+     * its window starts now (or at `startAt`), and for `ssh-key` its key is installed at once.
+     */
+    approve: (requestId: string, options: z.input<typeof DecisionOptionsSchema> = {}) =>
+      decide(requestId, 'approve', options),
+
+    /** Rejects a request (by someone other than the requester, allowed `access.approve`). */
+    reject: async (requestId: string, options: z.input<typeof DecisionOptionsSchema> = {}) =>
+      (await decide(requestId, 'reject', options)).request,
+
+    /** The requester withdraws a pending request. */
+    async cancel(requestId: string): Promise<AccessRequest> {
+      const ctx = internals();
+      const request = await ctx.fleet.store.accessRequests.require(
+        ctx.tenantId,
+        validate(IdSchema, requestId, 'requestId'),
+      );
+      if (request.requesterId !== ctx.actor.principalId) {
+        throw new AuthorizationError(`only the requester can cancel request ${request.id}`, {
+          reason: 'not the requester',
+        });
+      }
+      return ctx.write('access.request', [], { type: 'access-request', id: request.id }, async (tx) => {
+        const current = await tx.accessRequests.require(ctx.tenantId, request.id);
+        if (current.status !== 'pending')
+          throw new ConflictError(`request ${request.id} is ${current.status}, not pending`);
+        return tx.accessRequests.update(
+          ctx.tenantId,
+          request.id,
+          { status: 'cancelled', decidedAt: ctx.fleet.clock.now().toISOString() },
+          { expectedVersion: current.version },
+        );
+      });
+    },
+
+    /**
+     * Ends a grant now: the requester may end their own, others need `access.approve` on its
+     * servers. The keys are removed from every server and the removal verified.
+     */
+    async revoke(grantId: string, options: { reason?: string } = {}): Promise<AccessGrant> {
+      const ctx = internals();
+      const fleet = ctx.fleet;
+      const grant = await fleet.store.accessGrants.require(
+        ctx.tenantId,
+        validate(IdSchema, grantId, 'grantId'),
+      );
+      const request = await fleet.store.accessRequests.require(ctx.tenantId, grant.requestId);
+      const own = grant.principalId === ctx.actor.principalId;
+      const resources = own ? [] : await serverResources(ctx, request.serverIds);
+      const revoked = await ctx.write(
+        own ? 'access.request' : 'access.approve',
+        resources,
+        { type: 'access-grant', id: grant.id },
+        async (tx) => {
+          const current = await tx.accessGrants.require(ctx.tenantId, grant.id);
+          if (current.status !== 'active' && current.status !== 'scheduled') {
+            throw new ConflictError(`grant ${grant.id} is ${current.status}`);
+          }
+          if (current.mode === 'actions') await endActionsGrant(tx, current);
+          const updated = await tx.accessGrants.update(
+            ctx.tenantId,
+            grant.id,
+            { status: 'revoked', revokedBy: ctx.actor.principalId },
+            { expectedVersion: current.version },
+          );
+          const currentRequest = await tx.accessRequests.require(ctx.tenantId, request.id);
+          await tx.accessRequests.update(
+            ctx.tenantId,
+            request.id,
+            { status: 'revoked' },
+            { expectedVersion: currentRequest.version },
+          );
+          await enqueueEvent(tx, {
+            tenantId: ctx.tenantId,
+            eventType: 'access.revoked',
+            payload: {
+              tenantId: ctx.tenantId,
+              grantId: grant.id,
+              requestId: request.id,
+              revokedBy: ctx.actor.principalId,
+              ...(options.reason ? { reason: options.reason } : {}),
+            },
+            now: fleet.clock.now(),
+          });
+          return updated;
+        },
+        () => ({
+          requestId: request.id,
+          ...(options.reason ? { reason: options.reason.slice(0, 500) } : {}),
+        }),
+      );
+      const swept: SweepResult = {
+        expiredRequests: [],
+        started: [],
+        expiredGrants: [],
+        installed: 0,
+        removed: 0,
+        failures: [],
+      };
+      return reconcileGrant(fleet, revoked, swept);
+    },
+
+    /** One request, whatever its state: history is kept forever. */
+    getRequest: async (requestId: string) => {
+      const ctx = internals();
+      const request = await ctx.fleet.store.accessRequests.require(
+        ctx.tenantId,
+        validate(IdSchema, requestId, 'requestId'),
+      );
+      const own = request.requesterId === ctx.actor.principalId;
+      return ctx.read(
+        own ? 'access.request' : 'access.approve',
+        own ? [] : await serverResources(ctx, request.serverIds),
+        { type: 'access-request', id: request.id },
+        async () => request,
+      );
+    },
+
+    /**
+     * Requests, newest first. `mine` lists the caller's own; otherwise every request of the
+     * tenant, for principals allowed `audit.read` (pending, decided and expired alike).
+     */
+    listRequests: async (options: { mine?: boolean; status?: AccessRequest['status'] } = {}) => {
+      const ctx = internals();
+      const store = ctx.fleet.store;
+      const where = {
+        ...(options.mine ? { requesterId: ctx.actor.principalId } : {}),
+        ...(options.status ? { status: options.status } : {}),
+      };
+      const list = async () =>
+        (await store.accessRequests.listAll(ctx.tenantId, { where })).sort((a, b) =>
+          a.requestedAt < b.requestedAt ? 1 : a.requestedAt > b.requestedAt ? -1 : 0,
+        );
+      return options.mine
+        ? ctx.read('access.request', [], { type: 'access-request', id: 'mine' }, list)
+        : ctx.read('audit.read', [{ type: 'audit' }], { type: 'access-request', id: '*' }, list);
+    },
+
+    /** Grants (the caller's own with `mine`, else all, for `audit.read`). */
+    listGrants: async (options: { mine?: boolean; status?: AccessGrant['status'] } = {}) => {
+      const ctx = internals();
+      const store = ctx.fleet.store;
+      const where = {
+        ...(options.mine ? { principalId: ctx.actor.principalId } : {}),
+        ...(options.status ? { status: options.status } : {}),
+      };
+      const list = () => store.accessGrants.listAll(ctx.tenantId, { where });
+      return options.mine
+        ? ctx.read('access.request', [], { type: 'access-grant', id: 'mine' }, list)
+        : ctx.read('audit.read', [{ type: 'audit' }], { type: 'access-grant', id: '*' }, list);
+    },
+
+    getGrant: async (grantId: string) => {
+      const ctx = internals();
+      const grant = await ctx.fleet.store.accessGrants.require(
+        ctx.tenantId,
+        validate(IdSchema, grantId, 'grantId'),
+      );
+      const own = grant.principalId === ctx.actor.principalId;
+      return ctx.read(
+        own ? 'access.request' : 'audit.read',
+        own ? [] : [{ type: 'audit' }],
+        { type: 'access-grant', id: grant.id },
+        async () => grant,
+      );
+    },
+
+    /**
+     * Runs the tenant's access housekeeping now (see `sweepAccess`), as the caller; needs
+     * `access.approve` tenant-wide. Long-running processes use `createAccessSweeper` instead.
+     */
+    sweep: async () => {
+      const ctx = internals();
+      await ctx.authorize('access.approve', [{ type: 'access-sweep' }], {
+        type: 'access-sweep',
+        id: ctx.tenantId,
+      });
+      return sweepAccess(ctx.fleet, ctx.tenantId);
+    },
+  };
+}
+
+export type AccessApi = ReturnType<typeof createAccessApi>;
+
+export type { Action };

@@ -1,0 +1,467 @@
+import { randomUUID } from 'node:crypto';
+import PQueue from 'p-queue';
+import { z } from 'zod';
+import {
+  type Credential,
+  FingerprintSchema,
+  IdSchema,
+  type KeyInventory,
+  type KeyRotationPolicy,
+  LoginSchema,
+  type ObservedKey,
+  PublicKeyLineSchema,
+  type Server,
+  validate,
+} from '../domain/index.js';
+import { ConflictError, toFleetwardError, ValidationError } from '../errors.js';
+import type { Fleet, SessionInternals } from '../fleet/fleet.js';
+import { resolveTargets, type Targets, TargetsSchema } from '../inventory/targets.js';
+import {
+  fleetwardMarker,
+  isCloudAgentManaged,
+  optionOf,
+  parseAuthorizedKeys,
+  parsePublicKey,
+} from './authorized-keys.js';
+import { type RotationOptions, type RotationReport, rotateCredential } from './rotation.js';
+import { readAllAuthorizedKeys, readSshdLog, sshdVersionOf } from './server-keys.js';
+import { parseSshdLog } from './sshd-log.js';
+
+const RegisterSchema = z.strictObject({
+  id: IdSchema.optional(),
+  login: LoginSchema,
+  publicKey: PublicKeyLineSchema,
+  /** The private key, when Fleetward is to hold (and rotate) it: kept in the SecretStore only. */
+  privateKey: z
+    .string()
+    .min(1)
+    .max(64 * 1024)
+    .optional(),
+  /** The one principal responsible for the key. */
+  caretakerId: IdSchema,
+  serverIds: z.array(IdSchema).min(1).max(10_000),
+});
+export type RegisterCredentialInput = z.input<typeof RegisterSchema>;
+
+const PolicySchema = z.strictObject({
+  projectId: IdSchema,
+  intervalHours: z
+    .number()
+    .int()
+    .min(1)
+    .max(24 * 366),
+  graceMinutes: z.number().int().min(1).max(1440).optional(),
+  enabled: z.boolean().optional(),
+});
+
+/** A managed credential whose rotation is due under a project's policy. */
+export interface DueCredential {
+  credential: Credential;
+  policy: KeyRotationPolicy;
+  /** When it was last rotated (or registered). */
+  since: string;
+  dueAt: string;
+}
+
+/** Where a tenant's private keys live in the SecretStore. */
+export const credentialSecretRef = (tenantId: string, credentialId: string) =>
+  `tenants/${tenantId}/credentials/${credentialId}`;
+
+/**
+ * A `credentialsFor` for the SSH adapter that logs in with Fleetward's managed keys: the
+ * credential on the server (for `login`, if given) whose private key is in the SecretStore. Read
+ * for every command, so a rotated key is used from the next command on.
+ */
+export function managedCredentials(fleet: Fleet, options: { login?: string } = {}) {
+  return async (server: Server): Promise<{ username: string; privateKey: string } | undefined> => {
+    if (!fleet.secrets) return undefined;
+    const candidates = (
+      await fleet.store.credentials.listAll(
+        server.tenantId,
+        options.login ? { where: { login: options.login } } : {},
+      )
+    )
+      .filter((c) => c.secretRef && c.status !== 'retired' && c.serverIds.includes(server.id))
+      .sort((a, b) => (a.id < b.id ? -1 : 1));
+    for (const credential of candidates) {
+      const privateKey = await fleet.secrets.get(credential.secretRef!);
+      if (privateKey) return { username: credential.login, privateKey };
+    }
+    return undefined;
+  };
+}
+
+/** What one server's keys look like: every login's authorized_keys by fingerprint, and their use. */
+async function inventoryServer(
+  fleet: Fleet,
+  server: Server,
+  credentials: Map<string, Credential>,
+): Promise<Omit<KeyInventory, 'id' | 'tenantId' | 'version' | 'createdAt' | 'updatedAt'>> {
+  const scannedAt = fleet.clock.now().toISOString();
+  try {
+    const adapter = fleet.adapterFor(server);
+    const [files, log, version] = await Promise.all([
+      readAllAuthorizedKeys(adapter, server),
+      readSshdLog(adapter, server),
+      sshdVersionOf(adapter, server),
+    ]);
+    const events = parseSshdLog(log.text, { year: new Date(scannedAt).getUTCFullYear() }).filter(
+      (e) => e.result === 'accepted',
+    );
+    const keys: ObservedKey[] = [];
+    for (const [login, text] of [...files.entries()].sort()) {
+      if (!LoginSchema.safeParse(login).success) continue;
+      const lines = parseAuthorizedKeys(text);
+      lines.forEach((line, index) => {
+        if (line.kind !== 'key') return;
+        const marker = fleetwardMarker(line);
+        const credential = credentials.get(line.fingerprint);
+        const used = events.filter((e) => e.login === login && e.fingerprint === line.fingerprint);
+        const timed = used.filter((e) => e.at).sort((a, b) => (a.at! < b.at! ? 1 : -1));
+        const expiry = optionOf(line, 'expiry-time')?.value;
+        keys.push({
+          login,
+          fingerprint: line.fingerprint,
+          keyType: line.keyType,
+          comment: line.comment.slice(0, 1024),
+          options: [...new Set(line.options.map((o) => o.name.toLowerCase()))].slice(0, 32),
+          ...(expiry ? { expiryTime: expiry.slice(0, 32) } : {}),
+          ...(credential && credential.login === login
+            ? { credentialId: credential.id }
+            : marker.credentialId
+              ? { credentialId: marker.credentialId }
+              : {}),
+          ...(marker.grantId ? { grantId: marker.grantId } : {}),
+          cloudAgent: isCloudAgentManaged(lines, index),
+          logins: used.length,
+          ...(timed[0]?.at ? { lastUsedAt: timed[0].at } : {}),
+          ...(used.at(-1) ? { lastUsedFrom: used.at(-1)!.from.slice(0, 64) } : {}),
+        });
+      });
+    }
+    const logins = events
+      .slice(-500)
+      .reverse()
+      .map((e) => ({
+        login: e.login.slice(0, 64),
+        ...(e.at ? { at: e.at } : {}),
+        from: e.from.slice(0, 64),
+        ...(e.fingerprint && FingerprintSchema.safeParse(e.fingerprint).success
+          ? { fingerprint: e.fingerprint }
+          : {}),
+        method: e.method,
+      }));
+    return {
+      serverId: server.id,
+      scannedAt,
+      status: 'succeeded',
+      ...(version ? { sshdVersion: version.raw.slice(0, 64) } : {}),
+      keys,
+      logins,
+      logSource: log.source.slice(0, 256),
+    };
+  } catch (error) {
+    const e = toFleetwardError(error, `key inventory of ${server.name}`);
+    return {
+      serverId: server.id,
+      scannedAt,
+      status: 'failed',
+      keys: [],
+      logins: [],
+      error: { code: e.code, message: e.message.slice(0, 4000) },
+    };
+  }
+}
+
+/** Managed credentials whose rotation is due under their projects' policies (the strictest wins). */
+export async function dueCredentials(fleet: Fleet, tenantId: string): Promise<DueCredential[]> {
+  const store = fleet.store;
+  const now = fleet.clock.now().getTime();
+  const policies = (await store.keyRotationPolicies.listAll(tenantId)).filter((p) => p.enabled);
+  if (policies.length === 0) return [];
+  const credentials = (await store.credentials.listAll(tenantId)).filter((c) => c.status !== 'retired');
+  const out: DueCredential[] = [];
+  for (const credential of credentials) {
+    let best: { policy: KeyRotationPolicy; dueAt: number } | undefined;
+    const since = credential.rotatedAt ?? credential.createdAt;
+    for (const policy of policies) {
+      const project = await store.projects.get(tenantId, policy.projectId);
+      if (!project) continue;
+      const inProject = await store.servers.listAll(tenantId, {
+        selector: { ...project.selector, ids: credential.serverIds },
+      });
+      if (inProject.length === 0) continue;
+      const dueAt = Date.parse(since) + policy.intervalHours * 3_600_000;
+      if (!best || dueAt < best.dueAt) best = { policy, dueAt };
+    }
+    if (best && best.dueAt <= now) {
+      out.push({ credential, policy: best.policy, since, dueAt: new Date(best.dueAt).toISOString() });
+    }
+  }
+  return out;
+}
+
+/** Managed SSH keys (one caretaker each), key inventory of servers, and rotation. */
+export function createKeysApi(internals: () => SessionInternals) {
+  const serverResources = async (ctx: SessionInternals, ids: string[]) => {
+    const servers = await ctx.fleet.store.servers.listAll(ctx.tenantId, { selector: { ids } });
+    const missing = ids.filter((id) => !servers.some((s) => s.id === id));
+    if (missing.length) {
+      throw new ValidationError('serverIds', [
+        { path: [], message: `unknown servers: ${missing.slice(0, 10).join(', ')}` },
+      ]);
+    }
+    return servers.map((server) => ({ type: 'server' as const, server }));
+  };
+
+  return {
+    /**
+     * Registers a managed key with its one caretaker. A key (fingerprint) can be managed once per
+     * tenant: a second registration is a ConflictError naming the existing credential.
+     */
+    async register(input: RegisterCredentialInput): Promise<Credential> {
+      const ctx = internals();
+      const opts = validate(RegisterSchema, input, 'RegisterCredential');
+      const key = parsePublicKey(opts.publicKey);
+      const id = opts.id ?? `cred-${randomUUID()}`;
+      const resources = await serverResources(ctx, opts.serverIds);
+      const existing = await ctx.fleet.store.credentials.listAll(ctx.tenantId, {
+        where: { fingerprint: key.fingerprint },
+      });
+      if (existing.length) {
+        throw new ConflictError(
+          `key ${key.fingerprint} is already managed as credential ${existing[0]!.id} (caretaker ${existing[0]!.caretakerId})`,
+        );
+      }
+      if (opts.privateKey && !ctx.fleet.secrets) {
+        throw new ValidationError('RegisterCredential', [
+          { path: ['privateKey'], message: 'needs a SecretStore (createFleet({ secrets }))' },
+        ]);
+      }
+      const secretRef = opts.privateKey ? credentialSecretRef(ctx.tenantId, id) : undefined;
+      return ctx.write(
+        'keys.rotate',
+        resources,
+        { type: 'credential', id },
+        async (tx) => {
+          await tx.principals.require(ctx.tenantId, opts.caretakerId);
+          const created = await tx.credentials.create({
+            tenantId: ctx.tenantId,
+            id,
+            kind: 'ssh-key',
+            publicKey: opts.publicKey,
+            fingerprint: key.fingerprint,
+            caretakerId: opts.caretakerId,
+            login: opts.login,
+            serverIds: [...new Set(opts.serverIds)].sort(),
+            ...(secretRef ? { secretRef } : {}),
+          });
+          // The secret is written inside the transaction's span: if it fails, nothing is registered.
+          if (secretRef && opts.privateKey) await ctx.fleet.secrets!.set(secretRef, opts.privateKey);
+          return created;
+        },
+        (c) => ({
+          fingerprint: c.fingerprint,
+          caretakerId: c.caretakerId,
+          login: c.login,
+          servers: c.serverIds.length,
+        }),
+      );
+    },
+
+    /** Hands a key to another caretaker (still exactly one). */
+    async setCaretaker(credentialId: string, caretakerId: string): Promise<Credential> {
+      const ctx = internals();
+      const credential = await ctx.fleet.store.credentials.require(ctx.tenantId, credentialId);
+      return ctx.write(
+        'keys.rotate',
+        await serverResources(ctx, credential.serverIds),
+        { type: 'credential', id: credentialId },
+        async (tx) => {
+          await tx.principals.require(ctx.tenantId, validate(IdSchema, caretakerId, 'caretakerId'));
+          return tx.credentials.update(
+            ctx.tenantId,
+            credentialId,
+            { caretakerId },
+            { expectedVersion: credential.version },
+          );
+        },
+        () => ({ from: credential.caretakerId, to: caretakerId }),
+      );
+    },
+
+    list: () => {
+      const ctx = internals();
+      return ctx.read('keys.read', [{ type: 'credential' }], { type: 'credential', id: '*' }, () =>
+        ctx.fleet.store.credentials.listAll(ctx.tenantId),
+      );
+    },
+
+    /**
+     * Rotates a managed key on all its servers without ever locking anyone out (see
+     * `rotateCredential`). Needs `keys.rotate` on every server of the key.
+     */
+    async rotate(credentialId: string, options: RotationOptions = {}): Promise<RotationReport> {
+      const ctx = internals();
+      const credential = await ctx.fleet.store.credentials.require(
+        ctx.tenantId,
+        validate(IdSchema, credentialId, 'credentialId'),
+      );
+      const principal = await ctx.authorize('keys.rotate', await serverResources(ctx, credential.serverIds), {
+        type: 'credential',
+        id: credentialId,
+      });
+      return rotateCredential(
+        ctx.fleet,
+        ctx.tenantId,
+        { principalId: principal.id, kind: principal.kind },
+        credentialId,
+        options,
+      );
+    },
+
+    policies: {
+      /** Sets the rotation interval of a project's keys (one policy per project). */
+      set: async (input: z.input<typeof PolicySchema>): Promise<KeyRotationPolicy> => {
+        const ctx = internals();
+        const opts = validate(PolicySchema, input, 'KeyRotationPolicy');
+        const id = `rotation-${opts.projectId}`;
+        return ctx.write(
+          'keys.rotate',
+          [{ type: 'key-policy', projectId: opts.projectId }],
+          { type: 'key-policy', id },
+          async (tx) => {
+            await tx.projects.require(ctx.tenantId, opts.projectId);
+            const current = await tx.keyRotationPolicies.get(ctx.tenantId, id);
+            const fields = {
+              intervalHours: opts.intervalHours,
+              ...(opts.graceMinutes ? { graceMinutes: opts.graceMinutes } : {}),
+              ...(opts.enabled !== undefined ? { enabled: opts.enabled } : {}),
+            };
+            return current
+              ? tx.keyRotationPolicies.update(ctx.tenantId, id, fields, { expectedVersion: current.version })
+              : tx.keyRotationPolicies.create({
+                  tenantId: ctx.tenantId,
+                  id,
+                  projectId: opts.projectId,
+                  ...fields,
+                });
+          },
+        );
+      },
+      list: () => {
+        const ctx = internals();
+        return ctx.read('keys.read', [{ type: 'key-policy' }], { type: 'key-policy', id: '*' }, () =>
+          ctx.fleet.store.keyRotationPolicies.listAll(ctx.tenantId),
+        );
+      },
+    },
+
+    /** Managed keys overdue for rotation under their projects' policies (used and unused alike). */
+    due: () => {
+      const ctx = internals();
+      return ctx.read('keys.read', [{ type: 'credential' }], { type: 'credential', id: 'due' }, () =>
+        dueCredentials(ctx.fleet, ctx.tenantId),
+      );
+    },
+
+    /** Rotates every overdue key, one after another; a failed one is reported and the rest go on. */
+    async rotateDue(options: Omit<RotationOptions, 'graceMinutes'> = {}): Promise<RotationReport[]> {
+      const ctx = internals();
+      const reports: RotationReport[] = [];
+      for (const item of await dueCredentials(ctx.fleet, ctx.tenantId)) {
+        const principal = await ctx.authorize(
+          'keys.rotate',
+          await serverResources(ctx, item.credential.serverIds),
+          {
+            type: 'credential',
+            id: item.credential.id,
+          },
+        );
+        reports.push(
+          await rotateCredential(
+            ctx.fleet,
+            ctx.tenantId,
+            { principalId: principal.id, kind: principal.kind },
+            item.credential.id,
+            {
+              ...options,
+              graceMinutes: item.policy.graceMinutes,
+            },
+          ),
+        );
+      }
+      return reports;
+    },
+
+    /**
+     * Reads every login's authorized_keys and the sshd log on the targeted servers and stores
+     * what is there by fingerprint: managed (credential), granted (JIT), cloud-agent or unmanaged,
+     * with use seen in the log. Needs `keys.read` on every server.
+     */
+    async inventory(targets: Targets, options: { concurrency?: number } = {}): Promise<KeyInventory[]> {
+      const ctx = internals();
+      const store = ctx.fleet.store;
+      const servers = await resolveTargets(store, ctx.tenantId, validate(TargetsSchema, targets, 'Targets'));
+      const principal = await ctx.authorize(
+        'keys.read',
+        servers.map((server) => ({ type: 'server', server })),
+        { type: 'key-inventory', id: servers.length === 1 ? servers[0]!.id : `${servers.length} servers` },
+      );
+      const credentials = new Map(
+        (await store.credentials.listAll(ctx.tenantId)).map((c) => [c.fingerprint, c]),
+      );
+      const queue = new PQueue({ concurrency: options.concurrency ?? 16 });
+      const results = await Promise.all(
+        servers.map((server) =>
+          queue.add(async () =>
+            store.keyInventories.create({
+              tenantId: ctx.tenantId,
+              ...(await inventoryServer(ctx.fleet, server, credentials)),
+            }),
+          ),
+        ),
+      );
+      await ctx.fleet.audit(store, {
+        tenantId: ctx.tenantId,
+        actor: { principalId: principal.id, kind: principal.kind },
+        action: 'keys.read',
+        target: {
+          type: 'key-inventory',
+          id: servers.length === 1 ? servers[0]!.id : `${servers.length} servers`,
+        },
+        decision: 'allow',
+        result: results.every((r) => r.status === 'succeeded') ? 'success' : 'failure',
+        details: {
+          servers: servers.length,
+          keys: results.reduce((n, r) => n + r.keys.length, 0),
+          unmanaged: results.reduce(
+            (n, r) => n + r.keys.filter((k) => !k.credentialId && !k.grantId && !k.cloudAgent).length,
+            0,
+          ),
+        },
+      });
+      return results.sort((a, b) => (a.serverId < b.serverId ? -1 : 1));
+    },
+
+    /** The newest key inventory of each server that has one. */
+    latestInventory: async (): Promise<KeyInventory[]> => {
+      const ctx = internals();
+      return ctx.read(
+        'keys.read',
+        [{ type: 'key-inventory' }],
+        { type: 'key-inventory', id: '*' },
+        async () => {
+          const newest = new Map<string, KeyInventory>();
+          for (const inv of await ctx.fleet.store.keyInventories.listAll(ctx.tenantId)) {
+            const seen = newest.get(inv.serverId);
+            if (!seen || seen.scannedAt < inv.scannedAt) newest.set(inv.serverId, inv);
+          }
+          return [...newest.values()].sort((a, b) => (a.serverId < b.serverId ? -1 : 1));
+        },
+      );
+    },
+  };
+}
+
+export type KeysApi = ReturnType<typeof createKeysApi>;

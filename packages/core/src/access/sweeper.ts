@@ -1,0 +1,108 @@
+import { randomUUID } from 'node:crypto';
+import { toFleetwardError } from '../errors.js';
+import type { Fleet } from '../fleet/fleet.js';
+import { type SweepResult, sweepAccess } from './api.js';
+import { dueCredentials } from './keys.js';
+import { type RotationReport, rotateCredential } from './rotation.js';
+
+export interface AccessSweeperOptions {
+  fleet: Fleet;
+  /** Also rotate managed keys that are due under their projects' policies. @default true */
+  rotateKeys?: boolean;
+  /** Called with failures; never throws into the loop. */
+  onError?: (error: unknown, context: { tenantId?: string; credentialId?: string }) => void;
+  /** Identifies this process in leases. @default a random id */
+  holder?: string;
+}
+
+export interface AccessSweepTick {
+  tenants: { tenantId: string; sweep: SweepResult; rotations: RotationReport[] }[];
+}
+
+/**
+ * Runs access housekeeping for every tenant, as the system: expires pending requests, starts
+ * scheduled grants, removes ended grants from servers (verified), and rotates overdue keys. One
+ * process at a time per tenant (a lease), so several processes can run sweepers on one store.
+ * Expiry itself never depends on this: sshd refuses an ended grant's key by itself.
+ */
+export class AccessSweeper {
+  readonly #fleet: Fleet;
+  readonly #options: AccessSweeperOptions;
+  readonly holder: string;
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<unknown> | undefined;
+
+  constructor(options: AccessSweeperOptions) {
+    this.#fleet = options.fleet;
+    this.#options = options;
+    this.holder = options.holder ?? `access-sweeper-${randomUUID()}`;
+  }
+
+  /** One pass over every tenant. */
+  async tick(): Promise<AccessSweepTick> {
+    const store = this.#fleet.store;
+    const tenants: AccessSweepTick['tenants'] = [];
+    for (const tenantId of await store.tenantIds()) {
+      const lease = await store.leases.acquire(`access-sweep:${tenantId}`, this.holder, 10 * 60_000);
+      if (!lease) continue;
+      try {
+        const sweep = await sweepAccess(this.#fleet, tenantId);
+        const rotations: RotationReport[] = [];
+        if (this.#options.rotateKeys !== false && this.#fleet.secrets) {
+          for (const due of await dueCredentials(this.#fleet, tenantId)) {
+            try {
+              rotations.push(
+                await rotateCredential(
+                  this.#fleet,
+                  tenantId,
+                  { principalId: 'system', kind: 'system' },
+                  due.credential.id,
+                  {
+                    graceMinutes: due.policy.graceMinutes,
+                  },
+                ),
+              );
+            } catch (error) {
+              this.#options.onError?.(toFleetwardError(error, `rotating ${due.credential.id}`), {
+                tenantId,
+                credentialId: due.credential.id,
+              });
+            }
+          }
+        }
+        tenants.push({ tenantId, sweep, rotations });
+      } catch (error) {
+        this.#options.onError?.(toFleetwardError(error, `access sweep of ${tenantId}`), { tenantId });
+      } finally {
+        await store.leases.release(lease).catch(() => {});
+      }
+    }
+    return { tenants };
+  }
+
+  /** Ticks every `intervalMs` (default 30 s) until `stop()`; ticks never overlap. */
+  start(options: { intervalMs?: number } = {}): void {
+    if (this.#timer) return;
+    const loop = () => {
+      this.#running = this.tick()
+        .catch((error: unknown) => this.#options.onError?.(error, {}))
+        .finally(() => {
+          if (this.#timer) this.#timer = setTimeout(loop, options.intervalMs ?? 30_000);
+        });
+    };
+    this.#timer = setTimeout(loop, 0);
+  }
+
+  /** Stops ticking and waits for a tick in progress. */
+  async stop(): Promise<void> {
+    const timer = this.#timer;
+    this.#timer = undefined;
+    if (timer) clearTimeout(timer);
+    await this.#running;
+  }
+}
+
+/** Creates an {@link AccessSweeper}. */
+export function createAccessSweeper(options: AccessSweeperOptions): AccessSweeper {
+  return new AccessSweeper(options);
+}

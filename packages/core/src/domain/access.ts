@@ -1,0 +1,162 @@
+import { z } from 'zod';
+import { IdSchema, TimestampSchema } from './common.js';
+import { ServerSelectorSchema } from './selector.js';
+
+/** A POSIX login name as `useradd` accepts it: never anything a shell or sshd would parse. */
+export const LoginSchema = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a POSIX login name');
+
+/** An OpenSSH public key line, `type base64 [comment]`, on one line. */
+export const PublicKeyLineSchema = z
+  .string()
+  .max(16_384)
+  .regex(
+    /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\n\r\0]*)?$/,
+    'must be an OpenSSH public key line ("ssh-ed25519 AAAA... comment")',
+  );
+
+/** `SHA256:` fingerprint as `ssh-keygen -l` prints it. */
+export const FingerprintSchema = z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'must be SHA256:<base64>');
+
+const DecisionSchema = z.strictObject({
+  principalId: IdSchema,
+  at: TimestampSchema,
+  comment: z.string().max(2000).optional(),
+});
+
+export const AccessRequestFields = {
+  requesterId: IdSchema,
+  /**
+   * `ssh-key`: a time-bound `authorized_keys` line for `publicKey` that sshd itself expires.
+   * `actions`: no shell at all; the grant allows only `actions` (and `scripts`) on the servers.
+   */
+  mode: z.enum(['ssh-key', 'actions']).default('ssh-key'),
+  /** The servers as the requester chose them. */
+  servers: ServerSelectorSchema,
+  /** The servers the selector chose at request time: approvers approve exactly these. */
+  serverIds: z.array(IdSchema).min(1).max(10_000),
+  login: LoginSchema.optional(),
+  /** The requester's own public key (mode `ssh-key`); the private key never leaves them. */
+  publicKey: PublicKeyLineSchema.optional(),
+  fingerprint: FingerprintSchema.optional(),
+  /** Mode `actions`: action names from the catalogue. */
+  actions: z.array(z.string().min(1).max(128)).max(50).optional(),
+  /** Mode `actions`: script names the grant may run (with `script.run`). */
+  scripts: z.array(z.string().min(1).max(200)).max(200).optional(),
+  durationMinutes: z
+    .number()
+    .int()
+    .min(1)
+    .max(14 * 24 * 60),
+  /** Access starts at approval, or at this instant if it is later. */
+  startAt: TimestampSchema.optional(),
+  reason: z.string().trim().min(10, 'must explain the need in at least 10 characters').max(2000),
+  ticket: z.string().trim().min(1, 'is required').max(128),
+  status: z.enum(['pending', 'approved', 'rejected', 'expired', 'cancelled', 'revoked', 'ended']),
+  /** Approvals from distinct principals other than the requester needed to approve. */
+  requiredApprovals: z.number().int().min(1).max(10),
+  approvals: z.array(DecisionSchema).default([]),
+  rejection: DecisionSchema.optional(),
+  requestedAt: TimestampSchema,
+  /** A request still pending then expires. Kept forever afterwards, like every request. */
+  expiresAt: TimestampSchema,
+  decidedAt: TimestampSchema.optional(),
+  grantId: IdSchema.optional(),
+};
+
+export const GrantTargetSchema = z.strictObject({
+  serverId: IdSchema,
+  /**
+   * `pending`: not on the server yet. `installed`: the line is on the server (sshd enforces its
+   * expiry). `removed`: taken off and checked gone. `failed`: could not install (see `error`).
+   * `remove-failed`: removal could not be done or verified; retried by every sweep.
+   */
+  state: z.enum(['pending', 'installed', 'failed', 'removed', 'remove-failed']),
+  /** The sshd version found on the server, e.g. `OpenSSH_9.2p1`. */
+  sshdVersion: z.string().max(64).optional(),
+  /** The `expiry-time` value written, exactly. */
+  expiryTime: z.string().max(32).optional(),
+  installedAt: TimestampSchema.optional(),
+  removedAt: TimestampSchema.optional(),
+  error: z.strictObject({ code: z.string(), message: z.string().max(4000) }).optional(),
+});
+export type GrantTarget = z.infer<typeof GrantTargetSchema>;
+
+export const AccessGrantFields = {
+  requestId: IdSchema,
+  principalId: IdSchema,
+  mode: z.enum(['ssh-key', 'actions']),
+  login: LoginSchema.optional(),
+  fingerprint: FingerprintSchema.optional(),
+  reason: z.string().max(2000),
+  ticket: z.string().max(128),
+  approverIds: z.array(IdSchema).min(1),
+  notBefore: TimestampSchema,
+  notAfter: TimestampSchema,
+  /** `scheduled` until `notBefore`, `active` until `notAfter`, then `expired`, or `revoked` early. */
+  status: z.enum(['scheduled', 'active', 'expired', 'revoked']),
+  targets: z.array(GrantTargetSchema).default([]),
+  /** Mode `actions`: the role and binding that carry the grant (the binding expires at `notAfter`). */
+  roleId: IdSchema.optional(),
+  bindingId: IdSchema.optional(),
+  revokedBy: IdSchema.optional(),
+  /** True once every target is `removed` (or the grant never reached a server). */
+  cleanedUp: z.boolean().default(false),
+};
+
+export const KeyRotationPolicyFields = {
+  projectId: IdSchema,
+  /** Rotate each managed key of the project's servers this often. */
+  intervalHours: z
+    .number()
+    .int()
+    .min(1)
+    .max(24 * 366),
+  /** How long the retired key keeps an `expiry-time` before it is removed: the dead-man switch. */
+  graceMinutes: z.number().int().min(1).max(1440).default(5),
+  enabled: z.boolean().default(true),
+};
+
+export const ObservedKeySchema = z.strictObject({
+  login: LoginSchema,
+  fingerprint: FingerprintSchema,
+  keyType: z.string().max(64),
+  comment: z.string().max(1024),
+  /** Option names on the line (`restrict`, `expiry-time`, `from`, …). */
+  options: z.array(z.string().max(64)).default([]),
+  expiryTime: z.string().max(32).optional(),
+  /** The managed credential or the grant the key belongs to; neither means unmanaged. */
+  credentialId: IdSchema.optional(),
+  grantId: IdSchema.optional(),
+  /** Written by a cloud agent (e.g. `# Added by Google`): never edited by Fleetward. */
+  cloudAgent: z.boolean().default(false),
+  /** Accepted logins with this key in the part of the sshd log that was read. */
+  logins: z.number().int().min(0).default(0),
+  /** The newest of them, when the log says when (logs without timestamps do not). */
+  lastUsedAt: TimestampSchema.optional(),
+  lastUsedFrom: z.string().max(64).optional(),
+});
+export type ObservedKey = z.infer<typeof ObservedKeySchema>;
+
+export const KeyInventoryFields = {
+  serverId: IdSchema,
+  scannedAt: TimestampSchema,
+  status: z.enum(['succeeded', 'failed']),
+  sshdVersion: z.string().max(64).optional(),
+  keys: z.array(ObservedKeySchema).default([]),
+  /** Logins the server's sshd log shows, newest first (at most 500). */
+  logins: z
+    .array(
+      z.strictObject({
+        login: z.string().max(64),
+        at: TimestampSchema.optional(),
+        from: z.string().max(64),
+        fingerprint: FingerprintSchema.optional(),
+        method: z.string().max(32),
+      }),
+    )
+    .max(500)
+    .default([]),
+  /** Where the log was read from, or why logins are unknown. */
+  logSource: z.string().max(256).optional(),
+  error: z.strictObject({ code: z.string(), message: z.string().max(4000) }).optional(),
+};

@@ -1,0 +1,352 @@
+import { z } from 'zod';
+import type { Resource } from '../authz/evaluate.js';
+import {
+  type Script,
+  type ScriptApproval,
+  ScriptNameSchema,
+  type ScriptRun,
+  type ScriptRunStatus,
+  validate,
+} from '../domain/index.js';
+import { AuthorizationError, ConflictError } from '../errors.js';
+import type { SessionInternals } from '../fleet/fleet.js';
+import type { StoreScope } from '../ports/store.js';
+import { type Manifest, readRepository, writeRepository } from './files.js';
+import {
+  type AddScriptInput,
+  AddScriptInputSchema,
+  type ApprovalState,
+  addVersion,
+  approvalState,
+  currentVersion,
+  findVersion,
+  type ParsedScriptInput,
+  scriptVersions,
+} from './repository.js';
+import {
+  cancelRun,
+  type ExecuteRunOptions,
+  type PlanRunInput,
+  planRun,
+  resumeRun,
+  runResults,
+  type ScriptRunResults,
+  startRun,
+} from './run.js';
+
+export const ApproveScriptOptionsSchema = z.strictObject({
+  /** The content hash the approver reviewed: it must be the script's current one. */
+  hash: z.string().regex(/^[a-f0-9]{64}$/),
+  comment: z.string().max(2000).optional(),
+});
+export type ApproveScriptOptions = z.input<typeof ApproveScriptOptionsSchema>;
+
+/** What an import did, script by script. */
+export interface ImportResult {
+  /** Versions the import added. */
+  created: Script[];
+  /** Scripts whose current version already had the file's content: nothing was added. */
+  unchanged: Script[];
+}
+
+const scriptResource = (name: string): Resource => ({ type: 'script', id: name });
+
+/**
+ * The script repository and script runs of a session (`session.scripts`): versioned scripts with
+ * typed parameters, approvals bound to content hashes, import and export as a folder for git,
+ * and runs rolled out like patches.
+ */
+export function createScriptApi(internals: () => SessionInternals) {
+  /**
+   * Lowering a script's risk makes its runs need no approval, so it takes `script.approve` too.
+   * Checked before the write and again inside it, against what the transaction reads.
+   */
+  const writeVersions = async (ctx: SessionInternals, inputs: ParsedScriptInput[]) => {
+    const store = ctx.fleet.store;
+    const names = inputs.map((i) => i.name);
+    await ctx.authorize('script.write', names.map(scriptResource), {
+      type: 'script',
+      id: names.length === 1 ? names[0]! : `${names.length} scripts`,
+    });
+    const lowers = async (scope: StoreScope) => {
+      const out: string[] = [];
+      for (const input of inputs) {
+        if (!input.risky && (await currentVersion(scope, ctx.tenantId, input.name))?.risky)
+          out.push(input.name);
+      }
+      return out;
+    };
+    const lowered = await lowers(store);
+    if (lowered.length) {
+      await ctx.authorize('script.approve', lowered.map(scriptResource), { type: 'script', id: lowered[0]! });
+    }
+    return ctx.write(
+      'script.write',
+      names.map(scriptResource),
+      { type: 'script', id: names.length === 1 ? names[0]! : `${names.length} scripts` },
+      async (tx) => {
+        const now = await lowers(tx);
+        if (now.some((name) => !lowered.includes(name))) {
+          throw new ConflictError(
+            `the risk of ${now.join(', ')} changed while it was being written: try again`,
+          );
+        }
+        const results = [];
+        for (const input of inputs)
+          results.push(await addVersion(tx, ctx.tenantId, input, ctx.actor.principalId));
+        return results;
+      },
+      (results) => ({
+        scripts: results.slice(0, 200).map((r) => ({
+          name: r.script.name,
+          revision: r.script.revision,
+          contentHash: r.script.contentHash,
+          created: r.created,
+          ...(r.created && r.previous ? { previousHash: r.previous.contentHash } : {}),
+          risky: r.script.risky,
+        })),
+      }),
+    );
+  };
+
+  const readScript = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    const ctx = internals();
+    return ctx.read('script.read', [scriptResource(name)], { type: 'script', id: name }, fn);
+  };
+
+  return {
+    /**
+     * Adds a version of a script (creating the script on its first version). Adding content equal
+     * to the current version adds nothing and resolves the current version. Any other change is a
+     * new revision with a new content hash, which voids the approvals of a risky script.
+     */
+    add: async (input: AddScriptInput): Promise<Script> => {
+      const ctx = internals();
+      const parsed = validate(AddScriptInputSchema, input, 'AddScriptInput');
+      const [result] = await writeVersions(ctx, [parsed]);
+      return result!.script;
+    },
+
+    /** The current version of a script, or the one with this revision number or content hash. */
+    get: (name: string, options: { version?: number | string } = {}): Promise<Script> =>
+      readScript(name, () =>
+        findVersion(internals().fleet.store, internals().tenantId, name, options.version),
+      ),
+
+    /** Every version of a script, oldest first. */
+    versions: (name: string): Promise<Script[]> =>
+      readScript(name, () => scriptVersions(internals().fleet.store, internals().tenantId, name)),
+
+    /** The current version of every script (needs `script.read` not limited to some scripts). */
+    list: async (options: { tag?: string } = {}): Promise<Script[]> => {
+      const ctx = internals();
+      return ctx.read('script.read', [{ type: 'script' }], { type: 'script', id: '*' }, async () => {
+        const latest = new Map<string, Script>();
+        for (const s of await ctx.fleet.store.scripts.listAll(ctx.tenantId)) {
+          const seen = latest.get(s.name);
+          if (!seen || seen.revision < s.revision) latest.set(s.name, s);
+        }
+        return [...latest.values()]
+          .filter((s) => options.tag === undefined || s.tags.includes(options.tag))
+          .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      });
+    },
+
+    /**
+     * Approves the current version of a risky script, named by the content hash the approver
+     * reviewed. Its author cannot approve it, nor anyone twice; a hash that is no longer current is
+     * refused (review the new version).
+     */
+    approve: async (name: string, options: ApproveScriptOptions): Promise<ScriptApproval> => {
+      const ctx = internals();
+      const parsed = validate(ApproveScriptOptionsSchema, options, 'ApproveScriptOptions');
+      const store = ctx.fleet.store;
+      const principal = await ctx.authorize('script.approve', [scriptResource(name)], {
+        type: 'script',
+        id: name,
+      });
+      const script = await findVersion(store, ctx.tenantId, name);
+      if (principal.id === script.createdBy) {
+        const reason = `${principal.id} added revision ${script.revision} of ${name} and cannot approve it`;
+        await ctx.fleet.audit(store, {
+          tenantId: ctx.tenantId,
+          actor: { principalId: principal.id, kind: principal.kind },
+          action: 'script.approve',
+          target: { type: 'script', id: name },
+          decision: 'deny',
+          result: 'denied',
+          reason,
+          details: { contentHash: parsed.hash },
+        });
+        throw new AuthorizationError(reason, {
+          allowed: false,
+          action: 'script.approve',
+          principalId: principal.id,
+          resource: { type: 'script', id: name },
+          reason,
+        });
+      }
+      return ctx.write(
+        'script.approve',
+        [scriptResource(name)],
+        { type: 'script', id: name },
+        async (tx) => {
+          const current = await findVersion(tx, ctx.tenantId, name);
+          if (current.contentHash !== parsed.hash) {
+            throw new ConflictError(
+              `script ${name} is at revision ${current.revision} with hash ${current.contentHash}, not the reviewed ${parsed.hash}: review it again`,
+            );
+          }
+          if (!current.risky) {
+            throw new ConflictError(
+              `script ${name} revision ${current.revision} is not risky: it needs no approval`,
+            );
+          }
+          const previous = await tx.scriptApprovals.listAll(ctx.tenantId, {
+            where: { scriptName: name, contentHash: current.contentHash },
+          });
+          if (previous.some((a) => a.principalId === principal.id)) {
+            throw new ConflictError(`${principal.id} has already approved ${name} at ${current.contentHash}`);
+          }
+          return tx.scriptApprovals.create({
+            tenantId: ctx.tenantId,
+            scriptName: name,
+            contentHash: current.contentHash,
+            revision: current.revision,
+            principalId: principal.id,
+            at: ctx.fleet.clock.now().toISOString(),
+            ...(parsed.comment ? { comment: parsed.comment } : {}),
+          });
+        },
+        (a) => ({ contentHash: a.contentHash, revision: a.revision, approvalId: a.id }),
+      );
+    },
+
+    /** Whether a version (the current one by default) may run as far as approvals go, and why. */
+    approval: (name: string, options: { version?: number | string } = {}): Promise<ApprovalState> =>
+      readScript(name, async () => {
+        const ctx = internals();
+        const script = await findVersion(ctx.fleet.store, ctx.tenantId, name, options.version);
+        return approvalState(ctx.fleet.store, ctx.tenantId, script);
+      }),
+
+    /**
+     * Writes the current version of every script (or of `names`) into `dir`: one file per script
+     * and `fleetward-scripts.json`, ready to commit to git. See {@link writeRepository}.
+     */
+    exportRepository: async (dir: string, options: { names?: string[] } = {}): Promise<Manifest> => {
+      const ctx = internals();
+      const store = ctx.fleet.store;
+      const names = options.names?.map((n) => validate(ScriptNameSchema, n, 'ScriptName'));
+      const resources = names ? names.map(scriptResource) : [{ type: 'script' }];
+      return ctx.read(
+        'script.read',
+        resources,
+        { type: 'script-repository', id: dir.slice(0, 512) },
+        async () => {
+          let scripts: Script[];
+          if (names) {
+            scripts = [];
+            for (const name of names) scripts.push(await findVersion(store, ctx.tenantId, name));
+          } else {
+            const latest = new Map<string, Script>();
+            for (const s of await store.scripts.listAll(ctx.tenantId)) {
+              const seen = latest.get(s.name);
+              if (!seen || seen.revision < s.revision) latest.set(s.name, s);
+            }
+            scripts = [...latest.values()];
+          }
+          return writeRepository(dir, scripts);
+        },
+      );
+    },
+
+    /**
+     * Imports a folder written by {@link exportRepository} (or by hand, or from git). Everything is
+     * checked first (manifest, file hashes, content hashes, no path traversal) and then stored in
+     * one transaction, or nothing is. Idempotent: a script whose current version has the same
+     * content hash is left as it is.
+     */
+    importRepository: async (dir: string): Promise<ImportResult> => {
+      const ctx = internals();
+      const inputs = await readRepository(dir);
+      if (inputs.length === 0) return { created: [], unchanged: [] };
+      const results = await writeVersions(ctx, inputs);
+      return {
+        created: results.filter((r) => r.created).map((r) => r.script),
+        unchanged: results.filter((r) => !r.created).map((r) => r.script),
+      };
+    },
+
+    /**
+     * Plans a run without running anything: the version, targets, parameters (validated, defaults
+     * applied), waves and the stop condition in words. The run waits as `awaiting-start`.
+     */
+    planRun: (input: PlanRunInput): Promise<ScriptRun> => planRun(internals(), input),
+
+    /** Starts a planned run and resolves with every server's result when it ends or pauses. */
+    startRun: (runId: string, options?: ExecuteRunOptions): Promise<ScriptRunResults> =>
+      startRun(internals(), runId, options),
+
+    /**
+     * Plans and starts a run in one call: `runScript({ script, version, params, targets, rollout })`.
+     * Secret parameters are kept in memory for the call when the Fleet has no SecretStore.
+     */
+    runScript: async (input: PlanRunInput & ExecuteRunOptions): Promise<ScriptRunResults> => {
+      const { script, version, params, targets, rollout, timeoutMs, ticket, ...options } = input;
+      const ctx = internals();
+      const run = await planRun(ctx, {
+        script,
+        targets,
+        ...(version === undefined ? {} : { version }),
+        ...(params === undefined ? {} : { params }),
+        ...(rollout === undefined ? {} : { rollout }),
+        ...(timeoutMs === undefined ? {} : { timeoutMs }),
+        ...(ticket === undefined ? {} : { ticket }),
+      });
+      const secrets =
+        options.secrets ??
+        (run.secretParams.length && !run.secretsRef
+          ? Object.fromEntries(run.secretParams.map((n) => [n, String(params?.[n])]))
+          : undefined);
+      return startRun(ctx, run.id, { ...options, ...(secrets ? { secrets } : {}) });
+    },
+
+    /** Resumes a run whose process died, or one paused by its error budget (`acknowledgeFailures`). */
+    resumeRun: (runId: string, options?: ExecuteRunOptions): Promise<ScriptRunResults> =>
+      resumeRun(internals(), runId, options),
+
+    /** Cancels a run (see {@link cancelRun}). */
+    cancelRun: (runId: string, options?: { reason?: string }): Promise<ScriptRun> =>
+      cancelRun(internals(), runId, options),
+
+    /** A run with every server's state and result: exit code, output summaries, where the full output is. */
+    getRun: async (runId: string): Promise<ScriptRunResults> => {
+      const ctx = internals();
+      const run = await ctx.fleet.store.scriptRuns.require(ctx.tenantId, runId);
+      return ctx.read(
+        'script.read',
+        [scriptResource(run.scriptName)],
+        { type: 'script-run', id: runId },
+        () => runResults(ctx, runId),
+      );
+    },
+
+    /** Runs of a script (or of every script), newest first. */
+    listRuns: async (options: { script?: string; status?: ScriptRunStatus } = {}): Promise<ScriptRun[]> => {
+      const ctx = internals();
+      const resource = options.script ? scriptResource(options.script) : { type: 'script' };
+      return ctx.read('script.read', [resource], { type: 'script-run', id: '*' }, async () => {
+        const runs = await ctx.fleet.store.scriptRuns.listAll(ctx.tenantId, {
+          where: {
+            ...(options.script ? { scriptName: options.script } : {}),
+            ...(options.status ? { status: options.status } : {}),
+          },
+        });
+        return runs.sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0));
+      });
+    },
+  };
+}
+
+export type ScriptApi = ReturnType<typeof createScriptApi>;

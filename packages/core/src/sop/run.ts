@@ -1,0 +1,1176 @@
+import { randomUUID } from 'node:crypto';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { z } from 'zod';
+import type { Resource } from '../authz/evaluate.js';
+import {
+  type AuditInput,
+  type Job,
+  type OutputSummary,
+  OutputSummarySchema,
+  type Principal,
+  RolloutSchema,
+  type Script,
+  ScriptNameSchema,
+  type ScriptRun,
+  type Server,
+  type TaskResult,
+  validate,
+} from '../domain/index.js';
+import {
+  AbortedError,
+  AuthorizationError,
+  CapabilityMissingError,
+  ConflictError,
+  type FleetwardError,
+  HostKeyMismatchError,
+  TimeoutError,
+  TransportError,
+  toFleetwardError,
+  ValidationError,
+} from '../errors.js';
+import type { SessionInternals } from '../fleet/fleet.js';
+import { resolveTargets, TargetsSchema } from '../inventory/targets.js';
+import { enqueueEvent } from '../notify/outbox.js';
+import type { ExecResult } from '../ports/adapter.js';
+import type { Lease, StoreScope } from '../ports/store.js';
+import { scriptCommand } from './content.js';
+import { scriptEvents } from './events.js';
+import { auditedParameters, envText, redactSecrets, resolveParameters } from './params.js';
+import { approvalState, findVersion } from './repository.js';
+import {
+  executeRollout,
+  type KnownServerState,
+  planWaves,
+  type RolloutOutcome,
+  type ServerOutcome,
+  type ServerRunState,
+  stopConditionFor,
+} from './rollout.js';
+
+const SHA256 = /^[a-f0-9]{64}$/;
+
+/** What to run where, and how to roll it out. */
+export const PlanRunInputSchema = z.strictObject({
+  /** The script's name. */
+  script: ScriptNameSchema,
+  /** A revision number or a content hash. @default the current version */
+  version: z.union([z.number().int().positive(), z.string().regex(SHA256)]).optional(),
+  /** Parameter values by name; they reach the script as environment variables only. */
+  params: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
+  targets: TargetsSchema,
+  /** Waves, concurrency and error budget, as for patching. @default one wave, 10 at a time, no failure allowed */
+  rollout: RolloutSchema.prefault({}),
+  /** Per-server limit; a script still running then is killed and its server failed. @default 600_000 */
+  timeoutMs: z
+    .number()
+    .int()
+    .positive()
+    .max(48 * 3_600_000)
+    .default(600_000),
+  /** The change ticket the run belongs to, carried into its audit records. */
+  ticket: z.string().trim().min(1).max(128).optional(),
+});
+export type PlanRunInput = z.input<typeof PlanRunInputSchema>;
+
+export const ExecuteRunOptionsSchema = z.strictObject({
+  /** Identifies this process in the run's lease. @default a random id */
+  holder: z.string().min(1).max(200).optional(),
+  /** How long the run's lease lasts without renewal: a crashed process's run can be resumed after this. @default 60_000 */
+  leaseTtlMs: z.number().int().min(1000).default(60_000),
+  /** Bytes of each stream kept in the store per server; the rest is counted and hashed. @default 65_536 */
+  maxOutputBytes: z
+    .number()
+    .int()
+    .min(0)
+    .max(16 * 1024 * 1024)
+    .default(65_536),
+  /**
+   * Also write every byte of every server's output to `<outputDir>/<runId>/<serverId>.stdout|.stderr`
+   * (mode 0600) on this machine; results then say where the full output is. Those files hold the
+   * output as the script wrote it, secrets included. @default output beyond `maxOutputBytes` is not kept
+   */
+  outputDir: z.string().min(1).max(4096).optional(),
+  /** Resume a run paused by its error budget: the failures so far no longer count. @default false */
+  acknowledgeFailures: z.boolean().default(false),
+  /** How often the executing process looks for a cancellation made by another process. @default 1000 */
+  cancelPollMs: z.number().int().min(50).max(60_000).default(1000),
+  /**
+   * Values of the run's secret parameters, when no SecretStore keeps them (or to replace them).
+   * Required on start and resume of a run with secret parameters and a Fleet without `secrets`.
+   */
+  secrets: z.record(z.string(), z.string()).optional(),
+});
+export type ExecuteRunOptions = z.input<typeof ExecuteRunOptionsSchema> & { signal?: AbortSignal };
+type ParsedOptions = z.output<typeof ExecuteRunOptionsSchema>;
+
+const TERMINAL = new Set<ScriptRun['status']>(['succeeded', 'failed', 'partial', 'stopped', 'cancelled']);
+
+/** One server's result in a run, as callers read it. */
+export interface ServerRunResult {
+  serverId: string;
+  /** The wave it belongs to. */
+  wave: string;
+  state: ServerRunState;
+  /** How many times it was started: 0 or 1, since a script never runs twice on a server in a run. */
+  attempt: number;
+  /** The script's exit code; `null` when it was ended by a signal, absent when it did not end. */
+  exitCode?: number | null;
+  /** It could not be reached, or the connection broke (see `countsAgainstBudget`). */
+  unreachable: boolean;
+  /** It ran past the run's `timeoutMs` and was killed. */
+  timedOut: boolean;
+  /** Whether its failure counted against the error budget. */
+  countsAgainstBudget: boolean;
+  startedAt?: string;
+  finishedAt?: string;
+  durationMs?: number;
+  error?: { code: string; message: string };
+  /** What was kept of each stream: `bytes` and `sha256` cover everything written, `truncated` says whether `text` is all of it. */
+  stdout?: OutputSummary;
+  stderr?: OutputSummary;
+  /** Where every byte is, when the run wrote its output to files (`outputDir`). */
+  fullOutput?: { stdout: string; stderr: string };
+  /** Secret values were replaced by `[REDACTED]` in `stdout.text`/`stderr.text`; hashes cover the output as written. */
+  outputRedacted?: boolean;
+}
+
+/** A run with every server's state and result. */
+export interface ScriptRunResults {
+  run: ScriptRun;
+  job?: Job;
+  servers: ServerRunResult[];
+  counts: Record<ServerRunState, number>;
+}
+
+const scriptResource = (name: string): Resource => ({ type: 'script', id: name });
+const serverResources = (servers: Iterable<Server>): Resource[] =>
+  [...servers].map((server) => ({ type: 'server', server }));
+const secretsRefOf = (tenantId: string, runId: string) => `fleetward/${tenantId}/script-runs/${runId}/params`;
+const nowIso = (ctx: SessionInternals) => ctx.fleet.clock.now().toISOString();
+
+/** The state of a task as callers see it: a `skipped` task with `NOT_STARTED` was never started. */
+function stateOf(task: TaskResult | undefined): ServerRunState {
+  if (!task) return 'pending';
+  if (task.status === 'skipped') return 'not-started';
+  return task.status;
+}
+
+async function loadServers(ctx: SessionInternals, ids: readonly string[]): Promise<Map<string, Server>> {
+  const servers = new Map<string, Server>();
+  for (const id of ids) {
+    const server = await ctx.fleet.store.servers.get(ctx.tenantId, id);
+    if (server) servers.set(id, server);
+  }
+  return servers;
+}
+
+function unsupportedOs(script: Script, server: Server): string | undefined {
+  const family = server.os?.family;
+  if (!family || family === 'unknown' || script.osFamilies.length === 0) return undefined;
+  if (script.osFamilies.includes(family)) return undefined;
+  return `${server.name} runs ${family}; script ${script.name} is for ${script.osFamilies.join(', ')}`;
+}
+
+/**
+ * Plans a run: resolves the version, the targets and the parameters, puts the servers into waves
+ * and computes the stop condition, and stores the run as `awaiting-start`. Nothing runs. Secret
+ * values go to the Fleet's SecretStore for the run's lifetime; without one they are dropped and
+ * must be passed again to {@link startRun}.
+ */
+export async function planRun(ctx: SessionInternals, input: PlanRunInput): Promise<ScriptRun> {
+  const parsed = validate(PlanRunInputSchema, input, 'PlanRunInput');
+  const store = ctx.fleet.store;
+  const script = await findVersion(store, ctx.tenantId, parsed.script, parsed.version);
+  const servers = await resolveTargets(store, ctx.tenantId, parsed.targets);
+  if (servers.length === 0) {
+    throw new ValidationError('PlanRunInput', [
+      { path: ['targets'], message: 'the run would cover no server' },
+    ]);
+  }
+  await ctx.authorize('script.run', [scriptResource(script.name), ...serverResources(servers)], {
+    type: 'script',
+    id: script.name,
+  });
+  const wrongOs = servers.map((s) => unsupportedOs(script, s)).filter((m): m is string => m !== undefined);
+  if (wrongOs.length) {
+    throw new ValidationError(
+      'PlanRunInput',
+      wrongOs.slice(0, 50).map((message) => ({ path: ['targets'], message })),
+    );
+  }
+  const params = resolveParameters(script.parameters, parsed.params);
+  const runId = randomUUID();
+  const secretNames = Object.keys(params.secret).sort();
+  let secretsRef: string | undefined;
+  if (secretNames.length && ctx.fleet.secrets) {
+    secretsRef = secretsRefOf(ctx.tenantId, runId);
+    await ctx.fleet.secrets.set(secretsRef, JSON.stringify(params.secret));
+  }
+  const stopCondition = stopConditionFor(parsed.rollout, servers.length);
+  try {
+    return await ctx.write(
+      'script.run',
+      [scriptResource(script.name), ...serverResources(servers)],
+      { type: 'script-run', id: runId },
+      (tx) =>
+        tx.scriptRuns.create({
+          tenantId: ctx.tenantId,
+          id: runId,
+          scriptId: script.id,
+          scriptName: script.name,
+          revision: script.revision,
+          contentHash: script.contentHash,
+          requestedBy: ctx.actor.principalId,
+          params: params.plain,
+          secretParams: secretNames,
+          ...(secretsRef ? { secretsRef } : {}),
+          serverIds: servers.map((s) => s.id),
+          waves: planWaves(parsed.rollout.waves, servers),
+          rollout: parsed.rollout,
+          timeoutMs: parsed.timeoutMs,
+          stopCondition,
+          status: 'awaiting-start',
+          ...(parsed.ticket ? { ticket: parsed.ticket } : {}),
+        }),
+      (run) => ({
+        phase: 'planned',
+        runId: run.id,
+        script: run.scriptName,
+        revision: run.revision,
+        contentHash: run.contentHash,
+        params: auditedParameters(run.params, run.secretParams),
+        servers: run.serverIds.length,
+        stopCondition: run.stopCondition.description,
+        ...(run.ticket ? { ticket: run.ticket } : {}),
+      }),
+    );
+  } catch (error) {
+    if (secretsRef) await ctx.fleet.secrets?.delete(secretsRef).catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
+ * The values of the run's secret parameters: passed by the caller, else from the SecretStore.
+ * They are checked against the version's schema again, so a value passed on resume obeys it too.
+ */
+async function secretValues(
+  ctx: SessionInternals,
+  run: ScriptRun,
+  script: Script,
+  given: Record<string, string> | undefined,
+): Promise<Record<string, string>> {
+  if (run.secretParams.length === 0 && !given) return {};
+  let values: Record<string, string> | undefined = given;
+  if (!values && run.secretsRef && ctx.fleet.secrets) {
+    const stored = await ctx.fleet.secrets.get(run.secretsRef);
+    if (stored !== undefined) values = JSON.parse(stored) as Record<string, string>;
+  }
+  values ??= {};
+  const issues = [
+    ...run.secretParams
+      .filter((name) => !Object.hasOwn(values, name))
+      .map((name) => ({
+        path: ['secrets', name],
+        message: 'must be passed again: no SecretStore keeps the values of this run',
+      })),
+    ...Object.keys(values)
+      .filter((name) => !run.secretParams.includes(name))
+      .map((name) => ({
+        path: ['secrets', name],
+        message: 'is not a secret parameter this run was planned with',
+      })),
+  ];
+  if (issues.length) throw new ValidationError('ExecuteRunOptions', issues);
+  return resolveParameters(script.parameters, { ...run.params, ...values }).secret;
+}
+
+/** Keeps a run's lease and watches for a cancellation requested through the store. */
+class RunLease {
+  #lease: Lease | undefined;
+  readonly #timers: NodeJS.Timeout[] = [];
+
+  private constructor(lease: Lease) {
+    this.#lease = lease;
+  }
+
+  static async acquire(
+    ctx: SessionInternals,
+    runId: string,
+    holder: string,
+    ttlMs: number,
+  ): Promise<RunLease | undefined> {
+    const lease = await ctx.fleet.store.leases.acquire(`script-run:${ctx.tenantId}:${runId}`, holder, ttlMs);
+    if (!lease) return undefined;
+    const kept = new RunLease(lease);
+    const renew = setInterval(() => {
+      if (!kept.#lease) return;
+      ctx.fleet.store.leases.renew(kept.#lease, ttlMs).then(
+        (l) => {
+          kept.#lease = l;
+        },
+        () => {
+          kept.#lease = undefined;
+        },
+      );
+    }, ttlMs / 3);
+    renew.unref();
+    kept.#timers.push(renew);
+    return kept;
+  }
+
+  get held(): boolean {
+    return this.#lease !== undefined;
+  }
+
+  watchCancel(ctx: SessionInternals, runId: string, everyMs: number, cancel: () => void): void {
+    const poll = setInterval(() => {
+      ctx.fleet.store.scriptRuns.get(ctx.tenantId, runId).then(
+        (run) => {
+          if (run?.cancelRequested) cancel();
+        },
+        () => undefined,
+      );
+    }, everyMs);
+    poll.unref();
+    this.#timers.push(poll);
+  }
+
+  async release(ctx: SessionInternals): Promise<void> {
+    for (const timer of this.#timers) clearInterval(timer);
+    if (this.#lease) await ctx.fleet.store.leases.release(this.#lease).catch(() => undefined);
+    this.#lease = undefined;
+  }
+}
+
+/** The audit record of one server's result, written in the transaction that records it. */
+function serverAudit(
+  ctx: SessionInternals,
+  actor: AuditInput['actor'],
+  run: ScriptRun,
+  task: TaskResult,
+): AuditInput {
+  const summary = (o: OutputSummary | undefined) =>
+    o ? { bytes: o.bytes, sha256: o.sha256, truncated: o.truncated } : undefined;
+  return {
+    tenantId: ctx.tenantId,
+    actor,
+    action: 'script.run',
+    target: { type: 'server', id: task.serverId },
+    decision: 'allow',
+    result: task.status === 'succeeded' ? 'success' : 'failure',
+    ...(task.error ? { reason: task.error.message.slice(0, 2000) } : {}),
+    ...(run.ticket ? { ticket: run.ticket } : {}),
+    details: {
+      runId: run.id,
+      jobId: task.jobId,
+      script: run.scriptName,
+      revision: run.revision,
+      contentHash: run.contentHash,
+      status: task.status,
+      exitCode: task.exitCode ?? null,
+      ...(task.error ? { code: task.error.code } : {}),
+      stdout: summary(task.stdout),
+      stderr: summary(task.stderr),
+      unreachable: task.details?.['unreachable'] === true,
+      timedOut: task.details?.['timedOut'] === true,
+      ...(task.details?.['fullOutput'] ? { fullOutput: task.details['fullOutput'] } : {}),
+    },
+  };
+}
+
+/** Saves a task's change with optimistic concurrency, and its audit record when `audit` says so. */
+async function saveTask(
+  ctx: SessionInternals,
+  taskId: string,
+  changes: Partial<TaskResult>,
+  audit?: (task: TaskResult) => AuditInput,
+  scope?: StoreScope,
+): Promise<TaskResult> {
+  const write = async (tx: StoreScope) => {
+    const current = await tx.taskResults.require(ctx.tenantId, taskId);
+    const saved = await tx.taskResults.update(ctx.tenantId, taskId, changes as never, {
+      expectedVersion: current.version,
+    });
+    if (audit) await ctx.fleet.audit(tx, audit(saved));
+    return saved;
+  };
+  if (scope) return write(scope);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await ctx.fleet.store.transaction(write);
+    } catch (error) {
+      if (!(error instanceof ConflictError) || attempt >= 3) throw error;
+    }
+  }
+}
+
+const INTERRUPTED = {
+  code: 'INTERRUPTED',
+  message:
+    'the orchestrator stopped while the script ran here: whether it finished is unknown, and it is not run again',
+};
+
+/** Writes a file of one stream of one server, and says where it is once it is complete. */
+class Spill {
+  readonly paths: { stdout: string; stderr: string };
+  readonly #streams: { stdout: WriteStream; stderr: WriteStream };
+  #error: Error | undefined;
+
+  constructor(dir: string, serverId: string) {
+    this.paths = { stdout: join(dir, `${serverId}.stdout`), stderr: join(dir, `${serverId}.stderr`) };
+    const open = (path: string) => {
+      const stream = createWriteStream(path, { mode: 0o600, flags: 'w' });
+      stream.on('error', (error) => {
+        this.#error ??= error;
+      });
+      return stream;
+    };
+    this.#streams = { stdout: open(this.paths.stdout), stderr: open(this.paths.stderr) };
+  }
+
+  write(stream: 'stdout' | 'stderr', chunk: Buffer): void {
+    if (!this.#error) this.#streams[stream].write(chunk);
+  }
+
+  /** Resolves the paths, or an error message when a file could not be written whole. */
+  async close(): Promise<{ paths: { stdout: string; stderr: string } } | { error: string }> {
+    await Promise.all(
+      Object.values(this.#streams).map(
+        (s) =>
+          new Promise<void>((done) => {
+            if (s.closed || s.destroyed) return done();
+            s.once('close', () => done());
+            s.end();
+          }),
+      ),
+    );
+    return this.#error ? { error: this.#error.message } : { paths: this.paths };
+  }
+}
+
+/** Runs, stops and resumes a planned run. Shared by start, resume and cancel. */
+class RunExecution {
+  readonly #ctx: SessionInternals;
+  readonly #opts: ParsedOptions;
+  readonly #actor: AuditInput['actor'];
+  readonly #abort = new AbortController();
+  #run: ScriptRun;
+  readonly #script: Script;
+  readonly #servers: Map<string, Server>;
+  readonly #secrets: Record<string, string>;
+  #job!: Job;
+  readonly #tasks = new Map<string, TaskResult>();
+
+  constructor(
+    ctx: SessionInternals,
+    opts: ParsedOptions,
+    principal: Principal,
+    run: ScriptRun,
+    script: Script,
+    servers: Map<string, Server>,
+    secrets: Record<string, string>,
+  ) {
+    this.#ctx = ctx;
+    this.#opts = opts;
+    this.#actor = { principalId: principal.id, kind: principal.kind };
+    this.#run = run;
+    this.#script = script;
+    this.#servers = servers;
+    this.#secrets = secrets;
+  }
+
+  #taskId(serverId: string): string {
+    return `${this.#job.id}:${serverId}`;
+  }
+
+  #events() {
+    return scriptEvents(this.#ctx.fleet);
+  }
+
+  async execute(signal: AbortSignal | undefined, lease: RunLease): Promise<ScriptRunResults> {
+    const ctx = this.#ctx;
+    const onAbort = () => this.#abort.abort();
+    if (signal?.aborted) this.#abort.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    lease.watchCancel(ctx, this.#run.id, this.#opts.cancelPollMs, onAbort);
+    try {
+      const resumed = this.#run.status !== 'awaiting-start';
+      if (resumed) await this.#prepareResume();
+      else await this.#prepareStart();
+      this.#events().emit('script.run.started', {
+        tenantId: ctx.tenantId,
+        runId: this.#run.id,
+        jobId: this.#job.id,
+        scriptName: this.#run.scriptName,
+        contentHash: this.#run.contentHash,
+        resumed,
+      });
+      const states = new Map<string, KnownServerState>(
+        [...this.#tasks.values()].map((t) => [
+          t.serverId,
+          { state: stateOf(t), countsAgainstBudget: t.details?.['countsAgainstBudget'] !== false },
+        ]),
+      );
+      const outcome = await executeRollout({
+        waves: this.#run.waves,
+        stopCondition: this.#run.stopCondition,
+        maxConcurrency: this.#run.rollout.maxConcurrency,
+        states,
+        acknowledgeFailures: this.#opts.acknowledgeFailures,
+        signal: this.#abort.signal,
+        checkStop: () => (lease.held ? undefined : 'this process lost the run’s lease'),
+        runServer: (id) => this.#runServer(id),
+        onWaveStarted: (wave, serverIds) =>
+          this.#events().emit('script.wave.started', {
+            tenantId: ctx.tenantId,
+            runId: this.#run.id,
+            jobId: this.#job.id,
+            wave: wave.name,
+            serverIds,
+          }),
+      });
+      if (!lease.held) {
+        // Another process may own the run now; it records the end, not this one.
+        throw new ConflictError(
+          `this process lost the lease of script run ${this.#run.id}: it started no further server; resume it if no other process does`,
+        );
+      }
+      await this.finish(outcome);
+      return runResults(ctx, this.#run.id);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  async #prepareStart(): Promise<void> {
+    const ctx = this.#ctx;
+    const run = this.#run;
+    const jobId = randomUUID();
+    await ctx.fleet.store.transaction(async (tx) => {
+      this.#job = await tx.jobs.create({
+        tenantId: ctx.tenantId,
+        id: jobId,
+        kind: 'script',
+        status: 'running',
+        requestedBy: run.requestedBy,
+        serverIds: run.serverIds,
+        startedAt: nowIso(ctx),
+      });
+      for (const serverId of run.serverIds) {
+        const task = await tx.taskResults.create({
+          tenantId: ctx.tenantId,
+          id: `${jobId}:${serverId}`,
+          jobId,
+          serverId,
+          status: 'pending',
+        });
+        this.#tasks.set(serverId, task);
+      }
+      this.#run = await tx.scriptRuns.update(
+        ctx.tenantId,
+        run.id,
+        { status: 'running', jobId, startedAt: nowIso(ctx) },
+        { expectedVersion: run.version },
+      );
+      await ctx.fleet.audit(tx, this.#runAudit('started', { servers: run.serverIds.length }));
+    });
+  }
+
+  async #prepareResume(): Promise<void> {
+    const ctx = this.#ctx;
+    const store = ctx.fleet.store;
+    this.#job = await store.jobs.require(ctx.tenantId, this.#run.jobId!);
+    for (const task of await store.taskResults.listAll(ctx.tenantId, { where: { jobId: this.#job.id } })) {
+      this.#tasks.set(task.serverId, task);
+    }
+    await store.transaction(async (tx) => {
+      const interrupted = await this.#failInterrupted(tx);
+      const current = await tx.scriptRuns.require(ctx.tenantId, this.#run.id);
+      this.#run = await tx.scriptRuns.update(
+        ctx.tenantId,
+        current.id,
+        { status: 'running' },
+        { expectedVersion: current.version },
+      );
+      const job = await tx.jobs.require(ctx.tenantId, this.#job.id);
+      this.#job = await tx.jobs.update(
+        ctx.tenantId,
+        job.id,
+        { status: 'running' },
+        { expectedVersion: job.version },
+      );
+      await ctx.fleet.audit(
+        tx,
+        this.#runAudit('started', {
+          resumed: true,
+          acknowledgeFailures: this.#opts.acknowledgeFailures,
+          interrupted,
+        }),
+      );
+    });
+  }
+
+  /**
+   * A task left `running` by a dead process may or may not have run its script: it is failed as
+   * interrupted, never started again (a script is not assumed to be safe to run twice).
+   */
+  async #failInterrupted(tx: StoreScope): Promise<string[]> {
+    const interrupted: string[] = [];
+    for (const task of [...this.#tasks.values()].filter((t) => t.status === 'running')) {
+      const saved = await saveTask(
+        this.#ctx,
+        task.id,
+        {
+          status: 'failed',
+          finishedAt: nowIso(this.#ctx),
+          error: INTERRUPTED,
+          details: { ...task.details, countsAgainstBudget: true, interrupted: true },
+        },
+        (t) => serverAudit(this.#ctx, this.#actor, this.#run, t),
+        tx,
+      );
+      this.#tasks.set(task.serverId, saved);
+      interrupted.push(task.serverId);
+    }
+    return interrupted;
+  }
+
+  #runAudit(result: AuditInput['result'], details: Record<string, unknown>, reason?: string): AuditInput {
+    const run = this.#run;
+    return {
+      tenantId: this.#ctx.tenantId,
+      actor: this.#actor,
+      action: 'script.run',
+      target: { type: 'script-run', id: run.id },
+      decision: 'allow',
+      result,
+      ...(reason ? { reason: reason.slice(0, 2000) } : {}),
+      ...(run.ticket ? { ticket: run.ticket } : {}),
+      details: {
+        runId: run.id,
+        jobId: this.#job?.id ?? run.jobId,
+        script: run.scriptName,
+        revision: run.revision,
+        contentHash: run.contentHash,
+        params: auditedParameters(run.params, run.secretParams),
+        stopCondition: run.stopCondition.description,
+        ...details,
+      },
+    };
+  }
+
+  async #runServer(serverId: string): Promise<ServerOutcome> {
+    const ctx = this.#ctx;
+    const run = this.#run;
+    const server = this.#servers.get(serverId);
+    const taskId = this.#taskId(serverId);
+    const previous = this.#tasks.get(serverId);
+    const running = await saveTask(ctx, taskId, {
+      status: 'running',
+      attempt: (previous?.attempt ?? 0) + 1,
+      startedAt: nowIso(ctx),
+    });
+    this.#tasks.set(serverId, running);
+    this.#events().emit('script.server.started', {
+      tenantId: ctx.tenantId,
+      runId: run.id,
+      jobId: this.#job.id,
+      serverId,
+    });
+
+    let spill: Spill | undefined;
+    let result: ExecResult | undefined;
+    let failure: FleetwardError | undefined;
+    try {
+      if (!server) throw new CapabilityMissingError(`server ${serverId} no longer exists in the inventory`);
+      const wrongOs = unsupportedOs(this.#script, server);
+      if (wrongOs) throw new CapabilityMissingError(wrongOs);
+      const adapter = ctx.fleet.adapterFor(server);
+      if (!adapter.exec) {
+        throw new CapabilityMissingError(`adapter ${adapter.name} cannot run commands on ${server.name}`);
+      }
+      if (this.#opts.outputDir) {
+        const dir = resolve(this.#opts.outputDir, run.id);
+        await mkdir(dir, { recursive: true, mode: 0o700 });
+        spill = new Spill(dir, serverId);
+      }
+      const env = {
+        ...Object.fromEntries(Object.entries(run.params).map(([k, v]) => [k, envText(v)])),
+        ...this.#secrets,
+        FLEETWARD_RUN_ID: run.id,
+        FLEETWARD_SERVER_ID: server.id,
+        FLEETWARD_SERVER_NAME: server.name,
+        FLEETWARD_SCRIPT: run.scriptName,
+        FLEETWARD_SCRIPT_REVISION: String(run.revision),
+        FLEETWARD_SCRIPT_HASH: run.contentHash,
+      };
+      const sink = spill;
+      result = await adapter.exec.exec(server, scriptCommand(this.#script, server, env), {
+        timeoutMs: run.timeoutMs,
+        maxOutputBytes: this.#opts.maxOutputBytes,
+        signal: this.#abort.signal,
+        ...(sink
+          ? { onOutput: (stream: 'stdout' | 'stderr', chunk: Buffer) => sink.write(stream, chunk) }
+          : {}),
+      });
+    } catch (error) {
+      failure = toFleetwardError(error, `running ${run.scriptName} on ${server?.name ?? serverId}`);
+    }
+    const spilled = spill ? await spill.close() : undefined;
+    return this.#record(serverId, running, result, failure, spilled);
+  }
+
+  async #record(
+    serverId: string,
+    running: TaskResult,
+    result: ExecResult | undefined,
+    failure: FleetwardError | undefined,
+    spilled: Awaited<ReturnType<Spill['close']>> | undefined,
+  ): Promise<ServerOutcome> {
+    const ctx = this.#ctx;
+    const run = this.#run;
+    const secrets = Object.values(this.#secrets);
+    let redactedAny = false;
+    const clean = (o: OutputSummary | undefined): OutputSummary | undefined => {
+      if (!o) return undefined;
+      const { text, redacted } = redactSecrets(o.text, secrets);
+      redactedAny ||= redacted;
+      return { ...o, text };
+    };
+    const partial = (key: 'stdout' | 'stderr') => {
+      const parsed = OutputSummarySchema.safeParse(failure?.details[key]);
+      return parsed.success ? parsed.data : undefined;
+    };
+    const stdout = clean(result?.stdout ?? partial('stdout'));
+    const stderr = clean(result?.stderr ?? partial('stderr'));
+    const exitCode = result
+      ? result.exitCode
+      : typeof failure?.details['exitCode'] === 'number'
+        ? (failure.details['exitCode'] as number)
+        : undefined;
+
+    let state: ServerOutcome['state'];
+    let unreachable = false;
+    let timedOut = false;
+    let stopRollout: string | undefined;
+    let error: { code: string; message: string } | undefined;
+    if (result) {
+      state = result.exitCode === 0 ? 'succeeded' : 'failed';
+      if (state === 'failed') {
+        error = {
+          code: 'COMMAND_FAILED',
+          message:
+            result.exitCode === null
+              ? `the script was ended by ${result.signal ?? 'a signal'}`
+              : `the script exited ${result.exitCode}`,
+        };
+      }
+    } else {
+      const e = failure!;
+      const mayHaveRun = e.details['commandMayHaveRun'];
+      if (e instanceof AbortedError) state = 'cancelled';
+      else state = 'failed';
+      if (e instanceof HostKeyMismatchError) {
+        stopRollout = `the host key of ${this.#servers.get(serverId)?.name ?? serverId} changed`;
+      } else if (e instanceof TimeoutError) {
+        // A delivery that never started is an unreachable server; a script that ran too long is a failure.
+        timedOut = mayHaveRun !== false;
+        unreachable = mayHaveRun === false;
+      } else if (e instanceof TransportError) {
+        unreachable = true;
+      }
+      error = { code: e.code, message: redactSecrets(e.message, secrets).text.slice(0, 4000) };
+    }
+    const countsAgainstBudget =
+      state === 'failed' && !(unreachable && !run.stopCondition.unreachableCountsAsError);
+    const durationMs =
+      result?.durationMs ??
+      (typeof failure?.details['durationMs'] === 'number' ? failure.details['durationMs'] : undefined);
+    const saved = await saveTask(
+      ctx,
+      running.id,
+      {
+        status: state,
+        finishedAt: nowIso(ctx),
+        ...(exitCode !== undefined ? { exitCode } : {}),
+        ...(stdout ? { stdout } : {}),
+        ...(stderr ? { stderr } : {}),
+        ...(error ? { error } : {}),
+        details: {
+          ...running.details,
+          countsAgainstBudget,
+          unreachable,
+          timedOut,
+          ...(durationMs !== undefined ? { durationMs } : {}),
+          ...(result?.signal ? { signal: result.signal } : {}),
+          ...(typeof failure?.details['commandMayHaveRun'] === 'boolean'
+            ? { commandMayHaveRun: failure.details['commandMayHaveRun'] }
+            : {}),
+          ...(redactedAny ? { outputRedacted: true } : {}),
+          ...(spilled && 'paths' in spilled ? { fullOutput: spilled.paths } : {}),
+          ...(spilled && 'error' in spilled ? { fullOutputError: spilled.error.slice(0, 1000) } : {}),
+        },
+      },
+      (t) => serverAudit(ctx, this.#actor, run, t),
+    );
+    this.#tasks.set(serverId, saved);
+    this.#events().emit('script.server.completed', {
+      tenantId: ctx.tenantId,
+      runId: run.id,
+      jobId: this.#job.id,
+      serverId,
+      status: state,
+      exitCode: exitCode ?? null,
+      ...(error ? { reason: error.message } : {}),
+    });
+    return { state, countsAgainstBudget, ...(stopRollout ? { stopRollout } : {}) };
+  }
+
+  /**
+   * Ends the run as the rollout's outcome says, in one transaction: untouched servers recorded as
+   * not started (or cancelled), the job and the run updated, the audit record and the outbox event.
+   * A paused run keeps its untouched servers pending for a resume.
+   */
+  async finish(result: Pick<RolloutOutcome, 'status' | 'reason' | 'untouched'>): Promise<void> {
+    const ctx = this.#ctx;
+    const store = ctx.fleet.store;
+    const paused = result.status === 'paused';
+    const terminal = !paused;
+    const ended = await store.transaction(async (tx) => {
+      // A cancellation keeps the reason `cancelRun` gave (who cancelled, and why).
+      const requested = (await tx.scriptRuns.require(ctx.tenantId, this.#run.id)).reason;
+      const outcome =
+        result.status === 'cancelled' && requested?.startsWith('cancelled by ')
+          ? { ...result, reason: requested }
+          : result;
+      if (terminal) {
+        for (const serverId of outcome.untouched) {
+          const cancelled = outcome.status === 'cancelled';
+          const saved = await saveTask(
+            ctx,
+            this.#taskId(serverId),
+            {
+              status: cancelled ? 'cancelled' : 'skipped',
+              finishedAt: nowIso(ctx),
+              error: {
+                code: 'NOT_STARTED',
+                message:
+                  `not started: ${cancelled ? 'the run was cancelled' : (outcome.reason ?? 'the run stopped')}`.slice(
+                    0,
+                    2000,
+                  ),
+              },
+            },
+            undefined,
+            tx,
+          );
+          this.#tasks.set(serverId, saved);
+        }
+      }
+      const all = [...this.#tasks.values()];
+      const count = (s: ServerRunState) => all.filter((t) => stateOf(t) === s).length;
+      const counts = {
+        succeeded: count('succeeded'),
+        failed: count('failed'),
+        notStarted: count('not-started'),
+        cancelled: count('cancelled'),
+        pending: count('pending'),
+      };
+      const job = await tx.jobs.require(ctx.tenantId, this.#job.id);
+      this.#job = await tx.jobs.update(
+        ctx.tenantId,
+        job.id,
+        {
+          status: outcome.status === 'paused' ? 'pending' : outcome.status,
+          ...(terminal ? { finishedAt: nowIso(ctx) } : {}),
+          summary: { total: all.length, succeeded: counts.succeeded, failed: counts.failed },
+          ...(outcome.reason ? { reason: outcome.reason.slice(0, 2000) } : {}),
+        },
+        { expectedVersion: job.version },
+      );
+      const current = await tx.scriptRuns.require(ctx.tenantId, this.#run.id);
+      this.#run = await tx.scriptRuns.update(
+        ctx.tenantId,
+        current.id,
+        {
+          status: outcome.status,
+          ...(outcome.reason ? { reason: outcome.reason.slice(0, 2000) } : {}),
+          ...(terminal ? { finishedAt: nowIso(ctx) } : {}),
+        },
+        { expectedVersion: current.version },
+      );
+      const failed = all.filter((t) => t.status === 'failed').map((t) => t.serverId);
+      const notStarted = all.filter((t) => stateOf(t) === 'not-started').map((t) => t.serverId);
+      await ctx.fleet.audit(
+        tx,
+        this.#runAudit(
+          outcome.status === 'succeeded' ? 'success' : 'failure',
+          {
+            status: outcome.status,
+            ...counts,
+            failed: failed.slice(0, 1000),
+            notStarted: notStarted.slice(0, 1000),
+          },
+          outcome.reason,
+        ),
+      );
+      await enqueueEvent(tx, {
+        tenantId: ctx.tenantId,
+        eventType: 'script.run.completed',
+        payload: {
+          tenantId: ctx.tenantId,
+          runId: this.#run.id,
+          jobId: this.#job.id,
+          script: this.#run.scriptName,
+          revision: this.#run.revision,
+          contentHash: this.#run.contentHash,
+          status: outcome.status,
+          ...(outcome.reason ? { reason: outcome.reason } : {}),
+          ...counts,
+        },
+        now: ctx.fleet.clock.now(),
+      });
+      return outcome;
+    });
+    if (terminal && this.#run.secretsRef) {
+      await ctx.fleet.secrets?.delete(this.#run.secretsRef).catch(() => undefined);
+    }
+    this.#events().emit('script.run.completed', {
+      tenantId: ctx.tenantId,
+      runId: this.#run.id,
+      jobId: this.#job.id,
+      scriptName: this.#run.scriptName,
+      contentHash: this.#run.contentHash,
+      status: ended.status,
+      ...(ended.reason ? { reason: ended.reason } : {}),
+    });
+  }
+
+  /** Ends a run whose executing process is gone (or that never started executing) as cancelled. */
+  async cancelAbandoned(reason: string): Promise<void> {
+    const ctx = this.#ctx;
+    const store = ctx.fleet.store;
+    this.#job = await store.jobs.require(ctx.tenantId, this.#run.jobId!);
+    for (const task of await store.taskResults.listAll(ctx.tenantId, { where: { jobId: this.#job.id } })) {
+      this.#tasks.set(task.serverId, task);
+    }
+    await store.transaction((tx) => this.#failInterrupted(tx));
+    const untouched = [...this.#tasks.values()].filter((t) => t.status === 'pending').map((t) => t.serverId);
+    await this.finish({ status: 'cancelled', reason, untouched });
+  }
+}
+
+/** Loads and checks everything a start, resume or cancel needs, and authorizes it. */
+async function prepare(ctx: SessionInternals, runId: string) {
+  const store = ctx.fleet.store;
+  const run = await store.scriptRuns.require(ctx.tenantId, runId);
+  const script = await store.scripts.require(ctx.tenantId, run.scriptId);
+  const servers = await loadServers(ctx, run.serverIds);
+  const principal = await ctx.authorize(
+    'script.run',
+    [scriptResource(run.scriptName), ...serverResources(servers.values())],
+    { type: 'script-run', id: runId },
+  );
+  return { run, script, servers, principal };
+}
+
+/** Refuses, with an audited denial, a risky version that is not approved as it stands now. */
+async function requireApproval(ctx: SessionInternals, principal: Principal, run: ScriptRun, script: Script) {
+  const state = await approvalState(ctx.fleet.store, ctx.tenantId, script);
+  if (state.satisfied) return;
+  const reason = state.reason ?? 'the script is not approved';
+  await ctx.fleet.audit(ctx.fleet.store, {
+    tenantId: ctx.tenantId,
+    actor: { principalId: principal.id, kind: principal.kind },
+    action: 'script.run',
+    target: { type: 'script-run', id: run.id },
+    decision: 'deny',
+    result: 'denied',
+    reason,
+    details: { runId: run.id, script: run.scriptName, revision: run.revision, contentHash: run.contentHash },
+  });
+  throw new AuthorizationError(`script run ${run.id} refused: ${reason}`, {
+    allowed: false,
+    action: 'script.run',
+    principalId: principal.id,
+    resource: { type: 'script', id: run.scriptName },
+    reason,
+  });
+}
+
+async function execute(
+  ctx: SessionInternals,
+  runId: string,
+  options: ExecuteRunOptions,
+  mode: 'start' | 'resume',
+): Promise<ScriptRunResults> {
+  const { signal, ...rest } = options;
+  const opts = validate(ExecuteRunOptionsSchema, rest, 'ExecuteRunOptions');
+  const { run, script, servers, principal } = await prepare(ctx, runId);
+  if (TERMINAL.has(run.status)) {
+    throw new ConflictError(`script run ${runId} is ${run.status}; it cannot run again (plan a new run)`);
+  }
+  if (mode === 'start' && run.status !== 'awaiting-start') {
+    throw new ConflictError(`script run ${runId} has started already (${run.status}); resume it instead`);
+  }
+  if (mode === 'resume' && run.status === 'awaiting-start') {
+    throw new ConflictError(`script run ${runId} has not started yet; start it instead`);
+  }
+  if (run.cancelRequested) {
+    throw new ConflictError(`script run ${runId} is being cancelled`);
+  }
+  await requireApproval(ctx, principal, run, script);
+  const secrets = await secretValues(ctx, run, script, opts.secrets);
+  const holder = opts.holder ?? `${process.pid}-${randomUUID()}`;
+  const lease = await RunLease.acquire(ctx, runId, holder, opts.leaseTtlMs);
+  if (!lease) throw new ConflictError(`script run ${runId} is being executed by another process`);
+  try {
+    // Read again under the lease: another process may have moved the run on while we waited.
+    const fresh = await ctx.fleet.store.scriptRuns.require(ctx.tenantId, runId);
+    if (fresh.version !== run.version) {
+      throw new ConflictError(
+        `script run ${runId} changed while it was being started (${fresh.status}); try again`,
+      );
+    }
+    return await new RunExecution(ctx, opts, principal, run, script, servers, secrets).execute(signal, lease);
+  } finally {
+    await lease.release(ctx);
+  }
+}
+
+/**
+ * Starts a planned run and resolves when it has ended (or paused): servers wave by wave, at most
+ * `maxConcurrency` at a time, until the error budget is spent. Each server's state is written
+ * before its script starts, so a run whose process dies is resumed with {@link resumeRun} without
+ * running any server twice.
+ */
+export function startRun(ctx: SessionInternals, runId: string, options: ExecuteRunOptions = {}) {
+  return execute(ctx, runId, options, 'start');
+}
+
+/**
+ * Resumes a run whose process died (its lease expired) or that paused on its error budget (pass
+ * `acknowledgeFailures`). Servers that finished keep their results; a server whose script was
+ * running when the process died is failed as interrupted, not run again.
+ */
+export function resumeRun(ctx: SessionInternals, runId: string, options: ExecuteRunOptions = {}) {
+  return execute(ctx, runId, options, 'resume');
+}
+
+/**
+ * Cancels a run. A run that has not started, is paused or whose process is gone is ended at once;
+ * a run executing in a process (this one or another) is marked, and that process kills the
+ * scripts still running, starts no further server and ends the run as cancelled.
+ */
+export async function cancelRun(
+  ctx: SessionInternals,
+  runId: string,
+  options: { reason?: string } = {},
+): Promise<ScriptRun> {
+  const { run, script, servers, principal } = await prepare(ctx, runId);
+  const reason = `cancelled by ${principal.id}${options.reason ? `: ${options.reason.slice(0, 500)}` : ''}`;
+  if (TERMINAL.has(run.status)) throw new ConflictError(`script run ${runId} has ended (${run.status})`);
+  const store = ctx.fleet.store;
+  if (run.status === 'awaiting-start') {
+    const cancelled = await ctx.write(
+      'script.run',
+      [scriptResource(run.scriptName)],
+      { type: 'script-run', id: runId },
+      (tx) =>
+        tx.scriptRuns.update(
+          ctx.tenantId,
+          runId,
+          { status: 'cancelled', reason, finishedAt: nowIso(ctx) },
+          { expectedVersion: run.version },
+        ),
+      () => ({ runId, status: 'cancelled', before: 'awaiting-start' }),
+    );
+    if (run.secretsRef) await ctx.fleet.secrets?.delete(run.secretsRef).catch(() => undefined);
+    return cancelled;
+  }
+  const lease = await RunLease.acquire(ctx, runId, `cancel-${randomUUID()}`, 60_000);
+  if (lease) {
+    try {
+      const execution = new RunExecution(
+        ctx,
+        validate(ExecuteRunOptionsSchema, {}, 'ExecuteRunOptions'),
+        principal,
+        run,
+        script,
+        servers,
+        {},
+      );
+      await execution.cancelAbandoned(reason);
+    } finally {
+      await lease.release(ctx);
+    }
+    return store.scriptRuns.require(ctx.tenantId, runId);
+  }
+  return ctx.write(
+    'script.run',
+    [scriptResource(run.scriptName)],
+    { type: 'script-run', id: runId },
+    async (tx) => {
+      const current = await tx.scriptRuns.require(ctx.tenantId, runId);
+      return tx.scriptRuns.update(
+        ctx.tenantId,
+        runId,
+        { cancelRequested: true, reason },
+        { expectedVersion: current.version },
+      );
+    },
+    () => ({ runId, cancelRequested: true }),
+  );
+}
+
+/** A run with every server's state and result (no authorization: callers check `script.read`). */
+export async function runResults(ctx: SessionInternals, runId: string): Promise<ScriptRunResults> {
+  const store = ctx.fleet.store;
+  const run = await store.scriptRuns.require(ctx.tenantId, runId);
+  const job = run.jobId ? await store.jobs.get(ctx.tenantId, run.jobId) : undefined;
+  const tasks = new Map(
+    job
+      ? (await store.taskResults.listAll(ctx.tenantId, { where: { jobId: job.id } })).map((t) => [
+          t.serverId,
+          t,
+        ])
+      : [],
+  );
+  const waveOf = new Map(run.waves.flatMap((w) => w.serverIds.map((id) => [id, w.name] as const)));
+  const servers = run.serverIds.map((serverId): ServerRunResult => {
+    const task = tasks.get(serverId);
+    const details = task?.details ?? {};
+    const fullOutput = details['fullOutput'] as { stdout: string; stderr: string } | undefined;
+    return {
+      serverId,
+      wave: waveOf.get(serverId) ?? '',
+      state: stateOf(task),
+      attempt: task?.attempt ?? 0,
+      ...(task?.exitCode !== undefined ? { exitCode: task.exitCode } : {}),
+      unreachable: details['unreachable'] === true,
+      timedOut: details['timedOut'] === true,
+      countsAgainstBudget: task?.status === 'failed' && details['countsAgainstBudget'] !== false,
+      ...(task?.startedAt ? { startedAt: task.startedAt } : {}),
+      ...(task?.finishedAt ? { finishedAt: task.finishedAt } : {}),
+      ...(typeof details['durationMs'] === 'number' ? { durationMs: details['durationMs'] } : {}),
+      ...(task?.error ? { error: task.error } : {}),
+      ...(task?.stdout ? { stdout: task.stdout } : {}),
+      ...(task?.stderr ? { stderr: task.stderr } : {}),
+      ...(fullOutput ? { fullOutput } : {}),
+      ...(details['outputRedacted'] === true ? { outputRedacted: true } : {}),
+    };
+  });
+  const counts: Record<ServerRunState, number> = {
+    pending: 0,
+    running: 0,
+    succeeded: 0,
+    failed: 0,
+    'not-started': 0,
+    cancelled: 0,
+  };
+  for (const s of servers) counts[s.state]++;
+  return { run, ...(job ? { job } : {}), servers, counts };
+}

@@ -1,0 +1,214 @@
+import {
+  type Fleet,
+  FleetwardError,
+  toFleetwardError,
+  toIssues,
+  type ValidationIssue,
+  validate,
+} from '@fleetward/core';
+import { OpenAPIHono } from '@hono/zod-openapi';
+import type { Context, MiddlewareHandler } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
+import { z } from 'zod';
+import { BackgroundRuns } from './background.js';
+import { openApiDocument, registerCommonComponents, setDocumentInfo } from './openapi.js';
+import {
+  HttpProblemError,
+  type ProblemLocation,
+  ProblemSchema,
+  RequestValidationError,
+  toProblem,
+  UnauthenticatedError,
+} from './problem.js';
+import { ROUTE_MODULES } from './routes/index.js';
+import type { ApiApp, ApiEnv } from './routes/route.js';
+import { createTokenVerifier } from './tokens.js';
+
+/** 1 MiB. */
+export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+
+const fn = <T>() => z.custom<T>((v) => typeof v === 'function', 'must be a function');
+
+export const FleetwardApiOptionsSchema = z.strictObject({
+  /** Largest request body accepted; larger ones get 413. @default 1 MiB */
+  maxBodyBytes: z
+    .number()
+    .int()
+    .min(1)
+    .max(1024 ** 3)
+    .default(DEFAULT_MAX_BODY_BYTES),
+  /**
+   * Aborts work the API started in the background (patch runs) when it aborts: pass the embedding
+   * server's shutdown signal. `serveFleetwardApi` does this for you.
+   */
+  signal: z.instanceof(AbortSignal).optional(),
+  /**
+   * Gets every failure answered with a 5xx, and failures of background work, with the request it
+   * belongs to. @default writes them to stderr
+   */
+  onError: fn<(error: unknown, request: { method: string; path: string }) => void>().optional(),
+  /** Title, version, description and servers of the OpenAPI document. */
+  document: z
+    .strictObject({
+      title: z.string().min(1).optional(),
+      version: z.string().min(1).optional(),
+      description: z.string().optional(),
+      servers: z
+        .array(z.strictObject({ url: z.string().min(1), description: z.string().optional() }))
+        .optional(),
+    })
+    .optional(),
+});
+export type FleetwardApiOptions = z.input<typeof FleetwardApiOptionsSchema>;
+
+/** The API's Hono app: mount it (`app.fetch`, `app.route`) or serve it with `@hono/node-server`. */
+export type FleetwardApi = ApiApp;
+
+const backgrounds = new WeakMap<object, BackgroundRuns>();
+
+/** The background work of an app made by {@link createFleetwardApi}. */
+export function backgroundOf(app: FleetwardApi): BackgroundRuns {
+  const background = backgrounds.get(app);
+  if (!background) throw new TypeError('not an app made by createFleetwardApi');
+  return background;
+}
+
+const LOCATIONS: Record<string, ProblemLocation> = {
+  json: 'body',
+  query: 'query',
+  param: 'path',
+  header: 'header',
+};
+
+const defaultOnError = (error: unknown, request: { method: string; path: string }) => {
+  const e = toFleetwardError(error, `${request.method} ${request.path}`);
+  process.stderr.write(`fleetward http: ${request.method} ${request.path}: ${e.code}: ${e.message}\n`);
+};
+
+/** Field errors of a request; an unknown field gets its own path rather than its object's. */
+function requestIssues(error: z.ZodError): ValidationIssue[] {
+  return toIssues(error).flatMap((issue, i) => {
+    const raw = error.issues[i];
+    if (raw?.code !== 'unrecognized_keys') return [issue];
+    return raw.keys.map((key) => ({
+      path: [...issue.path, key],
+      message: 'is not a field of this request',
+      code: raw.code,
+    }));
+  });
+}
+
+function problemResponse(c: Context, error: FleetwardError | HttpProblemError): Response {
+  const problem = toProblem(error, c.req.path);
+  const headers: Record<string, string> = { 'content-type': 'application/problem+json' };
+  // The unread rest of an oversized body would be taken for the next request on the connection.
+  if (problem.code === 'PAYLOAD_TOO_LARGE') headers['connection'] = 'close';
+  if (error instanceof UnauthenticatedError) {
+    headers['www-authenticate'] =
+      `Bearer realm="fleetward"${error.challenge ? `, error="${error.challenge}"` : ''}`;
+  }
+  return c.body(JSON.stringify(problem), problem.status as 400, headers);
+}
+
+const BEARER = /^Bearer +([^\s]+) *$/i;
+
+/**
+ * Creates the HTTP API over `fleet`: every `/v1` route authenticates its bearer token, then acts
+ * through `fleet.as({ tenantId, principalId })` of that token, so the facade authorizes and audits
+ * each call and the tenant always comes from the token. `GET /openapi.json` serves the OpenAPI 3.1
+ * document without authentication: it describes the API, not any tenant's data.
+ *
+ * @example
+ * const app = createFleetwardApi(fleet);
+ * serve({ fetch: app.fetch, port: 8080 }); // @hono/node-server
+ */
+export function createFleetwardApi(fleet: Fleet, options: FleetwardApiOptions = {}): FleetwardApi {
+  const opts = validate(FleetwardApiOptionsSchema, options, 'FleetwardApiOptions');
+  const tooLarge = `the body is larger than ${opts.maxBodyBytes} bytes`;
+  const onError = opts.onError ?? defaultOnError;
+  const background = new BackgroundRuns(
+    (error) => onError(error, { method: 'BACKGROUND', path: '(patch run)' }),
+    opts.signal,
+  );
+  const verify = createTokenVerifier(fleet);
+
+  const app: ApiApp = new OpenAPIHono<ApiEnv>({
+    defaultHook: (result) => {
+      if (!result.success) {
+        throw new RequestValidationError(LOCATIONS[result.target] ?? 'body', requestIssues(result.error));
+      }
+    },
+  });
+  backgrounds.set(app, background);
+  setDocumentInfo(app, opts.document ?? {});
+
+  app.onError((error, c) => {
+    if (error instanceof FleetwardError || error instanceof HttpProblemError) {
+      if (problemStatusOf(error) >= 500) onError(error, { method: c.req.method, path: c.req.path });
+      return problemResponse(c, error);
+    }
+    if (error instanceof HTTPException) {
+      if (error.status === 413)
+        return problemResponse(c, new HttpProblemError('PAYLOAD_TOO_LARGE', tooLarge));
+      if (error.status === 415) {
+        return problemResponse(
+          c,
+          new HttpProblemError('UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json'),
+        );
+      }
+      if (error.status === 400) {
+        return problemResponse(c, new RequestValidationError('body', [{ path: [], message: error.message }]));
+      }
+    }
+    onError(error, { method: c.req.method, path: c.req.path });
+    return problemResponse(c, toFleetwardError(error, 'handling the request'));
+  });
+  app.notFound((c) =>
+    problemResponse(
+      c,
+      new FleetwardError('NOT_FOUND', `no route ${c.req.method} ${c.req.path}`, { fault: 'caller' }),
+    ),
+  );
+
+  let document: ReturnType<typeof openApiDocument> | undefined;
+  app.get('/openapi.json', (c) => {
+    document ??= openApiDocument(app);
+    return c.json(document);
+  });
+
+  const authenticate: MiddlewareHandler<ApiEnv> = async (c, next) => {
+    const header = c.req.header('authorization');
+    if (header === undefined) {
+      throw new UnauthenticatedError('a bearer token is required: Authorization: Bearer fwt_…');
+    }
+    const match = BEARER.exec(header);
+    if (!match)
+      throw new UnauthenticatedError('the Authorization header must be "Bearer <token>"', 'invalid_request');
+    const verified = await verify(match[1]!);
+    c.set('actor', verified.actor);
+    c.set('tokenId', verified.tokenId);
+    c.set('session', fleet.as(verified.actor));
+    await next();
+  };
+  app.use('/v1/*', authenticate);
+  app.use(
+    '/v1/*',
+    bodyLimit({
+      maxSize: opts.maxBodyBytes,
+      onError: () => {
+        throw new HttpProblemError('PAYLOAD_TOO_LARGE', tooLarge);
+      },
+    }),
+  );
+
+  registerCommonComponents(app);
+  app.openAPIRegistry.register('Problem', ProblemSchema);
+  const deps = { fleet, background };
+  for (const register of ROUTE_MODULES) register(app, deps);
+  return app;
+}
+
+function problemStatusOf(error: FleetwardError | HttpProblemError): number {
+  return toProblem(error, '').status;
+}
