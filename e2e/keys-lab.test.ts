@@ -241,6 +241,19 @@ describeWithLab('key rotation, key inventory and audit on lab hosts', () => {
     expect(managed!.logins).toBeGreaterThan(0);
     const unmanaged = deb1.keys.filter((k) => !k.credentialId && !k.grantId);
     expect(unmanaged.map((k) => k.login).sort()).toEqual(['labadmin', 'labops', 'labuser', 'root']);
+
+    // The post-action audit: Fleetward's key is managed, in use, with its caretaker's role behind it;
+    // the lab's own keys are unmanaged and need a review; the key's rotation is on time.
+    const report = await alice.audit.accessReport();
+    const key = report.keys.find((k) => k.serverId === 'deb1' && k.fingerprint === credential.fingerprint);
+    expect(key).toMatchObject({ kind: 'managed', needed: 'yes', credentialId: CREDENTIAL, login: 'labops' });
+    for (const k of report.keys.filter((k) => k.kind === 'unmanaged')) expect(k.needed).not.toBe('yes');
+    const access = report.access.find((a) => a.serverId === 'deb1' && a.via === 'managed-key');
+    expect(access).toMatchObject({ principalId: 'alice', matchedRole: true, credentialId: CREDENTIAL });
+    expect(report.rotation).toEqual([
+      expect.objectContaining({ credentialId: CREDENTIAL, overdue: false, policyIntervalHours: 24 }),
+    ]);
+    expect(report.topActions.map((a) => a.action)).toContain('keys.rotate');
   });
 
   it('audit — a checkpointed export verifies offline; a stored record edited by one byte is named', async () => {

@@ -401,6 +401,52 @@ describeLab('SSH adapter', labUnavailableReason(), () => {
     });
   });
 
+  describe('login probe', () => {
+    const probe = (on: Adapter, privateKey: string, options?: { sudo?: boolean }) => {
+      if (!on.login) throw new Error('no login capability');
+      return on.login.probe(server, { username: 'root', privateKey }, options);
+    };
+
+    it('login.probe — an authorized key logs in over a connection of its own, never a pooled one', async () => {
+      const ssh = adapter({ hostKeyPolicy: 'pinned', pinnedHostKeys: pinsFor(sshd) });
+      const pooled = await clientPort(ssh, server);
+      const before = sshd.log().split('Accepted publickey').length;
+      expect(await probe(ssh, rootKey.privateKey)).toEqual({ ok: true });
+      // One more login than before: the probe dialled, it did not borrow the pooled connection.
+      expect(sshd.log().split('Accepted publickey').length).toBe(before + 1);
+      expect(await clientPort(ssh, server)).toBe(pooled);
+    });
+
+    it('login.probe — a key the server does not know is refused, reported, not thrown', async () => {
+      const ssh = adapter({ hostKeyPolicy: 'pinned', pinnedHostKeys: pinsFor(sshd) });
+      const stranger = await generateKey(keysDir, `stranger-${Date.now()}`, 'ed25519');
+      const result = await probe(ssh, stranger.privateKey);
+      expect(result).toMatchObject({ ok: false, refused: true });
+      // The pooled exec path is unaffected.
+      expect((await exec(ssh, server, { argv: ['true'] })).exitCode).toBe(0);
+    });
+
+    it('login.probe — a changed host key is a HostKeyMismatchError before any login is tried', async () => {
+      const ssh = adapter({
+        hostKeyPolicy: 'pinned',
+        pinnedHostKeys: {
+          [`[${sshd.host}]:${sshd.port}`]: ['SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'],
+        },
+      });
+      await expect(probe(ssh, rootKey.privateKey)).rejects.toBeInstanceOf(HostKeyMismatchError);
+    });
+
+    it('login.probe — an unreachable host is not proof of anything: refused is false', async () => {
+      const ssh = adapter({ hostKeyPolicy: 'pinned', pinnedHostKeys: pinsFor(sshd), connectTimeoutMs: 2000 });
+      const port = await freePort();
+      const result = await ssh.login!.probe(
+        { ...server, port },
+        { username: 'root', privateKey: rootKey.privateKey },
+      );
+      expect(result).toMatchObject({ ok: false, refused: false });
+    });
+  });
+
   describe('connection pool', () => {
     it('exec — reuses one connection for many sequential commands', async () => {
       const ssh = adapter({ hostKeyPolicy: 'pinned', pinnedHostKeys: pinsFor(sshd) });

@@ -1,6 +1,14 @@
 import { createReadStream } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
-import { type AuditLogVerification, verifyAuditExport } from '@fleetward/core';
+import {
+  ACCESS_AUDIT_CSV_TABLES,
+  type AccessAuditCsvTable,
+  type AuditLogVerification,
+  renderAccessAuditCsv,
+  renderAccessAuditHtml,
+  renderAccessAuditJson,
+  verifyAuditExport,
+} from '@fleetward/core';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { CommandDeps } from './patch-commands.js';
 import { renderTable } from './table.js';
@@ -73,6 +81,33 @@ export function registerAccessCommands(program: Command, deps: CommandDeps): voi
         }
         await writeFile(o.out, text, { mode: 0o600 });
         out(`Wrote ${lines - 1} records to ${o.out}.\n`);
+      });
+    });
+  audit
+    .command('report')
+    .description(
+      'The post-action access audit: actions, who accessed what, keys and whether needed, rotation.',
+    )
+    .addOption(new Option('--format <f>', 'output format').choices(['html', 'csv', 'json']).default('html'))
+    .addOption(new Option('--table <t>', 'CSV table').choices([...ACCESS_AUDIT_CSV_TABLES]).default('keys'))
+    .option('--since <iso>', 'records from this instant')
+    .option('--out <path>', 'write to a file instead of standard output')
+    .action(async (o: { format: string; table: AccessAuditCsvTable; since?: string; out?: string }) => {
+      await withContext(async ({ session }) => {
+        const since = o.since ? new Date(o.since) : undefined;
+        if (since && Number.isNaN(since.getTime()))
+          throw new InvalidArgumentError('--since must be an ISO date');
+        const report = await session.audit.accessReport(since ? { since } : {});
+        const text =
+          o.format === 'json'
+            ? renderAccessAuditJson(report)
+            : o.format === 'csv'
+              ? renderAccessAuditCsv(report, { table: o.table })
+              : renderAccessAuditHtml(report);
+        if (o.out) {
+          await writeFile(o.out, text);
+          out(`Wrote the access audit to ${o.out}.\n`);
+        } else out(text);
       });
     });
   audit

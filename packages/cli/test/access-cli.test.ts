@@ -79,6 +79,11 @@ describe('fleetward audit and access', () => {
         approvals: [expect.objectContaining({ principalId: 'bob' })],
       }),
     ]);
+    const report = await run(['audit', 'report', '--format', 'json']);
+    expect(report.code).toBe(EXIT.ok);
+    expect(JSON.parse(report.stdout).topActions).toEqual(
+      expect.arrayContaining([expect.objectContaining({ action: 'access.approve', count: 2, denied: 1 })]),
+    );
     const audit = await run(['audit', 'list', '--action', 'access.approve', '--json']);
     expect(JSON.parse(audit.stdout).map((r: { decision: string }) => r.decision)).toEqual(['deny', 'allow']);
   });

@@ -7,6 +7,7 @@ import type { AuditQuery, Store } from '../ports/store.js';
 import { GENESIS_HASH } from './chain.js';
 import { type AuditCheckpoint, signAuditCheckpoint } from './checkpoint.js';
 import { type AuditLogVerification, exportAuditLog, verifyAuditRecords } from './export.js';
+import { type AccessAuditReport, buildAccessAuditReportAsync } from './report.js';
 
 const PAGE = 5_000;
 
@@ -84,6 +85,67 @@ export function createAuditApi(internals: () => SessionInternals) {
         head: at,
         exportedAt: ctx.fleet.clock.now(),
         ...(options.checkpoints ? { checkpoints: options.checkpoints } : {}),
+      });
+    },
+
+    /**
+     * The post-action audit of access: most common actions, scripts and denials; who accessed
+     * which servers and whether that matched their roles; the keys on servers and whether they
+     * are needed; last rotation per key and overdue keys. Built from the audit log (streamed),
+     * the grants and requests, the newest key inventories and the rotation policies. Render it
+     * with `renderAccessAuditHtml`, `renderAccessAuditCsv` or `renderAccessAuditJson`.
+     */
+    accessReport: (
+      options: { since?: Date; until?: Date; unusedAfterDays?: number } = {},
+    ): Promise<AccessAuditReport> => {
+      const ctx = internals();
+      const store = ctx.fleet.store;
+      const t = ctx.tenantId;
+      return ctx.read('audit.read', [{ type: 'audit' }], { type: 'audit', id: 'access-report' }, async () => {
+        const [
+          tenant,
+          principals,
+          servers,
+          credentials,
+          grants,
+          requests,
+          inventories,
+          rotationPolicies,
+          projects,
+          roles,
+          bindings,
+        ] = await Promise.all([
+          store.tenants.get(t, t),
+          store.principals.listAll(t),
+          store.servers.listAll(t),
+          store.credentials.listAll(t),
+          store.accessGrants.listAll(t),
+          store.accessRequests.listAll(t),
+          store.keyInventories.listAll(t),
+          store.keyRotationPolicies.listAll(t),
+          store.projects.listAll(t),
+          store.roles.listAll(t),
+          store.roleBindings.listAll(t),
+        ]);
+        return buildAccessAuditReportAsync({
+          tenantId: t,
+          ...(tenant ? { tenantName: tenant.name } : {}),
+          now: ctx.fleet.clock.now(),
+          ...(options.since ? { since: options.since } : {}),
+          ...(options.until ? { until: options.until } : {}),
+          ...(options.unusedAfterDays !== undefined ? { unusedAfterDays: options.unusedAfterDays } : {}),
+          records: auditRecords(store, t),
+          principals,
+          servers,
+          credentials,
+          grants,
+          requests,
+          inventories,
+          rotationPolicies,
+          projects,
+          roles,
+          bindings,
+        });
       });
     },
 
