@@ -402,9 +402,9 @@ describeLab('SSH adapter', labUnavailableReason(), () => {
   });
 
   describe('login probe', () => {
-    const probe = (on: Adapter, privateKey: string, options?: { sudo?: boolean }) => {
+    const probe = (on: Adapter, privateKey: string | Buffer, options?: { sudo?: boolean }) => {
       if (!on.login) throw new Error('no login capability');
-      return on.login.probe(server, { username: 'root', privateKey }, options);
+      return on.login.probe(server, { username: 'root', privateKey: privateKey.toString() }, options);
     };
 
     it('login.probe — an authorized key logs in over a connection of its own, never a pooled one', async () => {
@@ -441,7 +441,7 @@ describeLab('SSH adapter', labUnavailableReason(), () => {
       const port = await freePort();
       const result = await ssh.login!.probe(
         { ...server, port },
-        { username: 'root', privateKey: rootKey.privateKey },
+        { username: 'root', privateKey: rootKey.privateKey.toString() },
       );
       expect(result).toMatchObject({ ok: false, refused: false });
     });

@@ -682,7 +682,7 @@ export class FleetSession {
     const tenantId = this.#tenantId;
     const parsedTargets = validate(TargetsSchema, targets, 'Targets');
     const servers = await resolveTargets(store, tenantId, parsedTargets);
-    const principal = await this.#authorize(
+    const { principal, rule } = await this.#decide(
       'patch.scan',
       servers.map((server) => ({ type: 'server', server })),
       { type: 'scan', id: servers.length === 1 ? servers[0]!.id : `${servers.length} servers` },
@@ -718,6 +718,7 @@ export class FleetSession {
         action: 'patch.scan',
         target: { type: 'job', id: jobId },
         decision: 'allow',
+        ...(rule ? { rule } : {}),
         result: 'started',
         details: { servers: servers.length },
       });

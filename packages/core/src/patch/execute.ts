@@ -159,7 +159,7 @@ export async function executePlan(
       (s) => [s.id, s],
     ),
   );
-  const principal = await ctx.authorize(
+  const { principal, rule } = await ctx.decide(
     'patch.execute',
     [...servers.values()].map((server) => ({ type: 'server', server })),
     { type: 'patch-plan', id: planId },
@@ -243,6 +243,7 @@ export async function executePlan(
           action: 'patch.execute',
           target: { type: 'patch-plan', id: planId },
           decision: 'allow',
+          ...(rule ? { rule } : {}),
           result: 'started',
           details: { planHash: plan.hash, jobId, servers: plan.servers.length },
         });
