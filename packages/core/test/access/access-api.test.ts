@@ -143,6 +143,29 @@ describe('access.request', () => {
       })
       .catch((e: unknown) => e);
     expect((hostileKey as ValidationError).issues[0]!.path).toEqual(['login']);
+    // A second line smuggled into the key (an authorized_keys line of the attacker's choosing).
+    const smuggled = await carol.access
+      .request({
+        ...base,
+        mode: 'ssh-key',
+        actions: undefined,
+        scripts: undefined,
+        login: 'deploy',
+        publicKey: `${KEY}\ncommand="/bin/sh" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl x`,
+      })
+      .catch((e: unknown) => e);
+    expect((smuggled as ValidationError).issues[0]!.path).toEqual(['publicKey']);
+    const notAKey = await carol.access
+      .request({
+        ...base,
+        mode: 'ssh-key',
+        actions: undefined,
+        scripts: undefined,
+        login: 'deploy',
+        publicKey: 'ssh-ed25519 AAAAbm90IGEga2V5 x',
+      })
+      .catch((e: unknown) => e);
+    expect(notAKey).toBeInstanceOf(ValidationError);
     expect(await fleet.store.accessRequests.listAll(T)).toEqual([]);
   });
 
