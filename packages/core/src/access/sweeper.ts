@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { toFleetwardError } from '../errors.js';
 import type { Fleet } from '../fleet/fleet.js';
+import { Ticker } from '../util/ticker.js';
 import { type SweepResult, sweepAccess } from './api.js';
 import { dueCredentials } from './keys.js';
 import { type RotationReport, rotateCredential } from './rotation.js';
@@ -29,8 +30,10 @@ export class AccessSweeper {
   readonly #fleet: Fleet;
   readonly #options: AccessSweeperOptions;
   readonly holder: string;
-  #timer: NodeJS.Timeout | undefined;
-  #running: Promise<unknown> | undefined;
+  readonly #ticker = new Ticker(
+    () => this.tick(),
+    (error) => this.#options.onError?.(error, {}),
+  );
 
   constructor(options: AccessSweeperOptions) {
     this.#fleet = options.fleet;
@@ -82,23 +85,12 @@ export class AccessSweeper {
 
   /** Ticks every `intervalMs` (default 30 s) until `stop()`; ticks never overlap. */
   start(options: { intervalMs?: number } = {}): void {
-    if (this.#timer) return;
-    const loop = () => {
-      this.#running = this.tick()
-        .catch((error: unknown) => this.#options.onError?.(error, {}))
-        .finally(() => {
-          if (this.#timer) this.#timer = setTimeout(loop, options.intervalMs ?? 30_000);
-        });
-    };
-    this.#timer = setTimeout(loop, 0);
+    this.#ticker.start(options.intervalMs ?? 30_000);
   }
 
   /** Stops ticking and waits for a tick in progress. */
-  async stop(): Promise<void> {
-    const timer = this.#timer;
-    this.#timer = undefined;
-    if (timer) clearTimeout(timer);
-    await this.#running;
+  stop(): Promise<void> {
+    return this.#ticker.stop();
   }
 }
 

@@ -3,6 +3,7 @@ import { CronExpressionParser } from 'cron-parser';
 import type { ScanSchedule } from '../domain/index.js';
 import { ConflictError, toFleetwardError, ValidationError } from '../errors.js';
 import type { Fleet } from '../fleet/fleet.js';
+import { Ticker } from '../util/ticker.js';
 
 /**
  * The latest slot of `schedule` at or before `now`, or undefined when none has come yet. Interval
@@ -61,8 +62,10 @@ export class ScanScheduler {
   readonly #fleet: Fleet;
   readonly holder: string;
   readonly #onError: SchedulerOptions['onError'];
-  #timer: NodeJS.Timeout | undefined;
-  #running: Promise<unknown> | undefined;
+  readonly #ticker = new Ticker(
+    () => this.tick(),
+    (error) => this.#onError?.(error, undefined as never),
+  );
 
   constructor(options: SchedulerOptions) {
     this.#fleet = options.fleet;
@@ -115,23 +118,12 @@ export class ScanScheduler {
 
   /** Ticks every `intervalMs` (default 30 s) until `stop()`; ticks never overlap. */
   start(options: { intervalMs?: number } = {}): void {
-    if (this.#timer) return;
-    const loop = () => {
-      this.#running = this.tick()
-        .catch((error) => this.#onError?.(error, undefined as never))
-        .finally(() => {
-          if (this.#timer) this.#timer = setTimeout(loop, options.intervalMs ?? 30_000);
-        });
-    };
-    this.#timer = setTimeout(loop, 0);
+    this.#ticker.start(options.intervalMs ?? 30_000);
   }
 
   /** Stops ticking and waits for a tick in progress. */
-  async stop(): Promise<void> {
-    const timer = this.#timer;
-    this.#timer = undefined;
-    if (timer) clearTimeout(timer);
-    await this.#running;
+  stop(): Promise<void> {
+    return this.#ticker.stop();
   }
 }
 
