@@ -129,6 +129,15 @@ export interface SweepResult {
   failures: { grantId: string; serverId: string; message: string }[];
 }
 
+const emptySweep = (): SweepResult => ({
+  expiredRequests: [],
+  started: [],
+  expiredGrants: [],
+  installed: 0,
+  removed: 0,
+  failures: [],
+});
+
 function selectorOf(targets: z.output<typeof TargetsSchema>, servers: Server[]): ServerSelector {
   if ('selector' in targets) return targets.selector;
   return { ids: servers.map((s) => s.id) };
@@ -243,14 +252,7 @@ async function startActionsGrant(
  */
 export async function sweepAccess(fleet: Fleet, tenantId: string): Promise<SweepResult> {
   const store = fleet.store;
-  const result: SweepResult = {
-    expiredRequests: [],
-    started: [],
-    expiredGrants: [],
-    installed: 0,
-    removed: 0,
-    failures: [],
-  };
+  const result = emptySweep();
   const nowDate = fleet.clock.now();
   const now = nowDate.getTime();
   const system = { principalId: 'system', kind: 'system' as const };
@@ -572,15 +574,7 @@ export function createAccessApi(internals: () => SessionInternals) {
       return { request: updated, ...(grant ? { grant } : {}) };
     });
     if (outcome.grant?.status === 'active' && outcome.grant.mode === 'ssh-key') {
-      const swept: SweepResult = {
-        expiredRequests: [],
-        started: [],
-        expiredGrants: [],
-        installed: 0,
-        removed: 0,
-        failures: [],
-      };
-      outcome.grant = await reconcileGrant(fleet, outcome.grant, swept);
+      outcome.grant = await reconcileGrant(fleet, outcome.grant, emptySweep());
     }
     return outcome;
   }
@@ -763,15 +757,7 @@ export function createAccessApi(internals: () => SessionInternals) {
           ...(options.reason ? { reason: options.reason.slice(0, 500) } : {}),
         }),
       );
-      const swept: SweepResult = {
-        expiredRequests: [],
-        started: [],
-        expiredGrants: [],
-        installed: 0,
-        removed: 0,
-        failures: [],
-      };
-      return reconcileGrant(fleet, revoked, swept);
+      return reconcileGrant(fleet, revoked, emptySweep());
     },
 
     /** One request, whatever its state: history is kept forever. */

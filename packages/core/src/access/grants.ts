@@ -76,6 +76,37 @@ function failure(error: unknown, what: string) {
   return { code: e.code, message: e.message.slice(0, 4000) };
 }
 
+/** The audit record of one grant step on one server, as the system. */
+function auditStep(
+  fleet: Fleet,
+  grant: AccessGrant,
+  server: Server,
+  action: 'access.grant.install' | 'access.grant.remove',
+  outcome:
+    | { ok: true; details: Record<string, unknown>; reason?: string }
+    | { ok: false; error: { code: string; message: string } },
+) {
+  return fleet.audit(fleet.store, {
+    tenantId: grant.tenantId,
+    actor: SYSTEM_ACTOR,
+    action,
+    target: { type: 'server', id: server.id },
+    decision: 'allow',
+    result: outcome.ok ? 'success' : 'failure',
+    ...(outcome.ok
+      ? outcome.reason
+        ? { reason: outcome.reason }
+        : {}
+      : { reason: outcome.error.message.slice(0, 2000) }),
+    ticket: grant.ticket,
+    details: {
+      grantId: grant.id,
+      requestId: grant.requestId,
+      ...(outcome.ok ? outcome.details : { code: outcome.error.code }),
+    },
+  });
+}
+
 /**
  * Installs the grant's key line on one server. Idempotent: a line of the same grant is replaced,
  * so a run that died after writing but before recording it can simply run again. Refuses a key
@@ -137,18 +168,10 @@ export async function installGrantOn(
       installedAt: fleet.clock.now().toISOString(),
     };
     await updateTarget(fleet, tenantId, grant.id, server.id, target, ['error']);
-    await fleet.audit(fleet.store, {
-      tenantId,
-      actor: SYSTEM_ACTOR,
-      action: 'access.grant.install',
-      target: { type: 'server', id: server.id },
-      decision: 'allow',
-      result: 'success',
+    await auditStep(fleet, grant, server, 'access.grant.install', {
+      ok: true,
       reason: grant.reason,
-      ticket: grant.ticket,
       details: {
-        grantId: grant.id,
-        requestId: grant.requestId,
         principalId: grant.principalId,
         login,
         fingerprint,
@@ -162,17 +185,7 @@ export async function installGrantOn(
     const err = failure(error, `installing grant ${grant.id} on ${server.name}`);
     const target: GrantTarget = { serverId: server.id, state: 'failed', error: err };
     await updateTarget(fleet, tenantId, grant.id, server.id, target);
-    await fleet.audit(fleet.store, {
-      tenantId,
-      actor: SYSTEM_ACTOR,
-      action: 'access.grant.install',
-      target: { type: 'server', id: server.id },
-      decision: 'allow',
-      result: 'failure',
-      reason: err.message.slice(0, 2000),
-      ticket: grant.ticket,
-      details: { grantId: grant.id, requestId: grant.requestId, code: err.code },
-    });
+    await auditStep(fleet, grant, server, 'access.grant.install', { ok: false, error: err });
     return target;
   }
 }
@@ -204,15 +217,9 @@ export async function removeGrantFrom(
     }
     const target: Partial<GrantTarget> = { state: 'removed', removedAt: fleet.clock.now().toISOString() };
     const updated = await updateTarget(fleet, tenantId, grant.id, server.id, target, ['error']);
-    await fleet.audit(fleet.store, {
-      tenantId,
-      actor: SYSTEM_ACTOR,
-      action: 'access.grant.remove',
-      target: { type: 'server', id: server.id },
-      decision: 'allow',
-      result: 'success',
-      ticket: grant.ticket,
-      details: { grantId: grant.id, requestId: grant.requestId, login, verified: true },
+    await auditStep(fleet, grant, server, 'access.grant.remove', {
+      ok: true,
+      details: { login, verified: true },
     });
     return updated.targets.find((t) => t.serverId === server.id)!;
   } catch (error) {
@@ -229,17 +236,7 @@ export async function removeGrantFrom(
       state: 'remove-failed',
       error: err,
     });
-    await fleet.audit(fleet.store, {
-      tenantId,
-      actor: SYSTEM_ACTOR,
-      action: 'access.grant.remove',
-      target: { type: 'server', id: server.id },
-      decision: 'allow',
-      result: 'failure',
-      reason: err.message.slice(0, 2000),
-      ticket: grant.ticket,
-      details: { grantId: grant.id, requestId: grant.requestId, code: err.code },
-    });
+    await auditStep(fleet, grant, server, 'access.grant.remove', { ok: false, error: err });
     return updated.targets.find((t) => t.serverId === server.id)!;
   }
 }
