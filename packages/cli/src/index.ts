@@ -6,6 +6,7 @@ import { registerComplianceCommands } from './compliance-commands.js';
 import { openContext } from './context.js';
 import { registerPatchCommands } from './patch-commands.js';
 import { buildReport, type Report } from './report.js';
+import { registerRunbookCommands } from './runbook-commands.js';
 import { registerScriptCommands } from './script-commands.js';
 import { registerServeCommands } from './serve-command.js';
 import { renderTable } from './table.js';
@@ -177,6 +178,15 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
     },
   });
   registerScriptCommands(program, {
+    withContext,
+    out: io.stdout,
+    err: io.stderr,
+    colors: c,
+    setExit: (code) => {
+      exitCode = code;
+    },
+  });
+  registerRunbookCommands(program, {
     withContext,
     out: io.stdout,
     err: io.stderr,

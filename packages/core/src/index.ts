@@ -175,6 +175,7 @@ export {
   summarize,
 } from './compliance/summary.js';
 export * from './domain/index.js';
+export * from './domain/runbook.js';
 export { type RunOptions, runCommand } from './engine/exec.js';
 export { DEFAULT_DRIVERS, detectOs, scanServer } from './engine/scan.js';
 export * from './errors.js';
@@ -360,6 +361,13 @@ export {
   resolveParameters,
 } from './sop/params.js';
 export {
+  BOOT_ID_COMMAND,
+  REBOOT_SCRIPT,
+  type RebootProgress,
+  type VerifiedRebootOptions,
+  verifiedReboot,
+} from './sop/reboot.js';
+export {
   type AddScriptInput,
   AddScriptInputSchema,
   type ApprovalState,
@@ -385,6 +393,20 @@ export {
   type ScriptRunResults,
   type ServerRunResult,
 } from './sop/run.js';
+export {
+  type ApproveStepOptions,
+  ApproveStepOptionsSchema,
+  createRunbookApi,
+  type DefineRunbookInput,
+  DefineRunbookInputSchema,
+  findRunbookVersion,
+  type RunbookApi,
+  type RunbookEvents,
+  runbookContentHash,
+  type StartRunbookInput,
+  StartRunbookInputSchema,
+} from './sop/runbook.js';
+export { type ExecuteRunbookOptions, ExecuteRunbookOptionsSchema } from './sop/runbook-steps.js';
 export { type CreateStoreOptions, createStore } from './store/create-store.js';
 export { createMemoryStore, type MemoryStoreOptions, matchesAuditQuery } from './store/memory-store.js';
 export {

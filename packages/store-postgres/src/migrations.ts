@@ -98,13 +98,15 @@ CREATE SEQUENCE lease_tokens AS BIGINT;
   },
   {
     version: 2,
-    name: 'access management, scripts, API tokens',
+    name: 'access management, scripts, runbooks, API tokens',
     sql: fieldIndexes({
       keyRotationPolicies: ['projectId'],
       keyInventories: ['serverId'],
       scriptApprovals: ['scriptName', 'contentHash'],
       scriptRuns: ['scriptName', 'contentHash', 'status', 'jobId'],
       apiTokens: ['tokenHash', 'principalId'],
+      runbooks: ['name', 'contentHash'],
+      runbookRuns: ['runbookName', 'contentHash', 'status', 'startedBy'],
     }),
   },
 ];

@@ -108,13 +108,15 @@ INSERT INTO lease_tokens (id, last) VALUES (1, 0);
   },
   {
     version: 4,
-    name: 'access management, scripts, API tokens',
+    name: 'access management, scripts, runbooks, API tokens',
     sql: Object.entries({
       keyRotationPolicies: ['projectId'],
       keyInventories: ['serverId'],
       scriptApprovals: ['scriptName', 'contentHash'],
       scriptRuns: ['scriptName', 'contentHash', 'status', 'jobId'],
       apiTokens: ['tokenHash', 'principalId'],
+      runbooks: ['name', 'contentHash'],
+      runbookRuns: ['runbookName', 'contentHash', 'status', 'startedBy'],
     })
       .flatMap(([kind, fields]) =>
         fields.map(

@@ -15,6 +15,7 @@ export const ACTIONS = {
   'script.write': 'Add and change scripts.',
   'script.run': 'Run a script on servers.',
   'script.approve': 'Approve the current version of a risky script (its content hash).',
+  'runbook.approve': 'Approve an approval step of a runbook run that someone else started.',
   'access.request':
     'Request just-in-time access to servers (decided per server); see and end your own requests and grants.',
   'access.approve':

@@ -28,6 +28,7 @@ import {
 } from './operations.js';
 import { PackageManagerSchema, PatchPolicyFields, PendingPatchSchema } from './patch.js';
 import { PatchPlanFields } from './plan.js';
+import { RunbookFields, RunbookRunFields } from './runbook.js';
 import { ServerSelectorSchema } from './selector.js';
 import { ScriptApprovalFields, ScriptFields, ScriptRunFields } from './sop.js';
 
@@ -193,6 +194,16 @@ export const ScriptRunSchemas = entity(ScriptRunFields);
 export const ScriptRunSchema = ScriptRunSchemas.stored;
 export type ScriptRun = z.infer<typeof ScriptRunSchema>;
 export type ScriptRunInput = z.input<typeof ScriptRunSchemas.input>;
+
+export const RunbookSchemas = entity(RunbookFields);
+export const RunbookSchema = RunbookSchemas.stored;
+export type Runbook = z.infer<typeof RunbookSchema>;
+export type RunbookInput = z.input<typeof RunbookSchemas.input>;
+
+export const RunbookRunSchemas = entity(RunbookRunFields);
+export const RunbookRunSchema = RunbookRunSchemas.stored;
+export type RunbookRun = z.infer<typeof RunbookRunSchema>;
+export type RunbookRunInput = z.input<typeof RunbookRunSchemas.input>;
 
 export const JobStatusSchema = z.enum([
   'pending',
@@ -370,6 +381,8 @@ export const ENTITY_SCHEMAS = {
   scripts: ScriptSchemas,
   scriptApprovals: ScriptApprovalSchemas,
   scriptRuns: ScriptRunSchemas,
+  runbooks: RunbookSchemas,
+  runbookRuns: RunbookRunSchemas,
   jobs: JobSchemas,
   taskResults: TaskResultSchemas,
   scanResults: ScanResultSchemas,
@@ -402,6 +415,8 @@ export interface EntityTypes {
   scripts: Script;
   scriptApprovals: ScriptApproval;
   scriptRuns: ScriptRun;
+  runbooks: Runbook;
+  runbookRuns: RunbookRun;
   jobs: Job;
   taskResults: TaskResult;
   scanResults: ScanResult;
@@ -434,6 +449,8 @@ export const INDEXED_FIELDS: { [K in EntityKind]: readonly (keyof EntityTypes[K]
   scripts: ['name', 'contentHash'],
   scriptApprovals: ['scriptName', 'contentHash'],
   scriptRuns: ['scriptName', 'contentHash', 'status', 'jobId'],
+  runbooks: ['name', 'contentHash'],
+  runbookRuns: ['runbookName', 'contentHash', 'status', 'startedBy'],
   jobs: ['kind', 'status'],
   taskResults: ['jobId', 'serverId', 'status'],
   scanResults: ['serverId', 'jobId', 'status'],

@@ -1,6 +1,7 @@
 import type { Decision } from '../authz/evaluate.js';
 import type { AuditRecord, ScanResult } from '../domain/index.js';
 import type { ScriptEvents } from '../sop/events.js';
+import type { RunbookEvents } from '../sop/runbook.js';
 
 /** What a ticket about a failed server or a stopped run needs. */
 export interface Escalation {
@@ -18,7 +19,7 @@ export interface Escalation {
 
 /** Typed events of a Fleet. Listeners run in-process; they must not throw. */
 /** Every event on `fleet.events`, script runs' included. */
-export interface FleetEvents extends ScriptEvents {
+export interface FleetEvents extends ScriptEvents, RunbookEvents {
   'audit.recorded': [record: AuditRecord];
   'keys.rotation.completed': [
     event: { tenantId: string; credentialId: string; jobId: string; status: 'succeeded' | 'partial' },

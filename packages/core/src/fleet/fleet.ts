@@ -49,6 +49,7 @@ import type { AuditQuery, ListOptions, Store, StoreScope } from '../ports/store.
 import { buildComplianceReport, emailComplianceReport, type ReportScopeInput } from '../report/build.js';
 import { createScheduleApi } from '../schedule/api.js';
 import { createScriptApi } from '../sop/api.js';
+import { createRunbookApi } from '../sop/runbook.js';
 import type { FleetEvents } from './events.js';
 
 export interface FleetOptions {
@@ -519,6 +520,7 @@ export class FleetSession {
   readonly notify: NotifyApi = createNotifyApi(() => this.internals());
   readonly compliance = createComplianceApi(() => this.internals());
   readonly scripts = createScriptApi(() => this.internals());
+  readonly runbooks = createRunbookApi(() => this.internals());
   /** Just-in-time access: requests, approvals, server-enforced grants, revocation. */
   readonly access: AccessApi = createAccessApi(() => this.internals());
   /** Managed SSH keys with one caretaker each, key inventory, lockout-proof rotation. */

@@ -120,6 +120,7 @@ export const WEBHOOK_EVENT_TYPES = [
   'access.revoked',
   'audit.checkpoint',
   'script.run.completed',
+  'runbook.run.completed',
 ] as const;
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
 

@@ -150,6 +150,8 @@ export interface StoreScope {
   readonly scripts: Repository<'scripts'>;
   readonly scriptApprovals: Repository<'scriptApprovals'>;
   readonly scriptRuns: Repository<'scriptRuns'>;
+  readonly runbooks: Repository<'runbooks'>;
+  readonly runbookRuns: Repository<'runbookRuns'>;
   readonly jobs: Repository<'jobs'>;
   readonly taskResults: Repository<'taskResults'>;
   readonly scanResults: Repository<'scanResults'>;

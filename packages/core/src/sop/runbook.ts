@@ -1,0 +1,811 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import {
+  type ParameterValue,
+  type Runbook,
+  type RunbookRun,
+  type Server,
+  validate,
+} from '../domain/index.js';
+import {
+  RunbookNameSchema,
+  RunbookParametersSchema,
+  type RunbookRunStatus,
+  type RunbookStep,
+  RunbookStepIdSchema,
+  type RunbookStepKind,
+  type RunbookStepState,
+  RunbookStepsSchema,
+} from '../domain/runbook.js';
+import {
+  AlreadyExistsError,
+  AuthorizationError,
+  ConflictError,
+  NotFoundError,
+  ValidationError,
+  type ValidationIssue,
+} from '../errors.js';
+import type { SessionInternals } from '../fleet/fleet.js';
+import { resolveTargets, TargetsSchema } from '../inventory/targets.js';
+import type { StoreScope } from '../ports/store.js';
+import { canonicalJson } from '../util/canonical-json.js';
+import { resolveParameters } from './params.js';
+import { approvalState, findVersion } from './repository.js';
+import {
+  authorizeRunbook,
+  type ExecuteRunbookOptions,
+  isTerminal,
+  loadServers,
+  newHolder,
+  parseExecuteOptions,
+  RunbookExecution,
+  RunbookLease,
+  runbookResource,
+  withStep,
+} from './runbook-steps.js';
+
+/** Typed events of runbook runs, emitted on `fleet.events`. */
+export interface RunbookEvents {
+  'runbook.run.started': [
+    event: { tenantId: string; runId: string; runbook: string; contentHash: string; resumed: boolean },
+  ];
+  'runbook.step.started': [
+    event: {
+      tenantId: string;
+      runId: string;
+      stepId: string;
+      kind: RunbookStepKind;
+      index: number;
+      /** 2 and more when a resume entered the step again. */
+      attempt: number;
+    },
+  ];
+  /** A wait step is waiting until `until` (on the Fleet's clock). */
+  'runbook.step.waiting': [
+    event: { tenantId: string; runId: string; stepId: string; until: string; remainingMs: number },
+  ];
+  'runbook.step.approved': [
+    event: {
+      tenantId: string;
+      runId: string;
+      stepId: string;
+      principalId: string;
+      approvals: number;
+      required: number;
+    },
+  ];
+  'runbook.step.completed': [
+    event: {
+      tenantId: string;
+      runId: string;
+      stepId: string;
+      kind: RunbookStepKind;
+      status: 'succeeded' | 'failed';
+      error?: { code: string; message: string };
+    },
+  ];
+  /** The call returned with the run paused: awaiting approval, or waiting (`returnWhenWaiting`). */
+  'runbook.run.paused': [
+    event: {
+      tenantId: string;
+      runId: string;
+      stepId: string;
+      status: 'awaiting-approval' | 'waiting';
+      until?: string;
+    },
+  ];
+  'runbook.run.completed': [
+    event: {
+      tenantId: string;
+      runId: string;
+      runbook: string;
+      contentHash: string;
+      status: RunbookRunStatus;
+      reason?: string;
+    },
+  ];
+}
+
+/** What a caller gives to define (a new version of) a runbook. */
+export const DefineRunbookInputSchema = z
+  .strictObject({
+    name: RunbookNameSchema,
+    description: z.string().max(4000).optional(),
+    parameters: RunbookParametersSchema,
+    steps: RunbookStepsSchema,
+  })
+  .superRefine((input, ctx) => {
+    const declared = new Set(input.parameters.map((p) => p.name));
+    input.steps.forEach((step, i) => {
+      if (step.kind !== 'script') return;
+      for (const [name, value] of Object.entries(step.params)) {
+        if (typeof value === 'object' && !declared.has(value.param)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['steps', i, 'params', name],
+            message: `names ${value.param}, which is not a parameter of the runbook`,
+          });
+        }
+      }
+    });
+  });
+export type DefineRunbookInput = z.input<typeof DefineRunbookInputSchema>;
+type ParsedDefinition = z.output<typeof DefineRunbookInputSchema>;
+
+/** What to run, where, with which parameters. */
+export const StartRunbookInputSchema = z.strictObject({
+  runbook: RunbookNameSchema,
+  /** A revision number or a content hash. @default the current version */
+  version: z.union([z.number().int().positive(), z.string().regex(/^[a-f0-9]{64}$/)]).optional(),
+  targets: TargetsSchema,
+  /** Values of the runbook's parameters. */
+  params: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
+  /** The change ticket the run belongs to, carried into its audit records and script runs. */
+  ticket: z.string().trim().min(1).max(128).optional(),
+});
+export type StartRunbookInput = z.input<typeof StartRunbookInputSchema>;
+
+export const ApproveStepOptionsSchema = z.strictObject({
+  /** The step the approver reviewed: refused when the run waits on another one. */
+  stepId: RunbookStepIdSchema.optional(),
+  comment: z.string().max(2000).optional(),
+  /**
+   * Once the step has all its approvals, continue the run in this call, with the rights of the
+   * principal who started it. Otherwise it waits for `resume`. @default true
+   */
+  continueRun: z.boolean().default(true),
+});
+export type ApproveStepOptions = z.input<typeof ApproveStepOptionsSchema>;
+
+/**
+ * The content hash of a runbook version: sha256 over the canonical JSON of its description,
+ * parameters and steps, with defaults filled in, so equal definitions hash equal however written.
+ */
+export function runbookContentHash(
+  content: Pick<ParsedDefinition, 'description' | 'parameters' | 'steps'>,
+): string {
+  const document = {
+    format: 'fleetward-runbook/1',
+    description: content.description,
+    parameters: RunbookParametersSchema.parse(content.parameters),
+    steps: RunbookStepsSchema.parse(content.steps),
+  };
+  return createHash('sha256').update(canonicalJson(document)).digest('hex');
+}
+
+async function runbookVersions(scope: StoreScope, tenantId: string, name: string): Promise<Runbook[]> {
+  const versions = await scope.runbooks.listAll(tenantId, { where: { name } });
+  return versions.sort((a, b) => a.revision - b.revision);
+}
+
+/**
+ * A version of a runbook: the current one, or the one with this revision number or content hash.
+ * @throws NotFoundError when there is none.
+ */
+export async function findRunbookVersion(
+  scope: StoreScope,
+  tenantId: string,
+  name: string,
+  version?: number | string,
+): Promise<Runbook> {
+  const versions = await runbookVersions(scope, tenantId, name);
+  const found =
+    version === undefined
+      ? versions.at(-1)
+      : typeof version === 'number'
+        ? versions.find((v) => v.revision === version)
+        : versions.findLast((v) => v.contentHash === version);
+  if (!found) throw new NotFoundError('runbook', version === undefined ? name : `${name} version ${version}`);
+  return found;
+}
+
+/** Adds a version unless the current one has the same content hash (then `created` is false). */
+async function addRunbookVersion(
+  tx: StoreScope,
+  tenantId: string,
+  input: ParsedDefinition,
+  createdBy: string,
+): Promise<{ runbook: Runbook; created: boolean; previous: Runbook | undefined }> {
+  const previous = (await runbookVersions(tx, tenantId, input.name)).at(-1);
+  const contentHash = runbookContentHash(input);
+  if (previous?.contentHash === contentHash) return { runbook: previous, created: false, previous };
+  const revision = (previous?.revision ?? 0) + 1;
+  try {
+    const runbook = await tx.runbooks.create({
+      tenantId,
+      id: `${input.name}:${revision}`,
+      name: input.name,
+      revision,
+      ...(input.description === undefined ? {} : { description: input.description }),
+      parameters: input.parameters,
+      steps: input.steps,
+      contentHash,
+      createdBy,
+    });
+    return { runbook, created: true, previous };
+  } catch (error) {
+    if (error instanceof AlreadyExistsError) {
+      throw new ConflictError(
+        `another version of runbook ${input.name} was added at the same time as revision ${revision}: read it and try again`,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+}
+
+/** Checks what the steps refer to in the store: scripts (and versions) and webhook endpoints. */
+async function referenceIssues(
+  scope: StoreScope,
+  tenantId: string,
+  steps: readonly RunbookStep[],
+  prefix: (string | number)[],
+): Promise<ValidationIssue[]> {
+  const issues: ValidationIssue[] = [];
+  for (const [i, step] of steps.entries()) {
+    if (step.kind === 'script') {
+      try {
+        await findVersion(scope, tenantId, step.script, step.version);
+      } catch (error) {
+        if (!(error instanceof NotFoundError)) throw error;
+        issues.push({
+          path: [...prefix, i, step.version === undefined ? 'script' : 'version'],
+          message: `no script ${step.script}${step.version === undefined ? '' : ` version ${step.version}`} in the repository`,
+        });
+      }
+    } else if (step.kind === 'webhook') {
+      if (!(await scope.webhookEndpoints.get(tenantId, step.endpointId))) {
+        issues.push({
+          path: [...prefix, i, 'endpointId'],
+          message: `no webhook endpoint ${step.endpointId}`,
+        });
+      }
+    }
+  }
+  return issues;
+}
+
+/** The parameters one script step passes: literals, and the run's values it names. */
+function stepParams(
+  step: Extract<RunbookStep, { kind: 'script' }>,
+  runParams: Record<string, ParameterValue>,
+): Record<string, ParameterValue> {
+  const out: Record<string, ParameterValue> = {};
+  for (const [name, value] of Object.entries(step.params)) {
+    if (typeof value !== 'object') out[name] = value;
+    else if (Object.hasOwn(runParams, value.param)) out[name] = runParams[value.param]!;
+  }
+  return out;
+}
+
+/** How a start refers to the steps' paths in its errors. */
+const SUBJECT = 'StartRunbookInput';
+
+/** The session's runbooks (`session.runbooks`); see {@link createRunbookApi}. */
+export interface RunbookApi {
+  /**
+   * Adds a version of a runbook (creating it on its first version); needs `script.write` on the
+   * runbook. A definition equal to the current version adds nothing and resolves the current
+   * version. The scripts (and versions) and webhook endpoints the steps name must exist.
+   * @throws ValidationError naming the path of each bad step field (unknown kind, duplicate id,
+   *   a goto that does not point forward, a missing script or endpoint).
+   */
+  define(input: DefineRunbookInput): Promise<Runbook>;
+  /** The current version of a runbook, or the one with this revision number or content hash. */
+  get(name: string, options?: { version?: number | string }): Promise<Runbook>;
+  /** The current version of every runbook, by name. */
+  list(): Promise<Runbook[]>;
+  /**
+   * Starts a run and resolves with it when it ends, or pauses at an approval step
+   * (`awaiting-approval`) or, with `returnWhenWaiting`, at a wait step (`waiting`). The targets
+   * are resolved to servers now; the version of every script step is pinned now (and a risky one
+   * must be approved now); every parameter is checked now. Needs `script.run` on every server and
+   * every script of the runbook, and `patch.scan` on every server when it has a scan step.
+   */
+  start(input: StartRunbookInput, options?: ExecuteRunbookOptions): Promise<RunbookRun>;
+  /**
+   * Continues a run from the step the store has it at: after the process executing it died (once
+   * its lease expired), after `approveStep` with `continueRun: false`, or at a wait step left with
+   * `returnWhenWaiting`. A step that was running when its process died is taken up again: a
+   * script step resumes its script run (servers that were mid-script are failed as interrupted,
+   * never run twice), a wait step waits what is left, a reboot step re-checks each server's boot
+   * id (and reboots only servers whose reboot was never asked for), a scan step scans again
+   * (read-only), an approval step counts its approvals, and a webhook step enqueues its message
+   * (it had not: the message commits with the step's end).
+   * @throws ConflictError while another process executes it, or when it has ended.
+   */
+  resume(runId: string, options?: ExecuteRunbookOptions): Promise<RunbookRun>;
+  /**
+   * Approves the approval step the run waits on (`runbook.approve`). The principal who started
+   * the run cannot, nor anyone twice, nor anyone outside the step's `approvers`. With the step's
+   * last approval the step succeeds, and (unless `continueRun: false`) the run continues in this
+   * call with the rights of the principal who started it; `execute` are the options of that.
+   */
+  approveStep(
+    runId: string,
+    options?: ApproveStepOptions,
+    execute?: ExecuteRunbookOptions,
+  ): Promise<RunbookRun>;
+  /**
+   * Cancels a run. One that nobody executes (paused, or its process gone) ends at once, and a
+   * script run its current step left behind is cancelled too; one executing in a process is
+   * marked, and that process stops it (killing running scripts, starting no further step).
+   */
+  cancel(runId: string, options?: { reason?: string }): Promise<RunbookRun>;
+  /** A run with every step's state. */
+  getRun(runId: string): Promise<RunbookRun>;
+  /** Runs of a runbook (or of every runbook), newest first. */
+  listRuns(options?: { runbook?: string; status?: RunbookRunStatus }): Promise<RunbookRun[]>;
+}
+
+/**
+ * Runbooks of a session (`session.runbooks`): versioned, ordered lists of steps (script, scan,
+ * reboot, wait, approval, webhook), each with its own `onFailure`, run as persisted, resumable
+ * state machines and audited step by step (`runbook.run`, `runbook.step`, `runbook.approve`).
+ */
+export function createRunbookApi(internals: () => SessionInternals): RunbookApi {
+  const readRunbook = <T>(name: string, target: { type: string; id: string }, fn: () => Promise<T>) =>
+    internals().read('script.read', [runbookResource(name)], target, fn);
+
+  /** Loads, authorizes and executes a run in this process, under its lease. */
+  const execute = async (
+    ctx: SessionInternals,
+    runId: string,
+    options: ExecuteRunbookOptions,
+    mode: 'start' | 'resume',
+  ): Promise<RunbookRun> => {
+    const { signal, ...rest } = options;
+    const opts = parseExecuteOptions(rest);
+    const store = ctx.fleet.store;
+    const run = await store.runbookRuns.require(ctx.tenantId, runId);
+    if (isTerminal(run)) throw new ConflictError(`runbook run ${runId} has ended (${run.status})`);
+    const runbook = await store.runbooks.require(ctx.tenantId, run.runbookId);
+    const servers = await loadServers(ctx, run.serverIds);
+    const { principal } = await authorizeRunbook(ctx, runbook, servers.values(), {
+      type: 'runbook-run',
+      id: runId,
+    });
+    const holder = opts.holder ?? newHolder();
+    const lease = await RunbookLease.acquire(ctx, runId, holder, opts.leaseTtlMs);
+    if (!lease) throw new ConflictError(`runbook run ${runId} is being executed by another process`);
+    try {
+      // Read again under the lease: another process may have moved the run on while we waited.
+      const fresh = await store.runbookRuns.require(ctx.tenantId, runId);
+      if (isTerminal(fresh)) throw new ConflictError(`runbook run ${runId} has ended (${fresh.status})`);
+      const execution = new RunbookExecution(ctx, opts, holder, principal, fresh, runbook, servers, lease);
+      return await execution.execute(signal, mode === 'resume');
+    } finally {
+      await lease.release(ctx);
+    }
+  };
+
+  /**
+   * Everything a start checks against the store before anything is written: parameters, the
+   * pinned version of each script step (approved when risky) and its parameters, OS families,
+   * webhook endpoints.
+   */
+  const prepareSteps = async (
+    ctx: SessionInternals,
+    runbook: Runbook,
+    servers: Server[],
+    runParams: Record<string, ParameterValue>,
+  ): Promise<{ states: RunbookStepState[]; risky: { name: string; reason: string }[] }> => {
+    const store = ctx.fleet.store;
+    const issues = await referenceIssues(store, ctx.tenantId, runbook.steps, ['steps']);
+    const risky: { name: string; reason: string }[] = [];
+    const states: RunbookStepState[] = [];
+    for (const [i, step] of runbook.steps.entries()) {
+      const state: RunbookStepState = { stepId: step.id, kind: step.kind, status: 'pending', attempt: 0 };
+      if (step.kind === 'script' && !issues.some((x) => x.path[1] === i)) {
+        const script = await findVersion(store, ctx.tenantId, step.script, step.version);
+        const params = stepParams(step, runParams);
+        for (const name of Object.keys(params)) {
+          if (script.parameters.find((p) => p.name === name)?.secret) {
+            issues.push({
+              path: ['steps', i, 'params', name],
+              message: `is a secret parameter of ${script.name}: a runbook keeps its values in clear and cannot pass it`,
+            });
+          }
+        }
+        try {
+          state.params = resolveParameters(script.parameters, params).plain;
+        } catch (error) {
+          if (!(error instanceof ValidationError)) throw error;
+          for (const issue of error.issues)
+            issues.push({ ...issue, path: ['steps', i, 'params', ...issue.path] });
+        }
+        const wrongOs = servers.filter(
+          (s) =>
+            script.osFamilies.length > 0 &&
+            s.os?.family !== undefined &&
+            s.os.family !== 'unknown' &&
+            !script.osFamilies.includes(s.os.family),
+        );
+        for (const s of wrongOs.slice(0, 20)) {
+          issues.push({
+            path: ['targets'],
+            message: `${s.name} runs ${s.os!.family}; script ${script.name} of step ${step.id} is for ${script.osFamilies.join(', ')}`,
+          });
+        }
+        const approval = await approvalState(store, ctx.tenantId, script);
+        if (!approval.satisfied) risky.push({ name: script.name, reason: approval.reason ?? 'not approved' });
+        state.script = { name: script.name, revision: script.revision, contentHash: script.contentHash };
+      }
+      if (step.kind === 'reboot') {
+        for (const s of servers.filter((x) => x.os?.family === 'windows').slice(0, 20)) {
+          issues.push({
+            path: ['targets'],
+            message: `${s.name} runs windows: step ${step.id} reboots Linux servers only`,
+          });
+        }
+      }
+      states.push(state);
+    }
+    if (issues.length) throw new ValidationError(SUBJECT, issues);
+    return { states, risky };
+  };
+
+  return {
+    define: async (input) => {
+      const ctx = internals();
+      const parsed = validate(DefineRunbookInputSchema, input, 'DefineRunbookInput');
+      const target = { type: 'runbook', id: parsed.name };
+      await ctx.authorize('script.write', [runbookResource(parsed.name)], target);
+      const issues = await referenceIssues(ctx.fleet.store, ctx.tenantId, parsed.steps, ['steps']);
+      if (issues.length) throw new ValidationError('DefineRunbookInput', issues);
+      const { runbook } = await ctx.write(
+        'script.write',
+        [runbookResource(parsed.name)],
+        target,
+        (tx) => addRunbookVersion(tx, ctx.tenantId, parsed, ctx.actor.principalId),
+        (r) => ({
+          runbook: r.runbook.name,
+          revision: r.runbook.revision,
+          contentHash: r.runbook.contentHash,
+          created: r.created,
+          ...(r.created && r.previous ? { previousHash: r.previous.contentHash } : {}),
+          steps: r.runbook.steps.map((s) => `${s.id}:${s.kind}`),
+        }),
+      );
+      return runbook;
+    },
+
+    get: (name, options = {}) =>
+      readRunbook(name, { type: 'runbook', id: name }, () =>
+        findRunbookVersion(internals().fleet.store, internals().tenantId, name, options.version),
+      ),
+
+    list: async () => {
+      const ctx = internals();
+      return ctx.read('script.read', [{ type: 'runbook' }], { type: 'runbook', id: '*' }, async () => {
+        const latest = new Map<string, Runbook>();
+        for (const r of await ctx.fleet.store.runbooks.listAll(ctx.tenantId)) {
+          const seen = latest.get(r.name);
+          if (!seen || seen.revision < r.revision) latest.set(r.name, r);
+        }
+        return [...latest.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      });
+    },
+
+    start: async (input, options = {}) => {
+      const ctx = internals();
+      const parsed = validate(StartRunbookInputSchema, input, SUBJECT);
+      const store = ctx.fleet.store;
+      const runbook = await findRunbookVersion(store, ctx.tenantId, parsed.runbook, parsed.version);
+      const servers = await resolveTargets(store, ctx.tenantId, parsed.targets);
+      if (servers.length === 0) {
+        throw new ValidationError(SUBJECT, [{ path: ['targets'], message: 'the run would cover no server' }]);
+      }
+      const runId = randomUUID();
+      const target = { type: 'runbook-run', id: runId };
+      const { principal, rule } = await authorizeRunbook(ctx, runbook, servers, target);
+      let runParams: Record<string, ParameterValue>;
+      try {
+        runParams = resolveParameters(runbook.parameters, parsed.params).plain;
+      } catch (error) {
+        if (!(error instanceof ValidationError)) throw error;
+        throw new ValidationError(
+          SUBJECT,
+          error.issues.map((issue) => ({ ...issue, path: ['params', ...issue.path] })),
+        );
+      }
+      const { states, risky } = await prepareSteps(ctx, runbook, servers, runParams);
+      const actor = { principalId: principal.id, kind: principal.kind };
+      if (risky.length) {
+        const reason = risky.map((r) => r.reason).join('; ');
+        await ctx.fleet.audit(store, {
+          tenantId: ctx.tenantId,
+          actor,
+          action: 'runbook.run',
+          target,
+          decision: 'deny',
+          result: 'denied',
+          reason: reason.slice(0, 2000),
+          details: { runbook: runbook.name, revision: runbook.revision, contentHash: runbook.contentHash },
+        });
+        throw new AuthorizationError(`runbook ${runbook.name} refused: ${reason}`, {
+          allowed: false,
+          action: 'script.run',
+          principalId: principal.id,
+          resource: { type: 'script', id: risky[0]!.name },
+          reason,
+        });
+      }
+      const now = ctx.fleet.clock.now().toISOString();
+      await store.transaction(async (tx) => {
+        const run = await tx.runbookRuns.create({
+          tenantId: ctx.tenantId,
+          id: runId,
+          runbookId: runbook.id,
+          runbookName: runbook.name,
+          revision: runbook.revision,
+          contentHash: runbook.contentHash,
+          startedBy: principal.id,
+          targets: parsed.targets,
+          serverIds: servers.map((s) => s.id),
+          params: runParams,
+          status: 'running',
+          ...(parsed.ticket ? { ticket: parsed.ticket } : {}),
+          currentStep: 0,
+          steps: states,
+          startedAt: now,
+        });
+        await ctx.fleet.audit(tx, {
+          tenantId: ctx.tenantId,
+          actor,
+          action: 'runbook.run',
+          target,
+          decision: 'allow',
+          ...(rule ? { rule } : {}),
+          result: 'started',
+          ...(run.ticket ? { ticket: run.ticket } : {}),
+          details: {
+            runId,
+            runbook: runbook.name,
+            revision: runbook.revision,
+            contentHash: runbook.contentHash,
+            servers: run.serverIds.length,
+            serverIds: run.serverIds.slice(0, 1000),
+            params: runParams,
+            steps: runbook.steps.map((s) => `${s.id}:${s.kind}`),
+            scripts: states.flatMap((s) => (s.script ? [{ step: s.stepId, ...s.script }] : [])),
+          },
+        });
+      });
+      return execute(ctx, runId, options, 'start');
+    },
+
+    resume: (runId, options = {}) => execute(internals(), runId, options, 'resume'),
+
+    approveStep: async (runId, options = {}, executeOptions = {}) => {
+      const ctx = internals();
+      const parsed = validate(ApproveStepOptionsSchema, options, 'ApproveStepOptions');
+      const store = ctx.fleet.store;
+      const run = await store.runbookRuns.require(ctx.tenantId, runId);
+      const runbook = await store.runbooks.require(ctx.tenantId, run.runbookId);
+      const target = { type: 'runbook-run', id: runId };
+      const principal = await ctx.authorize('runbook.approve', [runbookResource(run.runbookName)], target);
+      const i = run.currentStep;
+      const step = runbook.steps[i];
+      if (run.status !== 'awaiting-approval' || step?.kind !== 'approval') {
+        throw new ConflictError(
+          `runbook run ${runId} is ${run.status}${step ? ` at step ${step.id}` : ''}: it awaits no approval`,
+        );
+      }
+      if (parsed.stepId !== undefined && parsed.stepId !== step.id) {
+        throw new ConflictError(
+          `runbook run ${runId} awaits approval of step ${step.id}, not ${parsed.stepId}`,
+        );
+      }
+      const details = {
+        runId,
+        runbook: run.runbookName,
+        revision: run.revision,
+        contentHash: run.contentHash,
+        stepId: step.id,
+      };
+      const refuse = async (reason: string): Promise<never> => {
+        await ctx.fleet.audit(store, {
+          tenantId: ctx.tenantId,
+          actor: { principalId: principal.id, kind: principal.kind },
+          action: 'runbook.approve',
+          target,
+          decision: 'deny',
+          result: 'denied',
+          reason,
+          details,
+        });
+        throw new AuthorizationError(reason, {
+          allowed: false,
+          action: 'runbook.approve',
+          principalId: principal.id,
+          resource: { type: 'runbook', id: run.runbookName },
+          reason,
+        });
+      };
+      if (principal.id === run.startedBy) {
+        await refuse(`${principal.id} started runbook run ${runId} and cannot approve its steps`);
+      }
+      if (step.approvers && !step.approvers.includes(principal.id)) {
+        await refuse(`step ${step.id} may be approved only by ${step.approvers.join(', ')}`);
+      }
+      const actor = { principalId: principal.id, kind: principal.kind };
+      let done = false;
+      let count = 0;
+      const updated = await store.transaction(async (tx) => {
+        const current = await tx.runbookRuns.require(ctx.tenantId, runId);
+        if (current.status !== 'awaiting-approval' || current.currentStep !== i) {
+          throw new ConflictError(
+            `runbook run ${runId} moved on while it was being approved (${current.status})`,
+          );
+        }
+        if (current.approvals.some((a) => a.stepId === step.id && a.principalId === principal.id)) {
+          throw new ConflictError(
+            `${principal.id} has already approved step ${step.id} of runbook run ${runId}`,
+          );
+        }
+        const at = ctx.fleet.clock.now().toISOString();
+        const approvals = [
+          ...current.approvals,
+          {
+            stepId: step.id,
+            principalId: principal.id,
+            at,
+            ...(parsed.comment ? { comment: parsed.comment } : {}),
+          },
+        ];
+        const approvedBy = approvals.filter((a) => a.stepId === step.id).map((a) => a.principalId);
+        count = approvedBy.length;
+        done = count >= step.approvals;
+        const saved = await tx.runbookRuns.update(
+          ctx.tenantId,
+          runId,
+          done
+            ? {
+                approvals,
+                steps: withStep(current.steps, i, {
+                  status: 'succeeded',
+                  finishedAt: at,
+                  result: { approvedBy },
+                }),
+                currentStep: i + 1,
+                status: 'running',
+              }
+            : { approvals },
+          { expectedVersion: current.version },
+        );
+        await ctx.fleet.audit(tx, {
+          tenantId: ctx.tenantId,
+          actor,
+          action: 'runbook.approve',
+          target,
+          decision: 'allow',
+          result: 'success',
+          ...(run.ticket ? { ticket: run.ticket } : {}),
+          details: {
+            ...details,
+            approvals: count,
+            required: step.approvals,
+            ...(parsed.comment ? { comment: parsed.comment } : {}),
+          },
+        });
+        if (done) {
+          await ctx.fleet.audit(tx, {
+            tenantId: ctx.tenantId,
+            actor,
+            action: 'runbook.step',
+            target,
+            decision: 'allow',
+            result: 'success',
+            ...(run.ticket ? { ticket: run.ticket } : {}),
+            details: {
+              ...details,
+              kind: 'approval',
+              index: i,
+              status: 'succeeded',
+              result: { approvedBy },
+              next: runbook.steps[i + 1]?.id ?? null,
+            },
+          });
+        }
+        return saved;
+      });
+      ctx.fleet.events.emit('runbook.step.approved', {
+        tenantId: ctx.tenantId,
+        runId,
+        stepId: step.id,
+        principalId: principal.id,
+        approvals: count,
+        required: step.approvals,
+      });
+      if (!done) return updated;
+      ctx.fleet.events.emit('runbook.step.completed', {
+        tenantId: ctx.tenantId,
+        runId,
+        stepId: step.id,
+        kind: 'approval',
+        status: 'succeeded',
+      });
+      if (!parsed.continueRun) return updated;
+      // The approver approves; the run goes on with the authority of whoever started it.
+      const starter = ctx.fleet.as({ tenantId: ctx.tenantId, principalId: run.startedBy });
+      return (starter.runbooks as RunbookApi).resume(runId, executeOptions);
+    },
+
+    cancel: async (runId, options = {}) => {
+      const ctx = internals();
+      const store = ctx.fleet.store;
+      const run = await store.runbookRuns.require(ctx.tenantId, runId);
+      const runbook = await store.runbooks.require(ctx.tenantId, run.runbookId);
+      const servers = await loadServers(ctx, run.serverIds);
+      const target = { type: 'runbook-run', id: runId };
+      const { principal } = await authorizeRunbook(ctx, runbook, servers.values(), target);
+      if (isTerminal(run)) throw new ConflictError(`runbook run ${runId} has ended (${run.status})`);
+      const reason = `cancelled by ${principal.id}${options.reason ? `: ${options.reason.slice(0, 500)}` : ''}`;
+      const opts = parseExecuteOptions({});
+      const lease = await RunbookLease.acquire(ctx, runId, `cancel-${randomUUID()}`, opts.leaseTtlMs);
+      if (lease) {
+        try {
+          const fresh = await store.runbookRuns.require(ctx.tenantId, runId);
+          if (isTerminal(fresh)) throw new ConflictError(`runbook run ${runId} has ended (${fresh.status})`);
+          const execution = new RunbookExecution(
+            ctx,
+            opts,
+            `cancel-${randomUUID()}`,
+            principal,
+            fresh,
+            runbook,
+            servers,
+            lease,
+          );
+          await execution.cancelLeftovers(reason);
+          return await execution.endCancelled(reason);
+        } finally {
+          await lease.release(ctx);
+        }
+      }
+      return store.transaction(async (tx) => {
+        const current = await tx.runbookRuns.require(ctx.tenantId, runId);
+        if (isTerminal(current))
+          throw new ConflictError(`runbook run ${runId} has ended (${current.status})`);
+        const saved = await tx.runbookRuns.update(
+          ctx.tenantId,
+          runId,
+          { cancelRequested: true, reason },
+          { expectedVersion: current.version },
+        );
+        await ctx.fleet.audit(tx, {
+          tenantId: ctx.tenantId,
+          actor: { principalId: principal.id, kind: principal.kind },
+          action: 'runbook.cancel',
+          target,
+          decision: 'allow',
+          result: 'success',
+          reason,
+          details: { runId, runbook: run.runbookName, contentHash: run.contentHash, requested: true },
+        });
+        return saved;
+      });
+    },
+
+    getRun: async (runId) => {
+      const ctx = internals();
+      const run = await ctx.fleet.store.runbookRuns.require(ctx.tenantId, runId);
+      return readRunbook(run.runbookName, { type: 'runbook-run', id: runId }, async () => run);
+    },
+
+    listRuns: async (options = {}) => {
+      const ctx = internals();
+      const resource = options.runbook ? runbookResource(options.runbook) : { type: 'runbook' };
+      return ctx.read('script.read', [resource], { type: 'runbook-run', id: '*' }, async () => {
+        const runs = await ctx.fleet.store.runbookRuns.listAll(ctx.tenantId, {
+          where: {
+            ...(options.runbook ? { runbookName: options.runbook } : {}),
+            ...(options.status ? { status: options.status } : {}),
+          },
+        });
+        return runs.sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0));
+      });
+    },
+  };
+}
