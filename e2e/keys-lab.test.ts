@@ -191,6 +191,10 @@ describeWithLab('key rotation, key inventory and audit on lab hosts', () => {
     const scan = await alice.scan({ serverIds: ['deb1'] });
     expect(scan.results[0]!.status).toBe('succeeded');
     const events = await fleet!.store.audit.list(TENANT, { action: 'keys.rotate' });
+    // The trail names the credential (an identifier, never redacted like a secret would be).
+    expect(events.filter((r) => r.details.step).every((r) => r.details.credentialId === CREDENTIAL)).toBe(
+      true,
+    );
     const last = events
       .filter((r) => r.details.newFingerprint === after.fingerprint)
       .map((r) => r.details.step);

@@ -30,6 +30,8 @@ export interface FleetwardErrorOptions {
 }
 
 const SECRET_KEY = /(pass(word|phrase)?|secret|token|private.?key|authorization|credential|api.?key)/i;
+/** Names that identify or fingerprint a secret without being it: `credentialId`, `secretRef`, `tokenHash`. */
+const SECRET_REFERENCE = /(Ids?|Refs?|Hash|Fingerprint|Prefix)$/;
 const PEM = /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g;
 
 /**
@@ -43,7 +45,10 @@ export function redact(value: unknown, depth = 0): unknown {
   if (value && typeof value === 'object' && !(value instanceof Date)) {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) {
-      out[k] = SECRET_KEY.test(k) && v !== undefined && v !== null ? '[REDACTED]' : redact(v, depth + 1);
+      out[k] =
+        SECRET_KEY.test(k) && !SECRET_REFERENCE.test(k) && v !== undefined && v !== null
+          ? '[REDACTED]'
+          : redact(v, depth + 1);
     }
     return out;
   }

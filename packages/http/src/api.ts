@@ -1,4 +1,5 @@
 import {
+  type Actor,
   type Fleet,
   FleetwardError,
   toFleetwardError,
@@ -30,6 +31,26 @@ export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
 const fn = <T>() => z.custom<T>((v) => typeof v === 'function', 'must be a function');
 
+/** Who a request's token says is calling: what {@link FleetwardApiOptions.mfaVerifiedAt} is asked about. */
+export interface ApiCaller {
+  tenantId: string;
+  principalId: string;
+  /** The id of the API token the request came with. */
+  tokenId: string;
+}
+
+/**
+ * Says when the caller of `request` last verified a second factor (ISO 8601 with offset), or
+ * `undefined` when they have not (or it is unknown). The embedding server knows this from its own
+ * session; a bearer token alone proves no second factor.
+ */
+export type MfaVerifiedAt = (
+  request: Request,
+  caller: ApiCaller,
+) => string | undefined | Promise<string | undefined>;
+
+const MfaInstantSchema = z.iso.datetime({ offset: true });
+
 export const FleetwardApiOptionsSchema = z.strictObject({
   /** Largest request body accepted; larger ones get 413. @default 1 MiB */
   maxBodyBytes: z
@@ -39,8 +60,9 @@ export const FleetwardApiOptionsSchema = z.strictObject({
     .max(1024 ** 3)
     .default(DEFAULT_MAX_BODY_BYTES),
   /**
-   * Aborts work the API started in the background (patch runs) when it aborts: pass the embedding
-   * server's shutdown signal. `serveFleetwardApi` does this for you.
+   * Aborts work the API started in the background (patch runs, script runs, key rotations that
+   * outlived their answer) when it aborts: pass the embedding server's shutdown signal.
+   * `serveFleetwardApi` does this for you.
    */
   signal: z.instanceof(AbortSignal).optional(),
   /**
@@ -48,6 +70,15 @@ export const FleetwardApiOptionsSchema = z.strictObject({
    * belongs to. @default writes them to stderr
    */
   onError: fn<(error: unknown, request: { method: string; path: string }) => void>().optional(),
+  /**
+   * When the caller last verified MFA, asked once per authenticated request and passed to
+   * `fleet.as({ tenantId, principalId, mfaVerifiedAt })`: role rules with `mfaWithinMinutes` (e.g.
+   * approving access) count only when it is recent enough. Take it from the embedding server's own
+   * session, never from something the client sends alongside the token. Throwing refuses the
+   * request (a `FleetwardError` keeps its status, anything else is a 500).
+   * @default no caller has verified MFA, so such rules never allow anything over HTTP
+   */
+  mfaVerifiedAt: fn<MfaVerifiedAt>().optional(),
   /** Title, version, description and servers of the OpenAPI document. */
   document: z
     .strictObject({
@@ -128,10 +159,30 @@ export function createFleetwardApi(fleet: Fleet, options: FleetwardApiOptions = 
   const tooLarge = `the body is larger than ${opts.maxBodyBytes} bytes`;
   const onError = opts.onError ?? defaultOnError;
   const background = new BackgroundRuns(
-    (error) => onError(error, { method: 'BACKGROUND', path: '(patch run)' }),
+    (error, what) => onError(error, { method: 'BACKGROUND', path: `(${what})` }),
     opts.signal,
   );
   const verify = createTokenVerifier(fleet);
+  const mfaVerifiedAt = opts.mfaVerifiedAt;
+
+  const withMfa = async (request: Request, actor: Actor, tokenId: string): Promise<Actor> => {
+    if (!mfaVerifiedAt) return actor;
+    const at = await mfaVerifiedAt(request, {
+      tenantId: actor.tenantId,
+      principalId: actor.principalId,
+      tokenId,
+    });
+    if (at === undefined) return actor;
+    // A malformed instant is the embedding server's bug, not the caller's: a 500, never a 4xx.
+    if (!MfaInstantSchema.safeParse(at).success) {
+      throw new FleetwardError(
+        'INTERNAL',
+        `the mfaVerifiedAt option returned ${typeof at === 'string' ? 'a string that is not an ISO 8601 instant with offset' : `a ${typeof at}`}`,
+        { fault: 'internal' },
+      );
+    }
+    return { ...actor, mfaVerifiedAt: at };
+  };
 
   const app: ApiApp = new OpenAPIHono<ApiEnv>({
     defaultHook: (result) => {
@@ -186,9 +237,10 @@ export function createFleetwardApi(fleet: Fleet, options: FleetwardApiOptions = 
     if (!match)
       throw new UnauthenticatedError('the Authorization header must be "Bearer <token>"', 'invalid_request');
     const verified = await verify(match[1]!);
-    c.set('actor', verified.actor);
+    const actor = await withMfa(c.req.raw, verified.actor, verified.tokenId);
+    c.set('actor', actor);
     c.set('tokenId', verified.tokenId);
-    c.set('session', fleet.as(verified.actor));
+    c.set('session', fleet.as(actor));
     await next();
   };
   app.use('/v1/*', authenticate);
@@ -204,7 +256,7 @@ export function createFleetwardApi(fleet: Fleet, options: FleetwardApiOptions = 
 
   registerCommonComponents(app);
   app.openAPIRegistry.register('Problem', ProblemSchema);
-  const deps = { fleet, background };
+  const deps = { fleet, background, onError };
   for (const register of ROUTE_MODULES) register(app, deps);
   return app;
 }

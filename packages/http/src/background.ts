@@ -1,17 +1,18 @@
 /**
- * Work a request starts and does not wait for (a patch run), tracked so that a server shutting down
- * can abort it and wait until it has recorded how far it got.
+ * Work a request starts and does not wait for (a patch run, a script run, a key rotation that
+ * outlasted its answer), tracked so that a server shutting down can abort it and wait until it has
+ * recorded how far it got.
  */
 export class BackgroundRuns {
   readonly #controller = new AbortController();
   readonly #running = new Set<Promise<unknown>>();
-  readonly #onError: (error: unknown) => void;
+  readonly #onError: (error: unknown, what: string) => void;
 
   /**
-   * @param onError gets what a run throws after its request was answered.
+   * @param onError gets what a run throws after its request was answered, and what the run was.
    * @param signal aborts every run, present and future, when it aborts.
    */
-  constructor(onError: (error: unknown) => void, signal?: AbortSignal) {
+  constructor(onError: (error: unknown, what: string) => void, signal?: AbortSignal) {
     this.#onError = onError;
     if (signal?.aborted) this.#controller.abort(signal.reason);
     else signal?.addEventListener('abort', () => this.#controller.abort(signal.reason), { once: true });
@@ -22,10 +23,13 @@ export class BackgroundRuns {
     return this.#controller.signal;
   }
 
-  /** Tracks `run`; its failure goes to `onError` unless `handled` says the caller saw it. */
-  track<T>(run: Promise<T>, handled: () => boolean): Promise<T> {
+  /**
+   * Tracks `run`; its failure goes to `onError` unless `handled` says the caller saw it.
+   * @param what names the run for `onError`, e.g. `script run 4f1c…`.
+   */
+  track<T>(run: Promise<T>, handled: () => boolean, what = 'patch run'): Promise<T> {
     const tracked = run.catch((error: unknown) => {
-      if (!handled()) this.#onError(error);
+      if (!handled()) this.#onError(error, what);
       throw error;
     });
     const settled = tracked.then(

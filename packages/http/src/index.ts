@@ -1,9 +1,11 @@
 export {
+  type ApiCaller,
   createFleetwardApi,
   DEFAULT_MAX_BODY_BYTES,
   type FleetwardApi,
   type FleetwardApiOptions,
   FleetwardApiOptionsSchema,
+  type MfaVerifiedAt,
 } from './api.js';
 export { type ApiDocumentInfo, type OpenApiDocument, openApiDocument } from './openapi.js';
 export { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, type Page } from './pagination.js';

@@ -34,6 +34,10 @@ const PROBLEM_DESCRIPTIONS: Record<keyof typeof PROBLEM_RESPONSES, string> = {
   415: 'The body is not `application/json` (`UNSUPPORTED_MEDIA_TYPE`).',
   422: 'The SDK refused the input (`VALIDATION_FAILED`, with field errors).',
   500: 'The server failed (`INTERNAL`, `STORE_FAILED`); details are logged, not returned.',
+  501: 'No adapter, SecretStore or signing key for what was asked (`CAPABILITY_MISSING`).',
+  502: 'A server or provider failed (`TRANSPORT_FAILED`, `HOST_KEY_MISMATCH`, `COMMAND_FAILED`, `PARSE_FAILED`).',
+  503: 'The server is shutting down (`ABORTED`); the work stopped where it can be resumed.',
+  504: 'A server did not answer in time (`TIMEOUT`).',
 };
 
 /** Registers what every operation refers to: the bearer scheme and the problem responses. */
@@ -86,7 +90,8 @@ export function openApiDocument(app: Pick<OpenAPIHono, 'getOpenAPI31Document'>):
       version: info.version ?? API_VERSION,
       description:
         info.description ??
-        'Server management over HTTP: inventory, scans, compliance, patch plans and runs, audit. ' +
+        'Server management over HTTP: inventory, scans, compliance, patch plans and runs, just-in-time ' +
+          'access, managed SSH keys, scripts and their runs, audit. ' +
           'Every call acts as the principal of its API token, within that token’s tenant.',
     },
     ...(info.servers ? { servers: info.servers } : {}),

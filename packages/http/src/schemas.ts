@@ -1,13 +1,19 @@
 import {
+  AccessGrantSchema,
+  AccessRequestSchema,
   AccountSchema,
   AccountSchemas,
   ApiTokenSchema,
+  AuditCheckpointSchema,
   AuditRecordSchema,
   ComplianceReportDataSchema,
   ComplianceStandardSchema,
   ComplianceStandardSchemas,
   type ComplianceSummaryResult,
+  CredentialSchema,
   JobSchema,
+  KeyInventorySchema,
+  KeyRotationPolicySchema,
   PatchCategorySchema,
   PatchPlanSchema,
   PatchPolicySchema,
@@ -18,6 +24,9 @@ import {
   ProjectSchemas,
   RoleBindingSchema,
   ScanResultSchema,
+  ScriptApprovalSchema,
+  ScriptRunSchema,
+  ScriptSchema,
   type ServerEvaluation as SdkServerEvaluation,
   ServerSchema,
   ServerSchemas,
@@ -44,6 +53,22 @@ export const ComplianceReportData = openapi(ComplianceReportDataSchema, 'Complia
 export const AuditRecord = openapi(AuditRecordSchema, 'AuditRecord');
 export const Targets = openapi(TargetsSchema, 'Targets');
 export const ApiToken = openapi(ApiTokenSchema.omit({ tokenHash: true }), 'ApiToken');
+export const AccessRequest = openapi(AccessRequestSchema, 'AccessRequest');
+export const AccessGrant = openapi(AccessGrantSchema, 'AccessGrant');
+export const Credential = openapi(CredentialSchema, 'Credential');
+export const KeyRotationPolicy = openapi(KeyRotationPolicySchema, 'KeyRotationPolicy');
+export const KeyInventory = openapi(KeyInventorySchema, 'KeyInventory');
+export const Script = openapi(ScriptSchema, 'Script');
+export const ScriptApproval = openapi(ScriptApprovalSchema, 'ScriptApproval');
+export const ScriptRun = openapi(ScriptRunSchema, 'ScriptRun');
+export const AuditCheckpoint = openapi(AuditCheckpointSchema, 'AuditCheckpoint');
+
+/**
+ * `true` when A and B are the same type. Where the SDK returns a TypeScript interface rather than
+ * a schema, the API mirrors it in zod and pins the mirror with `const same: Same<…> = true`, so the
+ * build fails when the two drift apart.
+ */
+export type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 
 type Shape = z.ZodRawShape;
 type Unwrapped<T> = T extends z.ZodDefault<infer Inner> ? Inner : T;
@@ -192,7 +217,6 @@ export const ComplianceSummary = z
   })
   .openapi('ComplianceSummary');
 
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 const sameEvaluation: Same<z.infer<typeof ServerEvaluation>, SdkServerEvaluation> = true;
 const sameSummary: Same<z.infer<typeof ComplianceSummary>, ComplianceSummaryResult> = true;
 void sameEvaluation;

@@ -18,9 +18,9 @@ export interface FleetwardServer {
   url: string;
   app: FleetwardApi;
   /**
-   * Stops accepting connections, aborts background patch runs and waits until they have recorded
-   * where they stopped (a later run resumes them), then closes idle connections. The Fleet stays
-   * open: it is the caller's.
+   * Stops accepting connections, aborts background work (patch runs, script runs, key rotations) and
+   * waits until it has recorded where it stopped (starting it again resumes it), then closes idle
+   * connections. The Fleet stays open: it is the caller's.
    */
   close(): Promise<void>;
 }

@@ -6,7 +6,7 @@ const METHODS = ['get', 'post', 'put', 'patch', 'delete'] as const;
 
 type Operation = {
   operationId: string;
-  requestBody?: { content: Record<string, { example?: unknown }> };
+  requestBody?: { required?: boolean; content: Record<string, { example?: unknown }> };
 };
 
 interface Call {
@@ -18,6 +18,8 @@ interface Call {
   /** The ids put into the path. */
   ids: string[];
   templated: boolean;
+  /** Whether the operation declares a request body. */
+  takesBody: boolean;
   body: unknown;
 }
 
@@ -41,7 +43,8 @@ async function walk(ids: AlphaIds): Promise<Call[]> {
         used.push(id);
         return encodeURIComponent(id);
       });
-      const ghostPath = template.replace(/\{([^}]+)\}/g, (_, name: string) => `ghost-${name}`);
+      // Lower case: a script name may not hold capitals, and a malformed id would be a 400, not a 404.
+      const ghostPath = template.replace(/\{([^}]+)\}/g, (_, name: string) => `ghost-${name.toLowerCase()}`);
       const example = op.requestBody?.content['application/json']?.example;
       out.push({
         name: `${op.operationId} (${method.toUpperCase()} ${template})`,
@@ -50,6 +53,7 @@ async function walk(ids: AlphaIds): Promise<Call[]> {
         ghostPath,
         ids: used,
         templated: template.includes('{'),
+        takesBody: op.requestBody !== undefined,
         body: example,
       });
     }
@@ -69,8 +73,46 @@ async function alphaState() {
     store.apiTokens.listAll('alpha'),
     store.principals.listAll('alpha'),
   ]);
+  const [requests, grants, credentials, rotationPolicies, inventories, scripts, approvals, runs, jobs] =
+    await Promise.all([
+      store.accessRequests.listAll('alpha'),
+      store.accessGrants.listAll('alpha'),
+      store.credentials.listAll('alpha'),
+      store.keyRotationPolicies.listAll('alpha'),
+      store.keyInventories.listAll('alpha'),
+      store.scripts.listAll('alpha'),
+      store.scriptApprovals.listAll('alpha'),
+      store.scriptRuns.listAll('alpha'),
+      store.jobs.listAll('alpha'),
+    ]);
+  const [roles, bindings] = await Promise.all([
+    store.roles.listAll('alpha'),
+    store.roleBindings.listAll('alpha'),
+  ]);
+  const secrets = await h.secrets.list('tenants/alpha/');
+  const secretValues = await Promise.all(secrets.map((ref) => h.secrets.get(ref)));
   const withoutUse = tokens.map(({ lastUsedAt: _, version: __, updatedAt: ___, ...t }) => t);
-  return { servers, projects, policies, plans, standards, tokens: withoutUse, principals };
+  return {
+    servers,
+    projects,
+    policies,
+    plans,
+    standards,
+    tokens: withoutUse,
+    principals,
+    requests,
+    grants,
+    credentials,
+    rotationPolicies,
+    inventories,
+    scripts,
+    approvals,
+    runs,
+    jobs,
+    roles,
+    bindings,
+    secrets: Object.fromEntries(secrets.map((ref, i) => [ref, secretValues[i]])),
+  };
 }
 
 function stripAlphaIds(text: string): string {
@@ -88,10 +130,15 @@ afterAll(() => h.close());
 
 describe('every route of the OpenAPI document', () => {
   it('walk — finds every operation, each with a body example where it takes a body', () => {
-    expect(calls.length).toBeGreaterThan(30);
-    for (const call of calls.filter((c) => c.method === 'POST' || c.method === 'PATCH')) {
-      expect(call.body, call.name).toBeDefined();
-    }
+    expect(calls.length).toBeGreaterThan(60);
+    for (const call of calls.filter((c) => c.takesBody)) expect(call.body, call.name).toBeDefined();
+    // Only operations without options take no body at all; every PATCH and PUT has one.
+    const bodiless = calls.filter((c) => c.method !== 'GET' && c.method !== 'DELETE' && !c.takesBody);
+    expect(bodiless.map((c) => c.name).sort()).toEqual([
+      'cancelAccessRequest (POST /v1/access-requests/{requestId}/cancellation)',
+      'createAuditCheckpoint (POST /v1/audit/checkpoints)',
+      'sweepAccess (POST /v1/access/sweep)',
+    ]);
   });
 
   it('every route — refuses a call without a token with 401 problem+json and a Bearer challenge', async () => {

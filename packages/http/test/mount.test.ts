@@ -57,5 +57,8 @@ describe('createFleetwardApi', () => {
     const fleet = createFleet({ store: createMemoryStore(), adapters: [] });
     expect(() => createFleetwardApi(fleet, { maxBodyBytes: 0 })).toThrow(/maxBodyBytes/);
     expect(() => createFleetwardApi(fleet, { colour: 'red' } as never)).toThrow(/colour/);
+    expect(() => createFleetwardApi(fleet, { mfaVerifiedAt: '2026-01-01T00:00:00Z' } as never)).toThrow(
+      /mfaVerifiedAt/,
+    );
   });
 });

@@ -34,7 +34,7 @@ import type { SessionInternals } from '../fleet/fleet.js';
 import { resolveTargets, TargetsSchema } from '../inventory/targets.js';
 import { enqueueEvent } from '../notify/outbox.js';
 import type { ExecResult } from '../ports/adapter.js';
-import type { Lease, StoreScope } from '../ports/store.js';
+import type { StoreScope } from '../ports/store.js';
 import { scriptCommand } from './content.js';
 import { scriptEvents } from './events.js';
 import { auditedParameters, envText, redactSecrets, resolveParameters } from './params.js';
@@ -48,6 +48,7 @@ import {
   type ServerRunState,
   stopConditionFor,
 } from './rollout.js';
+import { RunLease } from './run-lease.js';
 
 const SHA256 = /^[a-f0-9]{64}$/;
 
@@ -287,64 +288,6 @@ async function secretValues(
   return resolveParameters(script.parameters, { ...run.params, ...values }).secret;
 }
 
-/** Keeps a run's lease and watches for a cancellation requested through the store. */
-class RunLease {
-  #lease: Lease | undefined;
-  readonly #timers: NodeJS.Timeout[] = [];
-
-  private constructor(lease: Lease) {
-    this.#lease = lease;
-  }
-
-  static async acquire(
-    ctx: SessionInternals,
-    runId: string,
-    holder: string,
-    ttlMs: number,
-  ): Promise<RunLease | undefined> {
-    const lease = await ctx.fleet.store.leases.acquire(`script-run:${ctx.tenantId}:${runId}`, holder, ttlMs);
-    if (!lease) return undefined;
-    const kept = new RunLease(lease);
-    const renew = setInterval(() => {
-      if (!kept.#lease) return;
-      ctx.fleet.store.leases.renew(kept.#lease, ttlMs).then(
-        (l) => {
-          kept.#lease = l;
-        },
-        () => {
-          kept.#lease = undefined;
-        },
-      );
-    }, ttlMs / 3);
-    renew.unref();
-    kept.#timers.push(renew);
-    return kept;
-  }
-
-  get held(): boolean {
-    return this.#lease !== undefined;
-  }
-
-  watchCancel(ctx: SessionInternals, runId: string, everyMs: number, cancel: () => void): void {
-    const poll = setInterval(() => {
-      ctx.fleet.store.scriptRuns.get(ctx.tenantId, runId).then(
-        (run) => {
-          if (run?.cancelRequested) cancel();
-        },
-        () => undefined,
-      );
-    }, everyMs);
-    poll.unref();
-    this.#timers.push(poll);
-  }
-
-  async release(ctx: SessionInternals): Promise<void> {
-    for (const timer of this.#timers) clearInterval(timer);
-    if (this.#lease) await ctx.fleet.store.leases.release(this.#lease).catch(() => undefined);
-    this.#lease = undefined;
-  }
-}
-
 /** The audit record of one server's result, written in the transaction that records it. */
 function serverAudit(
   ctx: SessionInternals,
@@ -495,7 +438,12 @@ class RunExecution {
     const onAbort = () => this.#abort.abort();
     if (signal?.aborted) this.#abort.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
-    lease.watchCancel(ctx, this.#run.id, this.#opts.cancelPollMs, onAbort);
+    lease.watchCancel(
+      async () =>
+        (await ctx.fleet.store.scriptRuns.get(ctx.tenantId, this.#run.id))?.cancelRequested === true,
+      this.#opts.cancelPollMs,
+      onAbort,
+    );
     try {
       const resumed = this.#run.status !== 'awaiting-start';
       if (resumed) await this.#prepareResume();
@@ -1025,7 +973,7 @@ async function execute(
   await requireApproval(ctx, principal, run, script);
   const secrets = await secretValues(ctx, run, script, opts.secrets);
   const holder = opts.holder ?? `${process.pid}-${randomUUID()}`;
-  const lease = await RunLease.acquire(ctx, runId, holder, opts.leaseTtlMs);
+  const lease = await RunLease.acquire(ctx, `script-run:${ctx.tenantId}:${runId}`, holder, opts.leaseTtlMs);
   if (!lease) throw new ConflictError(`script run ${runId} is being executed by another process`);
   try {
     // Read again under the lease: another process may have moved the run on while we waited.
@@ -1037,7 +985,7 @@ async function execute(
     }
     return await new RunExecution(ctx, opts, principal, run, script, servers, secrets).execute(signal, lease);
   } finally {
-    await lease.release(ctx);
+    await lease.release();
   }
 }
 
@@ -1091,7 +1039,12 @@ export async function cancelRun(
     if (run.secretsRef) await ctx.fleet.secrets?.delete(run.secretsRef).catch(() => undefined);
     return cancelled;
   }
-  const lease = await RunLease.acquire(ctx, runId, `cancel-${randomUUID()}`, 60_000);
+  const lease = await RunLease.acquire(
+    ctx,
+    `script-run:${ctx.tenantId}:${runId}`,
+    `cancel-${randomUUID()}`,
+    60_000,
+  );
   if (lease) {
     try {
       const execution = new RunExecution(
@@ -1105,7 +1058,7 @@ export async function cancelRun(
       );
       await execution.cancelAbandoned(reason);
     } finally {
-      await lease.release(ctx);
+      await lease.release();
     }
     return store.scriptRuns.require(ctx.tenantId, runId);
   }

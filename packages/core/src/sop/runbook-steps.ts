@@ -23,7 +23,7 @@ import {
 } from '../errors.js';
 import type { SessionInternals } from '../fleet/fleet.js';
 import { enqueue, enqueueEvent } from '../notify/outbox.js';
-import type { Lease, StoreScope } from '../ports/store.js';
+import type { StoreScope } from '../ports/store.js';
 import { Mutex } from '../util/mutex.js';
 import { verifiedReboot } from './reboot.js';
 import {
@@ -42,6 +42,7 @@ import {
   type ScriptRunResults,
   startRun,
 } from './run.js';
+import type { RunLease } from './run-lease.js';
 
 /** How a start, resume or approval executes a runbook run in this process. */
 export const ExecuteRunbookOptionsSchema = z.strictObject({
@@ -117,65 +118,6 @@ export async function loadServers(
   return servers;
 }
 
-/** Keeps a run's lease and watches for a cancellation requested through the store. */
-export class RunbookLease {
-  #lease: Lease | undefined;
-  readonly #timers: NodeJS.Timeout[] = [];
-
-  private constructor(lease: Lease) {
-    this.#lease = lease;
-  }
-
-  /** Takes the run's lease, or resolves `undefined` while another process holds it. */
-  static async acquire(
-    ctx: SessionInternals,
-    runId: string,
-    holder: string,
-    ttlMs: number,
-  ): Promise<RunbookLease | undefined> {
-    const lease = await ctx.fleet.store.leases.acquire(`runbook-run:${ctx.tenantId}:${runId}`, holder, ttlMs);
-    if (!lease) return undefined;
-    const kept = new RunbookLease(lease);
-    const renew = setInterval(() => {
-      if (!kept.#lease) return;
-      ctx.fleet.store.leases.renew(kept.#lease, ttlMs).then(
-        (l) => {
-          kept.#lease = l;
-        },
-        () => {
-          kept.#lease = undefined;
-        },
-      );
-    }, ttlMs / 3);
-    renew.unref();
-    kept.#timers.push(renew);
-    return kept;
-  }
-
-  get held(): boolean {
-    return this.#lease !== undefined;
-  }
-
-  watchCancel(ctx: SessionInternals, runId: string, everyMs: number, cancel: () => void): void {
-    const poll = setInterval(() => {
-      ctx.fleet.store.runbookRuns.get(ctx.tenantId, runId).then(
-        (run) => {
-          if (run?.cancelRequested) cancel();
-        },
-        () => undefined,
-      );
-    }, everyMs);
-    poll.unref();
-    this.#timers.push(poll);
-  }
-
-  async release(ctx: SessionInternals): Promise<void> {
-    for (const timer of this.#timers) clearInterval(timer);
-    if (this.#lease) await ctx.fleet.store.leases.release(this.#lease).catch(() => undefined);
-    this.#lease = undefined;
-  }
-}
-
 /** What a step handler decided. */
 type StepOutcome =
   | {
@@ -224,7 +166,7 @@ export class RunbookExecution {
   readonly #abort = new AbortController();
   readonly #runbook: Runbook;
   readonly #servers: Map<string, Server>;
-  readonly #lease: RunbookLease;
+  readonly #lease: RunLease;
   #run: RunbookRun;
 
   constructor(
@@ -235,7 +177,7 @@ export class RunbookExecution {
     run: RunbookRun,
     runbook: Runbook,
     servers: Map<string, Server>,
-    lease: RunbookLease,
+    lease: RunLease,
   ) {
     this.#ctx = ctx;
     this.#opts = opts;
@@ -316,7 +258,12 @@ export class RunbookExecution {
     const onAbort = () => this.#abort.abort();
     if (signal?.aborted) this.#abort.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
-    this.#lease.watchCancel(ctx, this.#run.id, this.#opts.cancelPollMs, onAbort);
+    this.#lease.watchCancel(
+      async () =>
+        (await ctx.fleet.store.runbookRuns.get(ctx.tenantId, this.#run.id))?.cancelRequested === true,
+      this.#opts.cancelPollMs,
+      onAbort,
+    );
     try {
       // A run looked at again while it still waits (an approval, or a wait it may return from) is
       // handed back as it is: polling it must not fill the audit log.

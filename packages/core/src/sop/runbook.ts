@@ -31,6 +31,7 @@ import type { StoreScope } from '../ports/store.js';
 import { canonicalJson } from '../util/canonical-json.js';
 import { resolveParameters } from './params.js';
 import { approvalState, findVersion } from './repository.js';
+import { RunLease } from './run-lease.js';
 import {
   authorizeRunbook,
   type ExecuteRunbookOptions,
@@ -39,7 +40,6 @@ import {
   newHolder,
   parseExecuteOptions,
   RunbookExecution,
-  RunbookLease,
   runbookResource,
   withStep,
 } from './runbook-steps.js';
@@ -366,7 +366,12 @@ export function createRunbookApi(internals: () => SessionInternals): RunbookApi 
       id: runId,
     });
     const holder = opts.holder ?? newHolder();
-    const lease = await RunbookLease.acquire(ctx, runId, holder, opts.leaseTtlMs);
+    const lease = await RunLease.acquire(
+      ctx,
+      `runbook-run:${ctx.tenantId}:${runId}`,
+      holder,
+      opts.leaseTtlMs,
+    );
     if (!lease) throw new ConflictError(`runbook run ${runId} is being executed by another process`);
     try {
       // Read again under the lease: another process may have moved the run on while we waited.
@@ -375,7 +380,7 @@ export function createRunbookApi(internals: () => SessionInternals): RunbookApi 
       const execution = new RunbookExecution(ctx, opts, holder, principal, fresh, runbook, servers, lease);
       return await execution.execute(signal, mode === 'resume');
     } finally {
-      await lease.release(ctx);
+      await lease.release();
     }
   };
 
@@ -743,7 +748,12 @@ export function createRunbookApi(internals: () => SessionInternals): RunbookApi 
       if (isTerminal(run)) throw new ConflictError(`runbook run ${runId} has ended (${run.status})`);
       const reason = `cancelled by ${principal.id}${options.reason ? `: ${options.reason.slice(0, 500)}` : ''}`;
       const opts = parseExecuteOptions({});
-      const lease = await RunbookLease.acquire(ctx, runId, `cancel-${randomUUID()}`, opts.leaseTtlMs);
+      const lease = await RunLease.acquire(
+        ctx,
+        `runbook-run:${ctx.tenantId}:${runId}`,
+        `cancel-${randomUUID()}`,
+        opts.leaseTtlMs,
+      );
       if (lease) {
         try {
           const fresh = await store.runbookRuns.require(ctx.tenantId, runId);
@@ -761,7 +771,7 @@ export function createRunbookApi(internals: () => SessionInternals): RunbookApi 
           await execution.cancelLeftovers(reason);
           return await execution.endCancelled(reason);
         } finally {
-          await lease.release(ctx);
+          await lease.release();
         }
       }
       return store.transaction(async (tx) => {

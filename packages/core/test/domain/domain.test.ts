@@ -100,6 +100,11 @@ describe('domain', () => {
         note: `key: ${pem}`,
         host: 'h',
         list: [{ token: 't' }],
+        credential: 'c',
+        credentialId: 'cred-1',
+        secretRef: 'tenants/a/credentials/cred-1',
+        tokenHash: 'ab12',
+        tokenPrefix: 'fwt_a',
       }),
     ).toEqual({
       password: '[REDACTED]',
@@ -108,6 +113,12 @@ describe('domain', () => {
       note: 'key: [REDACTED PRIVATE KEY]',
       host: 'h',
       list: [{ token: '[REDACTED]' }],
+      credential: '[REDACTED]',
+      // Identifiers and fingerprints of secrets are kept: an audit trail needs them.
+      credentialId: 'cred-1',
+      secretRef: 'tenants/a/credentials/cred-1',
+      tokenHash: 'ab12',
+      tokenPrefix: 'fwt_a',
     });
   });
 

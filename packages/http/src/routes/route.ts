@@ -21,6 +21,11 @@ export interface RouteDeps {
   fleet: Fleet;
   /** Work that outlives its request (patch runs), aborted and awaited on shutdown. */
   background: BackgroundRuns;
+  /**
+   * The app's `onError`, for failures no answer can carry any more (a stream that breaks after its
+   * status was sent).
+   */
+  onError: (error: unknown, request: { method: string; path: string }) => void;
 }
 
 /**
@@ -40,17 +45,29 @@ export const PROBLEM_RESPONSES = {
   415: 'UnsupportedMediaType',
   422: 'UnprocessableContent',
   500: 'InternalError',
+  501: 'CapabilityMissing',
+  502: 'BadGateway',
+  503: 'ServiceUnavailable',
+  504: 'GatewayTimeout',
 } as const;
 
 type ProblemStatus = keyof typeof PROBLEM_RESPONSES;
+
+/**
+ * Problem responses an operation gives beyond the common ones, e.g. `problems(501, 502)` for one
+ * that needs an adapter capability and reaches servers. Spread into `responses`.
+ */
+export function problems(...statuses: ProblemStatus[]): Record<string, { $ref: string }> {
+  return Object.fromEntries(
+    statuses.map((s) => [String(s), { $ref: `#/components/responses/${PROBLEM_RESPONSES[s]}` }]),
+  );
+}
 
 function problemsFor(config: RouteConfig): Record<string, { $ref: string }> {
   const statuses: ProblemStatus[] = [400, 401, 403, 404, 422, 500];
   if (config.method !== 'get') statuses.push(409);
   if (config.request?.body) statuses.push(413, 415);
-  return Object.fromEntries(
-    statuses.map((s) => [String(s), { $ref: `#/components/responses/${PROBLEM_RESPONSES[s]}` }]),
-  );
+  return problems(...statuses);
 }
 
 /**
@@ -75,6 +92,15 @@ export function jsonBody<S extends z.ZodType>(schema: S, example: z.input<S>, de
     ...(description ? { description } : {}),
     content: { 'application/json': { schema, example } },
   };
+}
+
+/**
+ * An optional JSON request body, for operations whose every option has a default (approve with
+ * an optional comment): a request without a body (and without `Content-Type`) means `{}`. Give
+ * the schema no `.default()`s: a missing body is not parsed, so the handler applies defaults.
+ */
+export function optionalJsonBody<S extends z.ZodType>(schema: S, example: z.input<S>, description?: string) {
+  return { ...jsonBody(schema, example, description), required: false };
 }
 
 /** A JSON response. */

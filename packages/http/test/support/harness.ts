@@ -1,7 +1,16 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createFleet, createLocalAdapter, type Fleet } from '@fleetward/core';
+import {
+  type Adapter,
+  createFleet,
+  createLocalAdapter,
+  type Fleet,
+  generateAuditSigningKey,
+  generateEd25519KeyPair,
+  MemorySecretStore,
+  TENANT_ADMIN_ROLE_ID,
+} from '@fleetward/core';
 import { type FleetwardServer, issueApiToken, type ServeOptions, serveFleetwardApi } from '@fleetward/http';
 import { createSqliteStore } from '@fleetward/store-sqlite';
 import { ManualClock, sampleInput } from '@fleetward/testkit';
@@ -18,6 +27,15 @@ export interface AlphaIds {
   standardId: string;
   tokenId: string;
   principalId: string;
+  /** A pending access request of alpha's admin. */
+  requestId: string;
+  /** An active grant (mode `actions`) of alpha's admin. */
+  grantId: string;
+  /** A managed key whose private key is in the SecretStore. */
+  credentialId: string;
+  scriptName: string;
+  /** A script run awaiting its start. */
+  runId: string;
 }
 
 /** A response, read. */
@@ -32,6 +50,9 @@ export interface Reply {
 export interface Harness {
   fleet: Fleet;
   clock: ManualClock;
+  secrets: MemorySecretStore;
+  /** The private key of alpha's credential, which must never leave the SecretStore. */
+  alphaPrivateKey: string;
   server: FleetwardServer;
   url: string;
   /** Admin tokens of the two tenants. */
@@ -46,14 +67,25 @@ export interface Harness {
 }
 
 /**
- * Two tenants on a SQLite store in a temporary folder, served on an ephemeral loopback port.
- * `alpha` is seeded with one entity of every kind a route takes an id of; `bravo` only has its admin.
+ * Two tenants on a SQLite store in a temporary folder, served on an ephemeral loopback port, with an
+ * in-memory SecretStore and an audit signing key. `alpha` is seeded with one entity of every kind a
+ * route takes an id of; `bravo` only has its admin.
  */
-export async function startHarness(options: Omit<ServeOptions, 'port' | 'hostname'> = {}): Promise<Harness> {
+export async function startHarness(
+  options: Omit<ServeOptions, 'port' | 'hostname'> & { adapters?: Adapter[] } = {},
+): Promise<Harness> {
+  const { adapters = [], ...serveOptions } = options;
   const dir = mkdtempSync(join(tmpdir(), 'fleetward-http-'));
   const clock = new ManualClock(new Date());
   const store = createSqliteStore({ path: join(dir, 'fleetward.db'), synchronous: 'normal', clock });
-  const fleet = createFleet({ store, adapters: [createLocalAdapter()], clock });
+  const secrets = new MemorySecretStore();
+  const fleet = createFleet({
+    store,
+    adapters: [createLocalAdapter(), ...adapters],
+    clock,
+    secrets,
+    auditSigningKey: generateAuditSigningKey().privateKeyPem,
+  });
   await fleet.bootstrapTenant({
     tenant: { id: 'alpha', name: 'Alpha' },
     admin: { id: `${ALPHA_MARK}-admin`, name: 'Alpha admin', kind: 'human', affiliation: 'employee' },
@@ -107,10 +139,49 @@ export async function startHarness(options: Omit<ServeOptions, 'port' | 'hostnam
   });
   await admin.accounts.add({ id: `${ALPHA_MARK}-dc`, name: `${ALPHA_MARK} dc`, provider: 'ssh' });
 
-  const served = await serveFleetwardApi(fleet, { port: 0, ...options });
+  await admin.iam.addPrincipal({
+    id: `${ALPHA_MARK}-approver`,
+    name: 'Alpha approver',
+    kind: 'human',
+    affiliation: 'employee',
+  });
+  await admin.iam.bindRole(`${ALPHA_MARK}-approver`, TENANT_ADMIN_ROLE_ID);
+  const approver = fleet.as({ tenantId: 'alpha', principalId: `${ALPHA_MARK}-approver` });
+  // Mode `actions` touches no server, so the grant is active as soon as it is approved.
+  const access = {
+    servers: { serverIds: [server.id] },
+    mode: 'actions' as const,
+    actions: ['inventory.read'],
+    durationMinutes: 240,
+    reason: `${ALPHA_MARK} needs to read the inventory`,
+    ticket: `${ALPHA_MARK}-INC-1`,
+  };
+  const granted = await admin.access.request(access);
+  const { grant } = await approver.access.approve(granted.id);
+  const pending = await admin.access.request(access);
+  const alphaKey = generateEd25519KeyPair(`${ALPHA_MARK}-key`);
+  const credential = await admin.keys.register({
+    id: `${ALPHA_MARK}-cred`,
+    login: 'deploy',
+    publicKey: alphaKey.publicKey,
+    privateKey: alphaKey.privateKey,
+    caretakerId: `${ALPHA_MARK}-admin`,
+    serverIds: [server.id],
+  });
+  await admin.keys.policies.set({ projectId: project.id, intervalHours: 720 });
+  const script = await admin.scripts.add({
+    name: `${ALPHA_MARK}-hello`,
+    interpreter: 'sh',
+    body: 'echo hello\n',
+  });
+  const run = await admin.scripts.planRun({ script: script.name, targets: { serverIds: [server.id] } });
+
+  const served = await serveFleetwardApi(fleet, { port: 0, ...serveOptions });
   return {
     fleet,
     clock,
+    secrets,
+    alphaPrivateKey: alphaKey.privateKey,
     server: served,
     url: served.url,
     tokens: { alpha: alphaToken.token, bravo: bravoToken.token },
@@ -122,6 +193,11 @@ export async function startHarness(options: Omit<ServeOptions, 'port' | 'hostnam
       standardId: standard.id,
       tokenId: alphaToken.apiToken.id,
       principalId: `${ALPHA_MARK}-admin`,
+      requestId: pending.id,
+      grantId: grant!.id,
+      credentialId: credential.id,
+      scriptName: script.name,
+      runId: run.id,
     },
     async call(method, path, opts = {}) {
       const headers: Record<string, string> = { ...opts.headers };
@@ -157,4 +233,35 @@ export function problemOf(response: Reply) {
     retryable: boolean;
     errors?: { in?: string; path: (string | number)[]; pointer?: string; message: string }[];
   };
+}
+
+/**
+ * Adds a principal to `tenantId` (as its admin), bound to the built-in tenant-admin role or to a new
+ * role with `rules`, and issues it a token.
+ */
+export async function principalWithToken(
+  h: Harness,
+  options: {
+    tenantId: 'alpha' | 'bravo';
+    id: string;
+    rules?: { effect: 'allow' | 'deny'; actions: string[]; mfaWithinMinutes?: number; servers?: object }[];
+  },
+): Promise<string> {
+  const adminId = options.tenantId === 'alpha' ? `${ALPHA_MARK}-admin` : 'bravo-admin';
+  const admin = h.fleet.as({ tenantId: options.tenantId, principalId: adminId });
+  await admin.iam.addPrincipal({ id: options.id, name: options.id, kind: 'human', affiliation: 'employee' });
+  let roleId = TENANT_ADMIN_ROLE_ID;
+  if (options.rules) {
+    roleId = `${options.id}-role`;
+    await h.fleet.store.roles.create({
+      tenantId: options.tenantId,
+      id: roleId,
+      name: `${options.id} role`,
+      rules: options.rules,
+    } as never);
+  }
+  await admin.iam.bindRole(options.id, roleId);
+  return (
+    await issueApiToken(h.fleet, { tenantId: options.tenantId, principalId: options.id, name: options.id })
+  ).token;
 }
