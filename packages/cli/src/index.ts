@@ -141,60 +141,21 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
       });
     });
 
-  registerPatchCommands(program, {
+  const deps = {
     withContext,
     out: io.stdout,
     err: io.stderr,
     colors: c,
-    setExit: (code) => {
+    setExit: (code: number) => {
       exitCode = code;
     },
-  });
-  registerAccessCommands(program, {
-    withContext,
-    out: io.stdout,
-    err: io.stderr,
-    colors: c,
-    setExit: (code) => {
-      exitCode = code;
-    },
-  });
-  registerComplianceCommands(program, {
-    withContext,
-    out: io.stdout,
-    err: io.stderr,
-    colors: c,
-    setExit: (code) => {
-      exitCode = code;
-    },
-  });
-  registerServeCommands(program, {
-    withContext,
-    out: io.stdout,
-    err: io.stderr,
-    colors: c,
-    setExit: (code) => {
-      exitCode = code;
-    },
-  });
-  registerScriptCommands(program, {
-    withContext,
-    out: io.stdout,
-    err: io.stderr,
-    colors: c,
-    setExit: (code) => {
-      exitCode = code;
-    },
-  });
-  registerRunbookCommands(program, {
-    withContext,
-    out: io.stdout,
-    err: io.stderr,
-    colors: c,
-    setExit: (code) => {
-      exitCode = code;
-    },
-  });
+  };
+  registerPatchCommands(program, deps);
+  registerAccessCommands(program, deps);
+  registerComplianceCommands(program, deps);
+  registerServeCommands(program, deps);
+  registerScriptCommands(program, deps);
+  registerRunbookCommands(program, deps);
 
   program
     .command('servers')
