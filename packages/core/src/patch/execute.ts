@@ -22,6 +22,7 @@ import { enqueueEvent } from '../notify/outbox.js';
 import type { PackageManagerDriver } from '../os/driver.js';
 import type { Command } from '../ports/adapter.js';
 import type { Lease } from '../ports/store.js';
+import { verifiedReboot } from '../sop/reboot.js';
 import { canStartWithin, nextWindow, windowAt } from './window.js';
 
 export const ExecuteOptionsSchema = z.strictObject({
@@ -99,12 +100,6 @@ elif command -v zypper >/dev/null 2>&1; then
 fi
 exit 0
 `;
-
-// Detached so that the SSH session that asked for it ends cleanly before the host goes down.
-const REBOOT_SCRIPT = `(sleep 2; reboot || systemctl reboot || shutdown -r now) >/dev/null 2>&1 </dev/null &
-`;
-
-const BOOT_ID: Command = { argv: ['cat', '/proc/sys/kernel/random/boot_id'] };
 
 function interpreterArgv(interpreter: string): string[] {
   switch (interpreter) {
@@ -879,37 +874,24 @@ class RunState {
 
   async #reboot(server: Server) {
     const id = server.id;
-    let before = this.#tasks.get(id)!.details?.['bootIdBefore'] as string | undefined;
-    if (!before) {
-      before = (await this.#exec(server, 'reboot', BOOT_ID, 60_000)).stdout.trim();
-      await this.#step(id, 'reboot', { bootIdBefore: before });
-      await this.#exec(
+    const details = this.#tasks.get(id)!.details ?? {};
+    try {
+      const { bootIdAfter } = await verifiedReboot({
+        adapter: this.#ctx.fleet.adapterFor(server),
         server,
-        'reboot',
-        { interpreter: ['sh', '-s'], script: REBOOT_SCRIPT, sudo: true },
-        60_000,
-      );
-    }
-    const deadline = Date.now() + this.#opts.rebootTimeoutMs;
-    for (;;) {
-      await sleep(this.#opts.pollIntervalMs);
-      const now = await runCommand(this.#ctx.fleet.adapterFor(server), server, BOOT_ID, {
-        timeoutMs: 30_000,
-      }).catch(() => undefined);
-      const bootId = now?.exitCode === 0 ? now.stdout.trim() : undefined;
-      if (bootId && bootId !== before) {
-        await this.#step(id, 'reboot', { bootIdAfter: bootId });
-        return;
-      }
-      if (Date.now() > deadline) {
-        throw new ServerFailure(
-          'reboot',
-          new TimeoutError(
-            `${server.name} did not come back with a new boot id within ${this.#opts.rebootTimeoutMs} ms`,
-          ),
-          true,
-        );
-      }
+        progress: {
+          bootIdBefore: details['bootIdBefore'] as string | undefined,
+          rebootRequestedAt: details['rebootRequestedAt'] as string | undefined,
+        },
+        record: (progress) => this.#step(id, 'reboot', { ...progress }),
+        timeoutMs: this.#opts.rebootTimeoutMs,
+        pollIntervalMs: this.#opts.pollIntervalMs,
+        now: () => this.#ctx.fleet.clock.now(),
+      });
+      await this.#step(id, 'reboot', { bootIdAfter });
+    } catch (error) {
+      const e = toFleetwardError(error, `reboot of ${server.name}`);
+      throw new ServerFailure('reboot', e, e instanceof TransportError || e instanceof TimeoutError);
     }
   }
 }
