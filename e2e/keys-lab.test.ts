@@ -211,6 +211,51 @@ describeWithLab('key rotation, key inventory and audit on lab hosts', () => {
     ]);
   });
 
+  it('rotate — a rotation that died just before the switch is resumed by the next rotate, with the same new key', async () => {
+    const alice = fleet!.as({ tenantId: TENANT, principalId: 'alice' });
+    const before = await fleet!.store.credentials.require(TENANT, CREDENTIAL);
+    const ref = before.secretRef!;
+    const oldPrivate = (await secrets.get(ref))!;
+    // The process "dies" when it is about to switch the SecretStore to the new key.
+    const set = secrets.set;
+    secrets.set = async (name: string, value: string) => {
+      if (name === ref) throw new Error('process killed before the switch');
+      return set.call(secrets, name, value);
+    };
+    try {
+      await expect(alice.keys.rotate(CREDENTIAL)).rejects.toThrow('process killed before the switch');
+    } finally {
+      secrets.set = set;
+    }
+    const stuck = await fleet!.store.credentials.require(TENANT, CREDENTIAL);
+    expect(stuck).toMatchObject({ status: 'rotating', fingerprint: before.fingerprint });
+    const pending = (await secrets.get(`${ref}.next`))!;
+    // Nobody is locked out in between: both keys log in.
+    for (const h of ['deb1', 'suse1']) {
+      expect(await login(h, oldPrivate)).toBe(0);
+      expect(await login(h, pending)).toBe(0);
+    }
+
+    const report = await alice.keys.rotate(CREDENTIAL);
+    expect(report.status).toBe('succeeded');
+    expect(await secrets.get(ref)).toBe(pending);
+    const after = await fleet!.store.credentials.require(TENANT, CREDENTIAL);
+    expect(after).toMatchObject({ status: 'active', previousFingerprint: before.fingerprint });
+    for (const h of ['deb1', 'suse1']) {
+      expect(await login(h, pending)).toBe(0);
+      expect(await login(h, oldPrivate)).toBe(255);
+      const marked = (await lab!.host(h).readFile('/home/labops/.ssh/authorized_keys'))
+        .split('\n')
+        .filter((l) => l.includes(`fleetward:credential=${CREDENTIAL}`));
+      expect(marked).toHaveLength(1);
+    }
+    const steps = (await fleet!.store.audit.list(TENANT, { action: 'keys.rotate' }))
+      .filter((r) => r.details.newFingerprint === after.fingerprint)
+      .map((r) => r.details.step);
+    expect(steps).toContain('resumed');
+    expect(steps.filter((s) => s === 'added')).toHaveLength(2);
+  });
+
   it('rotation policy — the sweeper rotates a key once it is overdue under its project policy, not before', async () => {
     const alice = fleet!.as({ tenantId: TENANT, principalId: 'alice' });
     await alice.keys.policies.set({ projectId: 'lab', intervalHours: 24, graceMinutes: 2 });
