@@ -85,9 +85,11 @@ async function alphaState() {
       store.scriptRuns.listAll('alpha'),
       store.jobs.listAll('alpha'),
     ]);
-  const [roles, bindings] = await Promise.all([
+  const [roles, bindings, runbooks, runbookRuns] = await Promise.all([
     store.roles.listAll('alpha'),
     store.roleBindings.listAll('alpha'),
+    store.runbooks.listAll('alpha'),
+    store.runbookRuns.listAll('alpha'),
   ]);
   const secrets = await h.secrets.list('tenants/alpha/');
   const secretValues = await Promise.all(secrets.map((ref) => h.secrets.get(ref)));
@@ -111,6 +113,8 @@ async function alphaState() {
     jobs,
     roles,
     bindings,
+    runbooks,
+    runbookRuns,
     secrets: Object.fromEntries(secrets.map((ref, i) => [ref, secretValues[i]])),
   };
 }
@@ -137,6 +141,7 @@ describe('every route of the OpenAPI document', () => {
     expect(bodiless.map((c) => c.name).sort()).toEqual([
       'cancelAccessRequest (POST /v1/access-requests/{requestId}/cancellation)',
       'createAuditCheckpoint (POST /v1/audit/checkpoints)',
+      'resumeRunbookRun (POST /v1/runbook-runs/{runbookRunId}/resumption)',
       'sweepAccess (POST /v1/access/sweep)',
     ]);
   });

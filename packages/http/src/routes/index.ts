@@ -6,6 +6,7 @@ import { inventoryRoutes } from './inventory.js';
 import { keyRoutes } from './keys.js';
 import { patchRoutes } from './patch.js';
 import type { RouteModule } from './route.js';
+import { runbookRoutes } from './runbooks.js';
 import { scanRoutes } from './scans.js';
 import { scriptRoutes } from './scripts.js';
 import { tokenRoutes } from './tokens.js';
@@ -27,4 +28,5 @@ export const ROUTE_MODULES: readonly RouteModule[] = [
   accessRoutes,
   keyRoutes,
   scriptRoutes,
+  runbookRoutes,
 ];

@@ -36,6 +36,9 @@ export interface AlphaIds {
   scriptName: string;
   /** A script run awaiting its start. */
   runId: string;
+  runbookName: string;
+  /** A runbook run awaiting the approval of its first step. */
+  runbookRunId: string;
 }
 
 /** A response, read. */
@@ -175,6 +178,18 @@ export async function startHarness(
     body: 'echo hello\n',
   });
   const run = await admin.scripts.planRun({ script: script.name, targets: { serverIds: [server.id] } });
+  const runbook = await admin.runbooks.define({
+    name: `${ALPHA_MARK}-greet`,
+    steps: [
+      { id: 'sign-off', kind: 'approval' },
+      { id: 'greet', kind: 'script', script: script.name },
+    ],
+  });
+  // The approval step comes first: the run pauses before it could reach the (unreachable) server.
+  const runbookRun = await admin.runbooks.start({
+    runbook: runbook.name,
+    targets: { serverIds: [server.id] },
+  });
 
   const served = await serveFleetwardApi(fleet, { port: 0, ...serveOptions });
   return {
@@ -198,6 +213,8 @@ export async function startHarness(
       credentialId: credential.id,
       scriptName: script.name,
       runId: run.id,
+      runbookName: runbook.name,
+      runbookRunId: runbookRun.id,
     },
     async call(method, path, opts = {}) {
       const headers: Record<string, string> = { ...opts.headers };
