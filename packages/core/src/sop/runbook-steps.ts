@@ -164,6 +164,11 @@ export class RunbookExecution {
   readonly #holder: string;
   readonly #actor: AuditInput['actor'];
   readonly #abort = new AbortController();
+  /**
+   * Set when the caller's signal fired (the process is shutting down), as opposed to a cancellation
+   * asked for through the store: the run then stops where it is and stays resumable.
+   */
+  #detached = false;
   readonly #runbook: Runbook;
   readonly #servers: Map<string, Server>;
   readonly #lease: RunLease;
@@ -255,14 +260,20 @@ export class RunbookExecution {
    */
   async execute(signal: AbortSignal | undefined, resumed: boolean): Promise<RunbookRun> {
     const ctx = this.#ctx;
-    const onAbort = () => this.#abort.abort();
-    if (signal?.aborted) this.#abort.abort();
+    const onAbort = () => {
+      this.#detached = true;
+      this.#abort.abort();
+    };
+    if (signal?.aborted) onAbort();
     signal?.addEventListener('abort', onAbort, { once: true });
     this.#lease.watchCancel(
       async () =>
         (await ctx.fleet.store.runbookRuns.get(ctx.tenantId, this.#run.id))?.cancelRequested === true,
       this.#opts.cancelPollMs,
-      onAbort,
+      () => {
+        this.#detached = false;
+        this.#abort.abort();
+      },
     );
     try {
       // A run looked at again while it still waits (an approval, or a wait it may return from) is
@@ -288,6 +299,7 @@ export class RunbookExecution {
             `this process lost the lease of runbook run ${this.#run.id}: it started no further step; resume it if no other process does`,
           );
         }
+        if (this.#detached) throw this.#detachedError();
         if (this.#abort.signal.aborted || this.#run.cancelRequested) return await this.endCancelled();
         const i = this.#run.currentStep;
         const step = this.#runbook.steps[i];
@@ -308,6 +320,12 @@ export class RunbookExecution {
     } finally {
       signal?.removeEventListener('abort', onAbort);
     }
+  }
+
+  #detachedError(): AbortedError {
+    return new AbortedError(
+      `runbook run ${this.#run.id} was interrupted (its caller was aborted); it stays resumable with resume()`,
+    );
   }
 
   /** Whether the run waits on an approval still missing, or (returning when waiting) on a wait not over. */
@@ -390,8 +408,10 @@ export class RunbookExecution {
       }
     } catch (thrown) {
       // A conflict leaves the step running for a resume (another process has its script run, or
-      // the lease is gone); anything else is the step's failure.
+      // the lease is gone), and so does a shutdown of this process; anything else is the step's
+      // failure.
       if (thrown instanceof ConflictError) throw thrown;
+      if (this.#detached && thrown instanceof AbortedError) throw thrown;
       return { status: 'failed', error: errorOf(toFleetwardError(thrown, `step ${step.id}`)) };
     }
   }
@@ -645,6 +665,8 @@ export class RunbookExecution {
       try {
         await sleep(Math.min(left, this.#opts.waitPollMs), this.#abort.signal);
       } catch {
+        // Shutting down: the deadline is in the store, so a resumed run waits only what is left.
+        if (this.#detached) throw this.#detachedError();
         return { status: 'failed', error: { code: 'ABORTED', message: 'the wait was cancelled' } };
       }
       if (!this.#lease.held) {

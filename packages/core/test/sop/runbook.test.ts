@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
+  AbortedError,
   type Adapter,
   type AuditInput,
   AuthorizationError,
@@ -848,6 +849,35 @@ describe('wait steps', () => {
       'started',
       'failure',
     ]);
+  });
+
+  it('start — a caller whose signal aborts (a shutdown) leaves the run resumable, not cancelled; resume finishes it', async () => {
+    const f = await setup(1);
+    await f.alice.runbooks.define({
+      name: 'nap',
+      parameters: DIR_PARAM,
+      steps: [{ id: 'settle', kind: 'wait', durationSeconds: 1 }, mark('after')],
+    });
+    const waited = new Promise<string>((resolve) =>
+      f.fleet.events.once('runbook.step.waiting', (e) => resolve(e.runId)),
+    );
+    const shutdown = new AbortController();
+    const running = f.alice.runbooks.start(
+      { runbook: 'nap', targets: { serverIds: ['s01'] }, params: { DIR: dir } },
+      { signal: shutdown.signal },
+    );
+    const runId = await waited;
+    shutdown.abort();
+    await expect(running).rejects.toBeInstanceOf(AbortedError);
+    const interrupted = await f.alice.runbooks.getRun(runId);
+    expect(interrupted.status).toBe('waiting');
+    expect(interrupted.steps.map((s) => s.status)).toEqual(['running', 'pending']);
+    expect(logged()).toEqual([]);
+
+    const resumed = await f.alice.runbooks.resume(runId);
+    expect(resumed.status).toBe('succeeded');
+    expect(resumed.steps.map((s) => s.status)).toEqual(['succeeded', 'succeeded']);
+    expect(logged()).toEqual(['after']);
   });
 
   it('resume — after the orchestrator is killed mid-wait, a new process waits only the remainder', async () => {
