@@ -53,7 +53,9 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
     !('NO_COLOR' in io.env && io.env['NO_COLOR'] !== '') && !argv.includes('--no-color') && io.isTTY;
   const c = createColors(useColor());
   const program = new Command('fleetward')
-    .description('Unified server management: patches, just-in-time access and keys, scripts and runbooks, audit.')
+    .description(
+      'Unified server management: patches, just-in-time access and keys, scripts and runbooks, audit.',
+    )
     .addOption(
       new Option('-d, --data-dir <dir>', 'where the embedded SQLite store lives')
         .env('FLEETWARD_HOME')
