@@ -145,6 +145,11 @@ function selectorOf(targets: z.output<typeof TargetsSchema>, servers: Server[]):
 
 const SERVER_QUEUE_CONCURRENCY = 16;
 
+/** A target that could not be reached when its grant started: tried again by every sweep while the grant lasts. */
+const unreachableBefore = (target: AccessGrant['targets'][number]) =>
+  target.state === 'failed' &&
+  (target.error?.code === 'TRANSPORT_FAILED' || target.error?.code === 'TIMEOUT');
+
 /** Installs (when due) and removes (when over) the grant's keys on each of its servers. */
 async function reconcileGrant(fleet: Fleet, grant: AccessGrant, result: SweepResult): Promise<AccessGrant> {
   const tenantId = grant.tenantId;
@@ -164,7 +169,7 @@ async function reconcileGrant(fleet: Fleet, grant: AccessGrant, result: SweepRes
       queue.add(async () => {
         const server = servers.get(target.serverId);
         if (!server) return;
-        if (due && target.state === 'pending') {
+        if (due && (target.state === 'pending' || unreachableBefore(target))) {
           const after = await installGrantOn(fleet, grant, server, request.publicKey!);
           if (after.state === 'installed') result.installed++;
           else

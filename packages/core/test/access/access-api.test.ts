@@ -305,6 +305,12 @@ describe('access.approve', () => {
     ]);
     const failures = await fleet.store.audit.list(T, { action: 'access.grant.install' });
     expect(failures).toEqual([expect.objectContaining({ result: 'failure', ticket: 'INC-4712' })]);
+    // A server that was down is tried again by every sweep while the grant lasts, and not after.
+    await sweepAccess(fleet, T);
+    expect(await fleet.store.audit.list(T, { action: 'access.grant.install' })).toHaveLength(2);
+    clock.advance(31 * 60_000);
+    await sweepAccess(fleet, T);
+    expect(await fleet.store.audit.list(T, { action: 'access.grant.install' })).toHaveLength(2);
   });
 
   it('tenancy — a request id of another tenant is not found, never decided', async () => {
