@@ -4,6 +4,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { describeIfAvailable } from '@fleetward/testkit';
 import { chromium } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { generateEd25519KeyPair } from '../../src/access/keygen.js';
@@ -1263,13 +1264,9 @@ describe('renderAccessAuditHtml', () => {
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = fileURLToPath(new URL('../../../../test-artifacts/', import.meta.url));
-const chromiumMissing = !existsSync(CHROMIUM);
-if (chromiumMissing && process.env['FLEETWARD_REQUIRE_LAB'] === '1') {
-  throw new Error(`${CHROMIUM} is missing (FLEETWARD_REQUIRE_LAB=1): apt-get install -y chromium`);
-}
-
-describe.skipIf(chromiumMissing)(
-  `renderAccessAuditHtml in Chromium${chromiumMissing ? ' [SKIPPED: no chromium]' : ''}`,
+describeIfAvailable(
+  'renderAccessAuditHtml in Chromium',
+  existsSync(CHROMIUM) ? undefined : `${CHROMIUM} is missing: apt-get install -y chromium`,
   () => {
     it('renderAccessAuditHtml — runs nothing and loads nothing in a real browser, and shows hostile text as text', async () => {
       const dir = await mkdtemp(join(tmpdir(), 'fleetward-access-audit-'));
