@@ -1,7 +1,14 @@
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AuthorizationError, type Clock, type Fleet, sweepAccess, ValidationError } from '@fleetward/core';
+import {
+  AuthorizationError,
+  type Clock,
+  type Fleet,
+  MemorySecretStore,
+  sweepAccess,
+  ValidationError,
+} from '@fleetward/core';
 import { createSqliteStore } from '@fleetward/store-sqlite';
 import { describeWithLab, type Lab, startLab } from '@fleetward/testkit/lab';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -28,8 +35,11 @@ afterAll(async () => {
  */
 const lagging = (lagMs: number): Clock => ({ now: () => new Date(Date.now() - lagMs) });
 
+/** Holds the tenant's user CA across the fleets the tests open and close. */
+const secrets = new MemorySecretStore();
+
 function openFleet(clock?: Clock): Fleet {
-  const fleet = labFleet(access, createSqliteStore({ path: dbPath }), clock);
+  const fleet = labFleet(access, createSqliteStore({ path: dbPath }), clock, secrets);
   fleets.push(fleet);
   return fleet;
 }
@@ -200,4 +210,138 @@ describeWithLab('access management on lab hosts', () => {
       expect(actions).toContain(a);
     }
   }, 240_000);
+
+  it('jit — a 2-minute certificate grant logs in with the certificate only; after its end sshd refuses it with the orchestrator stopped', async () => {
+    const user = await userKeyPair('carol@laptop');
+    // Away from the key, so ssh never picks it up as <key>-cert.pub by itself.
+    const certPath = join(await mkdtemp(join(tmpdir(), 'fleetward-cert-')), 'grant-cert.pub');
+    const deb1 = lab!.host('deb1');
+    const bare = () =>
+      sshLogin({
+        address: deb1.address,
+        login: 'labuser',
+        privateKeyPath: user.privateKeyPath,
+        knownHostsPath: lab!.knownHostsPath,
+      });
+    const withCert = () =>
+      sshLogin({
+        address: deb1.address,
+        login: 'labuser',
+        privateKeyPath: user.privateKeyPath,
+        knownHostsPath: lab!.knownHostsPath,
+        certificatePath: certPath,
+      });
+    expect(await bare()).toBe(255);
+
+    const fleet = openFleet(lagging(110_000));
+    const carol = fleet.as({ tenantId: TENANT, principalId: 'carol' });
+    const alice = fleet.as({ tenantId: TENANT, principalId: 'alice' });
+    const request = await carol.access.request({
+      mode: 'ssh-cert',
+      servers: { serverIds: ['deb1'] },
+      login: 'labuser',
+      publicKey: user.publicKey,
+      durationMinutes: 2,
+      reason: 'inspect the export spool with a short-lived certificate',
+      ticket: 'INC-1002',
+    });
+    const { grant: approved } = await alice.access.approve(request.id);
+    expect(approved!.targets.map((t) => t.state)).toEqual(['installed']);
+    const grant = await carol.access.getGrant(approved!.id);
+    expect(grant.certificate).toMatch(/^ssh-ed25519-cert-v01@openssh\.com /);
+    await writeFile(certPath, `${grant.certificate}\n`);
+
+    const home = (await deb1.exec(['getent', 'passwd', 'labuser'])).stdout.split(':')[5]!;
+    const keysPath = `${home}/.ssh/authorized_keys`;
+    const caLines = (await deb1.readFile(keysPath))
+      .split('\n')
+      .filter((l) => l.includes('fleetward:user-ca'));
+    expect(caLines).toHaveLength(1);
+    expect(caLines[0]).toMatch(/^cert-authority,principals="labuser" ssh-ed25519 \S+ fleetward:user-ca$/);
+    // The user's key itself is nowhere in the file: only the certificate lets it in.
+    expect(await deb1.readFile(keysPath)).not.toContain(user.publicKey.split(' ')[1]!);
+
+    expect(await withCert()).toBe(0);
+    expect(await bare()).toBe(255);
+    expect(await deb1.readFile('/var/log/fleetward-lab/sshd.log')).toContain(
+      `ID fleetward:${TENANT}:${request.id}:INC-1002`,
+    );
+
+    await fleet.close();
+    const wait = Date.parse(grant.notAfter) + 2_000 - Date.now();
+    expect(wait).toBeLessThan(15_000);
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, wait)));
+    expect(await withCert()).toBe(255);
+    expect(await bare()).toBe(255);
+    // sshd refused the expired certificate by itself: the CA line is still there.
+    expect(await deb1.readFile(keysPath)).toContain('fleetward:user-ca');
+    expect(await deb1.readFile('/var/log/fleetward-lab/sshd.log')).toMatch(/Certificate invalid: expired/);
+
+    const back = openFleet();
+    const swept = await sweepAccess(back, TENANT);
+    expect(swept.expiredGrants).toEqual([grant.id]);
+    expect(swept.failures).toEqual([]);
+    expect(await deb1.readFile(keysPath)).not.toContain('fleetward:user-ca');
+    expect((await deb1.exec(['stat', '-c', '%a %U', keysPath])).stdout.trim()).toBe('600 labuser');
+    expect(await back.store.accessGrants.require(TENANT, grant.id)).toMatchObject({
+      status: 'expired',
+      cleanedUp: true,
+    });
+  }, 240_000);
+
+  it('revoke — a certificate grant lets go of the CA line only when no other live certificate grant of the login needs it', async () => {
+    const deb1 = lab!.host('deb1');
+    const home = (await deb1.exec(['getent', 'passwd', 'labuser'])).stdout.split(':')[5]!;
+    const keysPath = `${home}/.ssh/authorized_keys`;
+    const fleet = openFleet();
+    const carol = fleet.as({ tenantId: TENANT, principalId: 'carol' });
+    const alice = fleet.as({ tenantId: TENANT, principalId: 'alice' });
+    const grants = [];
+    for (const name of ['first', 'second']) {
+      const user = await userKeyPair(`carol-${name}`);
+      const request = await carol.access.request({
+        mode: 'ssh-cert',
+        servers: { serverIds: ['deb1'] },
+        login: 'labuser',
+        publicKey: user.publicKey,
+        durationMinutes: 10,
+        reason: `overlapping certificate grant, the ${name}`,
+        ticket: 'INC-1003',
+      });
+      const { grant } = await alice.access.approve(request.id);
+      const certificatePath = join(await mkdtemp(join(tmpdir(), 'fleetward-cert-')), 'grant-cert.pub');
+      await writeFile(certificatePath, `${grant!.certificate}\n`);
+      grants.push({
+        id: grant!.id,
+        login: () =>
+          sshLogin({
+            address: deb1.address,
+            login: 'labuser',
+            privateKeyPath: user.privateKeyPath,
+            knownHostsPath: lab!.knownHostsPath,
+            certificatePath,
+          }),
+      });
+    }
+    const [first, second] = grants as [(typeof grants)[0], (typeof grants)[0]];
+    // Installed once for the login, however many grants use it.
+    expect((await deb1.readFile(keysPath)).match(/fleetward:user-ca/g)).toHaveLength(1);
+    expect(await second.login()).toBe(0);
+
+    const revoked = await alice.access.revoke(first.id, { reason: 'done' });
+    expect(revoked.targets.map((t) => t.state)).toEqual(['removed']);
+    expect(await deb1.readFile(keysPath)).toContain('fleetward:user-ca');
+    expect(await second.login()).toBe(0);
+    // The documented limit: while the CA line stays, the revoked grant's certificate still works
+    // until it expires; revoking one certificate would need RevokedKeys in sshd_config.
+    expect(await first.login()).toBe(0);
+    const removal = (await fleet.store.audit.list(TENANT, { action: 'access.grant.remove' })).at(-1);
+    expect(removal!.details).toMatchObject({ grantId: first.id, caLine: 'kept', neededBy: [second.id] });
+
+    await alice.access.revoke(second.id, { reason: 'done' });
+    expect(await deb1.readFile(keysPath)).not.toContain('fleetward:user-ca');
+    expect(await second.login()).toBe(255);
+    expect(await first.login()).toBe(255);
+    await fleet.close();
+  }, 120_000);
 });

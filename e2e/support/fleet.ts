@@ -1,5 +1,5 @@
 import { createSshAdapter } from '@fleetward/adapter-ssh';
-import { type Clock, createFleet, type Fleet, type Store } from '@fleetward/core';
+import { type Clock, createFleet, type Fleet, type SecretStore, type Store } from '@fleetward/core';
 import type { Lab } from '@fleetward/testkit/lab';
 
 /** What a separate process needs to reach a lab: addresses, root keys and pinned host keys. */
@@ -20,7 +20,7 @@ export function labAccess(lab: Lab): LabAccess {
 }
 
 /** A Fleet whose SSH adapter logs in to lab hosts as root with pinned host keys. */
-export function labFleet(access: LabAccess, store: Store, clock?: Clock): Fleet {
+export function labFleet(access: LabAccess, store: Store, clock?: Clock, secrets?: SecretStore): Fleet {
   const ssh = createSshAdapter({
     credentials: { username: 'root', privateKey: access.hosts[0]!.privateKey },
     credentialsFor: async (server) => {
@@ -31,7 +31,12 @@ export function labFleet(access: LabAccess, store: Store, clock?: Clock): Fleet 
     pinnedHostKeys: Object.fromEntries(access.hosts.map((h) => [h.address, h.fingerprints])),
     connectTimeoutMs: 5000,
   });
-  return createFleet({ store, adapters: [ssh], ...(clock ? { clock } : {}) });
+  return createFleet({
+    store,
+    adapters: [ssh],
+    ...(clock ? { clock } : {}),
+    ...(secrets ? { secrets } : {}),
+  });
 }
 
 export const TENANT = 'lab';

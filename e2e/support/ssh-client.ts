@@ -23,6 +23,8 @@ export async function sshLogin(options: {
   login: string;
   privateKeyPath: string;
   knownHostsPath: string;
+  /** Offer this OpenSSH certificate (`…-cert.pub`) for the key instead of the bare key. */
+  certificatePath?: string;
 }): Promise<number> {
   try {
     await run(
@@ -30,6 +32,7 @@ export async function sshLogin(options: {
       [
         '-i',
         options.privateKeyPath,
+        ...(options.certificatePath ? ['-o', `CertificateFile=${options.certificatePath}`] : []),
         '-o',
         'IdentitiesOnly=yes',
         '-o',

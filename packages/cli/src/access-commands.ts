@@ -150,6 +150,7 @@ export function registerAccessCommands(program: Command, deps: CommandDeps): voi
     .requiredOption('--servers <ids>', 'comma-separated server ids', list)
     .option('--login <name>', 'login on the servers (ssh-key access)')
     .option('--public-key-file <path>', 'your public key (ssh-key access)')
+    .option('--certificate', 'get an OpenSSH certificate signed by the tenant CA instead of a key line')
     .option('--actions <names>', 'actions only, no shell (e.g. patch.scan,script.run)', list)
     .option('--scripts <names>', 'with --actions script.run: only these scripts', list)
     .addOption(new Option('--minutes <n>', 'how long').argParser(minutes).makeOptionMandatory())
@@ -169,7 +170,11 @@ export function registerAccessCommands(program: Command, deps: CommandDeps): voi
                 actions: o['actions'] as string[],
                 ...(o['scripts'] ? { scripts: o['scripts'] as string[] } : {}),
               }
-            : { mode: 'ssh-key' as const, login: o['login'] as string, publicKey: publicKey as string }),
+            : {
+                mode: o['certificate'] ? ('ssh-cert' as const) : ('ssh-key' as const),
+                login: o['login'] as string,
+                publicKey: publicKey as string,
+              }),
           durationMinutes: o['minutes'] as number,
           ...(o['startAt'] ? { startAt: o['startAt'] as string } : {}),
           reason: o['reason'] as string,
@@ -196,6 +201,7 @@ export function registerAccessCommands(program: Command, deps: CommandDeps): voi
           if (!grant)
             return out(`Approved ${id}: ${request.approvals.length} of ${request.requiredApprovals}.\n`);
           out(`Granted ${grant.id}: ${grant.notBefore} to ${grant.notAfter}.\n`);
+          if (grant.certificate) out(`Certificate (save as <key>-cert.pub):\n${grant.certificate}\n`);
           for (const t of grant.targets)
             out(`  ${t.serverId}: ${t.state}${t.error ? ` (${t.error.message})` : ''}\n`);
           if (grant.targets.some((t) => t.state === 'failed')) setExit(EXIT_FAILURE);

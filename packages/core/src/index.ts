@@ -52,6 +52,17 @@ export {
   sshdVersionOf,
   writeAuthorizedKeys,
 } from './access/server-keys.js';
+export {
+  CERTIFICATE_EXTENSIONS,
+  type CertificateExtension,
+  canCertify,
+  certificateAuthorityPublicKey,
+  certificateKeyId,
+  type ParsedCertificate,
+  parseCertificate,
+  type SignUserCertificateOptions,
+  signUserCertificate,
+} from './access/ssh-cert.js';
 export { parseSshdLog, type SshLoginEvent } from './access/sshd-log.js';
 export {
   expiryTimeOption,

@@ -13,13 +13,14 @@ import {
   TimestampSchema,
   validate,
 } from '../domain/index.js';
-import { AuthorizationError, ConflictError, ValidationError } from '../errors.js';
+import { AuthorizationError, ConflictError, toFleetwardError, ValidationError } from '../errors.js';
 import type { Fleet, SessionInternals } from '../fleet/fleet.js';
 import { resolveTargets, TargetsSchema } from '../inventory/targets.js';
 import { enqueueEvent } from '../notify/outbox.js';
 import type { StoreScope } from '../ports/store.js';
 import { parsePublicKey } from './authorized-keys.js';
-import { installGrantOn, removeGrantFrom } from './grants.js';
+import { certifyGrant, installGrantOn, removeGrantFrom } from './grants.js';
+import { canCertify } from './ssh-cert.js';
 
 /** Tenant-wide rules of just-in-time access, given to `createFleet({ access })`. */
 export interface AccessOptions {
@@ -70,7 +71,7 @@ const NOT_GRANTABLE = new Set<string>(['iam.write', 'access.approve', 'keys.rota
 export const AccessRequestOptionsSchema = z
   .strictObject({
     servers: TargetsSchema,
-    mode: z.enum(['ssh-key', 'actions']).default('ssh-key'),
+    mode: z.enum(['ssh-key', 'ssh-cert', 'actions']).default('ssh-key'),
     login: LoginSchema.optional(),
     publicKey: PublicKeyLineSchema.optional(),
     actions: z.array(z.string()).min(1).max(50).optional(),
@@ -81,11 +82,17 @@ export const AccessRequestOptionsSchema = z
     ticket: z.string().trim().min(1, 'is required').max(128),
   })
   .superRefine((v, ctx) => {
-    if (v.mode === 'ssh-key') {
+    if (v.mode === 'ssh-key' || v.mode === 'ssh-cert') {
       if (!v.login)
-        ctx.addIssue({ code: 'custom', path: ['login'], message: 'is required for ssh-key access' });
+        ctx.addIssue({ code: 'custom', path: ['login'], message: `is required for ${v.mode} access` });
       if (!v.publicKey) {
-        ctx.addIssue({ code: 'custom', path: ['publicKey'], message: 'is required for ssh-key access' });
+        ctx.addIssue({ code: 'custom', path: ['publicKey'], message: `is required for ${v.mode} access` });
+      } else if (v.mode === 'ssh-cert' && !canCertify(v.publicKey.split(' ')[0]!)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['publicKey'],
+          message: `key type ${v.publicKey.split(' ')[0]} cannot be certified; use Ed25519, ECDSA or RSA`,
+        });
       }
       if (v.actions || v.scripts) {
         ctx.addIssue({ code: 'custom', path: ['actions'], message: 'only for mode "actions"' });
@@ -112,7 +119,7 @@ export const AccessRequestOptionsSchema = z
         ctx.addIssue({ code: 'custom', path: ['scripts'], message: 'needs the action script.run' });
       }
       if (v.login || v.publicKey) {
-        ctx.addIssue({ code: 'custom', path: ['login'], message: 'only for mode "ssh-key"' });
+        ctx.addIssue({ code: 'custom', path: ['login'], message: 'only for modes "ssh-key" and "ssh-cert"' });
       }
     }
   });
@@ -151,13 +158,25 @@ const unreachableBefore = (target: AccessGrant['targets'][number]) =>
   (target.error?.code === 'TRANSPORT_FAILED' || target.error?.code === 'TIMEOUT');
 
 /** Installs (when due) and removes (when over) the grant's keys on each of its servers. */
-async function reconcileGrant(fleet: Fleet, grant: AccessGrant, result: SweepResult): Promise<AccessGrant> {
+async function reconcileGrant(fleet: Fleet, given: AccessGrant, result: SweepResult): Promise<AccessGrant> {
+  let grant = given;
   const tenantId = grant.tenantId;
-  if (grant.mode !== 'ssh-key') return grant;
+  if (grant.mode === 'actions') return grant;
   const request = await fleet.store.accessRequests.require(tenantId, grant.requestId);
   const now = fleet.clock.now().getTime();
   const over = grant.status === 'expired' || grant.status === 'revoked';
   const due = !over && Date.parse(grant.notBefore) <= now && now < Date.parse(grant.notAfter);
+  if (due && grant.mode === 'ssh-cert' && !grant.certificate) {
+    // The certificate comes before any server trusts the CA, so a grant never trusts without one.
+    try {
+      grant = await certifyGrant(fleet, grant, request.publicKey!);
+    } catch (error) {
+      const message = toFleetwardError(error, `signing the certificate of grant ${grant.id}`).message;
+      for (const t of grant.targets)
+        result.failures.push({ grantId: grant.id, serverId: t.serverId, message });
+      return grant;
+    }
+  }
   const servers = new Map(
     (
       await fleet.store.servers.listAll(tenantId, { selector: { ids: grant.targets.map((t) => t.serverId) } })
@@ -385,7 +404,7 @@ export async function sweepAccess(fleet: Fleet, tenantId: string): Promise<Sweep
   // Ended grants whose removal is not done yet (a server was down, or the process died).
   for (const status of ['expired', 'revoked'] as const) {
     for (const grant of await store.accessGrants.listAll(tenantId, { where: { status } })) {
-      if (grant.cleanedUp || grant.mode !== 'ssh-key') continue;
+      if (grant.cleanedUp || grant.mode === 'actions') continue;
       if (open.some((g) => g.id === grant.id)) continue;
       await reconcileGrant(fleet, grant, result);
     }
@@ -523,7 +542,7 @@ export function createAccessApi(internals: () => SessionInternals) {
           notAfter: new Date(start + current.durationMinutes * 60_000).toISOString(),
           status: start <= now.getTime() ? 'active' : 'scheduled',
           targets:
-            current.mode === 'ssh-key'
+            current.mode !== 'actions'
               ? current.serverIds.map((serverId) => ({ serverId, state: 'pending' as const }))
               : [],
         });
@@ -578,7 +597,7 @@ export function createAccessApi(internals: () => SessionInternals) {
       }
       return { request: updated, ...(grant ? { grant } : {}) };
     });
-    if (outcome.grant?.status === 'active' && outcome.grant.mode === 'ssh-key') {
+    if (outcome.grant?.status === 'active' && outcome.grant.mode !== 'actions') {
       outcome.grant = await reconcileGrant(fleet, outcome.grant, emptySweep());
     }
     return outcome;
@@ -606,6 +625,12 @@ export function createAccessApi(internals: () => SessionInternals) {
           throw new ValidationError('AccessRequestOptions', [{ path: ['ticket'], message: problem }]);
       }
       const fingerprint = opts.publicKey ? parsePublicKey(opts.publicKey).fingerprint : undefined;
+      // The user CA lives in the SecretStore: without one, fail now rather than at approval.
+      if (opts.mode === 'ssh-cert' && !fleet.secrets) {
+        throw new ValidationError('AccessRequestOptions', [
+          { path: ['mode'], message: 'ssh-cert access needs a SecretStore (createFleet({ secrets }))' },
+        ]);
+      }
       const servers = await resolveTargets(fleet.store, ctx.tenantId, opts.servers);
       if (servers.length === 0) {
         throw new ValidationError('AccessRequestOptions', [

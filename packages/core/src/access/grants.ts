@@ -10,6 +10,7 @@ import {
   renderAuthorizedKeys,
   withFleetwardMarker,
 } from './authorized-keys.js';
+import { generateEd25519KeyPair } from './keygen.js';
 import {
   editAuthorizedKeys,
   hostLocalTime,
@@ -17,6 +18,7 @@ import {
   readAuthorizedKeys,
   sshdVersionOf,
 } from './server-keys.js';
+import { certificateAuthorityPublicKey, certificateKeyId, signUserCertificate } from './ssh-cert.js';
 import { expiryTimeOption, supportsUtcExpiry } from './sshd-version.js';
 
 /**
@@ -119,6 +121,7 @@ export async function installGrantOn(
   server: Server,
   publicKey: string,
 ): Promise<GrantTarget> {
+  if (grant.mode === 'ssh-cert') return installCertAuthorityOn(fleet, grant, server, publicKey);
   const tenantId = grant.tenantId;
   const login = grant.login!;
   try {
@@ -200,6 +203,7 @@ export async function removeGrantFrom(
   grant: AccessGrant,
   server: Server,
 ): Promise<GrantTarget> {
+  if (grant.mode === 'ssh-cert') return releaseCertAuthorityFrom(fleet, grant, server);
   const tenantId = grant.tenantId;
   const login = grant.login!;
   try {
@@ -225,6 +229,293 @@ export async function removeGrantFrom(
   } catch (error) {
     if (error instanceof NoSuchLoginError) {
       // The login is gone from the server, and its keys with it.
+      const updated = await updateTarget(fleet, tenantId, grant.id, server.id, {
+        state: 'removed',
+        removedAt: fleet.clock.now().toISOString(),
+      });
+      return updated.targets.find((t) => t.serverId === server.id)!;
+    }
+    const err = failure(error, `removing grant ${grant.id} from ${server.name}`);
+    const updated = await updateTarget(fleet, tenantId, grant.id, server.id, {
+      state: 'remove-failed',
+      error: err,
+    });
+    await auditStep(fleet, grant, server, 'access.grant.remove', { ok: false, error: err });
+    return updated.targets.find((t) => t.serverId === server.id)!;
+  }
+}
+
+/** The comment that marks the tenant user CA's `cert-authority` lines. */
+export const USER_CA_MARKER = 'fleetward:user-ca';
+
+/** Where the tenant's user CA private key lives in the SecretStore. */
+export const userCaSecretRef = (tenantId: string) => `tenants/${tenantId}/access/user-ca`;
+
+/** Grants of mode `ssh-cert` are valid from this long before `notBefore`: clocks of servers drift. */
+export const CERTIFICATE_CLOCK_SKEW_MS = 60_000;
+
+/**
+ * The tenant's user CA (an Ed25519 key in the SecretStore), created on first use. The SecretStore
+ * has no compare-and-set: the key is read back after writing so that concurrent first uses in
+ * one process settle on the stored one.
+ * @throws ValidationError when the fleet has no SecretStore.
+ */
+export async function tenantUserCa(
+  fleet: Fleet,
+  tenantId: string,
+): Promise<{ privateKey: string; publicKey: string }> {
+  if (!fleet.secrets) {
+    throw new ValidationError('AccessRequestOptions', [
+      {
+        path: ['mode'],
+        message: 'ssh-cert access needs a SecretStore (createFleet({ secrets })) for the user CA',
+      },
+    ]);
+  }
+  const ref = userCaSecretRef(tenantId);
+  let privateKey = await fleet.secrets.get(ref);
+  if (privateKey === undefined) {
+    await fleet.secrets.set(
+      ref,
+      generateEd25519KeyPair(`fleetward user CA ${tenantId}`.slice(0, 200)).privateKey,
+    );
+    privateKey = await fleet.secrets.get(ref);
+    if (privateKey === undefined)
+      throw new ConflictError(`the user CA vanished from ${ref} after writing it`);
+  }
+  return { privateKey, publicKey: certificateAuthorityPublicKey(privateKey) };
+}
+
+/**
+ * Signs the grant's certificate (once; a grant that has one keeps it) and stores it on the grant.
+ * Valid for the grant's login only, from a minute before `notBefore` to `notAfter`, with a
+ * terminal and no forwarding; the key ID names tenant, request and ticket for sshd's log.
+ */
+export async function certifyGrant(
+  fleet: Fleet,
+  grant: AccessGrant,
+  publicKey: string,
+): Promise<AccessGrant> {
+  if (grant.certificate) return grant;
+  const ca = await tenantUserCa(fleet, grant.tenantId);
+  const keyId = certificateKeyId({
+    tenantId: grant.tenantId,
+    requestId: grant.requestId,
+    ticket: grant.ticket,
+  });
+  const certificate = signUserCertificate({
+    caPrivateKey: ca.privateKey,
+    publicKey,
+    principals: [grant.login!],
+    keyId,
+    validAfter: new Date(Date.parse(grant.notBefore) - CERTIFICATE_CLOCK_SKEW_MS),
+    validBefore: new Date(grant.notAfter),
+    extensions: ['permit-pty'],
+  });
+  for (let attempt = 1; ; attempt++) {
+    const current = await fleet.store.accessGrants.require(grant.tenantId, grant.id);
+    if (current.certificate) return current;
+    try {
+      const updated = await fleet.store.accessGrants.update(
+        grant.tenantId,
+        grant.id,
+        { certificate },
+        { expectedVersion: current.version },
+      );
+      await fleet.audit(fleet.store, {
+        tenantId: grant.tenantId,
+        actor: SYSTEM_ACTOR,
+        action: 'access.grant.certify',
+        target: { type: 'access-grant', id: grant.id },
+        decision: 'allow',
+        result: 'success',
+        ticket: grant.ticket,
+        details: {
+          requestId: grant.requestId,
+          principalId: grant.principalId,
+          login: grant.login,
+          fingerprint: parsePublicKey(publicKey).fingerprint,
+          keyId,
+          caFingerprint: parsePublicKey(ca.publicKey).fingerprint,
+          validBefore: grant.notAfter,
+        },
+      });
+      return updated;
+    } catch (error) {
+      if (!(error instanceof ConflictError) || attempt >= 10) throw error;
+    }
+  }
+}
+
+/** Whether `entry` is the tenant CA's line for `login`, as Fleetward writes it. */
+function isCaLineFor(entry: AuthorizedKeyEntry, caKeyBase64: string, login: string): boolean {
+  return (
+    entry.keyBase64 === caKeyBase64 &&
+    entry.comment.split(/[ \t]+/).includes(USER_CA_MARKER) &&
+    entry.options.some((o) => o.name === 'cert-authority') &&
+    entry.options.some((o) => o.name === 'principals' && o.value === login)
+  );
+}
+
+function caLine(caPublicKey: string, login: string): string {
+  const key = parsePublicKey(caPublicKey);
+  return renderAuthorizedKeyLine({
+    options: [{ name: 'cert-authority' }, { name: 'principals', value: login }],
+    keyType: key.keyType,
+    keyBase64: key.keyBase64,
+    comment: USER_CA_MARKER,
+  });
+}
+
+async function writeCaLine(
+  fleet: Fleet,
+  server: Server,
+  login: string,
+  caPublicKey: string,
+  userKey?: string,
+) {
+  const adapter = fleet.adapterFor(server);
+  const ca = parsePublicKey(caPublicKey);
+  const fingerprint = userKey ? parsePublicKey(userKey).fingerprint : undefined;
+  await editAuthorizedKeys(adapter, server, login, (current) => {
+    const lines = parseAuthorizedKeys(current.text);
+    const standing = fingerprint
+      ? lines
+          .filter(isEntry)
+          .find((e) => e.fingerprint === fingerprint && fleetwardMarker(e).grantId === undefined)
+      : undefined;
+    if (standing) {
+      throw new ConflictError(
+        `the key ${fingerprint} already has standing access as ${login} on ${server.name} (line ${standing.lineNo}); a certificate would not limit it`,
+      );
+    }
+    if (lines.filter(isEntry).some((e) => isCaLineFor(e, ca.keyBase64, login))) return undefined;
+    return `${renderAuthorizedKeys(lines)}${caLine(caPublicKey, login)}\n`;
+  });
+  const after = parseAuthorizedKeys((await readAuthorizedKeys(adapter, server, login)).text).filter(isEntry);
+  if (!after.some((e) => isCaLineFor(e, ca.keyBase64, login))) {
+    throw new ConflictError(
+      `the user CA line is not in authorized_keys of ${login} on ${server.name} after writing it`,
+    );
+  }
+}
+
+/**
+ * Mode `ssh-cert`: makes `login` on the server trust the tenant's user CA for that login only
+ * (`cert-authority,principals="<login>" <ca> fleetward:user-ca`), once per login and server, and
+ * reads it back. The grant's certificate is signed before (see {@link certifyGrant}); sshd then
+ * enforces its validity, so nothing on the server carries the grant's end.
+ */
+async function installCertAuthorityOn(
+  fleet: Fleet,
+  grant: AccessGrant,
+  server: Server,
+  publicKey: string,
+): Promise<GrantTarget> {
+  const login = grant.login!;
+  try {
+    const ca = await tenantUserCa(fleet, grant.tenantId);
+    await writeCaLine(fleet, server, login, ca.publicKey, publicKey);
+    const target: GrantTarget = {
+      serverId: server.id,
+      state: 'installed',
+      installedAt: fleet.clock.now().toISOString(),
+    };
+    await updateTarget(fleet, grant.tenantId, grant.id, server.id, target, ['error']);
+    await auditStep(fleet, grant, server, 'access.grant.install', {
+      ok: true,
+      reason: grant.reason,
+      details: {
+        principalId: grant.principalId,
+        login,
+        fingerprint: parsePublicKey(publicKey).fingerprint,
+        caFingerprint: parsePublicKey(ca.publicKey).fingerprint,
+        notAfter: grant.notAfter,
+      },
+    });
+    return target;
+  } catch (error) {
+    const err = failure(error, `installing grant ${grant.id} on ${server.name}`);
+    const target: GrantTarget = { serverId: server.id, state: 'failed', error: err };
+    await updateTarget(fleet, grant.tenantId, grant.id, server.id, target);
+    await auditStep(fleet, grant, server, 'access.grant.install', { ok: false, error: err });
+    return target;
+  }
+}
+
+/** Other live certificate grants that rely on the CA line of `login` on `serverId`. */
+async function othersNeedingCa(fleet: Fleet, grant: AccessGrant, serverId: string): Promise<string[]> {
+  const now = fleet.clock.now().getTime();
+  return (await fleet.store.accessGrants.listAll(grant.tenantId, { where: { status: 'active' } }))
+    .filter(
+      (g) =>
+        g.id !== grant.id &&
+        g.mode === 'ssh-cert' &&
+        g.login === grant.login &&
+        Date.parse(g.notAfter) > now &&
+        g.targets.some((t) => t.serverId === serverId && (t.state === 'installed' || t.state === 'pending')),
+    )
+    .map((g) => g.id);
+}
+
+/**
+ * Mode `ssh-cert`: the grant lets go of the CA line of its login on the server. The line is
+ * removed (and checked gone) unless another active certificate grant of that login on that server
+ * still needs it; should one have installed it meanwhile, the line is put back. A single
+ * certificate cannot be revoked this way while the line stays: that needs `RevokedKeys` in
+ * sshd_config, which Fleetward does not manage.
+ */
+async function releaseCertAuthorityFrom(
+  fleet: Fleet,
+  grant: AccessGrant,
+  server: Server,
+): Promise<GrantTarget> {
+  const tenantId = grant.tenantId;
+  const login = grant.login!;
+  try {
+    const adapter = fleet.adapterFor(server);
+    const ca = await tenantUserCa(fleet, tenantId);
+    const caKey = parsePublicKey(ca.publicKey).keyBase64;
+    let kept = await othersNeedingCa(fleet, grant, server.id);
+    if (kept.length === 0) {
+      await editAuthorizedKeys(adapter, server, login, (current) => {
+        const lines = parseAuthorizedKeys(current.text);
+        const rest = lines.filter((l) => !(isEntry(l) && isCaLineFor(l, caKey, login)));
+        return rest.length === lines.length ? undefined : renderAuthorizedKeys(rest);
+      });
+      kept = await othersNeedingCa(fleet, grant, server.id);
+      if (kept.length > 0) {
+        await writeCaLine(fleet, server, login, ca.publicKey);
+      } else {
+        const after = parseAuthorizedKeys((await readAuthorizedKeys(adapter, server, login)).text).filter(
+          isEntry,
+        );
+        if (after.some((e) => isCaLineFor(e, caKey, login))) {
+          throw new ConflictError(
+            `the user CA line is still in authorized_keys of ${login} on ${server.name}`,
+          );
+        }
+      }
+    }
+    const updated = await updateTarget(
+      fleet,
+      tenantId,
+      grant.id,
+      server.id,
+      { state: 'removed', removedAt: fleet.clock.now().toISOString() },
+      ['error'],
+    );
+    await auditStep(fleet, grant, server, 'access.grant.remove', {
+      ok: true,
+      details: {
+        login,
+        caLine: kept.length ? 'kept' : 'removed',
+        ...(kept.length ? { neededBy: kept.slice(0, 20) } : { verified: true }),
+      },
+    });
+    return updated.targets.find((t) => t.serverId === server.id)!;
+  } catch (error) {
+    if (error instanceof NoSuchLoginError) {
       const updated = await updateTarget(fleet, tenantId, grant.id, server.id, {
         state: 'removed',
         removedAt: fleet.clock.now().toISOString(),

@@ -383,7 +383,8 @@ class Index {
     }
     for (const g of input.grants) {
       this.grants.set(g.id, g);
-      if (g.mode === 'ssh-key' && g.fingerprint) push(this.grantsByFingerprint, g.fingerprint, g);
+      if ((g.mode === 'ssh-key' || g.mode === 'ssh-cert') && g.fingerprint)
+        push(this.grantsByFingerprint, g.fingerprint, g);
       if (g.roleId) this.grantsByRole.set(g.roleId, g);
     }
     for (const r of input.requests) if (r.fingerprint) push(this.requestsByFingerprint, r.fingerprint, r);

@@ -27,9 +27,11 @@ export const AccessRequestFields = {
   requesterId: IdSchema,
   /**
    * `ssh-key`: a time-bound `authorized_keys` line for `publicKey` that sshd itself expires.
+   * `ssh-cert`: an OpenSSH user certificate for `publicKey`, signed by the tenant's user CA, whose
+   * validity sshd itself enforces; the servers trust the CA for `login` only.
    * `actions`: no shell at all; the grant allows only `actions` (and `scripts`) on the servers.
    */
-  mode: z.enum(['ssh-key', 'actions']).default('ssh-key'),
+  mode: z.enum(['ssh-key', 'ssh-cert', 'actions']).default('ssh-key'),
   /** The servers as the requester chose them. */
   servers: ServerSelectorSchema,
   /** The servers the selector chose at request time: approvers approve exactly these. */
@@ -67,7 +69,9 @@ export const GrantTargetSchema = z.strictObject({
   serverId: IdSchema,
   /**
    * `pending`: not on the server yet. `installed`: the line is on the server (sshd enforces its
-   * expiry). `removed`: taken off and checked gone. `failed`: could not install (see `error`).
+   * expiry; for `ssh-cert`, the login trusts the tenant's user CA and sshd enforces the certificate's
+   * validity). For `ssh-cert`, `removed` means this grant no longer holds the CA line there: it is
+   * gone, or kept because another grant of that login still needs it. `removed`: taken off and checked gone. `failed`: could not install (see `error`).
    * `remove-failed`: removal could not be done or verified; retried by every sweep.
    */
   state: z.enum(['pending', 'installed', 'failed', 'removed', 'remove-failed']),
@@ -84,9 +88,14 @@ export type GrantTarget = z.infer<typeof GrantTargetSchema>;
 export const AccessGrantFields = {
   requestId: IdSchema,
   principalId: IdSchema,
-  mode: z.enum(['ssh-key', 'actions']),
+  mode: z.enum(['ssh-key', 'ssh-cert', 'actions']),
   login: LoginSchema.optional(),
   fingerprint: FingerprintSchema.optional(),
+  /**
+   * Mode `ssh-cert`: the signed `…-cert.pub` line, valid from a minute before `notBefore` (clock
+   * skew) until `notAfter`. Public material: it is useless without the requester's private key.
+   */
+  certificate: z.string().max(16_384).optional(),
   reason: z.string().max(2000),
   ticket: z.string().max(128),
   approverIds: z.array(IdSchema).min(1),

@@ -2,9 +2,12 @@ import {
   type Adapter,
   AuthorizationError,
   ConflictError,
+  certificateAuthorityPublicKey,
   createFleet,
   createMemoryStore,
   type Fleet,
+  MemorySecretStore,
+  parseCertificate,
   sweepAccess,
   TransportError,
   ticketPattern,
@@ -311,6 +314,65 @@ describe('access.approve', () => {
     clock.advance(31 * 60_000);
     await sweepAccess(fleet, T);
     expect(await fleet.store.audit.list(T, { action: 'access.grant.install' })).toHaveLength(2);
+  });
+
+  it('ssh-cert — needs a SecretStore; approval signs a certificate for the login, valid from a minute before the window to its end', async () => {
+    const certRequest = {
+      mode: 'ssh-cert' as const,
+      servers: { serverIds: ['web-1'] },
+      login: 'deploy',
+      publicKey: KEY,
+      durationMinutes: 30,
+      reason: 'look at the logs of the web tier',
+      ticket: 'INC-4713',
+    };
+    const noSecrets = await as('carol')
+      .access.request(certRequest)
+      .catch((e: unknown) => e);
+    expect(noSecrets).toBeInstanceOf(ValidationError);
+    expect((noSecrets as ValidationError).issues[0]!.path).toEqual(['mode']);
+
+    const secrets = new MemorySecretStore();
+    const withSecrets = createFleet({
+      store: fleet.store,
+      adapters: [unreachable],
+      clock,
+      secrets,
+      access: { requiredApprovals: 1 },
+    });
+    const carol = withSecrets.as({ tenantId: T, principalId: 'carol' });
+    const request = await carol.access.request(certRequest);
+    expect(await secrets.list()).toEqual([]);
+    clock.advance(5 * 60_000);
+    const { grant } = await withSecrets
+      .as({ tenantId: T, principalId: 'bob', ...mfa() })
+      .access.approve(request.id);
+    expect(await secrets.list()).toEqual([`tenants/${T}/access/user-ca`]);
+    const cert = parseCertificate(grant!.certificate!);
+    expect(cert).toMatchObject({
+      type: 'user',
+      principals: ['deploy'],
+      keyId: `fleetward:${T}:${request.id}:INC-4713`,
+      validAfter: new Date('2026-05-01T09:04:00.000Z'),
+      validBefore: new Date('2026-05-01T09:35:00.000Z'),
+      extensions: ['permit-pty'],
+      criticalOptions: {},
+      fingerprint: request.fingerprint,
+      signatureKey: certificateAuthorityPublicKey((await secrets.get(`tenants/${T}/access/user-ca`))!),
+      signatureValid: true,
+    });
+    // The server is down: its target failed, but the certificate is the requester's to fetch.
+    expect(grant!.targets).toEqual([expect.objectContaining({ serverId: 'web-1', state: 'failed' })]);
+    expect((await carol.access.getGrant(grant!.id)).certificate).toBe(grant!.certificate);
+    expect(await fleet.store.audit.list(T, { action: 'access.grant.certify' })).toEqual([
+      expect.objectContaining({ result: 'success', ticket: 'INC-4713' }),
+    ]);
+    // A DSA key cannot be certified: refused at the request, not at approval.
+    const dss = await carol.access
+      .request({ ...certRequest, publicKey: 'ssh-dss AAAAB3NzaC1kc3MAAAABcAAAAAFxAAAAAWcAAAABeQ== x' })
+      .catch((e: unknown) => e);
+    expect((dss as ValidationError).issues[0]!.path).toEqual(['publicKey']);
+    // withSecrets shares the store that afterEach closes through `fleet`; it has no adapter to close.
   });
 
   it('tenancy — a request id of another tenant is not found, never decided', async () => {
