@@ -266,6 +266,13 @@ describeWithLab('access management on lab hosts', () => {
     expect(await deb1.readFile('/var/log/fleetward-lab/sshd.log')).toContain(
       `ID fleetward:${TENANT}:${request.id}:INC-1002`,
     );
+    // The inventory and the access audit know the CA line as Fleetward's, needed while the grant lasts.
+    const [inventory] = await alice.keys.inventory({ serverIds: ['deb1'] });
+    expect(inventory!.keys.filter((k) => k.fleetwardUserCa).map((k) => k.login)).toEqual(['labuser']);
+    const report = await alice.audit.accessReport();
+    expect(report.keys.filter((k) => k.kind === 'user-ca')).toEqual([
+      expect.objectContaining({ serverId: 'deb1', login: 'labuser', needed: 'yes' }),
+    ]);
 
     await fleet.close();
     const wait = Date.parse(grant.notAfter) + 2_000 - Date.now();

@@ -6,7 +6,7 @@ import type { Same } from './schemas.js';
 // the OpenAPI document, and the type check at the end fails the build when the two drift apart.
 
 const Affiliation = z.enum(['employee', 'contractor']);
-const KeyKind = z.enum(['managed', 'granted', 'cloud-agent', 'unmanaged']);
+const KeyKind = z.enum(['managed', 'granted', 'user-ca', 'cloud-agent', 'unmanaged']);
 const KeyNeeded = z.enum(['yes', 'review', 'no']);
 
 const Person = z.strictObject({

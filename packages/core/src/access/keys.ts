@@ -23,6 +23,7 @@ import {
   parseAuthorizedKeys,
   parsePublicKey,
 } from './authorized-keys.js';
+import { USER_CA_MARKER } from './grants.js';
 import { type RotationOptions, type RotationReport, rotateCredential } from './rotation.js';
 import { readAllAuthorizedKeys, readSshdLog, sshdVersionOf } from './server-keys.js';
 import { parseSshdLog } from './sshd-log.js';
@@ -133,6 +134,9 @@ async function inventoryServer(
               : {}),
           ...(marker.grantId ? { grantId: marker.grantId } : {}),
           cloudAgent: isCloudAgentManaged(lines, index),
+          fleetwardUserCa:
+            optionOf(line, 'cert-authority') !== undefined &&
+            line.comment.split(/\s+/).includes(USER_CA_MARKER),
           logins: used.length,
           ...(timed[0]?.at ? { lastUsedAt: timed[0].at } : {}),
           ...(used.at(-1) ? { lastUsedFrom: used.at(-1)!.from.slice(0, 64) } : {}),

@@ -169,7 +169,7 @@ export interface AccessAuditAccess {
   explanation: string;
 }
 
-export type KeyKind = 'managed' | 'granted' | 'cloud-agent' | 'unmanaged';
+export type KeyKind = 'managed' | 'granted' | 'user-ca' | 'cloud-agent' | 'unmanaged';
 export type KeyNeeded = 'yes' | 'review' | 'no';
 
 /** One key found in a login's `authorized_keys` on a server. */
@@ -935,6 +935,23 @@ function keyRow(ix: Index, inventory: KeyInventory, key: ObservedKey): AccessAud
       why: verdict.why + suffix,
     };
   }
+  if (key.fleetwardUserCa) {
+    const live = [...ix.grants.values()].filter(
+      (g) =>
+        g.mode === 'ssh-cert' &&
+        g.login === key.login &&
+        (g.status === 'active' || g.status === 'scheduled') &&
+        g.targets.some((t) => t.serverId === inventory.serverId),
+    );
+    return {
+      ...base,
+      kind: 'user-ca',
+      needed: live.length ? 'yes' : 'no',
+      why: live.length
+        ? `The tenant's user CA, trusted for ${key.login} while certificate grant${live.length > 1 ? 's' : ''} ${live.map((g) => g.id).join(', ')} last${live.length > 1 ? '' : 's'}.${suffix}`
+        : `The tenant's user CA with no live certificate grant for ${key.login} here: the next access sweep removes it.${suffix}`,
+    };
+  }
   const u = usage(ix, key, inventory);
   // The same key in an access request tells whose it is, even though nobody registered it.
   const request = (ix.requestsByFingerprint.get(fingerprint) ?? [])[0];
@@ -1427,7 +1444,13 @@ function assemble(ix: Index, tally: RecordTally): AccessAuditReport {
   );
   const rotation = rotationRows(ix, tally);
 
-  const keysByKind: Record<KeyKind, number> = { managed: 0, granted: 0, 'cloud-agent': 0, unmanaged: 0 };
+  const keysByKind: Record<KeyKind, number> = {
+    managed: 0,
+    granted: 0,
+    'user-ca': 0,
+    'cloud-agent': 0,
+    unmanaged: 0,
+  };
   const keysNeeded: Record<KeyNeeded, number> = { yes: 0, review: 0, no: 0 };
   for (const k of keys) {
     keysByKind[k.kind]++;

@@ -138,6 +138,8 @@ export const ObservedKeySchema = z.strictObject({
   grantId: IdSchema.optional(),
   /** Written by a cloud agent (e.g. `# Added by Google`): never edited by Fleetward. */
   cloudAgent: z.boolean().default(false),
+  /** The tenant's user CA line that Fleetward installs for certificate grants (`cert-authority`). */
+  fleetwardUserCa: z.boolean().default(false),
   /** Accepted logins with this key in the part of the sshd log that was read. */
   logins: z.number().int().min(0).default(0),
   /** The newest of them, when the log says when (logs without timestamps do not). */

@@ -910,7 +910,13 @@ describe('buildAccessAuditReport — who accessed which servers, and did it matc
 
 describe('buildAccessAuditReport — keys on servers and whether they are needed', () => {
   it('buildAccessAuditReport — classifies every key of the newest inventories', () => {
-    expect(report.totals.keysByKind).toEqual({ managed: 5, granted: 2, 'cloud-agent': 1, unmanaged: 3 });
+    expect(report.totals.keysByKind).toEqual({
+      'user-ca': 0,
+      managed: 5,
+      granted: 2,
+      'cloud-agent': 1,
+      unmanaged: 3,
+    });
     expect(
       report.keys.some(
         (k) => k.serverId === 'web-1' && k.login === 'root' && k.fingerprint === K.stale.fingerprint,
