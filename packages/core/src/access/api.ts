@@ -279,7 +279,26 @@ export async function sweepAccess(fleet: Fleet, tenantId: string): Promise<Sweep
   const result = emptySweep();
   const nowDate = fleet.clock.now();
   const now = nowDate.getTime();
-  const system = { principalId: 'system', kind: 'system' as const };
+  /** The sweep's own audit record of a request or grant it moved on, as the system. */
+  const audit = (
+    tx: StoreScope,
+    action: 'access.expire' | 'access.grant.start',
+    target: { type: 'access-request' | 'access-grant'; id: string },
+    ticket: string,
+    details: Record<string, unknown>,
+    reason?: string,
+  ) =>
+    fleet.audit(tx, {
+      tenantId,
+      actor: { principalId: 'system', kind: 'system' },
+      action,
+      target,
+      decision: 'allow',
+      result: 'success',
+      ...(reason ? { reason } : {}),
+      ticket,
+      details,
+    });
 
   for (const request of await store.accessRequests.listAll(tenantId, { where: { status: 'pending' } })) {
     if (Date.parse(request.expiresAt) > now) continue;
@@ -293,17 +312,14 @@ export async function sweepAccess(fleet: Fleet, tenantId: string): Promise<Sweep
           { status: 'expired', decidedAt: nowDate.toISOString() },
           { expectedVersion: current.version },
         );
-        await fleet.audit(tx, {
-          tenantId,
-          actor: system,
-          action: 'access.expire',
-          target: { type: 'access-request', id: request.id },
-          decision: 'allow',
-          result: 'success',
-          reason: 'not decided before it expired',
-          ticket: request.ticket,
-          details: { requesterId: request.requesterId, approvals: request.approvals.length },
-        });
+        await audit(
+          tx,
+          'access.expire',
+          { type: 'access-request', id: request.id },
+          request.ticket,
+          { requesterId: request.requesterId, approvals: request.approvals.length },
+          'not decided before it expired',
+        );
         await enqueueEvent(tx, {
           tenantId,
           eventType: 'access.expired',
@@ -348,17 +364,14 @@ export async function sweepAccess(fleet: Fleet, tenantId: string): Promise<Sweep
               { expectedVersion: request.version },
             );
           }
-          await fleet.audit(tx, {
-            tenantId,
-            actor: system,
-            action: 'access.expire',
-            target: { type: 'access-grant', id: grant.id },
-            decision: 'allow',
-            result: 'success',
-            reason: 'the grant reached its end',
-            ticket: grant.ticket,
-            details: { requestId: grant.requestId, principalId: grant.principalId, notAfter: grant.notAfter },
-          });
+          await audit(
+            tx,
+            'access.expire',
+            { type: 'access-grant', id: grant.id },
+            grant.ticket,
+            { requestId: grant.requestId, principalId: grant.principalId, notAfter: grant.notAfter },
+            'the grant reached its end',
+          );
           return ended;
         });
         result.expiredGrants.push(grant.id);
@@ -376,19 +389,10 @@ export async function sweepAccess(fleet: Fleet, tenantId: string): Promise<Sweep
                   { status: 'active' },
                   { expectedVersion: current.version },
                 );
-          await fleet.audit(tx, {
-            tenantId,
-            actor: system,
-            action: 'access.grant.start',
-            target: { type: 'access-grant', id: grant.id },
-            decision: 'allow',
-            result: 'success',
-            ticket: grant.ticket,
-            details: {
-              requestId: grant.requestId,
-              principalId: grant.principalId,
-              notBefore: grant.notBefore,
-            },
+          await audit(tx, 'access.grant.start', { type: 'access-grant', id: grant.id }, grant.ticket, {
+            requestId: grant.requestId,
+            principalId: grant.principalId,
+            notBefore: grant.notBefore,
           });
           return started;
         });
