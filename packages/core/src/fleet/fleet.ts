@@ -15,17 +15,22 @@ import {
   type AuditInput,
   type AuditRecord,
   type EntityInputs,
+  IdSchema,
   type Job,
+  matchesSelector,
   type Principal,
   type ProjectInput,
   type ScanResult,
   type ScanResultInput,
   type Server,
   type ServerInput,
+  ServerSchemas,
   type ServerSelector,
+  ServerSelectorSchema,
   validate,
 } from '../domain/index.js';
 import { DEFAULT_DRIVERS, scanServer } from '../engine/scan.js';
+import { OperationStopLatch } from '../engine/stop.js';
 import {
   AbortedError,
   AuthorizationError,
@@ -51,6 +56,7 @@ import { createScheduleApi } from '../schedule/api.js';
 import { createScriptApi } from '../sop/api.js';
 import { createRunbookApi } from '../sop/runbook.js';
 import type { FleetEvents } from './events.js';
+import { type ReachGuard, ReachWideningRefusal, snapshotReach, wideningOf } from './reach-guard.js';
 
 export interface FleetOptions {
   store: Store;
@@ -311,6 +317,13 @@ export interface SessionInternals {
 }
 
 type ServerChanges = Partial<Omit<ServerInput, 'tenantId' | 'id'>>;
+
+const BindRoleOptionsSchema = z.strictObject({
+  /** Limit the binding to servers of these projects; absent means tenant-wide. */
+  projectIds: z.array(IdSchema).min(1).max(1000).optional(),
+});
+/** Options of `iam.bindRole`. */
+export type BindRoleOptions = z.input<typeof BindRoleOptionsSchema>;
 type ProjectChanges = Partial<Omit<ProjectInput, 'tenantId' | 'id'>>;
 
 /** The API as one principal of one tenant. Every method authorizes, then audits. */
@@ -407,19 +420,36 @@ export class FleetSession {
     return { principal, rule };
   }
 
-  /** Runs a write with its audit record in one transaction; a failure is audited too. */
+  /**
+   * Runs a write with its audit record in one transaction; a failure is audited too. With a
+   * `guard`, the change is also decided on what it results in: it is refused (and audited as
+   * denied) when it would widen the caller's own reach, or hand another principal something the
+   * caller could not do itself (see `reach-guard.ts`).
+   */
   async #write<T>(
     action: Action,
     resources: Resource[],
     target: NonNullable<AuditInput['target']>,
     fn: (tx: StoreScope) => Promise<T>,
     details: (result: T) => Record<string, unknown> = () => ({}),
+    guard?: ReachGuard,
   ): Promise<T> {
     const { principal, rule } = await this.#decide(action, resources, target);
     const actor = { principalId: principal.id, kind: principal.kind };
     try {
       return await this.#fleet.store.transaction(async (tx) => {
+        const now = this.#fleet.clock.now();
+        const caller = {
+          principalId: principal.id,
+          mfaVerifiedAt: this.actor.mfaVerifiedAt ? new Date(this.actor.mfaVerifiedAt) : undefined,
+        };
+        const before = guard ? await snapshotReach(tx, this.#tenantId, guard, caller, now) : undefined;
         const result = await fn(tx);
+        if (guard && before) {
+          const after = await snapshotReach(tx, this.#tenantId, guard, caller, now);
+          const widening = wideningOf(before, after, principal.id);
+          if (widening) throw new ReachWideningRefusal(action, principal.id, target, widening);
+        }
         await this.#fleet.audit(tx, {
           tenantId: this.#tenantId,
           actor,
@@ -433,6 +463,20 @@ export class FleetSession {
         return result;
       });
     } catch (error) {
+      if (error instanceof ReachWideningRefusal) {
+        await this.#fleet.audit(this.#fleet.store, {
+          tenantId: this.#tenantId,
+          actor,
+          action,
+          target,
+          decision: 'deny',
+          result: 'denied',
+          reason: error.decision.reason,
+          details: { widening: true },
+        });
+        this.#fleet.events.emit('authz.denied', error.decision);
+        throw error;
+      }
       const failure = toFleetwardError(error, action);
       await this.#fleet.audit(this.#fleet.store, {
         tenantId: this.#tenantId,
@@ -478,17 +522,31 @@ export class FleetSession {
         { type: 'principal', id: input.id ?? '(new)' },
         (tx) => tx.principals.create({ ...input, tenantId: this.#tenantId } as EntityInputs['principals']),
       ),
-    bindRole: (principalId: string, roleId: string, options: { projectIds?: string[] } = {}) =>
-      this.#write(
+    /**
+     * Binds a role to a principal, tenant-wide or for some projects. Refused (`AuthorizationError`)
+     * when it would widen the caller's own reach or give the principal anything the caller may not
+     * do itself; unknown option fields (`tenantId` among them) are a `ValidationError`.
+     */
+    bindRole: async (principalId: string, roleId: string, options: BindRoleOptions = {}) => {
+      const { projectIds } = validate(BindRoleOptionsSchema, options, 'BindRoleOptions');
+      return this.#write(
         'iam.write',
         [{ type: 'role-binding' }],
         { type: 'principal', id: principalId },
         async (tx) => {
           await tx.principals.require(this.#tenantId, principalId);
           await tx.roles.require(this.#tenantId, roleId);
-          return tx.roleBindings.create({ tenantId: this.#tenantId, principalId, roleId, ...options });
+          return tx.roleBindings.create({
+            principalId,
+            roleId,
+            ...(projectIds ? { projectIds } : {}),
+            tenantId: this.#tenantId,
+          });
         },
-      ),
+        (b) => ({ bindingId: b.id, roleId, ...(projectIds ? { projectIds } : {}) }),
+        { principals: [principalId], servers: 'all', others: true },
+      );
+    },
     listPrincipals: () =>
       this.#read('iam.read', [{ type: 'principal' }], { type: 'principal', id: '*' }, () =>
         this.#fleet.store.principals.listAll(this.#tenantId),
@@ -538,9 +596,13 @@ export class FleetSession {
   readonly servers = {
     add: (input: Omit<ServerInput, 'tenantId'>): Promise<Server> => {
       const candidate = { ...input, tenantId: this.#tenantId } as ServerInput;
+      const resulting = ServerSchemas.input.safeParse(candidate);
       return this.#write(
         'inventory.write',
-        [{ type: 'server-inventory' }],
+        [
+          { type: 'server-inventory' },
+          ...(resulting.success ? [{ type: 'server' as const, server: resulting.data as Server }] : []),
+        ],
         { type: 'server', id: input.id ?? '(new)' },
         (tx) => tx.servers.create(candidate),
         (s) => ({ serverId: s.id, name: s.name }),
@@ -558,6 +620,8 @@ export class FleetSession {
         [{ type: 'server', server: current }],
         { type: 'server', id },
         (tx) => tx.servers.update(this.#tenantId, id, changes, options),
+        undefined,
+        { principals: 'all', servers: [id], others: false },
       );
     },
     remove: async (id: string, options: { expectedVersion?: number } = {}): Promise<boolean> => {
@@ -589,6 +653,17 @@ export class FleetSession {
       );
     },
   };
+
+  /** The servers a selector given as input chooses, as resources; none for a selector that is not valid. */
+  async #chosenBy(selector: unknown): Promise<Resource[]> {
+    if (selector === undefined) return [];
+    const parsed = ServerSelectorSchema.safeParse(selector);
+    if (!parsed.success) return [];
+    const servers = await this.#fleet.store.servers.listAll(this.#tenantId);
+    return servers
+      .filter((server) => matchesSelector(server, parsed.data))
+      .map((server) => ({ type: 'server', server }));
+  }
 
   async #filterReadable(servers: Server[]): Promise<Server[]> {
     const principal = await this.#principal();
@@ -630,26 +705,46 @@ export class FleetSession {
   };
 
   readonly projects = {
-    add: (input: Omit<ProjectInput, 'tenantId'>) =>
+    /**
+     * Adds a project. Needs `inventory.write` on the project and on every server its selector
+     * chooses; refused when principals already bound to the project id would gain anything the
+     * caller may not do itself.
+     */
+    add: async (input: Omit<ProjectInput, 'tenantId'>) =>
       this.#write(
         'inventory.write',
-        [{ type: 'project', ...(input.id ? { id: input.id, projectId: input.id } : {}) }],
+        [
+          { type: 'project', ...(input.id ? { id: input.id, projectId: input.id } : {}) },
+          ...(await this.#chosenBy(input.selector)),
+        ],
         { type: 'project', id: input.id ?? '(new)' },
         (tx) => tx.projects.create({ ...input, tenantId: this.#tenantId } as ProjectInput),
+        undefined,
+        input.id ? { principals: { boundToProject: input.id }, servers: 'all', others: false } : undefined,
       ),
-    update: (id: string, changes: ProjectChanges, options: { expectedVersion: number }) =>
+    /**
+     * Changes a project. A new selector needs `inventory.write` on every server it chooses, and is
+     * refused when it would widen the caller's reach or give a principal bound to the project
+     * anything the caller may not do itself.
+     */
+    update: async (id: string, changes: ProjectChanges, options: { expectedVersion: number }) =>
       this.#write(
         'inventory.write',
-        [{ type: 'project', id, projectId: id }],
+        [{ type: 'project', id, projectId: id }, ...(await this.#chosenBy(changes?.selector))],
         { type: 'project', id },
         (tx) => tx.projects.update(this.#tenantId, id, changes, options),
+        undefined,
+        { principals: { boundToProject: id }, servers: 'all', others: false },
       ),
+    /** Removes a project; refused when that would lift a deny that a project-bound role imposed. */
     remove: (id: string, options: { expectedVersion?: number } = {}) =>
       this.#write(
         'inventory.write',
         [{ type: 'project', id, projectId: id }],
         { type: 'project', id },
         (tx) => tx.projects.delete(this.#tenantId, id, options),
+        undefined,
+        { principals: { boundToProject: id }, servers: 'all', others: false },
       ),
     get: (id: string) =>
       this.#read('inventory.read', [{ type: 'project', id, projectId: id }], { type: 'project', id }, () =>
@@ -730,8 +825,15 @@ export class FleetSession {
 
     const queue = new PQueue({ concurrency });
     const results: ScanResult[] = [];
+    const stop = new OperationStopLatch();
+    const notStarted: Server[] = [];
     const scanOne = async (server: Server) => {
       const taskId = `${jobId}:${server.id}`;
+      // After a changed host key no further server is touched; those already scanning finish.
+      if (stop.stopped) {
+        notStarted.push(server);
+        return;
+      }
       const running = await store.taskResults.update(
         tenantId,
         taskId,
@@ -776,6 +878,7 @@ export class FleetSession {
         fleet.events.emit('scan.server.completed', { tenantId, jobId, serverId: server.id, result });
       } catch (thrown) {
         const error = toFleetwardError(thrown, `scanning ${server.name}`);
+        stop.note(error, server);
         const failure = { code: error.code, message: error.message.slice(0, 4000) };
         result = await store.transaction(async (tx) => {
           const saved = await tx.scanResults.create({
@@ -806,14 +909,31 @@ export class FleetSession {
 
     const failed = results.filter((r) => r.status === 'failed').length;
     const succeeded = results.length - failed;
+    const stoppedBy = stop.stopped;
     const status = options.signal?.aborted
       ? 'cancelled'
-      : failed === 0
-        ? 'succeeded'
-        : succeeded === 0
-          ? 'failed'
-          : 'partial';
+      : stoppedBy && notStarted.length > 0
+        ? 'stopped'
+        : failed === 0
+          ? 'succeeded'
+          : succeeded === 0
+            ? 'failed'
+            : 'partial';
+    const reason = stoppedBy
+      ? `${stoppedBy.reason}${notStarted.length ? `; ${notStarted.length} server(s) not scanned` : ''}`.slice(
+          0,
+          2000,
+        )
+      : undefined;
     job = await store.transaction(async (tx) => {
+      for (const server of notStarted) {
+        await tx.taskResults.update(
+          tenantId,
+          `${jobId}:${server.id}`,
+          { status: 'skipped', error: { code: 'NOT_STARTED', message: `not scanned: ${stoppedBy!.reason}` } },
+          { expectedVersion: 1 },
+        );
+      }
       const finished = await tx.jobs.update(
         tenantId,
         jobId,
@@ -821,6 +941,7 @@ export class FleetSession {
           status,
           finishedAt: fleet.clock.now().toISOString(),
           summary: { total: servers.length, succeeded, failed },
+          ...(reason ? { reason } : {}),
         },
         { expectedVersion: job.version },
       );
@@ -837,7 +958,10 @@ export class FleetSession {
           succeeded,
           failed,
           pending: results.reduce((n, r) => n + r.patches.length, 0),
+          ...stop.details(),
+          ...(stoppedBy ? { notStarted: notStarted.map((s) => s.id).slice(0, 1000) } : {}),
         },
+        ...(reason ? { reason } : {}),
       });
       // The webhook is written with the job's completion: it commits, or neither does.
       await enqueueEvent(tx, {
