@@ -145,6 +145,8 @@ export function createApiTokenApi(internals: () => SessionInternals): ApiTokenAp
         },
         // The target names the token: a `tokenId` detail would be redacted as if it were a secret.
         (t) => ({ principalId: t.principalId, name: t.name, expiresAt: t.expiresAt ?? null }),
+        // A token for someone else acts as them: only for a caller that may do all they may.
+        { principals: [principalId], servers: 'all', others: true, impersonates: principalId },
       );
       return { apiToken: view(stored), token: minted.token };
     },

@@ -361,6 +361,31 @@ describe('tokens', () => {
     expect(foreign.status).toBe(404);
   });
 
+  it('POST /v1/tokens — an IAM admin cannot mint a token acting as someone who may do more than it', async () => {
+    const iamAdmin = await principalWith('iam-admin', [{ effect: 'allow', actions: ['iam.*'] }]);
+    const escalate = await h.call('POST', '/v1/tokens', {
+      token: iamAdmin,
+      body: { name: 'escalate', principalId: 'bravo-admin' },
+    });
+    expect(escalate.status).toBe(403);
+    expect(problemOf(escalate).detail).toMatch(/acting as bravo-admin would let iam-admin do/);
+    const minted = (await h.fleet.store.apiTokens.listAll('bravo')).filter((t) => t.name === 'escalate');
+    expect(minted).toEqual([]);
+    const last = (await h.fleet.store.audit.list('bravo')).at(-1)!;
+    expect(last).toMatchObject({
+      action: 'iam.write',
+      decision: 'deny',
+      actor: { principalId: 'iam-admin' },
+    });
+    // A principal who may do no more than the IAM admin can get a token from it.
+    await principalWith('iam-peer', [{ effect: 'allow', actions: ['iam.read'] }]);
+    const peer = await h.call('POST', '/v1/tokens', {
+      token: iamAdmin,
+      body: { name: 'peer', principalId: 'iam-peer' },
+    });
+    expect(peer.status, peer.text).toBe(201);
+  });
+
   it('createTokenVerifier — writes lastUsedAt at most once a minute per token', async () => {
     const { apiToken, token } = await issueApiToken(h.fleet, {
       tenantId: 'bravo',
@@ -399,7 +424,7 @@ describe('compliance', () => {
     const csv = await h.call('GET', '/v1/compliance/report?format=csv&table=servers', { token: bravo() });
     expect(csv.status).toBe(200);
     expect(csv.headers.get('content-type')).toBe('text/csv; charset=utf-8');
-    expect(csv.text.split('\r\n')[0]).toMatch(/^id,name,provider/);
+    expect(csv.text.split('\r\n')[0]).toMatch(/^"id","name","provider"/);
     const html = await h.call('GET', '/v1/compliance/report?format=html', { token: bravo() });
     expect(html.headers.get('content-type')).toBe('text/html; charset=utf-8');
     expect(html.headers.get('content-security-policy')).toContain("default-src 'none'");

@@ -56,7 +56,13 @@ import { createScheduleApi } from '../schedule/api.js';
 import { createScriptApi } from '../sop/api.js';
 import { createRunbookApi } from '../sop/runbook.js';
 import type { FleetEvents } from './events.js';
-import { type ReachGuard, ReachWideningRefusal, snapshotReach, wideningOf } from './reach-guard.js';
+import {
+  impersonationOf,
+  type ReachGuard,
+  ReachWideningRefusal,
+  snapshotReach,
+  wideningOf,
+} from './reach-guard.js';
 
 export interface FleetOptions {
   store: Store;
@@ -297,13 +303,17 @@ export interface SessionInternals {
     resources: Resource[],
     target?: AuditInput['target'],
   ): Promise<{ principal: Principal; rule: AuditInput['rule'] }>;
-  /** Authorizes, runs `fn` in a transaction with its success audit record; audits a failure too. */
+  /**
+   * Authorizes, runs `fn` in a transaction with its success audit record; audits a failure too.
+   * With a `guard`, also refuses a change that would widen the caller's reach (see `ReachGuard`).
+   */
   write<T>(
     action: Action,
     resources: Resource[],
     target: NonNullable<AuditInput['target']>,
     fn: (tx: StoreScope) => Promise<T>,
     details?: (result: T) => Record<string, unknown>,
+    guard?: ReachGuard,
   ): Promise<T>;
   read<T>(
     action: Action,
@@ -344,7 +354,8 @@ export class FleetSession {
       actor: this.actor,
       authorize: (action, resources, target) => this.#authorize(action, resources, target),
       decide: (action, resources, target) => this.#decide(action, resources, target),
-      write: (action, resources, target, fn, details) => this.#write(action, resources, target, fn, details),
+      write: (action, resources, target, fn, details, guard) =>
+        this.#write(action, resources, target, fn, details, guard),
       read: (action, resources, target, fn) => this.#read(action, resources, target, fn),
       scan: (targets, options) => this.scan(targets, options),
       session: this,
@@ -444,6 +455,11 @@ export class FleetSession {
           mfaVerifiedAt: this.actor.mfaVerifiedAt ? new Date(this.actor.mfaVerifiedAt) : undefined,
         };
         const before = guard ? await snapshotReach(tx, this.#tenantId, guard, caller, now) : undefined;
+        const impersonation =
+          guard?.impersonates && before
+            ? impersonationOf(before, principal.id, guard.impersonates)
+            : undefined;
+        if (impersonation) throw new ReachWideningRefusal(action, principal.id, target, impersonation);
         const result = await fn(tx);
         if (guard && before) {
           const after = await snapshotReach(tx, this.#tenantId, guard, caller, now);

@@ -23,6 +23,11 @@ export interface ReachGuard {
   servers: 'all' | readonly string[];
   /** Tenant-wide, per-project and per-script resources too (bindings and roles change those). */
   others: boolean;
+  /**
+   * The change lets the caller act as this principal (an API token for them): refused unless the
+   * caller may already do everything that principal may.
+   */
+  impersonates?: string;
 }
 
 /** The reaches of the guarded principals (the caller always among them), as the scope sees them now. */
@@ -106,6 +111,20 @@ export function wideningOf(
     }
   }
   return undefined;
+}
+
+/** Why acting as `principalId` would give the caller more than it has; `undefined` when it would not. */
+export function impersonationOf(
+  snapshot: ReachSnapshot,
+  callerId: string,
+  principalId: string,
+): string | undefined {
+  if (principalId === callerId) return undefined;
+  const empty: Reach = new Set();
+  const theirs = snapshot.reaches.get(principalId) ?? empty;
+  const beyond = gained(snapshot.reaches.get(callerId) ?? empty, theirs);
+  if (!beyond.length) return undefined;
+  return `acting as ${principalId} would let ${callerId} do ${describePairs(beyond)}, which it may not do itself`;
 }
 
 /** A change refused because of what it results in; an `AuthorizationError` like any other denial. */

@@ -102,7 +102,7 @@ describe('scoped principals cannot widen their reach', () => {
       const before = await serverReach('carol');
       const version = (await fleet.store.projects.require(T, 'web')).version;
       await expectDenied(
-        carol.projects.update('web', { selector }, { expectedVersion: version }),
+        carol.projects.update('web', { selector: selector as never }, { expectedVersion: version }),
         /carol may not inventory\.write/,
       );
       expect((await fleet.store.projects.require(T, 'web')).selector).toEqual({ labels: { tier: 'web' } });
