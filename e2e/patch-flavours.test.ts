@@ -71,4 +71,99 @@ describeWithLab('patching debian, rhel and suse hosts with one plan', () => {
     }
     expect(verifyAuditChain(await fleet.store.audit.list(TENANT, { limit: 10_000 })).ok).toBe(true);
   }, 300_000);
+
+  // After the test above labdemo is at 1.1-1 everywhere. Issue #11: exclusions hold for the
+  // transaction the package manager resolves, not only for what the policy selected.
+  it('planPatchRun — an excluded package that apt, dnf and zypper pull in as a new dependency blocks each server until its secondary approval', async () => {
+    const alice = fleet.as({ tenantId: TENANT, principalId: 'alice' });
+    const bob = fleet.as({ tenantId: TENANT, principalId: 'bob' });
+    const demo = { name: 'labdemo', version: '1.2', release: '1', depends: ['labhelper'] };
+    const helper = { name: 'labhelper', version: '1.0', release: '1' };
+    await lab.publish({
+      apt: [{ suite: 'lab-security', packages: [demo, helper] }],
+      rpm: {
+        packages: [demo, helper],
+        advisories: [
+          {
+            id: 'LAB-2026:0011',
+            type: 'security',
+            severity: 'Critical',
+            title: 'labdemo 1.2',
+            issued: '2026-02-01',
+            packages: [demo],
+          },
+        ],
+      },
+      refresh: true,
+    });
+    await alice.patch.policies.add({
+      id: 'sec-ex',
+      name: 'Security, helpers excluded',
+      projectId: 'lab',
+      categories: ['security'],
+      exclusions: ['labhelp*'],
+    });
+    const plan = await alice.patch.planPatchRun({ policyId: 'sec-ex', maxScanAgeMs: 0 });
+    for (const s of plan.servers) {
+      expect(s.resolved, s.serverId).toEqual([]);
+      expect(s.blocked, s.serverId).toContain(
+        'labhelper 1.0-1 (excluded by labhelp*, a dependency of the selected updates)',
+      );
+      expect(
+        s.heldBack.find((h) => h.name === 'labhelper'),
+        s.serverId,
+      ).toMatchObject({ needsSecondaryApproval: true });
+    }
+    const next = await bob.patch.approveExclusions(plan.id, ['labhelper']);
+    for (const s of next.servers) {
+      expect(s.blocked, s.serverId).toBeUndefined();
+      expect(
+        s.resolved.map((p) => `${p.name}=${p.version}${p.isNew ? ' (new)' : ''}`),
+        s.serverId,
+      ).toEqual(['labdemo=1.2-1', 'labhelper=1.0-1 (new)']);
+    }
+  }, 120_000);
+
+  // Last in this file: it publishes a package that would remove labdemo.
+  it('planPatchRun — a transaction that would remove a package blocks the server on apt, dnf and zypper', async () => {
+    const alice = fleet.as({ tenantId: TENANT, principalId: 'alice' });
+    const tool = { name: 'labtool', version: '2.2', release: '1', replaces: ['labdemo'] };
+    await lab.publish({
+      apt: [{ suite: 'lab-security', packages: [tool] }],
+      rpm: {
+        packages: [tool],
+        advisories: [
+          {
+            id: 'LAB-2026:0012',
+            type: 'security',
+            severity: 'Critical',
+            title: 'labtool 2.2',
+            issued: '2026-02-02',
+            packages: [tool],
+          },
+        ],
+      },
+      refresh: true,
+    });
+    await alice.patch.policies.add({
+      id: 'tool',
+      name: 'Tool',
+      projectId: 'lab',
+      categories: ['security', 'bugfix', 'enhancement', 'other', 'unknown'],
+      exclusions: ['labdemo', 'labhelper', 'labextra', 'labplain'],
+    });
+    const plan = await alice.patch.planPatchRun({ policyId: 'tool', maxScanAgeMs: 0 });
+    for (const s of plan.servers) {
+      expect(
+        s.selected.map((p) => p.name),
+        s.serverId,
+      ).toEqual(['labtool']);
+      expect(s.resolved, s.serverId).toEqual([]);
+      expect(s.blocked, s.serverId).toMatch(/remove.*labdemo/);
+    }
+    for (const name of ['rhel1', 'suse1']) {
+      expect((await lab.host(name).exec(['rpm', '-q', 'labdemo'])).exitCode, name).toBe(0);
+    }
+    expect(await dpkgVersion(lab, 'deb1', 'labdemo')).not.toBe('');
+  }, 120_000);
 });

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createMemoryStore, type Fleet, verifyAuditChain } from '@fleetward/core';
 import { describeWithLab, type Lab, startLab } from '@fleetward/testkit/lab';
-import { afterEach, expect, it } from 'vitest';
+import { afterEach, expect, it, vi } from 'vitest';
 import { dpkgVersion, labAccess, labFleet, seed, TENANT } from './support/fleet.js';
 
 let lab: Lab | undefined;
@@ -176,8 +176,14 @@ describeWithLab('patching lab hosts', () => {
     const plan = await alice.patch.planPatchRun({ policyId: 'sec' });
     await bob.patch.approvePlan(plan.id, { hash: plan.hash });
     fleet.events.on('patch.server.step', (e) => {
-      if (e.step === 'pre-scripts')
-        setTimeout(() => void lab.host('deb1').exec(['pkill', '-KILL', 'sshd']), 1000);
+      if (e.step !== 'pre-scripts') return;
+      // Kill sshd once the pre-script runs on the host, so it dies mid-command.
+      const host = lab.host('deb1');
+      void vi
+        .waitFor(async () => expect((await host.exec(['pgrep', '-x', 'sleep'])).exitCode).toBe(0), {
+          timeout: 60_000,
+        })
+        .then(() => host.exec(['pkill', '-KILL', 'sshd']));
     });
     const job = await bob.patch.executePlan(plan.id, { commandTimeoutMs: 120_000 });
     // The default error budget is 0: one failed server spends it.

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { verifyAuditChain } from '@fleetward/core';
 import { createSqliteStore } from '@fleetward/store-sqlite';
 import { describeWithLab, type Lab, startLab } from '@fleetward/testkit/lab';
-import { afterAll, expect, it } from 'vitest';
+import { afterAll, expect, it, vi } from 'vitest';
 import { labAccess, labFleet, seed, TENANT } from './support/fleet.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -79,10 +79,14 @@ describeWithLab('a patch run survives its orchestrator', () => {
     await new Promise((r) => child.once('close', r));
     expect(killedAfter).toBe('r1');
 
-    // The dead process's lease expires; a new process takes the run over from the store.
-    await new Promise((r) => setTimeout(r, 2500));
+    // The dead process's lease expires (real time); a new process takes the run over from the store.
     fleet = labFleet(access, createSqliteStore({ path: db }));
     try {
+      const store = fleet.store;
+      await vi.waitFor(
+        async () => expect(await store.leases.get(`patch-run:${TENANT}:${plan.id}`)).toBeUndefined(),
+        { timeout: 15_000, interval: 50 },
+      );
       const job = await fleet.as({ tenantId: TENANT, principalId: 'bob' }).patch.executePlan(plan.id);
       expect(job.status).toBe('succeeded');
       const tasks = await fleet.store.taskResults.list(TENANT, { where: { jobId: job.id } });

@@ -81,12 +81,34 @@ export function parseKnownHosts(text: string): KnownHostEntry[] {
   return entries;
 }
 
-function globToRegExp(pattern: string): RegExp {
-  const body = pattern
-    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-    .replace(/\*/g, '.*')
-    .replace(/\?/g, '.');
-  return new RegExp(`^${body}$`, 'i');
+/**
+ * Whether `name` matches an OpenSSH host pattern (`*` any run, `?` one character), case-insensitively.
+ * Not a RegExp: `*a*a*a…b` compiled to `.*a.*a.*…b` backtracks exponentially, and a known_hosts
+ * line is enough to hang every connection. One backtrack point keeps this O(pattern × name).
+ */
+function globMatches(pattern: string, name: string): boolean {
+  const p = pattern.toLowerCase();
+  const t = name.toLowerCase();
+  let pi = 0;
+  let ti = 0;
+  let star = -1;
+  let resume = 0;
+  while (ti < t.length) {
+    if (pi < p.length && p[pi] === '*') {
+      star = pi++;
+      resume = ti;
+    } else if (pi < p.length && (p[pi] === '?' || p[pi] === t[ti])) {
+      pi++;
+      ti++;
+    } else if (star >= 0) {
+      pi = star + 1;
+      ti = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (p[pi] === '*') pi++;
+  return pi === p.length;
 }
 
 /**
@@ -105,7 +127,7 @@ export function hostFieldMatches(hosts: string, name: string): boolean {
   for (const pattern of hosts.split(',')) {
     const negated = pattern.startsWith('!');
     const glob = negated ? pattern.slice(1) : pattern;
-    if (glob === '' || !globToRegExp(glob).test(name)) continue;
+    if (glob === '' || !globMatches(glob, name)) continue;
     if (negated) return false;
     matched = true;
   }
@@ -114,7 +136,10 @@ export function hostFieldMatches(hosts: string, name: string): boolean {
 
 /** Host key algorithms to offer, the types already known for the host first (as OpenSSH does). */
 export function hostKeyAlgorithmsFor(knownKeyTypes: readonly string[]): string[] {
-  const preferred = knownKeyTypes.flatMap((type) => ALGORITHMS_OF_KEY_TYPE[type] ?? []);
+  // Key types come from a known_hosts file: `constructor` must not find Object.prototype's.
+  const preferred = knownKeyTypes.flatMap((type) =>
+    Object.hasOwn(ALGORITHMS_OF_KEY_TYPE, type) ? ALGORITHMS_OF_KEY_TYPE[type]! : [],
+  );
   return [...new Set([...preferred, ...DEFAULT_HOST_KEY_ALGORITHMS])];
 }
 

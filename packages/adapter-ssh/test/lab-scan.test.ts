@@ -10,7 +10,7 @@ import {
   TransportError,
 } from '@fleetward/core';
 import { describeWithLab, type Lab, startLab } from '@fleetward/testkit/lab';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 
 // Issue #3's acceptance: three real hosts of different flavours, scanned through the SSH adapter,
 // report exactly what the lab published, with the right category and severity.
@@ -159,7 +159,10 @@ describeWithLab('scanning a 3-host lab over SSH', () => {
       () => undefined,
       (e: unknown) => e,
     );
-    await new Promise((r) => setTimeout(r, 1000));
+    // Kill sshd once the command runs on the host, so it dies mid-command rather than mid-login.
+    await vi.waitFor(async () => expect((await host.exec(['pgrep', '-x', 'sleep'])).exitCode).toBe(0), {
+      timeout: 20_000,
+    });
     await host.exec(['pkill', '-KILL', 'sshd']);
     const error = await outcome;
     expect(error).toBeInstanceOf(TransportError);

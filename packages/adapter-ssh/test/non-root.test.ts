@@ -15,7 +15,7 @@ import {
   TransportError,
 } from '@fleetward/core';
 import { describeTransportConformance } from '@fleetward/testkit';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   describeLab,
   disposeSshd,
@@ -174,8 +174,9 @@ describeLab('SSH adapter: non-root logins', sudoUnavailableReason(), () => {
     const pids = (await readFile(pidFile, 'utf8')).trim().split('\n').map(Number);
     try {
       for (const pid of pids) {
-        for (let i = 0; i < 100 && (await isAlive(pid)); i++) await new Promise((r) => setTimeout(r, 100));
-        expect(await isAlive(pid), `pid ${pid} survived`).toBe(false);
+        await vi.waitFor(async () => expect(await isAlive(pid), `pid ${pid} survived`).toBe(false), {
+          timeout: 10_000,
+        });
       }
     } finally {
       for (const pid of pids) if (await isAlive(pid)) process.kill(pid, 'SIGKILL');

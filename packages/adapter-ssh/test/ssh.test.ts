@@ -19,7 +19,7 @@ import {
   TransportError,
   ValidationError,
 } from '@fleetward/core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   describeLab,
   disposeSshd,
@@ -86,16 +86,22 @@ function killQuietly(pids: number[]): void {
 }
 
 /** A TCP server that accepts connections and never says a word. */
-async function silentServer(): Promise<{ port: number; close(): Promise<void> }> {
+async function silentServer(): Promise<{ port: number; connected: Promise<void>; close(): Promise<void> }> {
   const sockets = new Set<Socket>();
+  let onConnection = () => {};
+  const connected = new Promise<void>((resolve) => {
+    onConnection = resolve;
+  });
   const server: NetServer = createServer((socket) => {
     sockets.add(socket);
     socket.on('error', () => undefined);
+    onConnection();
   });
   const port = await freePort();
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   return {
     port,
+    connected,
     close: () =>
       new Promise<void>((resolve) => {
         for (const socket of sockets) socket.destroy();
@@ -352,7 +358,7 @@ describeLab('SSH adapter', labUnavailableReason(), () => {
       const socket = join(keysDir, 'agent.sock');
       const agent = spawn('ssh-agent', ['-D', '-a', socket], { stdio: 'ignore' });
       try {
-        for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
+        await vi.waitFor(() => expect(existsSync(socket)).toBe(true), { timeout: 5000 });
         await run('ssh-add', [rootKey.path], { env: { ...process.env, SSH_AUTH_SOCK: socket } });
         const ssh = adapter({
           hostKeyPolicy: 'pinned',
@@ -671,7 +677,9 @@ describeLab('SSH adapter', labUnavailableReason(), () => {
             signal: controller.signal,
           },
         );
-        setTimeout(() => controller.abort(), 200);
+        // Abort once the TCP connection is up and the adapter waits for a banner that never comes.
+        await silent.connected;
+        controller.abort();
         const error = await rejection(call);
         expect(error).toBeInstanceOf(AbortedError);
         expect(error.details.commandMayHaveRun).toBe(false);

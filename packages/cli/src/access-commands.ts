@@ -1,13 +1,15 @@
 import { createReadStream } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import {
   ACCESS_AUDIT_CSV_TABLES,
   type AccessAuditCsvTable,
+  type AuditCheckpoint,
   type AuditLogVerification,
   renderAccessAuditCsv,
   renderAccessAuditHtml,
   renderAccessAuditJson,
   verifyAuditExport,
+  writeFileNoFollow,
 } from '@fleetward/core';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { CommandDeps } from './patch-commands.js';
@@ -34,9 +36,29 @@ function printVerification(result: AuditLogVerification, out: (t: string) => voi
     );
     return;
   }
-  out(`TAMPERED: ${result.problems.length} problem(s) in ${result.checked} records:\n`);
+  // A log that is intact but not anchored by any checkpoint is not evidence of tampering.
+  const unanchored = result.problems.every((p) => p.problem === 'missing-checkpoint');
+  out(
+    `${unanchored ? 'NOT ANCHORED' : 'TAMPERED'}: ${result.problems.length} problem(s) in ${result.checked} records:\n`,
+  );
   for (const p of result.problems.slice(0, 50)) out(`  - ${p.problem}: ${p.message}\n`);
   if (result.problems.length > 50) out(`  … and ${result.problems.length - 50} more\n`);
+}
+
+/**
+ * Checkpoints from a file: one checkpoint object or an array of them. Their shape and signature
+ * are checked by the verification (a bad one is a problem there, not here).
+ */
+async function readCheckpoints(path: string): Promise<AuditCheckpoint[]> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await readFile(path, 'utf8'));
+  } catch (error) {
+    throw new InvalidArgumentError(
+      `--checkpoint ${path} is not JSON: ${error instanceof Error ? error.message : String(error)}`,
+    );
+  }
+  return (Array.isArray(parsed) ? parsed : [parsed]) as AuditCheckpoint[];
 }
 
 /** `audit verify|export|list`, `access request|approve|reject|list|sweep`, `keys list|inventory|rotate`. */
@@ -46,21 +68,43 @@ export function registerAccessCommands(program: Command, deps: CommandDeps): voi
   const audit = program.command('audit').description('The hash-chained audit log: list, verify, export.');
   audit
     .command('verify')
-    .description('Verify the audit chain of the store, or offline an export file (--file).')
+    .description(
+      'Verify the audit chain of the store (rows, columns and the checkpoints recorded in it), or offline an export file (--file).',
+    )
     .option('--file <path>', 'an export made by "fleetward audit export" (verified without the store)')
     .option('--public-key <path...>', 'PEM public key(s) trusted for checkpoints')
+    .option(
+      '--checkpoint <path...>',
+      'signed checkpoint(s) kept apart from the store (JSON: one checkpoint or an array), checked against the live log',
+    )
     .option('--require-checkpoint', 'fail unless a checkpoint by a trusted key verifies')
     .option('--json', 'print the verification as JSON')
     .action(
-      async (o: { file?: string; publicKey?: string[]; requireCheckpoint?: boolean; json?: boolean }) => {
+      async (o: {
+        file?: string;
+        publicKey?: string[];
+        checkpoint?: string[];
+        requireCheckpoint?: boolean;
+        json?: boolean;
+      }) => {
+        if (o.file && o.checkpoint) {
+          throw new InvalidArgumentError('--checkpoint is for the live log; an export carries its own');
+        }
         const publicKeys = await Promise.all((o.publicKey ?? []).map((p) => readFile(p, 'utf8')));
+        const checkpoints = (await Promise.all((o.checkpoint ?? []).map(readCheckpoints))).flat();
         const result = o.file
           ? await verifyAuditExport(createReadStream(o.file, { encoding: 'utf8' }), {
               publicKeys,
               ...(o.requireCheckpoint ? { requireCheckpoint: true } : {}),
             })
           : await withContext(({ session }) =>
-              session.verifyAuditLog(publicKeys.length ? { publicKeys } : {}),
+              // The live log is checked against its own recorded checkpoints and the files given;
+              // --require-checkpoint fails when none of them verifies.
+              session.verifyAuditLog({
+                ...(publicKeys.length ? { publicKeys } : {}),
+                ...(checkpoints.length ? { checkpoints } : {}),
+                ...(o.requireCheckpoint ? { requireCheckpoint: true } : {}),
+              }),
             );
         if (o.json) out(`${JSON.stringify(result, null, 2)}\n`);
         else printVerification(result, out);
@@ -70,7 +114,7 @@ export function registerAccessCommands(program: Command, deps: CommandDeps): voi
   audit
     .command('export')
     .description('Write the audit log as JSON Lines for offline verification.')
-    .requiredOption('--out <path>', 'file to write')
+    .requiredOption('--out <path>', 'file to write (never through a symbolic link), or - for standard output')
     .action(async (o: { out: string }) => {
       await withContext(async ({ session }) => {
         let text = '';
@@ -79,7 +123,11 @@ export function registerAccessCommands(program: Command, deps: CommandDeps): voi
           text += line;
           lines++;
         }
-        await writeFile(o.out, text, { mode: 0o600 });
+        if (o.out === '-') {
+          out(text);
+          return;
+        }
+        await writeFileNoFollow(o.out, text, { mode: 0o600, exactMode: true });
         out(`Wrote ${lines - 1} records to ${o.out}.\n`);
       });
     });
@@ -105,7 +153,7 @@ export function registerAccessCommands(program: Command, deps: CommandDeps): voi
               ? renderAccessAuditCsv(report, { table: o.table })
               : renderAccessAuditHtml(report);
         if (o.out) {
-          await writeFile(o.out, text);
+          await writeFileNoFollow(o.out, text, { mode: 0o666 });
           out(`Wrote the access audit to ${o.out}.\n`);
         } else out(text);
       });

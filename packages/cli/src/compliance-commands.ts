@@ -1,5 +1,4 @@
-import { writeFile } from 'node:fs/promises';
-import { renderCsv, renderHtml, renderJson } from '@fleetward/core';
+import { renderCsv, renderHtml, renderJson, writeFileNoFollow } from '@fleetward/core';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { CommandDeps } from './patch-commands.js';
 import { renderTable } from './table.js';
@@ -121,7 +120,7 @@ export function registerComplianceCommands(program: Command, deps: CommandDeps):
                 ? renderCsv(data, { table: o.table === 'patches' ? 'patches' : 'servers' })
                 : renderHtml(data, o.brand ? { brand: { name: o.brand } } : {});
           if (o.out) {
-            await writeFile(o.out, text);
+            await writeFileNoFollow(o.out, text, { mode: 0o666 });
             out(`Wrote ${o.out}.\n`);
           } else out(text.endsWith('\n') ? text : `${text}\n`);
         });

@@ -1,5 +1,11 @@
 import { readFile } from 'node:fs/promises';
-import { type DefineRunbookInput, type Fleet, type RunbookRun, ValidationError } from '@fleetward/core';
+import {
+  type DefineRunbookInput,
+  type Fleet,
+  isReservedKey,
+  type RunbookRun,
+  ValidationError,
+} from '@fleetward/core';
 import { type Command, InvalidArgumentError } from 'commander';
 import type { CommandDeps } from './patch-commands.js';
 import { renderTable } from './table.js';
@@ -10,6 +16,8 @@ function pair(what: string) {
   return (value: string, previous: Record<string, string> = {}) => {
     const eq = value.indexOf('=');
     if (eq < 1) throw new InvalidArgumentError(`${what} are NAME=value`);
+    if (isReservedKey(value.slice(0, eq)))
+      throw new InvalidArgumentError(`${JSON.stringify(value.slice(0, eq))} is a reserved name`);
     return { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
   };
 }

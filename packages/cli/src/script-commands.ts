@@ -1,8 +1,9 @@
 import { readFile } from 'node:fs/promises';
-import { extname } from 'node:path';
+import { extname, resolve } from 'node:path';
 import {
   type AddScriptInput,
   type Fleet,
+  isReservedKey,
   type ScriptParameter,
   type ScriptRunResults,
   scriptEvents,
@@ -22,6 +23,8 @@ function pair(what: string) {
   return (value: string, previous: Record<string, string> = {}) => {
     const eq = value.indexOf('=');
     if (eq < 1) throw new InvalidArgumentError(`${what} are NAME=value`);
+    if (isReservedKey(value.slice(0, eq)))
+      throw new InvalidArgumentError(`${JSON.stringify(value.slice(0, eq))} is a reserved name`);
     return { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
   };
 }
@@ -101,6 +104,7 @@ function exitFor(status: string): number {
 function fromEnv(map: Record<string, string> | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, variable] of Object.entries(map ?? {})) {
+    if (isReservedKey(name)) throw new InvalidArgumentError(`${JSON.stringify(name)} is a reserved name`);
     const value = process.env[variable];
     if (value === undefined) throw new InvalidArgumentError(`environment variable ${variable} is not set`);
     out[name] = value;
@@ -331,7 +335,10 @@ export function registerScriptCommands(program: Command, deps: CommandDeps): voi
     .option('-n, --name <name>', 'only this script (repeatable)', collect)
     .action(async (dir: string, o: { name?: string[] }) => {
       await withContext(async ({ session }) => {
-        const manifest = await session.scripts.exportRepository(dir, o.name ? { names: o.name } : {});
+        const manifest = await session.scripts.exportRepository(
+          resolve(dir),
+          o.name ? { names: o.name } : {},
+        );
         out(`Exported ${manifest.scripts.length} script(s) to ${dir}.\n`);
       });
     });
@@ -343,7 +350,7 @@ export function registerScriptCommands(program: Command, deps: CommandDeps): voi
     )
     .action(async (dir: string) => {
       await withContext(async ({ session }) => {
-        const result = await session.scripts.importRepository(dir);
+        const result = await session.scripts.importRepository(resolve(dir));
         for (const s of result.created)
           out(`added ${s.name} revision ${s.revision} (${s.contentHash.slice(0, 12)})\n`);
         out(`${result.created.length} added, ${result.unchanged.length} unchanged.\n`);

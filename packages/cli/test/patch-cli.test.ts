@@ -1,12 +1,9 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EXIT, runCli } from '@fleetward/cli';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-
-const hasApt = existsSync('/usr/bin/apt-get');
-if (!hasApt && process.env['FLEETWARD_REQUIRE_LAB'] === '1')
-  throw new Error('FLEETWARD_REQUIRE_LAB=1 but apt-get is missing');
+import { describeIfAvailable, unavailableWithout } from '@fleetward/testkit';
+import { afterEach, beforeEach, expect, it } from 'vitest';
 
 let dir: string;
 beforeEach(() => {
@@ -30,7 +27,7 @@ async function run(...args: string[]) {
   return { code, stdout, stderr };
 }
 
-describe.skipIf(!hasApt)('fleetward patch workflow', () => {
+describeIfAvailable('fleetward patch workflow', unavailableWithout({ commands: ['apt-get'] }), () => {
   it('principal/project/policy/plan/approve/patch — goes through authorization and never installs outside the window', async () => {
     expect((await run('principal', 'add', 'bob', '--name', 'Bob')).code).toBe(EXIT.ok);
     expect((await run('project', 'add', 'local', '--server', 'localhost')).code).toBe(EXIT.ok);

@@ -27,6 +27,16 @@ async function run(...args: string[]) {
 }
 
 describe('fleetward script', () => {
+  it('script run — a reserved parameter name is a usage error, never silently dropped', async () => {
+    for (const name of ['__proto__', 'constructor', 'prototype']) {
+      for (const flag of ['-p', '-e']) {
+        const ran = await run('script', 'run', 'greet', '-s', 'localhost', flag, `${name}=x`);
+        expect(ran.code).toBe(EXIT.usage);
+        expect(ran.stderr).toContain(`"${name}" is a reserved name`);
+      }
+    }
+  });
+
   it('script add/list/run — parameters from the command line reach the script as literal values; the exit code follows the run', async () => {
     const file = join(dir, 'greet.sh');
     writeFileSync(file, 'printf "%s" "$WHO" > "$OUT"\necho "hello $WHO"\nexit "$CODE"\n');

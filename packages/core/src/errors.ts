@@ -15,6 +15,7 @@ export type FleetwardErrorCode =
   | 'PARSE_FAILED'
   | 'LEASE_NOT_HELD'
   | 'DRIFTED'
+  | 'TRANSACTION_REFUSED'
   | 'STORE_FAILED'
   | 'INTERNAL';
 
@@ -200,6 +201,17 @@ export class DriftedError extends FleetwardError {
   }
 }
 
+/**
+ * A package transaction a patch run must not carry out: it would remove a package, or install an
+ * excluded package (often as a dependency) without its secondary approval. Nothing was installed;
+ * `details.packages` names the packages.
+ */
+export class TransactionRefusedError extends FleetwardError {
+  constructor(message: string, options: FleetwardErrorOptions = {}) {
+    super('TRANSACTION_REFUSED', message, { fault: 'remote', ...options });
+  }
+}
+
 export class LeaseNotHeldError extends FleetwardError {
   constructor(message: string, options: FleetwardErrorOptions = {}) {
     super('LEASE_NOT_HELD', message, { fault: 'caller', ...options });
@@ -211,6 +223,12 @@ export class StoreError extends FleetwardError {
     super('STORE_FAILED', message, { fault: 'internal', ...options });
   }
 }
+
+/**
+ * The audit log as stored was damaged (rows edited or forged underneath the store) in a way that
+ * stops this operation. `details` names the tenant and the row; `verifyAuditLog` lists the damage.
+ */
+export class AuditIntegrityError extends StoreError {}
 
 /** Wraps anything thrown by an adapter or a library into a FleetwardError, keeping the original as `cause`. */
 export function toFleetwardError(error: unknown, context: string): FleetwardError {

@@ -93,6 +93,12 @@ export {
   verifyAuditCheckpoint,
 } from './audit/checkpoint.js';
 export {
+  AUDIT_COLUMNS,
+  type AuditColumnMismatch,
+  auditColumnMismatches,
+  auditColumnsOf,
+} from './audit/columns.js';
+export {
   AUDIT_EXPORT_FORMAT,
   AUDIT_EXPORT_MAX_LINE,
   type AuditExportHeader,
@@ -103,8 +109,10 @@ export {
   exportAuditLog,
   type VerifyAuditExportOptions,
   type VerifyAuditRecordsOptions,
+  type VerifyStoredAuditRowsOptions,
   verifyAuditExport,
   verifyAuditRecords,
+  verifyStoredAuditRows,
 } from './audit/export.js';
 export {
   type AccessAuditAccess,
@@ -429,3 +437,16 @@ export { canonicalJson } from './util/canonical-json.js';
 export { buildArgv, quoteArgv, quoteShellArg, validateCommand } from './util/command.js';
 export { Mutex } from './util/mutex.js';
 export { OutputCollector } from './util/output.js';
+export {
+  assertNoLinksSync,
+  createFileInFolder,
+  openFolder,
+  type PendingFile,
+  readFileInFolder,
+  removeFileInFolder,
+  type SafeFolder,
+  UnsafePathError,
+  type UnsafePathReason,
+  writeFileInFolder,
+  writeFileNoFollow,
+} from './util/safe-fs.js';

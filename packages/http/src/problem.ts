@@ -32,6 +32,7 @@ const CODES: Record<ProblemCode, { status: number; title: string }> = {
   PARSE_FAILED: { status: 502, title: 'Parse failed' },
   LEASE_NOT_HELD: { status: 409, title: 'Lease not held' },
   DRIFTED: { status: 409, title: 'Drifted' },
+  TRANSACTION_REFUSED: { status: 409, title: 'Transaction refused' },
   STORE_FAILED: { status: 500, title: 'Store failed' },
   INTERNAL: { status: 500, title: 'Internal error' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'Payload too large' },

@@ -134,7 +134,7 @@ describe('access audit report', () => {
     const csv = await h.call('GET', '/v1/audit/access-report?format=csv&table=actions', { token: bravo() });
     expect(csv.status).toBe(200);
     expect(csv.headers.get('content-type')).toBe('text/csv; charset=utf-8');
-    expect(csv.text.split('\r\n')[0]).toMatch(/^action,/);
+    expect(csv.text.split('\r\n')[0]).toMatch(/^"action",/);
     const html = await h.call('GET', '/v1/audit/access-report?format=html&title=Bravo%20audit', {
       token: bravo(),
     });

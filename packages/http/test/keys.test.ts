@@ -45,6 +45,28 @@ const gated: Adapter = {
       throw new TransportError('connection refused');
     },
   },
+  login: {
+    probe: async () => {
+      await gate;
+      throw new TransportError('connection refused');
+    },
+  },
+};
+
+// A server that is never reached: a rotation on it fails at once and is rolled back. (An adapter
+// without `login` is refused before anything starts, so this one has both capabilities.)
+const unreachable: Adapter = {
+  name: 'unreachable',
+  exec: {
+    exec: async () => {
+      throw new TransportError('connect ECONNREFUSED');
+    },
+  },
+  login: {
+    probe: async () => {
+      throw new TransportError('connect ECONNREFUSED');
+    },
+  },
 };
 
 let h: Harness;
@@ -52,7 +74,7 @@ const failures: unknown[] = [];
 let caretaker: string;
 
 beforeAll(async () => {
-  h = await startHarness({ adapters: [gated], onError: (error) => failures.push(error) });
+  h = await startHarness({ adapters: [gated, unreachable], onError: (error) => failures.push(error) });
   const admin = h.fleet.as({ tenantId: 'bravo', principalId: 'bravo-admin' });
   await admin.servers.add({
     id: 'db-1',
@@ -67,6 +89,13 @@ beforeAll(async () => {
     accountId: 'dc',
     provider: 'ssh',
     adapter: 'gated',
+  });
+  await admin.servers.add({
+    id: 'far-1',
+    name: 'far-1',
+    accountId: 'dc',
+    provider: 'ssh',
+    adapter: 'unreachable',
   });
   await admin.projects.add({ id: 'db', name: 'db', selector: { ids: ['db-1'] } });
   caretaker = await principalWithToken(h, { tenantId: 'bravo', id: 'carol' });
@@ -222,7 +251,7 @@ describe('rotation', () => {
       publicKey: key.publicKey,
       privateKey: key.privateKey,
       caretakerId: 'carol',
-      serverIds: ['db-1'],
+      serverIds: ['far-1'],
     });
     const response = await h.call('POST', '/v1/keys/credentials/rotate-me/rotation', {
       token: bravo(),
@@ -237,7 +266,7 @@ describe('rotation', () => {
     });
     expect(report.oldFingerprint).not.toBe(report.newFingerprint);
     expect(report.servers).toEqual([
-      expect.objectContaining({ serverId: 'db-1', error: expect.any(Object) }),
+      expect.objectContaining({ serverId: 'far-1', error: expect.any(Object) }),
     ]);
     expect(response.text).not.toMatch(/PRIVATE KEY/);
     expectNoKey(key.privateKey, response.text);

@@ -11,6 +11,15 @@ export interface Migration {
 }
 
 /**
+ * The audit record's own fields as SQL expressions. Queries filter on these (the hashed JSON),
+ * not on the columns kept beside it; the expression indexes of migration 3 make that fast. `at`
+ * compares as ISO-8601 text, so byte order (`C`) whatever the database's collation.
+ */
+export const RECORD_ACTION = "(record->>'action')";
+export const RECORD_ACTOR = "(record->'actor'->>'principalId')";
+export const RECORD_AT = `((record->>'at') COLLATE "C")`;
+
+/**
  * One expression index per indexed field, partial on the kind, like the SQLite store's. The list
  * query inlines the kind and the field (`data->>'field'`) so that PostgreSQL can prove the index.
  */
@@ -108,5 +117,17 @@ CREATE SEQUENCE lease_tokens AS BIGINT;
       runbooks: ['name', 'contentHash'],
       runbookRuns: ['runbookName', 'contentHash', 'status', 'startedBy'],
     }),
+  },
+  {
+    version: 3,
+    name: 'audit queries read the hashed record, not the columns beside it',
+    sql: `
+DROP INDEX audit_log_action;
+DROP INDEX audit_log_actor;
+DROP INDEX audit_log_at;
+CREATE INDEX audit_log_record_action ON audit_log (tenant_id, ${RECORD_ACTION}, seq);
+CREATE INDEX audit_log_record_actor ON audit_log (tenant_id, ${RECORD_ACTOR}, seq);
+CREATE INDEX audit_log_record_at ON audit_log (tenant_id, ${RECORD_AT}, seq);
+`,
   },
 ];

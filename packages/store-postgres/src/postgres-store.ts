@@ -1,5 +1,4 @@
 import {
-  type AuditRecord,
   type BackendSession,
   type Clock,
   createStore,
@@ -11,13 +10,14 @@ import {
   type Leases,
   type Store,
   type StoreBackend,
+  type StoredAuditRow,
   StoreError,
   systemClock,
   validate,
 } from '@fleetward/core';
 import pg from 'pg';
 import { z } from 'zod';
-import { MIGRATIONS, type Migration } from './migrations.js';
+import { MIGRATIONS, type Migration, RECORD_ACTION, RECORD_ACTOR, RECORD_AT } from './migrations.js';
 
 const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -55,6 +55,41 @@ export type PostgresStoreOptions = z.input<typeof PostgresStoreOptionsSchema>;
 
 /** What both a pool and a checked-out client offer. */
 type Queryable = Pick<pg.PoolClient, 'query'>;
+
+interface RawAuditRow {
+  tenant_id: string;
+  seq_text: string;
+  id: string;
+  at_text: string | null;
+  action: string;
+  actor_id: string;
+  hash: string;
+  record: unknown;
+}
+
+// `at` to the microsecond in UTC, so that an edit below the millisecond still shows. The aliases
+// differ from the column names: ORDER BY would take an alias `seq` (text) before the column.
+const AUDIT_ROW = `tenant_id, seq::text AS seq_text, id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS at_text, action, actor_id, hash, record`;
+
+/** A stored audit row as it is: verification compares its columns with the record. */
+function toAuditRow(r: RawAuditRow): StoredAuditRow {
+  // The record's `at` is a JavaScript ISO string (milliseconds); write the column the same way
+  // when it has no more precision than that.
+  const t = r.at_text;
+  const at = t === null ? String(t) : t.endsWith('000') ? `${t.slice(0, -3)}Z` : `${t}Z`;
+  return {
+    columns: {
+      tenantId: r.tenant_id,
+      seq: Number(r.seq_text),
+      id: r.id,
+      at,
+      action: r.action,
+      actorId: r.actor_id,
+      hash: r.hash,
+    },
+    record: r.record,
+  };
+}
 
 const quote = (identifier: string) => `"${identifier.replaceAll('"', '""')}"`;
 
@@ -338,11 +373,11 @@ class PostgresBackend implements StoreBackend {
             tenantId,
           ]);
         }
-        const { rows } = await db.query<{ record: AuditRecord }>(
-          `SELECT record FROM ${audit} WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1`,
+        const { rows } = await db.query<RawAuditRow>(
+          `SELECT ${AUDIT_ROW} FROM ${audit} WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1`,
           [tenantId],
         );
-        return rows[0]?.record;
+        return rows[0] && toAuditRow(rows[0]);
       },
       async auditInsert(record) {
         const { rowCount } = await db.query(
@@ -368,17 +403,19 @@ class PostgresBackend implements StoreBackend {
           params.push(value);
           conditions.push(sql.replace('?', `$${params.length}`));
         };
+        // Filters read the hashed record itself (through expression indexes), never the columns
+        // beside it: a column edited underneath would otherwise hide a record from every query.
         if (query.afterSeq !== undefined) add('seq > ?', query.afterSeq);
-        if (query.action !== undefined) add('action = ?', query.action);
-        if (query.actorId !== undefined) add('actor_id = ?', query.actorId);
-        if (query.since !== undefined) add('at >= ?::timestamptz', query.since.toISOString());
-        if (query.until !== undefined) add('at < ?::timestamptz', query.until.toISOString());
+        if (query.action !== undefined) add(`${RECORD_ACTION} = ?`, query.action);
+        if (query.actorId !== undefined) add(`${RECORD_ACTOR} = ?`, query.actorId);
+        if (query.since !== undefined) add(`${RECORD_AT} >= ?`, query.since.toISOString());
+        if (query.until !== undefined) add(`${RECORD_AT} < ?`, query.until.toISOString());
         params.push(query.limit);
-        const { rows } = await db.query<{ record: AuditRecord }>(
-          `SELECT record FROM ${audit} WHERE ${conditions.join(' AND ')} ORDER BY seq LIMIT $${params.length}`,
+        const { rows } = await db.query<RawAuditRow>(
+          `SELECT ${AUDIT_ROW} FROM ${audit} WHERE ${conditions.join(' AND ')} ORDER BY seq LIMIT $${params.length}`,
           params,
         );
-        return rows.map((r) => r.record);
+        return rows.map(toAuditRow);
       },
     };
   }

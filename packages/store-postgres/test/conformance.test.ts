@@ -2,6 +2,7 @@ import { createPostgresStore } from '@fleetward/store-postgres';
 import { describeStoreConformance } from '@fleetward/testkit';
 import pg from 'pg';
 import { describeWithPostgres, dropSchema, freshSchema, POSTGRES_URL } from './support/postgres.js';
+import { tamperPostgresAudit } from './support/tamper.js';
 
 let schema: string | undefined;
 let pool: pg.Pool | undefined;
@@ -18,6 +19,7 @@ describeWithPostgres('PostgresStore', () => {
       if (schema) await dropSchema(schema);
       schema = undefined;
     },
+    auditTamper: tamperPostgresAudit(() => schema!),
   });
 
   // The caller's pool, shared and left open by the store.
@@ -34,5 +36,6 @@ describeWithPostgres('PostgresStore', () => {
       schema = undefined;
       pool = undefined;
     },
+    auditTamper: tamperPostgresAudit(() => schema!),
   });
 });

@@ -1,8 +1,15 @@
-import { type Store, StoreError, ValidationError, verifyAuditChain } from '@fleetward/core';
+import {
+  ENTITY_KINDS,
+  INDEXED_FIELDS,
+  type Store,
+  StoreError,
+  ValidationError,
+  verifyAuditChain,
+} from '@fleetward/core';
 import { createPostgresStore, MIGRATIONS } from '@fleetward/store-postgres';
 import { ManualClock, sampleInput } from '@fleetward/testkit';
 import pg from 'pg';
-import { afterEach, beforeEach, expect, it } from 'vitest';
+import { afterEach, beforeEach, expect, it, vi } from 'vitest';
 import { describeWithPostgres, dropSchema, freshSchema, POSTGRES_URL } from './support/postgres.js';
 
 const actor = { principalId: 'u', kind: 'human' as const };
@@ -151,6 +158,59 @@ describeWithPostgres('createPostgresStore', () => {
       'a.b',
       'b',
     ]);
+  });
+
+  it('list — every indexed field’s query, as the store runs it, can be answered from that field’s index', async () => {
+    const store = await open();
+    // Every query the store sends, as text and parameters (Pool.query goes through Client.query).
+    const sent: { text: string; values: unknown[] }[] = [];
+    const original = pg.Client.prototype.query as (...args: unknown[]) => unknown;
+    const spy = vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (
+      this: pg.Client,
+      ...args: unknown[]
+    ) {
+      const [config, values] = args;
+      if (typeof config === 'string') sent.push({ text: config, values: (values as unknown[]) ?? [] });
+      return original.apply(this, args);
+    } as never);
+    const queries: { index: string; statements: { text: string; values: unknown[] }[] }[] = [];
+    try {
+      for (const kind of ENTITY_KINDS) {
+        for (const field of INDEXED_FIELDS[kind]) {
+          const before = sent.length;
+          const value = field === 'enabled' || field === 'disabled' ? true : 'x';
+          await (store[kind] as Store['servers']).list('t', { where: { [field]: value } as never });
+          queries.push({ index: `entities_${kind}_${field}`, statements: sent.slice(before) });
+        }
+      }
+    } finally {
+      spy.mockRestore();
+    }
+    const { rows: created } = await admin.query<{ indexname: string }>(
+      "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'entities' AND indexname <> 'entities_pkey'",
+      [schema],
+    );
+    // Every index the migrations create is one of these queries' own, and the other way round.
+    expect(new Set(created.map((r) => r.indexname))).toEqual(new Set(queries.map((q) => q.index)));
+    const client = await admin.connect();
+    try {
+      // An empty table is cheapest to scan whole; with scans off the planner shows whether the
+      // statement's shape matches the partial expression index at all.
+      await client.query('SET enable_seqscan = off');
+      for (const { index, statements } of queries) {
+        const lists = statements.filter((s) => /\bentities\b/.test(s.text) && /^\s*SELECT/i.test(s.text));
+        expect(lists, index).toHaveLength(1);
+        const { rows } = await client.query<{ 'QUERY PLAN': string }>(
+          `EXPLAIN ${lists[0]!.text}`,
+          lists[0]!.values,
+        );
+        expect(rows.map((r) => r['QUERY PLAN']).join('\n'), index).toMatch(
+          new RegExp(`Index (Only )?Scan (Backward )?(using|on) "?${index}"?\\s`),
+        );
+      }
+    } finally {
+      client.release();
+    }
   });
 
   it('close — leaves a caller’s pool open; later calls fail', async () => {

@@ -8,6 +8,15 @@ export interface Migration {
   sql: string;
 }
 
+/**
+ * The audit record's own fields as SQL expressions. Queries filter on these (the hashed JSON),
+ * not on the columns kept beside it; the expression indexes of migration 5 make that fast. A
+ * query must spell them exactly like the index for SQLite to use it.
+ */
+export const RECORD_ACTION = "json_extract(record, '$.action')";
+export const RECORD_ACTOR = "json_extract(record, '$.actor.principalId')";
+export const RECORD_AT = "json_extract(record, '$.at')";
+
 const indexed: Record<string, string[]> = {
   accounts: ['provider'],
   servers: ['accountId', 'provider', 'region', 'name'],
@@ -125,5 +134,16 @@ INSERT INTO lease_tokens (id, last) VALUES (1, 0);
         ),
       )
       .join('\n'),
+  },
+  {
+    version: 5,
+    name: 'audit queries read the hashed record, not the columns beside it',
+    sql: `
+DROP INDEX audit_log_action;
+DROP INDEX audit_log_actor;
+CREATE INDEX audit_log_record_action ON audit_log (tenant_id, ${RECORD_ACTION}, seq);
+CREATE INDEX audit_log_record_actor ON audit_log (tenant_id, ${RECORD_ACTOR}, seq);
+CREATE INDEX audit_log_record_at ON audit_log (tenant_id, ${RECORD_AT}, seq);
+`,
   },
 ];

@@ -1,7 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import {
-  type AuditRecord,
+  type AuditQuery,
+  assertNoLinksSync,
   type BackendSession,
   type Clock,
   createStore,
@@ -14,13 +15,14 @@ import {
   Mutex,
   type Store,
   type StoreBackend,
+  type StoredAuditRow,
   StoreError,
   systemClock,
   validate,
 } from '@fleetward/core';
 import Database from 'better-sqlite3';
 import { z } from 'zod';
-import { MIGRATIONS, type Migration } from './migrations.js';
+import { MIGRATIONS, type Migration, RECORD_ACTION, RECORD_ACTOR, RECORD_AT } from './migrations.js';
 
 export const SqliteStoreOptionsSchema = z.strictObject({
   /** Database file, or `':memory:'`. Parent folders are created. */
@@ -84,6 +86,19 @@ const toRow = (r: RawRow): EntityRow => ({
 });
 
 const FIELD = /^[A-Za-z][A-Za-z0-9]*$/;
+
+interface RawAuditRow {
+  tenant_id: string;
+  seq: number;
+  id: string;
+  at: string;
+  action: string;
+  actor_id: string;
+  hash: string;
+  record: string;
+}
+
+const AUDIT_ROW = 'tenant_id, seq, id, at, action, actor_id, hash, record';
 
 /** Lease calls share the connection's mutex so that they never land inside an open transaction. */
 class SqliteLeases implements Leases {
@@ -231,7 +246,7 @@ class SqliteBackend implements StoreBackend {
       'DELETE FROM entities WHERE kind = ? AND tenant_id = ? AND id = ? AND version = ?',
     );
     const head = db.prepare(
-      'SELECT record, seq, id FROM audit_log WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1',
+      `SELECT ${AUDIT_ROW} FROM audit_log WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1`,
     );
     const auditInsert = db.prepare(
       'INSERT INTO audit_log (tenant_id, seq, id, at, action, actor_id, hash, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
@@ -306,8 +321,8 @@ class SqliteBackend implements StoreBackend {
         return result.changes === 1;
       },
       async auditHead(tenantId) {
-        const r = head.get(tenantId) as { record: string; seq: number; id: string } | undefined;
-        return r && parseAuditRow(tenantId, r);
+        const r = head.get(tenantId) as RawAuditRow | undefined;
+        return r && toAuditRow(r);
       },
       async auditInsert(record) {
         return (
@@ -324,35 +339,8 @@ class SqliteBackend implements StoreBackend {
         );
       },
       async auditList(tenantId, query) {
-        const conditions = ['tenant_id = ?'];
-        const params: (string | number)[] = [tenantId];
-        if (query.afterSeq !== undefined) {
-          conditions.push('seq > ?');
-          params.push(query.afterSeq);
-        }
-        if (query.action !== undefined) {
-          conditions.push('action = ?');
-          params.push(query.action);
-        }
-        if (query.actorId !== undefined) {
-          conditions.push('actor_id = ?');
-          params.push(query.actorId);
-        }
-        if (query.since !== undefined) {
-          conditions.push('at >= ?');
-          params.push(query.since.toISOString());
-        }
-        if (query.until !== undefined) {
-          conditions.push('at < ?');
-          params.push(query.until.toISOString());
-        }
-        params.push(query.limit);
-        const rows = db
-          .prepare(
-            `SELECT record, seq, id FROM audit_log WHERE ${conditions.join(' AND ')} ORDER BY seq LIMIT ?`,
-          )
-          .all(...params) as { record: string; seq: number; id: string }[];
-        return rows.map((r) => parseAuditRow(tenantId, r));
+        const { sql, params } = auditListStatement(tenantId, query);
+        return (db.prepare(sql).all(...params) as RawAuditRow[]).map(toAuditRow);
       },
     };
   }
@@ -364,26 +352,83 @@ class SqliteBackend implements StoreBackend {
  * Several processes on one machine may share the file; leases and audit appends stay atomic.
  */
 /**
- * A stored audit record. One that is not JSON any more (only possible by tampering: the column
- * checks `json_valid`) is a StoreError naming the record, so verification can say which one.
+ * The statement that answers an audit query. Filters read the hashed record itself (through the
+ * expression indexes of migration 5), never the columns beside it: a column edited underneath
+ * would otherwise hide a record from every query. @internal exported for the index test
  */
-function parseAuditRow(tenantId: string, row: { record: string; seq: number; id: string }): AuditRecord {
-  try {
-    return JSON.parse(row.record) as AuditRecord;
-  } catch (error) {
-    throw new StoreError(
-      `audit record ${row.seq} (id ${row.id}) of tenant ${tenantId} is not valid JSON: it was tampered with`,
-      {
-        cause: error,
-        details: { tenantId, seq: row.seq, id: row.id },
-      },
-    );
+export function auditListStatement(
+  tenantId: string,
+  query: AuditQuery & { limit: number },
+): { sql: string; params: (string | number)[] } {
+  const conditions = ['tenant_id = ?'];
+  const params: (string | number)[] = [tenantId];
+  if (query.afterSeq !== undefined) {
+    conditions.push('seq > ?');
+    params.push(query.afterSeq);
   }
+  if (query.action !== undefined) {
+    conditions.push(`${RECORD_ACTION} = ?`);
+    params.push(query.action);
+  }
+  if (query.actorId !== undefined) {
+    conditions.push(`${RECORD_ACTOR} = ?`);
+    params.push(query.actorId);
+  }
+  if (query.since !== undefined) {
+    conditions.push(`${RECORD_AT} >= ?`);
+    params.push(query.since.toISOString());
+  }
+  if (query.until !== undefined) {
+    conditions.push(`${RECORD_AT} < ?`);
+    params.push(query.until.toISOString());
+  }
+  params.push(query.limit);
+  // Without statistics SQLite walks the primary key (it yields seq order) and reads the whole
+  // tenant; the expression index yields seq order too, for one equality.
+  const index =
+    query.actorId !== undefined
+      ? ' INDEXED BY audit_log_record_actor'
+      : query.action !== undefined
+        ? ' INDEXED BY audit_log_record_action'
+        : '';
+  return {
+    sql: `SELECT ${AUDIT_ROW} FROM audit_log${index} WHERE ${conditions.join(' AND ')} ORDER BY seq LIMIT ?`,
+    params,
+  };
+}
+
+/**
+ * A stored audit row as it is. A record that is not JSON any more (possible only by tampering: the
+ * column checks `json_valid`) is `undefined`, so verification names the row instead of failing.
+ */
+function toAuditRow(r: RawAuditRow): StoredAuditRow {
+  let record: unknown;
+  try {
+    record = JSON.parse(r.record);
+  } catch {
+    record = undefined;
+  }
+  return {
+    columns: {
+      tenantId: r.tenant_id,
+      seq: r.seq,
+      id: r.id,
+      at: r.at,
+      action: r.action,
+      actorId: r.actor_id,
+      hash: r.hash,
+    },
+    record,
+  };
 }
 
 export function createSqliteStore(options: SqliteStoreOptions): Store {
   const opts = validate(SqliteStoreOptionsSchema, options, 'SqliteStoreOptions');
-  if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true });
+  if (opts.path !== ':memory:') {
+    mkdirSync(dirname(opts.path), { recursive: true });
+    // SQLite opens the database and its side files following links; a planted one is refused.
+    assertNoLinksSync(['', '-wal', '-shm', '-journal'].map((suffix) => `${opts.path}${suffix}`));
+  }
   const db = new Database(opts.path, { timeout: opts.busyTimeoutMs });
   try {
     db.pragma('journal_mode = WAL');

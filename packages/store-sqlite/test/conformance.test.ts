@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSqliteStore } from '@fleetward/store-sqlite';
 import { describeStoreConformance } from '@fleetward/testkit';
+import { tamperSqliteAudit } from './support/tamper.js';
 
 let dir: string | undefined;
 const file = () => join(dir!, 'fleetward.db');
@@ -17,6 +18,7 @@ describeStoreConformance('SqliteStore (file)', {
     if (dir) rmSync(dir, { recursive: true, force: true });
     dir = undefined;
   },
+  auditTamper: tamperSqliteAudit(file),
 });
 
 describeStoreConformance('SqliteStore (:memory:)', {

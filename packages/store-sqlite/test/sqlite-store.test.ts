@@ -3,10 +3,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { StoreError, verifyAuditChain } from '@fleetward/core';
+import { ENTITY_KINDS, INDEXED_FIELDS, type Store, StoreError, verifyAuditChain } from '@fleetward/core';
 import { createSqliteStore, MIGRATIONS } from '@fleetward/store-sqlite';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { auditListStatement } from '../src/sqlite-store.js';
 
 const root = fileURLToPath(new URL('../../..', import.meta.url));
 let dir: string;
@@ -106,28 +107,119 @@ describe('createSqliteStore', () => {
   });
 });
 
+interface RanStatement {
+  sql: string;
+  params: unknown[];
+}
+
+/**
+ * Records every statement the store executes with `all` or `get` (its reads), as the SQL text it
+ * prepared and the parameters it bound, by wrapping better-sqlite3's Statement methods: the test
+ * explains what the store runs, never a copy of it.
+ */
+function recordReads(): { ran: RanStatement[]; restore: () => void } {
+  const probe = new Database(':memory:');
+  const proto = Object.getPrototypeOf(probe.prepare('SELECT 1')) as Database.Statement;
+  probe.close();
+  const ran: RanStatement[] = [];
+  const spies = (['all', 'get'] as const).map((method) => {
+    const original = proto[method] as (...args: unknown[]) => unknown;
+    return vi.spyOn(proto, method).mockImplementation(function (
+      this: Database.Statement,
+      ...params: unknown[]
+    ) {
+      ran.push({ sql: this.source, params });
+      return original.apply(this, params);
+    } as never);
+  });
+  return {
+    ran,
+    restore: () => {
+      for (const spy of spies) spy.mockRestore();
+    },
+  };
+}
+
+const planOf = (db: Database.Database, statement: RanStatement) =>
+  (db.prepare(`EXPLAIN QUERY PLAN ${statement.sql}`).all(...statement.params) as { detail: string }[])
+    .map((p) => p.detail)
+    .join(' | ');
+
 describe('createSqliteStore indexes', () => {
-  it('list — an equality on an indexed field is answered from that field’s index, not by scanning the tenant', async () => {
+  it('list — every indexed field’s query, as the store runs it, is answered from that field’s index', async () => {
     const path = join(dir, 'db.sqlite');
     const store = createSqliteStore({ path });
-    for (let i = 0; i < 50; i++) {
-      await store.scanResults.create({
+    const reads = recordReads();
+    const queries: { index: string; statements: RanStatement[] }[] = [];
+    try {
+      for (const kind of ENTITY_KINDS) {
+        for (const field of INDEXED_FIELDS[kind]) {
+          const before = reads.ran.length;
+          const value = field === 'enabled' || field === 'disabled' ? true : 'x';
+          await (store[kind] as Store['servers']).list('t', { where: { [field]: value } as never });
+          queries.push({ index: `entities_${kind}_${field}`, statements: reads.ran.slice(before) });
+        }
+      }
+    } finally {
+      reads.restore();
+      await store.close();
+    }
+    const db = new Database(path, { readonly: true });
+    try {
+      // Every index the migrations create is one of these queries' own, and the other way round.
+      const created = (
+        db
+          .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'entities\\_%' ESCAPE '\\'",
+          )
+          .all() as {
+          name: string;
+        }[]
+      ).map((r) => r.name);
+      expect(new Set(created)).toEqual(new Set(queries.map((q) => q.index)));
+      for (const { index, statements } of queries) {
+        const lists = statements.filter((s) => /\bFROM entities\b/.test(s.sql));
+        expect(lists, index).toHaveLength(1);
+        expect(planOf(db, lists[0]!), index).toMatch(new RegExp(`USING (COVERING )?INDEX ${index}\\b`));
+      }
+    } finally {
+      db.close();
+    }
+  });
+});
+
+describe('createSqliteStore audit indexes', () => {
+  it('audit.list — a filter by actor or action is answered from an index on the hashed record, not the columns beside it', async () => {
+    const path = join(dir, 'audit.sqlite');
+    const store = createSqliteStore({ path });
+    for (let i = 0; i < 20; i++) {
+      await store.audit.append({
         tenantId: 't',
-        serverId: `s-${i % 5}`,
-        scannedAt: '2026-01-01T00:00:00.000Z',
-        status: 'succeeded',
+        actor: { principalId: `p-${i % 4}`, kind: 'human' },
+        action: i % 2 ? 'patch.scan' : 'audit.read',
+        decision: 'allow',
+        result: 'success',
       });
     }
-    expect(await store.scanResults.list('t', { where: { serverId: 's-3' } })).toHaveLength(10);
     await store.close();
-    // The same statement the store prepares, asked for its plan.
     const db = new Database(path);
-    const plan = db
-      .prepare(
-        "EXPLAIN QUERY PLAN SELECT kind, tenant_id, id, version, data FROM entities INDEXED BY entities_scanResults_serverId WHERE kind = 'scanResults' AND tenant_id = ? AND json_extract(data, '$.serverId') = ? ORDER BY id LIMIT ?",
-      )
-      .all('t', 's-3', 10) as { detail: string }[];
-    expect(plan.map((p) => p.detail).join(' ')).toContain('USING INDEX entities_scanResults_serverId');
+    const planOf = (query: Parameters<typeof auditListStatement>[1]) => {
+      // The statement the store itself runs for this query.
+      const { sql, params } = auditListStatement('t', query);
+      const plan = db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as { detail: string }[];
+      return plan.map((p) => p.detail).join(' ');
+    };
+    expect(planOf({ actorId: 'p-1', limit: 10 })).toContain('USING INDEX audit_log_record_actor');
+    expect(planOf({ action: 'patch.scan', afterSeq: 3, limit: 10 })).toContain(
+      'USING INDEX audit_log_record_action',
+    );
+    expect(planOf({ actorId: 'p-1', action: 'patch.scan', limit: 10 })).toContain(
+      'USING INDEX audit_log_record_actor',
+    );
+    const { sql, params } = auditListStatement('t', { actorId: 'p-1', limit: 100 });
+    expect((db.prepare(sql).all(...params) as { seq: number }[]).map((r) => r.seq)).toEqual([
+      2, 6, 10, 14, 18,
+    ]);
     db.close();
   });
 });

@@ -1,7 +1,13 @@
 export { ManualClock } from './clock.js';
 export { SAMPLE_CHANGES, sampleInput } from './fixtures.js';
-export { describeIfAvailable, prerequisitesRequired } from './requirements.js';
 export {
+  describeIfAvailable,
+  itIfAvailable,
+  prerequisitesRequired,
+  unavailableWithout,
+} from './requirements.js';
+export {
+  type AuditTamper,
   describeStoreConformance,
   STORE_CONFORMANCE_GROUPS,
   type StoreConformanceContext,

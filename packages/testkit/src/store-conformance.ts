@@ -1,13 +1,21 @@
 import {
   AlreadyExistsError,
+  AUDIT_COLUMNS,
+  type AuditColumns,
+  AuditIntegrityError,
+  type AuditRecord,
+  auditColumnsOf,
   ConflictError,
   ENTITY_KINDS,
+  ENTITY_SCHEMAS,
+  INDEXED_FIELDS,
   LeaseNotHeldError,
   NotFoundError,
   type Store,
   StoreError,
   ValidationError,
   verifyAuditChain,
+  verifyStoredAuditRows,
 } from '@fleetward/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from './clock.js';
@@ -44,6 +52,21 @@ export interface StoreConformanceOptions {
   skip?: Partial<Record<StoreConformanceGroup, string>>;
   /** More tests of the implementation, run with the same setup. */
   additionalTests?(get: () => { store: Store; clock: ManualClock }): void;
+  /**
+   * A back channel to the audit table of the store under test, as someone holding the database
+   * has it (append-only triggers dropped). With it the `audit` group also proves that edited
+   * columns and forged rows are caught; a store that keeps nothing outside the record (memory)
+   * leaves it out and those tests are skipped, saying so.
+   */
+  auditTamper?: AuditTamper;
+}
+
+/** Raw writes to a store's audit table, bypassing the store: see `auditTamper`. */
+export interface AuditTamper {
+  /** Sets one column of the row at (`tenantId`, `seq`) as stored, leaving the record as it is. */
+  setColumn(tenantId: string, seq: number, column: keyof AuditColumns, value: string | number): Promise<void>;
+  /** Inserts a row with these columns and this record text (any JSON), as a forger would. */
+  insertRow(columns: AuditColumns, record: string): Promise<void>;
 }
 
 const T1 = 'tenant-a';
@@ -227,6 +250,19 @@ export function describeStoreConformance(name: string, options: StoreConformance
     });
 
     group('isolation', () => {
+      /** Every row of every kind, and the audit chain, of one tenant. */
+      const tenantSnapshot = async (tenantId: string) => ({
+        entities: Object.fromEntries(
+          await Promise.all(
+            ENTITY_KINDS.map(async (kind) => [
+              kind,
+              await (store[kind] as Store['servers']).listAll(tenantId),
+            ]),
+          ),
+        ),
+        audit: await store.audit.list(tenantId),
+      });
+
       it('get/list/update/delete — never reach another tenant’s rows', async () => {
         const a = await store.servers.create({ ...sampleInput('servers', T1), id: 'shared-id' });
         const b = await store.servers.create({ ...sampleInput('servers', T2, 2), id: 'shared-id' });
@@ -239,6 +275,70 @@ export function describeStoreConformance(name: string, options: StoreConformance
         await store.servers.delete(T1, 'shared-id');
         expect(await store.servers.get(T2, 'shared-id')).toBeDefined();
         expect(await store.servers.get('tenant-c', 'shared-id')).toBeUndefined();
+      });
+
+      // The kinds come from the registry (`ENTITY_KINDS`, which createStore builds the store
+      // from), so a kind added later is covered without touching this suite.
+      for (const kind of ENTITY_KINDS) {
+        it(`${kind}.get/list/update/delete — one tenant never sees or changes another’s rows`, async () => {
+          const repo = store[kind] as unknown as Store['servers'];
+          // Tenants are their own id; every other kind shares one id across the two tenants.
+          const input = (tenantId: string, n: number, id: string) =>
+            ({ ...sampleInput(kind, tenantId, n), ...(kind === 'tenants' ? {} : { id }) }) as never;
+          const mine = (await repo.create(input(T1, 1, 'shared-id'))) as unknown as Record<string, unknown>;
+          const theirs = (await repo.create(input(T2, 2, 'shared-id'))) as unknown as Record<string, unknown>;
+          const theirsOnly =
+            kind === 'tenants'
+              ? theirs
+              : ((await repo.create(input(T2, 3, 'theirs-only'))) as unknown as Record<string, unknown>);
+          const before = await tenantSnapshot(T2);
+
+          const ownRows = (rows: readonly unknown[]) =>
+            (rows as Record<string, unknown>[]).every((r) => r['tenantId'] === T1);
+          expect(await repo.get(T1, mine['id'] as string)).toEqual(mine);
+          expect(await repo.get(T1, theirsOnly['id'] as string)).toBeUndefined();
+          expect(await repo.list(T1)).toEqual([mine]);
+          expect(await repo.listAll(T1)).toEqual([mine]);
+          for (const field of INDEXED_FIELDS[kind] as readonly string[]) {
+            const value = theirs[field];
+            if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean')
+              continue;
+            expect(ownRows(await repo.list(T1, { where: { [field]: value } as never })), field).toBe(true);
+          }
+          if (theirsOnly !== theirs) {
+            await expectError(
+              repo.update(T1, theirsOnly['id'] as string, SAMPLE_CHANGES[kind] as never, {
+                expectedVersion: 1,
+              }),
+              NotFoundError,
+            );
+            expect(await repo.delete(T1, theirsOnly['id'] as string)).toBe(false);
+          }
+          await repo.update(T1, mine['id'] as string, SAMPLE_CHANGES[kind] as never, { expectedVersion: 1 });
+          expect(await repo.delete(T1, mine['id'] as string)).toBe(true);
+
+          expect(await tenantSnapshot(T2)).toEqual(before);
+          expect(await repo.get('tenant-c', 'shared-id')).toBeUndefined();
+        });
+      }
+
+      it('ENTITY_KINDS — names every repository of the store, and each kind has a valid sample', () => {
+        const repositories = new Set<string>();
+        for (let o: object | null = store; o && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
+          for (const key of Object.getOwnPropertyNames(o)) {
+            const value = (store as unknown as Record<string, unknown>)[key];
+            if (value && typeof value === 'object' && ['create', 'get', 'list'].every((m) => m in value))
+              repositories.add(key);
+          }
+        }
+        expect([...repositories].sort()).toEqual([...ENTITY_KINDS].sort());
+        for (const kind of ENTITY_KINDS) {
+          for (const n of [1, 2, 3]) {
+            const parsed = ENTITY_SCHEMAS[kind].input.safeParse(sampleInput(kind, T1, n));
+            expect(parsed.success, `sampleInput('${kind}', …, ${n}): ${parsed.error?.message}`).toBe(true);
+          }
+          expect(Object.keys(SAMPLE_CHANGES[kind]).length, `SAMPLE_CHANGES.${kind}`).toBeGreaterThan(0);
+        }
       });
 
       it('tenantIds — lists every tenant, sorted, for process-wide workers', async () => {
@@ -550,6 +650,225 @@ export function describeStoreConformance(name: string, options: StoreConformance
         const until = new Date('2026-03-01T12:05:00.000Z');
         expect((await store.audit.list(T1, { since, until })).map((r) => r.seq)).toEqual([3, 4]);
       });
+
+      it('rows — every stored row carries columns equal to its record’s own fields', async () => {
+        for (let i = 0; i < 4; i++) {
+          clock.advance(1000);
+          await store.audit.append({
+            tenantId: T1,
+            actor,
+            action: `r.${i}`,
+            decision: 'allow',
+            result: 'success',
+          });
+        }
+        const rows = await store.audit.rows(T1);
+        expect(rows.map((r) => r.columns.seq)).toEqual([1, 2, 3, 4]);
+        for (const row of rows) expect(row.columns).toEqual(auditColumnsOf(row.record as AuditRecord));
+        expect((await store.audit.rows(T1, { afterSeq: 2, limit: 1 })).map((r) => r.columns.seq)).toEqual([
+          3,
+        ]);
+        expect((await store.audit.headRow(T1))?.columns.seq).toBe(4);
+        expect(await store.audit.headRow(T2)).toBeUndefined();
+        expect(await verifyStoredAuditRows(await store.audit.rows(T1), { tenantId: T1 })).toMatchObject({
+          ok: true,
+          checked: 4,
+        });
+      });
+
+      it('list — answers every query exactly as filtering the records themselves does', async () => {
+        const actors = ['alice', 'bob', 'carol'];
+        const actions = ['patch.scan', 'access.request', 'audit.read'];
+        for (let i = 0; i < 12; i++) {
+          clock.advance(((i * 7) % 5) * 60_000 + 1);
+          await store.audit.append({
+            tenantId: T1,
+            actor: { principalId: actors[i % 3]!, kind: 'human' },
+            action: actions[(i * 2) % 3]!,
+            decision: 'allow',
+            result: 'success',
+          });
+        }
+        const all = await store.audit.list(T1);
+        const times = [undefined, ...all.map((r) => new Date(r.at))];
+        const seqs = [undefined, 0, 5, 12];
+        // Every combination of filters, against the same filters applied to the records by hand.
+        for (const actorId of [undefined, ...actors, 'nobody'])
+          for (const action of [undefined, ...actions])
+            for (const since of [times[0], times[3], times[9]])
+              for (const until of [times[0], times[6], times[12]])
+                for (const afterSeq of seqs) {
+                  const query = { actorId, action, since, until, afterSeq };
+                  const expected = all.filter(
+                    (r) =>
+                      (actorId === undefined || r.actor.principalId === actorId) &&
+                      (action === undefined || r.action === action) &&
+                      (since === undefined || Date.parse(r.at) >= since.getTime()) &&
+                      (until === undefined || Date.parse(r.at) < until.getTime()) &&
+                      (afterSeq === undefined || r.seq > afterSeq),
+                  );
+                  const defined = Object.fromEntries(
+                    Object.entries(query).filter(([, v]) => v !== undefined),
+                  );
+                  const got = await store.audit.list(T1, defined);
+                  expect(
+                    got.map((r) => r.seq),
+                    JSON.stringify(defined),
+                  ).toEqual(expected.map((r) => r.seq));
+                  const limited = await store.audit.list(T1, { ...defined, limit: 2 });
+                  expect(limited.map((r) => r.seq)).toEqual(expected.slice(0, 2).map((r) => r.seq));
+                }
+      });
+
+      const tamper = options.auditTamper;
+      const tampered = tamper ? describe : describe.skip;
+      tampered(
+        `tampered underneath${tamper ? '' : ' (skipped: this store keeps no column outside the hashed record)'}`,
+        () => {
+          const appendSome = async (tenantId: string, n: number) => {
+            for (let i = 0; i < n; i++) {
+              clock.advance(60_000);
+              await store.audit.append({
+                tenantId,
+                actor: { principalId: i % 2 ? 'bob' : 'alice', kind: 'human' },
+                action: i % 2 ? 'patch.scan' : 'access.request',
+                decision: 'allow',
+                result: 'success',
+              });
+            }
+            return store.audit.list(tenantId);
+          };
+
+          it('list — an edited actor_id, action or at column neither hides a record nor smuggles one in', async () => {
+            const records = await appendSome(T1, 6);
+            await tamper!.setColumn(T1, 1, 'actorId', 'mallory');
+            await tamper!.setColumn(T1, 2, 'action', 'access.request');
+            await tamper!.setColumn(T1, 3, 'at', '2099-01-01T00:00:00.000Z');
+            await tamper!.setColumn(T1, 4, 'actorId', 'bob');
+            const seqs = async (q: Parameters<Store['audit']['list']>[1]) =>
+              (await store.audit.list(T1, q)).map((r) => r.seq);
+            expect(await seqs({ actorId: 'alice' })).toEqual([1, 3, 5]);
+            expect(await seqs({ actorId: 'mallory' })).toEqual([]);
+            expect(await seqs({ actorId: 'bob' })).toEqual([2, 4, 6]);
+            expect(await seqs({ action: 'access.request' })).toEqual([1, 3, 5]);
+            expect(await seqs({ since: new Date(records[2]!.at), until: new Date(records[3]!.at) })).toEqual([
+              3,
+            ]);
+            expect(await seqs({ since: new Date('2099-01-01T00:00:00.000Z') })).toEqual([]);
+          });
+
+          it('verify — names every edited column of every row (column-mismatch: seq, id, column)', async () => {
+            const records = await appendSome(T1, 3);
+            const forged: Record<keyof AuditColumns, string | number> = {
+              tenantId: T2,
+              seq: 1000,
+              id: 'forged-id',
+              at: '2099-01-01T00:00:00.000Z',
+              action: 'forged.action',
+              actorId: 'mallory',
+              hash: 'f'.repeat(64),
+            };
+            for (const column of AUDIT_COLUMNS) {
+              for (const record of records) {
+                const original = auditColumnsOf(record)[column];
+                await tamper!.setColumn(T1, record.seq, column, forged[column]);
+                // A moved row is found where it now is: the other tenant's log, or its new seq.
+                const tenantId = column === 'tenantId' ? T2 : T1;
+                const seq = column === 'seq' ? 1000 : record.seq;
+                const result = await verifyStoredAuditRows(await store.audit.rows(tenantId), { tenantId });
+                expect(result.ok, `${column} of record ${record.seq}`).toBe(false);
+                expect(result.problems).toContainEqual(
+                  expect.objectContaining({
+                    problem: 'column-mismatch',
+                    column,
+                    seq,
+                    id: column === 'id' ? 'forged-id' : record.id,
+                  }),
+                );
+                await tamper!.setColumn(tenantId, seq, column, original);
+                expect((await verifyStoredAuditRows(await store.audit.rows(T1), { tenantId: T1 })).ok).toBe(
+                  true,
+                );
+              }
+            }
+          });
+
+          it('append — a forged row at the head does not block appends, and verify names it', async () => {
+            const records = await appendSome(T1, 3);
+            const head = records[2]!;
+            // A copy of the head under the next seq: the row a forger inserts with database access.
+            await tamper!.insertRow(
+              { ...auditColumnsOf(head), seq: 4, id: 'forged-4' },
+              JSON.stringify(head),
+            );
+            const next = await store.audit.append({
+              tenantId: T1,
+              actor,
+              action: 'after.forgery',
+              decision: 'allow',
+              result: 'success',
+            });
+            expect(next.seq).toBe(5);
+            expect(next.prevHash).toBe(head.hash);
+            expect((await store.audit.list(T1)).map((r) => r.seq)).toEqual([1, 2, 3, 5]);
+            const result = await verifyStoredAuditRows(await store.audit.rows(T1), { tenantId: T1 });
+            expect(result.ok).toBe(false);
+            expect(result.problems).toEqual(
+              expect.arrayContaining([
+                expect.objectContaining({
+                  problem: 'column-mismatch',
+                  column: 'seq',
+                  seq: 4,
+                  id: 'forged-4',
+                }),
+                expect.objectContaining({ problem: 'column-mismatch', column: 'id', seq: 4, id: 'forged-4' }),
+                expect.objectContaining({ problem: 'duplicate', seq: 3 }),
+              ]),
+            );
+          });
+
+          it('append — a forged head that holds no record does not block appends, and verify names it', async () => {
+            const records = await appendSome(T1, 2);
+            await tamper!.insertRow({ ...auditColumnsOf(records[1]!), seq: 3, id: 'forged-3' }, 'null');
+            await expectError(store.audit.head(T1), AuditIntegrityError);
+            const next = await store.audit.append({
+              tenantId: T1,
+              actor,
+              action: 'x',
+              decision: 'allow',
+              result: 'success',
+            });
+            expect(next).toMatchObject({ seq: 4, prevHash: records[1]!.hash });
+            const result = await verifyStoredAuditRows(await store.audit.rows(T1), { tenantId: T1 });
+            expect(result.problems).toContainEqual(
+              expect.objectContaining({ problem: 'malformed', seq: 3, id: 'forged-3' }),
+            );
+          });
+
+          it('append — a head seq with no successor is an AuditIntegrityError, and verify still runs', async () => {
+            const records = await appendSome(T1, 1);
+            await tamper!.insertRow(
+              { ...auditColumnsOf(records[0]!), seq: Number.MAX_SAFE_INTEGER, id: 'forged-max' },
+              JSON.stringify(records[0]),
+            );
+            const error = await expectError(
+              store.audit.append({ tenantId: T1, actor, action: 'x', decision: 'allow', result: 'success' }),
+              AuditIntegrityError,
+            );
+            expect(error.message).toMatch(
+              /audit log head of tenant "tenant-a" is damaged: .*run audit verify/,
+            );
+            const result = await verifyStoredAuditRows(await store.audit.rows(T1), { tenantId: T1 });
+            expect(result.problems).toContainEqual(
+              expect.objectContaining({
+                problem: 'column-mismatch',
+                column: 'seq',
+                seq: Number.MAX_SAFE_INTEGER,
+              }),
+            );
+          });
+        },
+      );
 
       it('audit — offers no way to change or delete a record', () => {
         const methods = Object.keys(store.audit).concat(

@@ -1,19 +1,25 @@
 import { randomUUID } from 'node:crypto';
 import PQueue from 'p-queue';
 import { z } from 'zod';
-import { ACTIONS, type Action } from '../authz/actions.js';
+import { type Action, isAction } from '../authz/actions.js';
 import {
   type AccessGrant,
+  AccessGrantSchema,
   type AccessRequest,
+  AccessRequestSchema,
   IdSchema,
   LoginSchema,
   PublicKeyLineSchema,
+  ScriptNameSchema,
   type Server,
   type ServerSelector,
   TimestampSchema,
   validate,
 } from '../domain/index.js';
+import { ReasonOptionsSchema, validateOptions } from '../domain/options.js';
+import { OperationStopLatch, stopsOperation } from '../engine/stop.js';
 import { AuthorizationError, ConflictError, toFleetwardError, ValidationError } from '../errors.js';
+import { audited, denied } from '../fleet/call-audit.js';
 import type { Fleet, SessionInternals } from '../fleet/fleet.js';
 import { resolveTargets, TargetsSchema } from '../inventory/targets.js';
 import { enqueueEvent } from '../notify/outbox.js';
@@ -75,7 +81,7 @@ export const AccessRequestOptionsSchema = z
     login: LoginSchema.optional(),
     publicKey: PublicKeyLineSchema.optional(),
     actions: z.array(z.string()).min(1).max(50).optional(),
-    scripts: z.array(z.string().min(1).max(200)).min(1).max(200).optional(),
+    scripts: z.array(ScriptNameSchema).min(1).max(200).optional(),
     durationMinutes: z.number().int().min(1),
     startAt: TimestampSchema.optional(),
     reason: z.string().trim().min(10, 'must explain the need in at least 10 characters').max(2000),
@@ -101,7 +107,7 @@ export const AccessRequestOptionsSchema = z
       if (!v.actions)
         ctx.addIssue({ code: 'custom', path: ['actions'], message: 'is required for mode "actions"' });
       for (const [i, action] of (v.actions ?? []).entries()) {
-        if (!(action in ACTIONS)) {
+        if (!isAction(action)) {
           ctx.addIssue({
             code: 'custom',
             path: ['actions', i],
@@ -136,6 +142,15 @@ export interface SweepResult {
   failures: { grantId: string; serverId: string; message: string }[];
 }
 
+const ListRequestsOptionsSchema = z.strictObject({
+  mine: z.boolean().optional(),
+  status: AccessRequestSchema.shape.status.optional(),
+});
+const ListGrantsOptionsSchema = z.strictObject({
+  mine: z.boolean().optional(),
+  status: AccessGrantSchema.shape.status.optional(),
+});
+
 const emptySweep = (): SweepResult => ({
   expiredRequests: [],
   started: [],
@@ -156,6 +171,56 @@ const SERVER_QUEUE_CONCURRENCY = 16;
 const unreachableBefore = (target: AccessGrant['targets'][number]) =>
   target.state === 'failed' &&
   (target.error?.code === 'TRANSPORT_FAILED' || target.error?.code === 'TIMEOUT');
+
+/**
+ * Records on the grant why its servers in `notStarted` were left alone (their state unchanged),
+ * and audits the stop against the grant, as the system.
+ */
+async function recordGrantStop(
+  fleet: Fleet,
+  grant: AccessGrant,
+  stop: OperationStopLatch,
+  notStarted: string[],
+  action: 'access.grant.install' | 'access.grant.remove',
+): Promise<void> {
+  const why = stop.stopped!;
+  const skipped = new Set(notStarted);
+  const error = {
+    code: 'NOT_STARTED',
+    message: `${action === 'access.grant.install' ? 'not installed' : 'not removed'}: ${why.reason}`,
+  };
+  for (let attempt = 1; skipped.size > 0; attempt++) {
+    const current = await fleet.store.accessGrants.require(grant.tenantId, grant.id);
+    const targets = current.targets.map((t) => (skipped.has(t.serverId) ? { ...t, error } : t));
+    try {
+      await fleet.store.accessGrants.update(
+        grant.tenantId,
+        grant.id,
+        { targets },
+        { expectedVersion: current.version },
+      );
+      break;
+    } catch (e) {
+      if (!(e instanceof ConflictError) || attempt >= 10) throw e;
+    }
+  }
+  await fleet.audit(fleet.store, {
+    tenantId: grant.tenantId,
+    actor: { principalId: 'system', kind: 'system' },
+    action,
+    target: { type: 'access-grant', id: grant.id },
+    decision: 'allow',
+    result: 'failure',
+    reason: `stopped: ${why.reason}`.slice(0, 2000),
+    ticket: grant.ticket,
+    details: {
+      requestId: grant.requestId,
+      code: why.code,
+      ...stop.details(),
+      notStarted: notStarted.slice(0, 1000),
+    },
+  });
+}
 
 /** Installs (when due) and removes (when over) the grant's keys on each of its servers. */
 async function reconcileGrant(fleet: Fleet, given: AccessGrant, result: SweepResult): Promise<AccessGrant> {
@@ -182,14 +247,34 @@ async function reconcileGrant(fleet: Fleet, given: AccessGrant, result: SweepRes
       await fleet.store.servers.listAll(tenantId, { selector: { ids: grant.targets.map((t) => t.serverId) } })
     ).map((s) => [s.id, s]),
   );
+  // A changed host key stops the grant's installation for good (rule 6): its other servers stay
+  // pending until someone has looked, and the grant is revoked or left to expire. Removal goes on
+  // in later sweeps, since it takes access away, but tries the servers that stopped it last.
+  const stop = new OperationStopLatch();
+  const stoppedBefore = grant.targets.find(
+    (t) => t.state === 'failed' && stopsOperation(t.error, { id: t.serverId, name: t.serverId }),
+  );
+  const notStarted: string[] = [];
+  const ordered = over
+    ? [...grant.targets].sort(
+        (a, b) =>
+          Number(stopsOperation(a.error, { id: a.serverId, name: a.serverId }) !== undefined) -
+          Number(stopsOperation(b.error, { id: b.serverId, name: b.serverId }) !== undefined),
+      )
+    : grant.targets;
   const queue = new PQueue({ concurrency: SERVER_QUEUE_CONCURRENCY });
   await Promise.all(
-    grant.targets.map((target) =>
+    ordered.map((target) =>
       queue.add(async () => {
         const server = servers.get(target.serverId);
         if (!server) return;
         if (due && (target.state === 'pending' || unreachableBefore(target))) {
+          if (stop.stopped || stoppedBefore) {
+            if (stop.stopped) notStarted.push(server.id);
+            return;
+          }
           const after = await installGrantOn(fleet, grant, server, request.publicKey!);
+          stop.note(after.error, server);
           if (after.state === 'installed') result.installed++;
           else
             result.failures.push({
@@ -201,8 +286,13 @@ async function reconcileGrant(fleet: Fleet, given: AccessGrant, result: SweepRes
           over &&
           (target.state === 'installed' || target.state === 'remove-failed' || target.state === 'failed')
         ) {
+          if (stop.stopped) {
+            notStarted.push(server.id);
+            return;
+          }
           // A failed install may still have written its line before failing: remove and verify.
           const after = await removeGrantFrom(fleet, grant, server);
+          stop.note(after.error, server);
           if (after.state === 'removed') result.removed++;
           else
             result.failures.push({
@@ -214,6 +304,18 @@ async function reconcileGrant(fleet: Fleet, given: AccessGrant, result: SweepRes
       }),
     ),
   );
+  if (stop.stopped) {
+    for (const serverId of notStarted) {
+      result.failures.push({ grantId: grant.id, serverId, message: `not started: ${stop.stopped.reason}` });
+    }
+    await recordGrantStop(
+      fleet,
+      grant,
+      stop,
+      notStarted,
+      over ? 'access.grant.remove' : 'access.grant.install',
+    );
+  }
   const updated = await fleet.store.accessGrants.require(tenantId, grant.id);
   if (
     over &&
@@ -718,9 +820,12 @@ export function createAccessApi(internals: () => SessionInternals) {
         validate(IdSchema, requestId, 'requestId'),
       );
       if (request.requesterId !== ctx.actor.principalId) {
-        throw new AuthorizationError(`only the requester can cancel request ${request.id}`, {
-          reason: 'not the requester',
-        });
+        throw await denied(
+          ctx,
+          'access.request',
+          { type: 'access-request', id: request.id },
+          'only the requester can cancel a request',
+        );
       }
       return ctx.write('access.request', [], { type: 'access-request', id: request.id }, async (tx) => {
         const current = await tx.accessRequests.require(ctx.tenantId, request.id);
@@ -742,6 +847,7 @@ export function createAccessApi(internals: () => SessionInternals) {
     async revoke(grantId: string, options: { reason?: string } = {}): Promise<AccessGrant> {
       const ctx = internals();
       const fleet = ctx.fleet;
+      const { reason } = validateOptions(ReasonOptionsSchema, options, 'RevokeOptions');
       const grant = await fleet.store.accessGrants.require(
         ctx.tenantId,
         validate(IdSchema, grantId, 'grantId'),
@@ -780,7 +886,7 @@ export function createAccessApi(internals: () => SessionInternals) {
               grantId: grant.id,
               requestId: request.id,
               revokedBy: ctx.actor.principalId,
-              ...(options.reason ? { reason: options.reason } : {}),
+              ...(reason ? { reason } : {}),
             },
             now: fleet.clock.now(),
           });
@@ -788,7 +894,7 @@ export function createAccessApi(internals: () => SessionInternals) {
         },
         () => ({
           requestId: request.id,
-          ...(options.reason ? { reason: options.reason.slice(0, 500) } : {}),
+          ...(reason ? { reason: reason.slice(0, 500) } : {}),
         }),
       );
       return reconcileGrant(fleet, revoked, emptySweep());
@@ -814,8 +920,9 @@ export function createAccessApi(internals: () => SessionInternals) {
      * Requests, newest first. `mine` lists the caller's own; otherwise every request of the
      * tenant, for principals allowed `audit.read` (pending, decided and expired alike).
      */
-    listRequests: async (options: { mine?: boolean; status?: AccessRequest['status'] } = {}) => {
+    listRequests: async (input: { mine?: boolean; status?: AccessRequest['status'] } = {}) => {
       const ctx = internals();
+      const options = validateOptions(ListRequestsOptionsSchema, input, 'ListAccessRequestsOptions');
       const store = ctx.fleet.store;
       const where = {
         ...(options.mine ? { requesterId: ctx.actor.principalId } : {}),
@@ -831,8 +938,9 @@ export function createAccessApi(internals: () => SessionInternals) {
     },
 
     /** Grants (the caller's own with `mine`, else all, for `audit.read`). */
-    listGrants: async (options: { mine?: boolean; status?: AccessGrant['status'] } = {}) => {
+    listGrants: async (input: { mine?: boolean; status?: AccessGrant['status'] } = {}) => {
       const ctx = internals();
+      const options = validateOptions(ListGrantsOptionsSchema, input, 'ListAccessGrantsOptions');
       const store = ctx.fleet.store;
       const where = {
         ...(options.mine ? { principalId: ctx.actor.principalId } : {}),
@@ -865,11 +973,26 @@ export function createAccessApi(internals: () => SessionInternals) {
      */
     sweep: async () => {
       const ctx = internals();
-      await ctx.authorize('access.approve', [{ type: 'access-sweep' }], {
-        type: 'access-sweep',
-        id: ctx.tenantId,
-      });
-      return sweepAccess(ctx.fleet, ctx.tenantId);
+      const target = { type: 'access-sweep', id: ctx.tenantId };
+      const decided = await ctx.decide('access.approve', [{ type: 'access-sweep' }], target);
+      // The sweep audits what it moved on as the system; this record is the caller's, so a sweep
+      // that found nothing to do is in the log too.
+      return audited(
+        ctx,
+        decided,
+        'access.approve',
+        target,
+        () => sweepAccess(ctx.fleet, ctx.tenantId),
+        (r) => ({
+          expiredRequests: r.expiredRequests.length,
+          started: r.started.length,
+          expiredGrants: r.expiredGrants.length,
+          installed: r.installed,
+          removed: r.removed,
+          failures: r.failures.length,
+        }),
+        (r) => (r.failures.length ? 'failure' : 'success'),
+      );
     },
   };
 }

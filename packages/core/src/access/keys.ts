@@ -13,9 +13,12 @@ import {
   type Server,
   validate,
 } from '../domain/index.js';
+import { validateOptions } from '../domain/options.js';
+import { OperationStopLatch } from '../engine/stop.js';
 import { ConflictError, toFleetwardError, ValidationError } from '../errors.js';
+import { audited, refused } from '../fleet/call-audit.js';
 import type { Fleet, SessionInternals } from '../fleet/fleet.js';
-import { resolveTargets, type Targets, TargetsSchema } from '../inventory/targets.js';
+import { resolveTargets, type Targets, validateTargets } from '../inventory/targets.js';
 import {
   fleetwardMarker,
   isCloudAgentManaged,
@@ -24,6 +27,7 @@ import {
   parsePublicKey,
 } from './authorized-keys.js';
 import { USER_CA_MARKER } from './grants.js';
+import type { GeneratedKeyPair } from './keygen.js';
 import { type RotationOptions, type RotationReport, rotateCredential } from './rotation.js';
 import { readAllAuthorizedKeys, readSshdLog, sshdVersionOf } from './server-keys.js';
 import { parseSshdLog } from './sshd-log.js';
@@ -53,6 +57,21 @@ const PolicySchema = z.strictObject({
     .max(24 * 366),
   graceMinutes: z.number().int().min(1).max(1440).optional(),
   enabled: z.boolean().optional(),
+});
+
+const RotationOptionsSchema = z.strictObject({
+  verifySudo: z.boolean().optional(),
+  graceMinutes: z.number().int().min(1).max(1440).optional(),
+  generateKeyPair: z
+    .custom<(comment: string) => GeneratedKeyPair>((v) => typeof v === 'function', 'expected a function')
+    .optional(),
+  signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal, 'expected an AbortSignal').optional(),
+});
+/** `graceMinutes` comes from each key's policy. */
+const RotateDueOptionsSchema = RotationOptionsSchema.omit({ graceMinutes: true });
+
+const InventoryOptionsSchema = z.strictObject({
+  concurrency: z.number().int().min(1).max(256).optional(),
 });
 
 /** A managed credential whose rotation is due under a project's policy. */
@@ -311,17 +330,26 @@ export function createKeysApi(internals: () => SessionInternals) {
         ctx.tenantId,
         validate(IdSchema, credentialId, 'credentialId'),
       );
-      const principal = await ctx.authorize('keys.rotate', await serverResources(ctx, credential.serverIds), {
-        type: 'credential',
-        id: credentialId,
-      });
-      return rotateCredential(
-        ctx.fleet,
-        ctx.tenantId,
-        { principalId: principal.id, kind: principal.kind },
-        credentialId,
-        options,
+      const opts = validateOptions(RotationOptionsSchema, options, 'RotationOptions');
+      const target = { type: 'credential', id: credentialId };
+      const { principal, rule } = await ctx.decide(
+        'keys.rotate',
+        await serverResources(ctx, credential.serverIds),
+        target,
       );
+      try {
+        return await rotateCredential(
+          ctx.fleet,
+          ctx.tenantId,
+          { principalId: principal.id, kind: principal.kind },
+          credentialId,
+          opts,
+        );
+      } catch (error) {
+        // Refusals before the rotation's first record (no `login` capability, no private key,
+        // another process rotating) are in the log too.
+        throw await refused(ctx, principal, 'keys.rotate', target, error, rule);
+      }
     },
 
     policies: {
@@ -345,10 +373,10 @@ export function createKeysApi(internals: () => SessionInternals) {
             return current
               ? tx.keyRotationPolicies.update(ctx.tenantId, id, fields, { expectedVersion: current.version })
               : tx.keyRotationPolicies.create({
-                  tenantId: ctx.tenantId,
                   id,
                   projectId: opts.projectId,
                   ...fields,
+                  tenantId: ctx.tenantId,
                 });
           },
         );
@@ -369,33 +397,56 @@ export function createKeysApi(internals: () => SessionInternals) {
       );
     },
 
-    /** Rotates every overdue key, one after another; a failed one is reported and the rest go on. */
+    /**
+     * Rotates every overdue key, one after another; a failed one is reported and the rest go on.
+     * Needs `keys.rotate` on every server of every due key (or somewhere, when none is due), or
+     * nothing is rotated; the call is audited (`credential` `due`) even when nothing is due.
+     */
     async rotateDue(options: Omit<RotationOptions, 'graceMinutes'> = {}): Promise<RotationReport[]> {
       const ctx = internals();
-      const reports: RotationReport[] = [];
-      for (const item of await dueCredentials(ctx.fleet, ctx.tenantId)) {
-        const principal = await ctx.authorize(
-          'keys.rotate',
-          await serverResources(ctx, item.credential.serverIds),
-          {
-            type: 'credential',
-            id: item.credential.id,
-          },
-        );
-        reports.push(
-          await rotateCredential(
-            ctx.fleet,
-            ctx.tenantId,
-            { principalId: principal.id, kind: principal.kind },
-            item.credential.id,
-            {
-              ...options,
-              graceMinutes: item.policy.graceMinutes,
-            },
-          ),
-        );
-      }
-      return reports;
+      const opts = validateOptions(RotateDueOptionsSchema, options, 'RotateDueOptions');
+      const due = await dueCredentials(ctx.fleet, ctx.tenantId);
+      const resources = [];
+      for (const item of due) resources.push(...(await serverResources(ctx, item.credential.serverIds)));
+      const target = { type: 'credential', id: 'due' };
+      // Decided before anything is rotated, on all of it: an empty set is no free pass either.
+      const decided = await ctx.decide('keys.rotate', resources, target);
+      const actor = { principalId: decided.principal.id, kind: decided.principal.kind };
+      return audited(
+        ctx,
+        decided,
+        'keys.rotate',
+        target,
+        async () => {
+          const reports: RotationReport[] = [];
+          for (const item of due) {
+            const credentialTarget = { type: 'credential', id: item.credential.id };
+            try {
+              reports.push(
+                await rotateCredential(ctx.fleet, ctx.tenantId, actor, item.credential.id, {
+                  ...opts,
+                  graceMinutes: item.policy.graceMinutes,
+                }),
+              );
+            } catch (error) {
+              throw await refused(
+                ctx,
+                decided.principal,
+                'keys.rotate',
+                credentialTarget,
+                error,
+                decided.rule,
+              );
+            }
+          }
+          return reports;
+        },
+        (reports) => ({
+          due: due.length,
+          credentials: reports.map((r) => ({ credentialId: r.credentialId, status: r.status })).slice(0, 100),
+        }),
+        (reports) => (reports.every((r) => r.status === 'succeeded') ? 'success' : 'failure'),
+      );
     },
 
     /**
@@ -406,7 +457,9 @@ export function createKeysApi(internals: () => SessionInternals) {
     async inventory(targets: Targets, options: { concurrency?: number } = {}): Promise<KeyInventory[]> {
       const ctx = internals();
       const store = ctx.fleet.store;
-      const servers = await resolveTargets(store, ctx.tenantId, validate(TargetsSchema, targets, 'Targets'));
+      const parsedTargets = validateTargets(targets);
+      const opts = validateOptions(InventoryOptionsSchema, options, 'KeyInventoryOptions');
+      const servers = await resolveTargets(store, ctx.tenantId, parsedTargets);
       const principal = await ctx.authorize(
         'keys.read',
         servers.map((server) => ({ type: 'server', server })),
@@ -415,17 +468,25 @@ export function createKeysApi(internals: () => SessionInternals) {
       const credentials = new Map(
         (await store.credentials.listAll(ctx.tenantId)).map((c) => [c.fingerprint, c]),
       );
-      const queue = new PQueue({ concurrency: options.concurrency ?? 16 });
-      const results = await Promise.all(
-        servers.map((server) =>
-          queue.add(async () =>
-            store.keyInventories.create({
-              tenantId: ctx.tenantId,
-              ...(await inventoryServer(ctx.fleet, server, credentials)),
+      const queue = new PQueue({ concurrency: opts.concurrency ?? 16 });
+      // A changed host key stops the inventory: servers not yet read get no record at all.
+      const stop = new OperationStopLatch();
+      const notStarted: string[] = [];
+      const results = (
+        await Promise.all(
+          servers.map((server) =>
+            queue.add(async () => {
+              if (stop.stopped) {
+                notStarted.push(server.id);
+                return undefined;
+              }
+              const inventory = await inventoryServer(ctx.fleet, server, credentials);
+              stop.note(inventory.error, server);
+              return store.keyInventories.create({ ...inventory, tenantId: ctx.tenantId });
             }),
           ),
-        ),
-      );
+        )
+      ).filter((r): r is KeyInventory => r !== undefined);
       await ctx.fleet.audit(store, {
         tenantId: ctx.tenantId,
         actor: { principalId: principal.id, kind: principal.kind },
@@ -435,8 +496,11 @@ export function createKeysApi(internals: () => SessionInternals) {
           id: servers.length === 1 ? servers[0]!.id : `${servers.length} servers`,
         },
         decision: 'allow',
-        result: results.every((r) => r.status === 'succeeded') ? 'success' : 'failure',
+        result: results.every((r) => r.status === 'succeeded') && !stop.stopped ? 'success' : 'failure',
+        ...(stop.stopped ? { reason: `stopped: ${stop.stopped.reason}`.slice(0, 2000) } : {}),
         details: {
+          ...stop.details(),
+          ...(stop.stopped ? { notStarted: notStarted.slice(0, 1000) } : {}),
           servers: servers.length,
           keys: results.reduce((n, r) => n + r.keys.length, 0),
           unmanaged: results.reduce(

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import PQueue from 'p-queue';
 import type { AuditInput, Credential, Job, Server, TaskResult } from '../domain/index.js';
+import { type OperationStop, stopsOperation } from '../engine/stop.js';
 import {
   CapabilityMissingError,
   ConflictError,
@@ -247,6 +248,9 @@ async function auditStep(
   });
 }
 
+const stopDetails = (stop: OperationStop | undefined) =>
+  stop ? { stoppedBy: { code: stop.code, serverId: stop.serverId, reason: stop.reason } } : {};
+
 function errorOf(error: unknown, what: string) {
   const e = toFleetwardError(error, what);
   return { code: e.code, message: e.message.slice(0, 4000) };
@@ -294,6 +298,7 @@ async function rollBack(
   secrets: SecretStore,
   oldPrivateKey: string,
   why: string,
+  stop?: OperationStop,
 ): Promise<RotationReport> {
   const { fleet, credential } = state;
   const queue = new PQueue({ concurrency: 8 });
@@ -301,6 +306,18 @@ async function rollBack(
   await Promise.all(
     state.servers.map((server) =>
       queue.add(async () => {
+        if (stop) {
+          // After a changed host key only the servers already worked on are touched again: those
+          // after it were never reached, and the one that stopped it cannot be trusted.
+          if (server.id === stop.serverId) return;
+          if ((state.tasks.get(server.id)?.step ?? 'pending') === 'pending') {
+            await setStep(state, server.id, 'not-started', {
+              status: 'skipped',
+              error: { code: 'NOT_STARTED', message: `not started: ${stop.reason}` },
+            });
+            return;
+          }
+        }
         try {
           // Removal is idempotent, so a server a crash left unrecorded is cleaned up as well.
           await removeKey(fleet, server, credential.login, state.newFingerprint);
@@ -333,8 +350,8 @@ async function rollBack(
     { expectedVersion: current.version },
   );
   const reason = problems.length ? `${why}; rollback problems: ${problems.join('; ')}` : why;
-  await finishJob(state, 'failed', reason);
-  await auditStep(state, undefined, 'rolled-back', 'failure', {}, reason);
+  await finishJob(state, stop ? 'stopped' : 'failed', reason);
+  await auditStep(state, undefined, 'rolled-back', 'failure', stopDetails(stop), reason);
   fleet.events.emit('keys.rotation.failed', {
     tenantId: state.tenantId,
     credentialId: credential.id,
@@ -374,6 +391,18 @@ export async function rotateCredential(
       throw new ValidationError('Credential', [
         { path: ['serverIds'], message: `credential ${credentialId} is on no known server` },
       ]);
+    }
+    // Refused before a key is generated or a file edited: a key that cannot be proven to log in
+    // is never added, so finding out on the second server would mean undoing the first.
+    for (const server of servers) {
+      const adapter = fleet.adapterFor(server);
+      const missing = (['exec', 'login'] as const).filter((c) => !adapter[c]);
+      if (missing.length > 0) {
+        throw new CapabilityMissingError(
+          `adapter ${adapter.name} of ${server.name} has no ${missing.join(' and ')} capability: Fleetward never rotates a key it cannot verify, and nothing was changed`,
+          { details: { serverId: server.id, adapter: adapter.name, missing } },
+        );
+      }
     }
     const oldPrivateKey =
       credential.status === 'rotating'
@@ -499,13 +528,17 @@ export async function rotateCredential(
           }
         } catch (error) {
           const err = errorOf(error, `adding the new key on ${server.name}`);
+          const stop = stopsOperation(err, server);
           await setStep(state, server.id, 'verify-failed', { status: 'failed', error: err });
           await auditStep(state, server, 'verify-failed', 'failure', { code: err.code }, err.message);
           return rollBack(
             state,
             secrets,
             oldPrivateKey,
-            `verification failed on ${server.name}: ${err.message}`,
+            stop
+              ? `stopped: ${stop.reason}, so no further server was touched: ${err.message}`
+              : `verification failed on ${server.name}: ${err.message}`,
+            stop,
           );
         }
       }
@@ -532,8 +565,17 @@ export async function rotateCredential(
 
     // Retire the old key: dead-man expiry first, then removal, then proof that it is refused.
     const problems: string[] = [];
+    let stop: OperationStop | undefined;
     for (const server of servers) {
       if (tasks.get(server.id)?.step === 'retired') continue;
+      if (stop) {
+        // The new key works everywhere, so stopping here locks nobody out; the old key stays.
+        await setStep(state, server.id, 'not-started', {
+          status: 'skipped',
+          error: { code: 'NOT_STARTED', message: `old key not retired: ${stop.reason}` },
+        });
+        continue;
+      }
       try {
         await stampExpiry(
           fleet,
@@ -559,6 +601,7 @@ export async function rotateCredential(
         await auditStep(state, server, 'retired', 'success', { oldKeyRefused: true });
       } catch (error) {
         const err = errorOf(error, `retiring the old key on ${server.name}`);
+        stop = stopsOperation(err, server);
         problems.push(`${server.name}: ${err.message}`);
         await setStep(state, server.id, 'retire-failed', { status: 'failed', error: err });
         await auditStep(state, server, 'retire-failed', 'failure', { code: err.code }, err.message);
@@ -573,11 +616,20 @@ export async function rotateCredential(
     );
     await secrets.delete(refs.next);
     if (problems.length === 0) await secrets.delete(refs.previous);
-    const reason = problems.length
-      ? `the new key works everywhere, but retiring the old key failed: ${problems.join('; ')} (it still expires by itself)`
-      : undefined;
-    await finishJob(state, problems.length ? 'partial' : 'succeeded', reason);
-    await auditStep(state, undefined, 'completed', problems.length ? 'failure' : 'success', {}, reason);
+    const reason = stop
+      ? `stopped: ${stop.reason}; the new key works everywhere, the old key stays where it was not retired: ${problems.join('; ')}`
+      : problems.length
+        ? `the new key works everywhere, but retiring the old key failed: ${problems.join('; ')} (it still expires by itself)`
+        : undefined;
+    await finishJob(state, stop ? 'stopped' : problems.length ? 'partial' : 'succeeded', reason);
+    await auditStep(
+      state,
+      undefined,
+      'completed',
+      problems.length ? 'failure' : 'success',
+      stopDetails(stop),
+      reason,
+    );
     fleet.events.emit('keys.rotation.completed', {
       tenantId,
       credentialId,

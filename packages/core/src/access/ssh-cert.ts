@@ -366,6 +366,10 @@ export function parseCertificate(line: string): ParsedCertificate {
       const caRaw = new WireReader(signatureKey);
       caRaw.string();
       const x = caRaw.string();
+      // node:crypto throws a TypeError for a key of the wrong size: that is a malformed certificate.
+      if (x.length !== 32 || !caRaw.done()) {
+        invalid([{ path: ['keyBase64'], message: 'certificate CA key is not a 32-byte Ed25519 key' }]);
+      }
       const caPublic = createPublicKey({
         key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(x).toString('base64url') },
         format: 'jwk',

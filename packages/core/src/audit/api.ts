@@ -1,31 +1,88 @@
 import type { KeyObject } from 'node:crypto';
 import type { AuditRecord } from '../domain/index.js';
-import { CapabilityMissingError } from '../errors.js';
+import { validateOptions } from '../domain/options.js';
+import { AuditIntegrityError, CapabilityMissingError } from '../errors.js';
 import type { SessionInternals } from '../fleet/fleet.js';
 import { enqueueEvent } from '../notify/outbox.js';
-import type { AuditQuery, Store } from '../ports/store.js';
-import { GENESIS_HASH } from './chain.js';
-import { type AuditCheckpoint, signAuditCheckpoint } from './checkpoint.js';
-import { type AuditLogVerification, exportAuditLog, verifyAuditRecords } from './export.js';
+import type { AuditQuery, Store, StoredAuditRow } from '../ports/store.js';
+import { auditRecordHash, GENESIS_HASH } from './chain.js';
+import {
+  type AuditCheckpoint,
+  AuditCheckpointSchema,
+  auditSigningKeyId,
+  signAuditCheckpoint,
+} from './checkpoint.js';
+import { auditColumnMismatches, storedRecord } from './columns.js';
+import { type AuditLogVerification, exportAuditLog, verifyStoredAuditRows } from './export.js';
+import {
+  AccessReportOptionsSchema,
+  AuditExportOptionsSchema,
+  AuditQuerySchema,
+  VerifyAuditLogOptionsSchema,
+} from './options.js';
 import { type AccessAuditReport, buildAccessAuditReportAsync } from './report.js';
 
 const PAGE = 5_000;
 
-/** Every record of the tenant up to `toSeq`, in `seq` order, a page at a time. */
+/**
+ * Every stored row of the tenant up to `toSeq` (a `seq` column value), in `seq` column order, a
+ * page at a time. Paging follows the column, never a record's own `seq`, so that a damaged record
+ * cannot make the reader go back or stop early.
+ */
+export async function* auditRows(
+  store: Store,
+  tenantId: string,
+  toSeq = Number.MAX_SAFE_INTEGER,
+): AsyncGenerator<StoredAuditRow> {
+  let after = 0;
+  for (;;) {
+    const page = await store.audit.rows(tenantId, { afterSeq: after, limit: PAGE });
+    for (const row of page) {
+      if (row.columns.seq > toSeq) return;
+      yield row;
+    }
+    if (page.length < PAGE) return;
+    after = page.at(-1)!.columns.seq;
+  }
+}
+
+/**
+ * Every record of the tenant up to `toSeq`, in `seq` order, a page at a time. A stored row that
+ * holds no record object, or another tenant's record (its `tenant_id` column edited), is skipped
+ * here: verification names it, and another tenant's record is never handed out.
+ */
 export async function* auditRecords(
   store: Store,
   tenantId: string,
   toSeq = Number.MAX_SAFE_INTEGER,
 ): AsyncGenerator<AuditRecord> {
-  let after = 0;
+  for await (const row of auditRows(store, tenantId, toSeq)) {
+    const record = storedRecord(row);
+    if (record && record.tenantId === tenantId) yield record;
+  }
+}
+
+/** The action and target of the audit record that {@link AuditApi.checkpoint} leaves behind. */
+const CHECKPOINT_TARGET = { type: 'audit', id: 'checkpoint' } as const;
+
+/**
+ * The signed checkpoints the log itself holds: each `audit.checkpoint()` call records the one it
+ * signed (details `seq`, `hash`, `at`, `keyId`, `signature`). Found through the hashed records,
+ * so an edited column can neither hide nor invent one.
+ */
+export async function storedAuditCheckpoints(store: Store, tenantId: string): Promise<AuditCheckpoint[]> {
+  const out: AuditCheckpoint[] = [];
+  let afterSeq = 0;
   for (;;) {
-    const page = await store.audit.list(tenantId, { afterSeq: after, limit: PAGE });
-    for (const record of page) {
-      if (record.seq > toSeq) return;
-      yield record;
+    const page = await store.audit.list(tenantId, { action: 'audit.read', afterSeq, limit: PAGE });
+    for (const r of page) {
+      if (r.target?.type !== CHECKPOINT_TARGET.type || r.target.id !== CHECKPOINT_TARGET.id) continue;
+      if (r.result !== 'success') continue;
+      const parsed = AuditCheckpointSchema.safeParse({ ...r.details, tenantId });
+      if (parsed.success) out.push(parsed.data);
     }
-    if (page.length < PAGE) return;
-    after = page.at(-1)!.seq;
+    if (page.length < PAGE) return out;
+    afterSeq = page.at(-1)!.seq;
   }
 }
 
@@ -34,6 +91,47 @@ export interface VerifyAuditLogOptions {
   checkpoints?: readonly AuditCheckpoint[];
   /** Trusted checkpoint keys. @default the fleet's own signing key, when it has one */
   publicKeys?: readonly (KeyObject | string)[];
+  /**
+   * Also check the checkpoints recorded in the log by `audit.checkpoint()` that are signed by a
+   * trusted key (others there are ignored: they prove nothing either way). They catch a rewrite
+   * that leaves them in place, not one that removes them: keep copies apart. @default true
+   */
+  storedCheckpoints?: boolean;
+  /** Report `missing-checkpoint` when no checkpoint (given or stored) verifies. @default false */
+  requireCheckpoint?: boolean;
+}
+
+const HEX_HASH = /^[a-f0-9]{64}$/;
+
+/** The hash a head row stands for: its record's, else its column's (verification names the damage). */
+function headHash(row: StoredAuditRow): string {
+  const recorded = storedRecord(row)?.hash;
+  if (typeof recorded === 'string' && HEX_HASH.test(recorded)) return recorded;
+  return HEX_HASH.test(row.columns.hash) ? row.columns.hash : GENESIS_HASH;
+}
+
+/**
+ * The head record, when it can be vouched for: a checkpoint signs the head, so a forged or edited
+ * last row must stop it rather than be signed into something that looks trustworthy.
+ * @throws AuditIntegrityError naming the row and what is wrong with it.
+ */
+function intactHead(tenantId: string, row: StoredAuditRow | undefined): AuditRecord | undefined {
+  if (!row) return undefined;
+  const record = storedRecord(row);
+  const why = !record
+    ? 'it holds no record'
+    : auditColumnMismatches(row).length
+      ? `its columns ${auditColumnMismatches(row)
+          .map((m) => m.column)
+          .join(', ')} disagree with its record`
+      : auditRecordHash(record) !== record.hash
+        ? 'its hash does not match its content'
+        : undefined;
+  if (!why) return record;
+  throw new AuditIntegrityError(
+    `audit log head of tenant ${JSON.stringify(tenantId)} is damaged: row ${row.columns.seq} (id ${row.columns.id}) ${why}; run audit verify. No checkpoint is signed over it.`,
+    { details: { tenantId, seq: row.columns.seq, id: row.columns.id } },
+  );
 }
 
 /** The audit log as an API: queries, verification, export and signed checkpoints. */
@@ -43,7 +141,8 @@ export function createAuditApi(internals: () => SessionInternals) {
 
   return {
     /** The tenant's records matching `query`, in `seq` order. */
-    list: (query: AuditQuery = {}): Promise<AuditRecord[]> => {
+    list: async (query: AuditQuery = {}): Promise<AuditRecord[]> => {
+      validateOptions(AuditQuerySchema, query, 'AuditQuery');
       const ctx = internals();
       return ctx.read('audit.read', [{ type: 'audit' }], { type: 'audit', id: '*' }, () =>
         ctx.fleet.store.audit.list(ctx.tenantId, query),
@@ -55,15 +154,29 @@ export function createAuditApi(internals: () => SessionInternals) {
      * and each checkpoint given (signature and the record at its `seq`). A problem names the
      * record (seq and id). Audited as a read of the log.
      */
-    verify: (options: VerifyAuditLogOptions = {}): Promise<AuditLogVerification> => {
+    verify: async (options: VerifyAuditLogOptions = {}): Promise<AuditLogVerification> => {
+      validateOptions(VerifyAuditLogOptionsSchema, options, 'VerifyAuditLogOptions');
       const ctx = internals();
-      return ctx.read('audit.read', [{ type: 'audit' }], { type: 'audit', id: 'verify' }, () =>
-        verifyAuditRecords(auditRecords(ctx.fleet.store, ctx.tenantId), {
+      return ctx.read('audit.read', [{ type: 'audit' }], { type: 'audit', id: 'verify' }, async () => {
+        const store = ctx.fleet.store;
+        const publicKeys = trustedKeys(ctx, options.publicKeys);
+        const trustedIds = new Set(publicKeys.map((k) => auditSigningKeyId(k)));
+        const given = options.checkpoints ?? [];
+        // A checkpoint given that the log also records counts once.
+        const seen = new Set(given.map((cp) => cp.signature));
+        const stored =
+          options.storedCheckpoints === false || trustedIds.size === 0
+            ? []
+            : (await storedAuditCheckpoints(store, ctx.tenantId)).filter(
+                (cp) => trustedIds.has(cp.keyId) && !seen.has(cp.signature),
+              );
+        return verifyStoredAuditRows(auditRows(store, ctx.tenantId), {
           tenantId: ctx.tenantId,
-          ...(options.checkpoints ? { checkpoints: options.checkpoints } : {}),
-          publicKeys: trustedKeys(ctx, options.publicKeys),
-        }),
-      );
+          checkpoints: [...given, ...stored],
+          publicKeys,
+          ...(options.requireCheckpoint ? { requireCheckpoint: true } : {}),
+        });
+      });
     },
 
     /**
@@ -73,15 +186,24 @@ export function createAuditApi(internals: () => SessionInternals) {
     export: async (
       options: { checkpoints?: readonly AuditCheckpoint[] } = {},
     ): Promise<AsyncGenerator<string>> => {
+      validateOptions(AuditExportOptionsSchema, options, 'AuditExportOptions');
       const ctx = internals();
       const store = ctx.fleet.store;
       const head = await ctx.read('audit.read', [{ type: 'audit' }], { type: 'audit', id: 'export' }, () =>
-        store.audit.head(ctx.tenantId),
+        store.audit.headRow(ctx.tenantId),
       );
-      const at = head ? { seq: head.seq, hash: head.hash } : { seq: 0, hash: GENESIS_HASH };
+      const at = head ? { seq: head.columns.seq, hash: headHash(head) } : { seq: 0, hash: GENESIS_HASH };
       return exportAuditLog({
         tenantId: ctx.tenantId,
-        records: auditRecords(store, ctx.tenantId, at.seq),
+        // Faithful: every stored row as it is, so that a damaged log shows up when the file is
+        // verified; except another tenant's record, which is never handed out (its absence shows).
+        records: (async function* () {
+          for await (const row of auditRows(store, ctx.tenantId, at.seq)) {
+            const tenant = storedRecord(row)?.tenantId;
+            if (tenant !== undefined && tenant !== ctx.tenantId) continue;
+            yield (row.record ?? null) as AuditRecord;
+          }
+        })(),
         head: at,
         exportedAt: ctx.fleet.clock.now(),
         ...(options.checkpoints ? { checkpoints: options.checkpoints } : {}),
@@ -95,9 +217,10 @@ export function createAuditApi(internals: () => SessionInternals) {
      * the grants and requests, the newest key inventories and the rotation policies. Render it
      * with `renderAccessAuditHtml`, `renderAccessAuditCsv` or `renderAccessAuditJson`.
      */
-    accessReport: (
+    accessReport: async (
       options: { since?: Date; until?: Date; unusedAfterDays?: number } = {},
     ): Promise<AccessAuditReport> => {
+      validateOptions(AccessReportOptionsSchema, options, 'AccessReportOptions');
       const ctx = internals();
       const store = ctx.fleet.store;
       const t = ctx.tenantId;
@@ -167,7 +290,7 @@ export function createAuditApi(internals: () => SessionInternals) {
         [{ type: 'audit' }],
         { type: 'audit', id: 'checkpoint' },
         async (tx) => {
-          const head = await tx.audit.head(ctx.tenantId);
+          const head = intactHead(ctx.tenantId, await tx.audit.headRow(ctx.tenantId));
           const checkpoint = signAuditCheckpoint(
             {
               tenantId: ctx.tenantId,
@@ -185,7 +308,8 @@ export function createAuditApi(internals: () => SessionInternals) {
           });
           return checkpoint;
         },
-        (cp) => ({ seq: cp.seq, hash: cp.hash, keyId: cp.keyId }),
+        // The whole signed checkpoint goes into the log, so that verification finds it there.
+        (cp) => ({ seq: cp.seq, hash: cp.hash, at: cp.at, keyId: cp.keyId, signature: cp.signature }),
       );
     },
   };

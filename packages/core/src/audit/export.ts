@@ -5,6 +5,7 @@ import { type AuditRecord, AuditRecordSchema } from '../domain/audit.js';
 import { IdSchema, TimestampSchema } from '../domain/common.js';
 import { toIssues, validate } from '../domain/validate.js';
 import { ValidationError } from '../errors.js';
+import type { StoredAuditRow } from '../ports/store.js';
 import { canonicalJson } from '../util/canonical-json.js';
 import { auditRecordHash, GENESIS_HASH } from './chain.js';
 import {
@@ -14,6 +15,7 @@ import {
   toPublicKey,
   verifyAuditCheckpoint,
 } from './checkpoint.js';
+import { auditColumnMismatches, storedRecord } from './columns.js';
 
 /** The `format` of an export's header line. */
 export const AUDIT_EXPORT_FORMAT = 'fleetward-audit-export/1';
@@ -92,7 +94,13 @@ export interface AuditProblem {
     | 'checkpoint-mismatch'
     | 'missing-checkpoint'
     | 'malformed'
-    | 'wrong-tenant';
+    | 'wrong-tenant'
+    | 'column-mismatch';
+  /**
+   * For `column-mismatch`: the store column (see `AUDIT_COLUMNS`) whose value is not the hashed
+   * record's. `seq` and `id` are then the row's columns, which may themselves be the edited ones.
+   */
+  column?: string;
   /** A sentence for people, naming the record, e.g. `record 17 (id …) was changed: …`. */
   message: string;
 }
@@ -300,6 +308,17 @@ class ChainVerifier {
 
   push(problem: AuditProblem): void {
     this.#entries.push(problem);
+  }
+
+  /** Counts a stored row whose record cannot be read at all, naming it by its columns. */
+  addUnreadable(seq: number, id: string): void {
+    this.#checked++;
+    this.push({
+      seq,
+      id,
+      problem: 'malformed',
+      message: `${recordName(seq, id)} holds no audit record (not a JSON object): it was tampered with`,
+    });
   }
 
   addCheckpoint(raw: unknown, line?: number): void {
@@ -623,6 +642,22 @@ export async function verifyAuditRecords(
   records: Iterable<AuditRecord> | AsyncIterable<AuditRecord>,
   options: VerifyAuditRecordsOptions = {},
 ): Promise<AuditLogVerification> {
+  const verifier = chainVerifierFor(options);
+  for await (const record of records) verifier.addRecord(record);
+  return result(verifier.finish());
+}
+
+/** SQL-ish names of the columns, as a person looking at the table sees them. */
+const COLUMN_NAMES: Record<string, string> = { tenantId: 'tenant_id', actorId: 'actor_id' };
+
+/** Options of {@link verifyStoredAuditRows}. */
+export interface VerifyStoredAuditRowsOptions extends VerifyAuditRecordsOptions {
+  /** Report `missing-checkpoint` when no checkpoint could be verified. @default false */
+  requireCheckpoint?: boolean;
+}
+
+/** A chain verifier set up from the options both verifications share (validated here). */
+function chainVerifierFor(options: VerifyAuditRecordsOptions): ChainVerifier {
   const from = options.from
     ? validate(FromSchema, options.from, 'VerifyAuditRecordsOptions.from')
     : undefined;
@@ -636,8 +671,45 @@ export async function verifyAuditRecords(
     publicKeys: options.publicKeys ?? [],
   });
   for (const cp of options.checkpoints ?? []) verifier.addCheckpoint(cp);
-  for await (const record of records) verifier.addRecord(record);
-  return result(verifier.finish());
+  return verifier;
+}
+
+/**
+ * Verifies a tenant's log as a store keeps it (`store.audit.rows`, in `seq` column order):
+ * everything {@link verifyAuditRecords} checks on the records, and for every row each column kept
+ * beside the record (`tenant_id`, `seq`, `id`, `at`, `action`, `actor_id`, `hash`) against the
+ * hashed record (`column-mismatch`, naming the row and the column). A row whose record is not a
+ * JSON object is `malformed`. Nothing in the rows makes it throw: a damaged log is a result.
+ * @throws ValidationError for bad options only.
+ */
+export async function verifyStoredAuditRows(
+  rows: Iterable<StoredAuditRow> | AsyncIterable<StoredAuditRow>,
+  options: VerifyStoredAuditRowsOptions = {},
+): Promise<AuditLogVerification> {
+  const verifier = chainVerifierFor(options);
+  for await (const row of rows) {
+    const { seq, id } = row.columns;
+    for (const m of auditColumnMismatches(row)) {
+      const name = COLUMN_NAMES[m.column] ?? m.column;
+      verifier.push({
+        seq,
+        id,
+        column: m.column,
+        problem: 'column-mismatch',
+        message: `${recordName(seq, id)}: column ${name} is ${JSON.stringify(m.stored)} but the hashed record says ${m.recorded === undefined ? 'nothing' : JSON.stringify(m.recorded)}: the row was edited underneath the store`,
+      });
+    }
+    if (storedRecord(row)) verifier.addRecord(row.record);
+    else verifier.addUnreadable(seq, id);
+  }
+  const state = verifier.finish();
+  if (options.requireCheckpoint && state.checkpointsVerified === 0) {
+    state.problems.push({
+      problem: 'missing-checkpoint',
+      message: 'no checkpoint could be verified: nothing anchors the head of the log',
+    });
+  }
+  return result(state);
 }
 
 async function* readLines(

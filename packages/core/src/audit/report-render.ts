@@ -2,8 +2,6 @@ import { z } from 'zod';
 import { validate } from '../domain/index.js';
 import { ValidationError, type ValidationIssue } from '../errors.js';
 import {
-  type CsvColumn,
-  csvTable,
   esc,
   formatInstant,
   jsonForScript,
@@ -12,6 +10,7 @@ import {
   RenderHtmlOptionsSchema,
   stylesheet,
 } from '../report/render.js';
+import { type CsvColumn, csvTable } from '../util/csv.js';
 import type {
   AccessAuditAccess,
   AccessAuditAction,
@@ -220,10 +219,10 @@ const COVERAGE_COLUMNS: readonly CsvColumn<AccessAuditCoverage>[] = [
 ];
 
 /**
- * One table of the report as CSV, with the compliance report's writer: RFC 4180 (CRLF, quoting),
- * a header of the JSON field names, list fields joined with `; `, and a leading `'` on any cell a
- * spreadsheet would run as a formula (comments, login names and reasons come from servers and
- * users, so they are hostile until proven otherwise). Rows keep the report's order.
+ * One table of the report as CSV, with the compliance report's writer: RFC 4180 (CRLF, every
+ * field quoted), a header of the JSON field names, list fields joined with `; `, and a leading `'`
+ * on any cell a spreadsheet could run as a formula (comments, login names and reasons come from
+ * servers and users, so they are hostile until proven otherwise). Rows keep the report's order.
  *
  * @throws {ValidationError} when `report` or `options` are invalid.
  */

@@ -30,6 +30,26 @@ export const ACTIONS = {
 export type Action = keyof typeof ACTIONS;
 export const ACTION_NAMES = Object.keys(ACTIONS) as Action[];
 
+// A Set, not `name in ACTIONS`: `in` also finds what every object inherits (`toString`,
+// `constructor`, `__proto__`), which would pass for actions.
+const ACTION_SET: ReadonlySet<string> = new Set(ACTION_NAMES);
+const FAMILIES: ReadonlySet<string> = new Set(ACTION_NAMES.map((a) => a.slice(0, a.indexOf('.'))));
+
+/** Whether `name` is an action of the catalogue (own names only, never inherited ones). */
+export function isAction(name: string): name is Action {
+  return ACTION_SET.has(name);
+}
+
+/**
+ * Whether a role may name `pattern`: `*`, an action of the catalogue, or `family.*` for a family
+ * the catalogue has (`patch.*`). Anything else would be a rule that silently matches nothing.
+ */
+export function isActionPattern(pattern: string): boolean {
+  if (pattern === '*') return true;
+  if (pattern.endsWith('.*')) return FAMILIES.has(pattern.slice(0, -2));
+  return ACTION_SET.has(pattern);
+}
+
 /** Whether a role's action pattern (`patch.scan`, `patch.*`, `*`) covers `action`. */
 export function actionMatches(pattern: string, action: string): boolean {
   if (pattern === '*') return true;

@@ -25,7 +25,7 @@ export function compileSelector(selector: ServerSelector): ServerPredicate {
       selector.providers ||
       selector.accountIds ||
       selector.regions ||
-      selector.labels ||
+      (selector.labels && Object.keys(selector.labels).length) ||
       selector.expressions?.length,
   );
   if (!selector.all && !hasCriteria) return never;

@@ -71,6 +71,24 @@ function bindingCovers(binding: RoleBinding, resource: Resource, projects: Map<s
   return projectId !== undefined && binding.projectIds.includes(projectId);
 }
 
+/** The rules of the principal's live bindings that name `action` and its affiliation, in order. */
+function* rulesFor(
+  ctx: AuthorizationContext,
+  action: Action,
+): Generator<{ binding: RoleBinding; role: Role; rule: RoleRule; ruleIndex: number }> {
+  for (const binding of ctx.bindings) {
+    if (binding.principalId !== ctx.principal.id) continue;
+    if (binding.expiresAt && Date.parse(binding.expiresAt) <= ctx.now.getTime()) continue;
+    const role = ctx.roles.get(binding.roleId);
+    if (!role) continue;
+    for (const [ruleIndex, rule] of role.rules.entries()) {
+      if (!rule.actions.some((p) => actionMatches(p, action))) continue;
+      if (rule.affiliations && !rule.affiliations.includes(ctx.principal.affiliation)) continue;
+      yield { binding, role, rule, ruleIndex };
+    }
+  }
+}
+
 /**
  * Decides whether `principal` may do `action` on `resource`. Deny by default; an explicit deny
  * beats any allow whatever their order; a disabled principal is denied everything.
@@ -88,52 +106,44 @@ export function evaluate(ctx: AuthorizationContext, action: Action, resource: Re
   let allow: Decision['matched'];
   let hint = '';
   let nearMiss = '';
-  for (const binding of ctx.bindings) {
-    if (binding.principalId !== ctx.principal.id) continue;
-    if (binding.expiresAt && Date.parse(binding.expiresAt) <= ctx.now.getTime()) continue;
-    const role = ctx.roles.get(binding.roleId);
-    if (!role) continue;
-    for (const [ruleIndex, rule] of role.rules.entries()) {
-      if (!rule.actions.some((p) => actionMatches(p, action))) continue;
-      if (rule.affiliations && !rule.affiliations.includes(ctx.principal.affiliation)) continue;
-      const miss = () => {
-        if (rule.effect === 'allow' && !nearMiss)
-          nearMiss = scopeHint(role.name, ruleIndex, scopeOf(rule, binding));
-      };
-      if (!bindingCovers(binding, resource, ctx.projects)) {
+  for (const { binding, role, rule, ruleIndex } of rulesFor(ctx, action)) {
+    const miss = () => {
+      if (rule.effect === 'allow' && !nearMiss)
+        nearMiss = scopeHint(role.name, ruleIndex, scopeOf(rule, binding));
+    };
+    if (!bindingCovers(binding, resource, ctx.projects)) {
+      miss();
+      continue;
+    }
+    if (rule.servers) {
+      if (
+        !(resource.type === 'server' && 'server' in resource) ||
+        !matchesSelector(resource.server, rule.servers)
+      ) {
         miss();
         continue;
       }
-      if (rule.servers) {
-        if (
-          !(resource.type === 'server' && 'server' in resource) ||
-          !matchesSelector(resource.server, rule.servers)
-        ) {
-          miss();
-          continue;
-        }
-      }
-      if (rule.scripts) {
-        if (
-          resource.type !== 'script' ||
-          !('id' in resource) ||
-          !resource.id ||
-          !rule.scripts.includes(resource.id)
-        ) {
-          miss();
-          continue;
-        }
-      }
-      if (!mfaSatisfied(rule, ctx)) {
-        if (rule.effect === 'allow' && !hint) hint = mfaHint(role.name, ruleIndex, rule);
+    }
+    if (rule.scripts) {
+      if (
+        resource.type !== 'script' ||
+        !('id' in resource) ||
+        !resource.id ||
+        !rule.scripts.includes(resource.id)
+      ) {
+        miss();
         continue;
       }
-      const matched = { bindingId: binding.id, roleId: role.id, ruleIndex, effect: rule.effect };
-      if (rule.effect === 'deny') {
-        return { ...base, allowed: false, matched, reason: `denied by role ${role.name} rule ${ruleIndex}` };
-      }
-      allow ??= matched;
     }
+    if (!mfaSatisfied(rule, ctx)) {
+      if (rule.effect === 'allow' && !hint) hint = mfaHint(role.name, ruleIndex, rule);
+      continue;
+    }
+    const matched = { bindingId: binding.id, roleId: role.id, ruleIndex, effect: rule.effect };
+    if (rule.effect === 'deny') {
+      return { ...base, allowed: false, matched, reason: `denied by role ${role.name} rule ${ruleIndex}` };
+    }
+    allow ??= matched;
   }
   if (allow) {
     const role = ctx.roles.get(allow.roleId)!;
@@ -145,4 +155,38 @@ export function evaluate(ctx: AuthorizationContext, action: Action, resource: Re
     };
   }
   return { ...base, allowed: false, reason: `no role allows it (deny by default)${hint || nearMiss}` };
+}
+
+/**
+ * Decides `action` when a call names no resource at all (a list to be filtered one by one, a plan
+ * whose servers are all gone): allowed only when some allow rule of the principal covers the
+ * action somewhere, and no deny that is not limited to servers, scripts or projects forbids it.
+ * So a principal without any rule for the action is refused, never let through by an empty set.
+ */
+export function evaluateAnywhere(
+  ctx: AuthorizationContext,
+  action: Action,
+  resource: { type: string; id?: string },
+): Decision {
+  const base = { action, principalId: ctx.principal.id, resource };
+  if (ctx.principal.disabled) return { ...base, allowed: false, reason: 'principal is disabled' };
+  let allow: Decision['matched'];
+  for (const { binding, role, rule, ruleIndex } of rulesFor(ctx, action)) {
+    if (!mfaSatisfied(rule, ctx)) continue;
+    const matched = { bindingId: binding.id, roleId: role.id, ruleIndex, effect: rule.effect };
+    if (rule.effect === 'deny') {
+      if (binding.projectIds || rule.servers || rule.scripts) continue;
+      return { ...base, allowed: false, matched, reason: `denied by role ${role.name} rule ${ruleIndex}` };
+    }
+    allow ??= matched;
+  }
+  if (!allow)
+    return { ...base, allowed: false, reason: `no role allows ${action} on anything (deny by default)` };
+  const role = ctx.roles.get(allow.roleId)!;
+  return {
+    ...base,
+    allowed: true,
+    matched: allow,
+    reason: `allowed by role ${role.name} rule ${allow.ruleIndex}`,
+  };
 }

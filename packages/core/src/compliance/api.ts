@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { Resource } from '../authz/evaluate.js';
+import { plainRecord } from '../domain/common.js';
 import {
   type ComplianceStandard,
   type ComplianceStandardInput,
@@ -9,8 +10,9 @@ import {
   type Server,
   validate,
 } from '../domain/index.js';
+import { checkEntityInput, RemoveOptionsSchema, validateOptions } from '../domain/options.js';
 import type { SessionInternals } from '../fleet/fleet.js';
-import { resolveTargets, type Targets, TargetsSchema } from '../inventory/targets.js';
+import { resolveTargets, type Targets, validateTargets } from '../inventory/targets.js';
 import type { StoreScope } from '../ports/store.js';
 import { evaluateServer, projectsOf, type ServerEvaluation } from './evaluate.js';
 import { type ComplianceSummary, summarize } from './summary.js';
@@ -20,6 +22,10 @@ export const ComplianceSummaryOptionsSchema = z.strictObject({
   projectId: IdSchema.optional(),
 });
 export type ComplianceSummaryOptions = z.input<typeof ComplianceSummaryOptionsSchema>;
+
+const ListStandardsOptionsSchema = z.strictObject({ projectId: IdSchema.optional() });
+/** Changes are an object of fields; the store validates each field against the standard's schema. */
+const StandardChangesSchema = plainRecord(z.string(), z.unknown());
 
 /** A summary as of `generatedAt` (the fleet clock), for the tenant or one project. */
 export interface ComplianceSummaryResult extends ComplianceSummary {
@@ -145,6 +151,7 @@ export function createComplianceApi(internals: () => SessionInternals) {
        */
       add: (input: Omit<ComplianceStandardInput, 'tenantId'>): Promise<ComplianceStandard> => {
         const ctx = internals();
+        checkEntityInput('complianceStandards', input, ctx.tenantId, 'ComplianceStandardInput');
         return ctx.write(
           'patch.policy',
           [standardScope(input.projectId)],
@@ -169,6 +176,7 @@ export function createComplianceApi(internals: () => SessionInternals) {
         options: { expectedVersion: number },
       ): Promise<ComplianceStandard> => {
         const ctx = internals();
+        validate(StandardChangesSchema, changes, 'ComplianceStandardChanges');
         const current = await ctx.fleet.store.complianceStandards.require(ctx.tenantId, id);
         const resources = [standardScope(current.projectId)];
         if ('projectId' in changes) resources.push(standardScope(changes.projectId));
@@ -186,13 +194,15 @@ export function createComplianceApi(internals: () => SessionInternals) {
       /** Removes a standard; resolves `false` when there was none. */
       remove: async (id: string, options: { expectedVersion?: number } = {}): Promise<boolean> => {
         const ctx = internals();
+        validate(IdSchema, id, 'standardId');
+        const opts = validateOptions(RemoveOptionsSchema, options, 'RemoveOptions');
         const current = await ctx.fleet.store.complianceStandards.get(ctx.tenantId, id);
         if (!current) return false;
         return ctx.write(
           'patch.policy',
           [standardScope(current.projectId)],
           { type: 'compliance-standard', id },
-          (tx) => tx.complianceStandards.delete(ctx.tenantId, id, options),
+          (tx) => tx.complianceStandards.delete(ctx.tenantId, id, opts),
         );
       },
       /**
@@ -201,7 +211,7 @@ export function createComplianceApi(internals: () => SessionInternals) {
        */
       list: async (options: { projectId?: string } = {}): Promise<ComplianceStandard[]> => {
         const ctx = internals();
-        const { projectId } = options;
+        const { projectId } = validateOptions(ListStandardsOptionsSchema, options, 'ListStandardsOptions');
         return ctx.read(
           'patch.read',
           [standardScope(projectId)],
@@ -224,7 +234,7 @@ export function createComplianceApi(internals: () => SessionInternals) {
     evaluate: async (targets?: Targets): Promise<ServerEvaluation[]> => {
       const ctx = internals();
       const store = ctx.fleet.store;
-      const parsed = targets === undefined ? undefined : validate(TargetsSchema, targets, 'Targets');
+      const parsed = targets === undefined ? undefined : validateTargets(targets);
       const [servers, projects] = await Promise.all([
         parsed ? resolveTargets(store, ctx.tenantId, parsed) : store.servers.listAll(ctx.tenantId),
         store.projects.listAll(ctx.tenantId),

@@ -1,6 +1,8 @@
 import { z } from 'zod';
+import { isAction } from '../authz/actions.js';
 import { IdSchema, TimestampSchema } from './common.js';
 import { ServerSelectorSchema } from './selector.js';
+import { ScriptNameSchema } from './sop.js';
 
 /** A POSIX login name as `useradd` accepts it: never anything a shell or sshd would parse. */
 export const LoginSchema = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a POSIX login name');
@@ -41,9 +43,12 @@ export const AccessRequestFields = {
   publicKey: PublicKeyLineSchema.optional(),
   fingerprint: FingerprintSchema.optional(),
   /** Mode `actions`: action names from the catalogue. */
-  actions: z.array(z.string().min(1).max(128)).max(50).optional(),
+  actions: z
+    .array(z.string().refine(isAction, { error: (i) => `unknown action ${JSON.stringify(i.input)}` }))
+    .max(50)
+    .optional(),
   /** Mode `actions`: script names the grant may run (with `script.run`). */
-  scripts: z.array(z.string().min(1).max(200)).max(200).optional(),
+  scripts: z.array(ScriptNameSchema).max(200).optional(),
   durationMinutes: z
     .number()
     .int()

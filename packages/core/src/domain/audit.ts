@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { IdSchema, TimestampSchema } from './common.js';
+import { IdSchema, PlainDataRecordSchema, TimestampSchema } from './common.js';
 
 /** What a caller appends. The log adds `seq`, `at`, `prevHash` and `hash`. */
 export const AuditInputSchema = z.strictObject({
@@ -17,7 +17,7 @@ export const AuditInputSchema = z.strictObject({
   result: z.enum(['success', 'failure', 'denied', 'started']),
   reason: z.string().max(2000).optional(),
   ticket: z.string().max(128).optional(),
-  details: z.record(z.string(), z.unknown()).default({}),
+  details: PlainDataRecordSchema.default({}),
 });
 export type AuditInput = z.input<typeof AuditInputSchema>;
 

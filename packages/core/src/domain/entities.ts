@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isActionPattern } from '../authz/actions.js';
 import {
   AccessGrantFields,
   AccessRequestFields,
@@ -14,6 +15,7 @@ import {
   IdSchema,
   LabelsSchema,
   NameSchema,
+  PlainDataRecordSchema,
   ProviderSchema,
   TimestampSchema,
 } from './common.js';
@@ -30,7 +32,7 @@ import { PackageManagerSchema, PatchPolicyFields, PendingPatchSchema } from './p
 import { PatchPlanFields } from './plan.js';
 import { RunbookFields, RunbookRunFields } from './runbook.js';
 import { ServerSelectorSchema } from './selector.js';
-import { ScriptApprovalFields, ScriptFields, ScriptRunFields } from './sop.js';
+import { ScriptApprovalFields, ScriptFields, ScriptNameSchema, ScriptRunFields } from './sop.js';
 
 /**
  * Each entity has two schemas: `XInputSchema` for what callers pass to `create`/`update`
@@ -126,7 +128,13 @@ export type PrincipalInput = z.input<typeof PrincipalSchemas.input>;
 /** An action name from the catalogue (`patch.plan`), a family wildcard (`patch.*`) or `*`. */
 export const ActionPatternSchema = z
   .string()
-  .regex(/^(\*|[a-z]+(\.[a-z-]+)*(\.\*)?)$/, 'must be an action like "patch.plan", "patch.*" or "*"');
+  .regex(/^(\*|[a-z]+(\.[a-z-]+)*(\.\*)?)$/, {
+    error: 'must be an action like "patch.plan", "patch.*" or "*"',
+    abort: true,
+  })
+  // A name outside the catalogue (`constructor`, a typo) would be a rule that silently never
+  // applies: a deny that denies nothing.
+  .refine(isActionPattern, { error: (i) => `unknown action ${JSON.stringify(i.input)}` });
 
 export const RoleRuleSchema = z.strictObject({
   effect: z.enum(['allow', 'deny']),
@@ -136,7 +144,7 @@ export const RoleRuleSchema = z.strictObject({
   /** Only for these affiliations; absent means any. */
   affiliations: z.array(z.enum(['employee', 'contractor'])).optional(),
   /** Scripts (by name) the rule covers; the rule then applies only to `script` resources. */
-  scripts: z.array(z.string().min(1).max(200)).min(1).optional(),
+  scripts: z.array(ScriptNameSchema).min(1).optional(),
   /**
    * The rule applies only when the actor verified MFA at most this many minutes ago
    * (`Actor.mfaVerifiedAt`), e.g. for approvals.
@@ -260,7 +268,7 @@ export const TaskResultSchemas = entity({
   /** The step a multi-step task is at (`preflight`, `install`, `reboot`, …). */
   step: z.string().max(64).optional(),
   /** Step-specific facts a resumed run needs (boot id before reboot, snapshot id, …). */
-  details: z.record(z.string(), z.unknown()).optional(),
+  details: PlainDataRecordSchema.optional(),
 });
 export const TaskResultSchema = TaskResultSchemas.stored;
 export type TaskResult = z.infer<typeof TaskResultSchema>;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { IdSchema, NameSchema, TimestampSchema } from './common.js';
+import { IdSchema, NameSchema, PlainDataRecordSchema, plainRecord, TimestampSchema } from './common.js';
 import { PatchCategorySchema, SeveritySchema } from './patch.js';
 
 /** A rule every server in scope must satisfy. */
@@ -70,7 +70,7 @@ export const OutboxFields = {
   /** The endpoint or integration entity it goes to. */
   destinationId: IdSchema,
   eventType: z.string().min(1).max(128),
-  payload: z.record(z.string(), z.unknown()),
+  payload: PlainDataRecordSchema,
   /** Stable across retries (`webhook-id`), so receivers can de-duplicate. */
   deliveryId: z.string().min(1).max(128),
   status: z.enum(['pending', 'delivered', 'parked']),
@@ -79,14 +79,14 @@ export const OutboxFields = {
   lastError: z.string().max(2000).optional(),
   deliveredAt: TimestampSchema.optional(),
   /** What the destination answered on success (ticket number, message id). */
-  receipt: z.record(z.string(), z.unknown()).optional(),
+  receipt: PlainDataRecordSchema.optional(),
 };
 
 export const IntegrationFields = {
   kind: z.enum(['servicenow', 'jira', 'smtp']),
   name: NameSchema,
   /** Non-secret settings: base URL, project key, assignment group, SMTP host, from address… */
-  config: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])),
+  config: plainRecord(z.string(), z.union([z.string(), z.number(), z.boolean()])),
   /** SecretStore reference of its credentials (token, password). */
   secretRef: z.string().min(1).max(256).optional(),
 };

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { IdSchema, TimestampSchema } from './common.js';
+import { IdSchema, PlainDataRecordSchema, plainRecord, TimestampSchema } from './common.js';
 import { RolloutSchema } from './patch.js';
 import { ScriptNameSchema, ScriptParameterSchema } from './sop.js';
 
@@ -58,7 +58,7 @@ export const RunbookScriptStepSchema = z.strictObject({
   script: ScriptNameSchema,
   /** A revision number or content hash. @default the script's current version when the run starts */
   version: z.union([z.number().int().positive(), z.string().regex(SHA256)]).optional(),
-  params: z.record(z.string(), RunbookStepParamSchema).default({}),
+  params: plainRecord(z.string(), RunbookStepParamSchema).default({}),
   /** As for any script run, except that it cannot pause on its budget (the step fails instead). */
   rollout: RolloutSchema.prefault({}),
   /** Per-server limit of the script. @default 600_000 */
@@ -291,7 +291,7 @@ export const RunbookStepStateSchema = z.strictObject({
     })
     .optional(),
   /** Script steps: the parameters the script run gets, resolved when the run started. */
-  params: z.record(z.string(), ParameterValueSchema).optional(),
+  params: plainRecord(z.string(), ParameterValueSchema).optional(),
   /** Script steps: the script run carrying it out. */
   scriptRunId: IdSchema.optional(),
   /** Scan steps: the scan job. */
@@ -299,9 +299,9 @@ export const RunbookStepStateSchema = z.strictObject({
   /** Wait steps: when the wait is over. */
   waitUntil: TimestampSchema.optional(),
   /** Reboot steps: every target's progress. */
-  servers: z.record(z.string(), RebootServerStateSchema).optional(),
+  servers: plainRecord(z.string(), RebootServerStateSchema).optional(),
   /** A summary of what the step did (counts, ids, the outbox message), for people and audit. */
-  result: z.record(z.string(), z.unknown()).optional(),
+  result: PlainDataRecordSchema.optional(),
   error: z.strictObject({ code: z.string(), message: z.string().max(4000) }).optional(),
 });
 export type RunbookStepState = z.infer<typeof RunbookStepStateSchema>;
@@ -329,10 +329,10 @@ export const RunbookRunFields = {
   /** Who started it: they cannot approve its approval steps, and the run continues with their rights. */
   startedBy: IdSchema,
   /** The targets as given, for people; `serverIds` is what the run covers. */
-  targets: z.record(z.string(), z.unknown()),
+  targets: PlainDataRecordSchema,
   serverIds: z.array(IdSchema).min(1),
   /** Parameter values after defaults. */
-  params: z.record(z.string(), ParameterValueSchema).default({}),
+  params: plainRecord(z.string(), ParameterValueSchema).default({}),
   status: RunbookRunStatusSchema,
   /** Why the run is where it is (failed at which step, cancelled by whom). */
   reason: z.string().max(2000).optional(),

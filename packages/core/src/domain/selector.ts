@@ -55,7 +55,13 @@ export interface Selectable {
 
 function hasCriteria(sel: ServerSelector): boolean {
   return Boolean(
-    sel.ids || sel.providers || sel.accountIds || sel.regions || sel.labels || sel.expressions?.length,
+    sel.ids ||
+      sel.providers ||
+      sel.accountIds ||
+      sel.regions ||
+      // An empty label map is no criterion: it must never turn a selector into "every server".
+      (sel.labels && Object.keys(sel.labels).length) ||
+      sel.expressions?.length,
   );
 }
 
@@ -67,12 +73,14 @@ export function matchesSelector(server: Selectable, selector: ServerSelector): b
   if (selector.accountIds && !selector.accountIds.includes(server.accountId)) return false;
   if (selector.regions && !(server.region !== undefined && selector.regions.includes(server.region)))
     return false;
+  // Own keys only: a label named like an Object.prototype member (`toString`) is not "set" on
+  // every server, and a server whose labels came from elsewhere cannot inherit a match.
   for (const [k, v] of Object.entries(selector.labels ?? {})) {
-    if (server.labels[k] !== v) return false;
+    if (!Object.hasOwn(server.labels, k) || server.labels[k] !== v) return false;
   }
   for (const e of selector.expressions ?? []) {
     const has = Object.hasOwn(server.labels, e.key);
-    const value = server.labels[e.key];
+    const value = has ? server.labels[e.key] : undefined;
     switch (e.operator) {
       case 'Exists':
         if (!has) return false;

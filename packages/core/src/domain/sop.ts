@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { IdSchema, TimestampSchema } from './common.js';
+import { IdSchema, isReservedKey, plainRecord, TimestampSchema } from './common.js';
 import { ErrorBudgetSchema, RolloutSchema } from './patch.js';
 
 const SHA256 = /^[a-f0-9]{64}$/;
@@ -14,7 +14,9 @@ export const ScriptNameSchema = z
   .regex(
     /^[a-z0-9][a-z0-9._-]{0,99}$/,
     'must be 1-100 characters of lower-case letters, digits and . _ -, starting with a letter or digit',
-  );
+  )
+  // Names key maps of scripts (repositories, grants, roles); `constructor` must not be one.
+  .refine((name) => !isReservedKey(name), 'is a reserved name (constructor, prototype)');
 
 export const ScriptInterpreterSchema = z.enum(['bash', 'sh', 'powershell', 'python']);
 export type ScriptInterpreter = z.infer<typeof ScriptInterpreterSchema>;
@@ -220,7 +222,7 @@ export const ScriptRunFields = {
   contentHash: z.string().regex(SHA256),
   requestedBy: IdSchema,
   /** Parameter values after defaults, secret ones left out. */
-  params: z.record(z.string(), ParameterValueSchema).default({}),
+  params: plainRecord(z.string(), ParameterValueSchema).default({}),
   /** Names of the secret parameters the run was given. */
   secretParams: z.array(z.string()).default([]),
   /** SecretStore reference of the secret values while the run lasts; absent when none is kept. */

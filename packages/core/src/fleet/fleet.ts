@@ -6,9 +6,15 @@ import { type AccessApi, type AccessOptions, AccessOptionsSchema, createAccessAp
 import { createKeysApi, type KeysApi } from '../access/keys.js';
 import { type AuditApi, createAuditApi, type VerifyAuditLogOptions } from '../audit/api.js';
 import type { AuditLogVerification } from '../audit/export.js';
+import { AuditQuerySchema } from '../audit/options.js';
 import type { Action } from '../authz/actions.js';
 import { compileAuthorization } from '../authz/compiled.js';
-import type { AuthorizationContext, Decision, Resource } from '../authz/evaluate.js';
+import {
+  type AuthorizationContext,
+  type Decision,
+  evaluateAnywhere,
+  type Resource,
+} from '../authz/evaluate.js';
 import { createComplianceApi } from '../compliance/api.js';
 import {
   type AccountInput,
@@ -29,6 +35,12 @@ import {
   ServerSelectorSchema,
   validate,
 } from '../domain/index.js';
+import {
+  ListOptionsSchema,
+  objectArgument,
+  RemoveOptionsSchema,
+  validateOptions,
+} from '../domain/options.js';
 import { DEFAULT_DRIVERS, scanServer } from '../engine/scan.js';
 import { OperationStopLatch } from '../engine/stop.js';
 import {
@@ -42,7 +54,7 @@ import {
 } from '../errors.js';
 import { requestChangesForScan } from '../integrations/requests.js';
 import { newestScan } from '../inventory/scans.js';
-import { resolveTargets, type Targets, TargetsSchema } from '../inventory/targets.js';
+import { resolveTargets, type Targets, validateTargets } from '../inventory/targets.js';
 import { createNotifyApi, type NotifyApi } from '../notify/api.js';
 import { enqueueEvent } from '../notify/outbox.js';
 import type { PackageManagerDriver } from '../os/driver.js';
@@ -93,6 +105,12 @@ export interface Actor {
    */
   mfaVerifiedAt?: string;
 }
+
+const ScanOptionsSchema = z.strictObject({
+  signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal, 'expected an AbortSignal').optional(),
+  concurrency: z.number().int().min(1).max(1000).optional(),
+  timeoutMs: z.number().int().min(1).max(86_400_000).optional(),
+});
 
 export interface ScanOptions {
   signal?: AbortSignal;
@@ -421,7 +439,10 @@ export class FleetSession {
     const ctx = await this.#context(principal);
     // Compiled once per call: a scan or plan over thousands of servers decides each in microseconds.
     const authz = compileAuthorization(ctx);
-    const decisions = resources.map((r) => authz.decide(action, r));
+    // An empty set is no free pass: the principal must be allowed the action somewhere.
+    const decisions = resources.length
+      ? resources.map((r) => authz.decide(action, r))
+      : [evaluateAnywhere(ctx, action, target ?? { type: 'tenant' })];
     const denied = decisions.filter((d) => !d.allowed);
     if (denied.length) await deny(denied[0]!, denied);
     const matched = decisions[0]?.matched;
@@ -531,7 +552,8 @@ export class FleetSession {
 
   /** Principals and role bindings of the tenant (the access-management issue deepens this). */
   readonly iam = {
-    addPrincipal: (input: Omit<EntityInputs['principals'], 'tenantId'>) =>
+    addPrincipal: async (input: Omit<EntityInputs['principals'], 'tenantId'>) =>
+      objectArgument(input, 'Principal') &&
       this.#write(
         'iam.write',
         [{ type: 'principal' }],
@@ -610,7 +632,8 @@ export class FleetSession {
   // ---- inventory ----------------------------------------------------------------------------
 
   readonly servers = {
-    add: (input: Omit<ServerInput, 'tenantId'>): Promise<Server> => {
+    add: async (input: Omit<ServerInput, 'tenantId'>): Promise<Server> => {
+      objectArgument(input, 'ServerInput');
       const candidate = { ...input, tenantId: this.#tenantId } as ServerInput;
       const resulting = ServerSchemas.input.safeParse(candidate);
       return this.#write(
@@ -641,6 +664,7 @@ export class FleetSession {
       );
     },
     remove: async (id: string, options: { expectedVersion?: number } = {}): Promise<boolean> => {
+      validateOptions(RemoveOptionsSchema, options, 'RemoveOptions');
       const current = await this.#fleet.store.servers.get(this.#tenantId, id);
       if (!current) return false;
       return this.#write(
@@ -661,7 +685,8 @@ export class FleetSession {
       );
     },
     /** Servers the principal may read, matching the options. Servers it may not read are left out. */
-    list: async (options: ListOptions<Server> = {}): Promise<Server[]> => {
+    list: async (input: ListOptions<Server> = {}): Promise<Server[]> => {
+      const options = validateOptions(ListOptionsSchema, input, 'ListOptions') as ListOptions<Server>;
       const servers = await this.#fleet.store.servers.list(this.#tenantId, options);
       // No gate on the list itself: each server is decided on its own, and unreadable ones are left out.
       return this.#read('inventory.read', [], { type: 'server-inventory', id: '*' }, async () =>
@@ -707,7 +732,8 @@ export class FleetSession {
   }
 
   readonly accounts = {
-    add: (input: Omit<AccountInput, 'tenantId'>) =>
+    add: async (input: Omit<AccountInput, 'tenantId'>) =>
+      objectArgument(input, 'AccountInput') &&
       this.#write(
         'inventory.write',
         [{ type: 'account' }],
@@ -727,6 +753,7 @@ export class FleetSession {
      * caller may not do itself.
      */
     add: async (input: Omit<ProjectInput, 'tenantId'>) =>
+      objectArgument(input, 'ProjectInput') &&
       this.#write(
         'inventory.write',
         [
@@ -753,7 +780,8 @@ export class FleetSession {
         { principals: { boundToProject: id }, servers: 'all', others: false },
       ),
     /** Removes a project; refused when that would lift a deny that a project-bound role imposed. */
-    remove: (id: string, options: { expectedVersion?: number } = {}) =>
+    remove: async (id: string, options: { expectedVersion?: number } = {}) =>
+      validateOptions(RemoveOptionsSchema, options, 'RemoveOptions') &&
       this.#write(
         'inventory.write',
         [{ type: 'project', id, projectId: id }],
@@ -778,8 +806,11 @@ export class FleetSession {
   };
 
   /** Servers matching a selector, for callers that think in selectors. */
-  selectServers(selector: ServerSelector): Promise<Server[]> {
-    return this.servers.list({ selector, limit: 10_000 });
+  async selectServers(selector: ServerSelector): Promise<Server[]> {
+    return this.servers.list({
+      selector: validate(ServerSelectorSchema, selector, 'ServerSelector'),
+      limit: 10_000,
+    });
   }
 
   // ---- scanning -----------------------------------------------------------------------------
@@ -793,7 +824,8 @@ export class FleetSession {
     const fleet = this.#fleet;
     const store = fleet.store;
     const tenantId = this.#tenantId;
-    const parsedTargets = validate(TargetsSchema, targets, 'Targets');
+    const parsedTargets = validateTargets(targets);
+    validateOptions(ScanOptionsSchema, options, 'ScanOptions');
     const servers = await resolveTargets(store, tenantId, parsedTargets);
     const { principal, rule } = await this.#decide(
       'patch.scan',
@@ -845,8 +877,9 @@ export class FleetSession {
     const notStarted: Server[] = [];
     const scanOne = async (server: Server) => {
       const taskId = `${jobId}:${server.id}`;
-      // After a changed host key no further server is touched; those already scanning finish.
-      if (stop.stopped) {
+      // After a changed host key, or once the caller gave up (an HTTP client hanging up aborts the
+      // signal), no further server is touched; those already scanning finish or are cancelled.
+      if (stop.stopped || options.signal?.aborted) {
         notStarted.push(server);
         return;
       }
@@ -873,14 +906,15 @@ export class FleetSession {
             scanned.patches ?? [],
             scannedAt,
           );
+          // What the adapter returned comes first: the facade's own fields can never be overridden.
           const saved = await tx.scanResults.create({
-            tenantId,
+            ...scanned,
+            ...history,
             serverId: server.id,
             jobId,
             scannedAt,
             status: 'succeeded',
-            ...scanned,
-            ...history,
+            tenantId,
           });
           await tx.taskResults.update(
             tenantId,
@@ -946,7 +980,15 @@ export class FleetSession {
         await tx.taskResults.update(
           tenantId,
           `${jobId}:${server.id}`,
-          { status: 'skipped', error: { code: 'NOT_STARTED', message: `not scanned: ${stoppedBy!.reason}` } },
+          stoppedBy
+            ? {
+                status: 'skipped',
+                error: { code: 'NOT_STARTED', message: `not scanned: ${stoppedBy.reason}` },
+              }
+            : {
+                status: 'cancelled',
+                error: { code: 'NOT_STARTED', message: 'not scanned: the scan was cancelled' },
+              },
           { expectedVersion: 1 },
         );
       }
@@ -1056,7 +1098,7 @@ export class FleetSession {
   async latestScans(targets?: Targets): Promise<{ server: Server; scan: ScanResult | undefined }[]> {
     const store = this.#fleet.store;
     const servers = targets
-      ? await resolveTargets(store, this.#tenantId, validate(TargetsSchema, targets, 'Targets'))
+      ? await resolveTargets(store, this.#tenantId, validateTargets(targets))
       : await store.servers.listAll(this.#tenantId);
     return this.#read(
       'patch.read',
@@ -1075,7 +1117,8 @@ export class FleetSession {
   }
 
   /** The tenant's audit records. */
-  auditLog(query: AuditQuery = {}): Promise<AuditRecord[]> {
+  async auditLog(query: AuditQuery = {}): Promise<AuditRecord[]> {
+    validateOptions(AuditQuerySchema, query, 'AuditQuery');
     return this.#read('audit.read', [{ type: 'audit' }], { type: 'audit', id: '*' }, () =>
       this.#fleet.store.audit.list(this.#tenantId, query),
     );

@@ -67,7 +67,10 @@ export function parseBaseUrl(subject: string, baseUrl: string, allowInsecureHttp
   if (url.protocol === 'http:' && !allowInsecureHttp && !isLoopbackHost(url.hostname)) {
     fail('plain http sends credentials in the clear; use https (or allowInsecureHttp for a lab)');
   }
-  return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
+  // A loop, not `/\/+$/`: that backtracks quadratically on a path of many slashes not at its end.
+  let end = url.pathname.length;
+  while (end > 0 && url.pathname[end - 1] === '/') end--;
+  return `${url.origin}${url.pathname.slice(0, end)}`;
 }
 
 /** Single line, at most `max` characters: for summary fields that reject or mangle line breaks. */

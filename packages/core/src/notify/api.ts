@@ -6,6 +6,7 @@ import {
   type WebhookEndpoint,
   WebhookEndpointFields,
 } from '../domain/index.js';
+import { validateId } from '../domain/options.js';
 import { CapabilityMissingError } from '../errors.js';
 import type { SessionInternals } from '../fleet/fleet.js';
 import type { SecretStore } from '../ports/secret-store.js';
@@ -146,6 +147,7 @@ export function createNotifyApi(internals: () => SessionInternals): NotifyApi {
       },
       remove: async (id) => {
         const ctx = internals();
+        validateId(id, 'webhookId');
         const existing = await ctx.fleet.store.webhookEndpoints.get(ctx.tenantId, id);
         if (!existing) return false;
         const removed = await ctx.write('patch.policy', resource(id), target(id), (tx) =>

@@ -1,5 +1,10 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { FleetwardError, type FleetwardErrorOptions, ValidationError } from '../errors.js';
+import {
+  FleetwardError,
+  type FleetwardErrorOptions,
+  ValidationError,
+  type ValidationIssue,
+} from '../errors.js';
 
 /** Prefix of a Standard Webhooks signing secret; the rest is the base64 of the key. */
 export const WEBHOOK_SECRET_PREFIX = 'whsec_';
@@ -20,13 +25,20 @@ export function generateWebhookSecret(bytes = 32): string {
   return `${WEBHOOK_SECRET_PREFIX}${randomBytes(bytes).toString('base64')}`;
 }
 
+/** Without trailing `=`; a loop, because `/=+$/` backtracks quadratically on a long run of `=` inside. */
+function withoutPadding(text: string): string {
+  let end = text.length;
+  while (end > 0 && text[end - 1] === '=') end--;
+  return text.slice(0, end);
+}
+
 function secretKey(secret: string, path: (string | number)[]): Buffer {
   const encoded = secret.startsWith(WEBHOOK_SECRET_PREFIX)
     ? secret.slice(WEBHOOK_SECRET_PREFIX.length)
     : secret;
   // Buffer.from(…, 'base64') skips junk silently; a secret that does not round-trip is a typo.
   const key = Buffer.from(encoded, 'base64');
-  if (key.length === 0 || key.toString('base64').replace(/=+$/, '') !== encoded.replace(/=+$/, '')) {
+  if (key.length === 0 || withoutPadding(key.toString('base64')) !== withoutPadding(encoded)) {
     throw new ValidationError('webhook secret', [
       { path, message: 'must be whsec_ followed by base64 (the secret itself is not shown)' },
     ]);
@@ -96,14 +108,20 @@ export type WebhookHeaders =
   | { get(name: string): string | null }
   | Readonly<Record<string, string | readonly string[] | undefined>>;
 
+/** A header's value; anything but a string (or strings) counts as missing, so caller JSON cannot crash it. */
 function header(headers: WebhookHeaders, name: string): string | undefined {
+  let value: unknown;
   if (typeof (headers as { get?: unknown }).get === 'function') {
-    return (headers as { get(name: string): string | null }).get(name) ?? undefined;
+    value = (headers as { get(name: string): unknown }).get(name);
+  } else if (headers !== null && typeof headers === 'object') {
+    const record = headers as Readonly<Record<string, unknown>>;
+    const key = Object.keys(record).find((k) => k.toLowerCase() === name);
+    value = key === undefined ? undefined : record[key];
   }
-  const record = headers as Readonly<Record<string, string | readonly string[] | undefined>>;
-  const key = Object.keys(record).find((k) => k.toLowerCase() === name);
-  const value = key === undefined ? undefined : record[key];
-  return Array.isArray(value) ? value.join(' ') : (value as string | undefined);
+  if (Array.isArray(value)) {
+    return value.every((v) => typeof v === 'string') ? value.join(' ') : undefined;
+  }
+  return typeof value === 'string' ? value : undefined;
 }
 
 export interface VerifyWebhookInput {
@@ -134,13 +152,26 @@ export interface VerifiedWebhook {
  * @throws ValidationError when a secret is not `whsec_` + base64 (a receiver misconfiguration).
  */
 export function verifyWebhook(input: VerifyWebhookInput): VerifiedWebhook {
-  const secrets = typeof input.secret === 'string' ? [input.secret] : [...input.secret];
-  if (secrets.length === 0) {
+  const secrets: unknown[] =
+    typeof input.secret === 'string' ? [input.secret] : Array.isArray(input.secret) ? [...input.secret] : [];
+  if (secrets.length === 0 || !secrets.every((s) => typeof s === 'string')) {
     throw new ValidationError('verifyWebhook', [
-      { path: ['secret'], message: 'at least one secret is needed' },
+      { path: ['secret'], message: 'at least one secret is needed, each a string' },
     ]);
   }
-  const keys = secrets.map((s, i) => secretKey(s, ['secret', i]));
+  const keys = (secrets as string[]).map((s, i) => secretKey(s, ['secret', i]));
+  // A NaN clock or tolerance makes both freshness comparisons false: the check would pass anything.
+  const tolerance = input.toleranceSeconds ?? DEFAULT_WEBHOOK_TOLERANCE_SECONDS;
+  const now = unixSeconds(input.now ?? new Date());
+  const misconfigured: ValidationIssue[] = [];
+  if (typeof tolerance !== 'number' || Number.isNaN(tolerance) || tolerance < 0) {
+    misconfigured.push({ path: ['toleranceSeconds'], message: 'must be a number of seconds, 0 or more' });
+  }
+  if (!Number.isFinite(now)) misconfigured.push({ path: ['now'], message: 'must be a valid Date' });
+  if (typeof input.body !== 'string' && !(input.body instanceof Uint8Array)) {
+    misconfigured.push({ path: ['body'], message: 'must be the raw body, a string or bytes' });
+  }
+  if (misconfigured.length) throw new ValidationError('verifyWebhook', misconfigured);
   const id = header(input.headers, 'webhook-id');
   const rawTimestamp = header(input.headers, 'webhook-timestamp');
   const signatures = header(input.headers, 'webhook-signature');
@@ -155,8 +186,6 @@ export function verifyWebhook(input: VerifyWebhookInput): VerifiedWebhook {
     throw new WebhookVerificationError('invalid-timestamp', 'webhook-timestamp is not Unix seconds');
   }
   const timestamp = Number(rawTimestamp);
-  const tolerance = input.toleranceSeconds ?? DEFAULT_WEBHOOK_TOLERANCE_SECONDS;
-  const now = unixSeconds(input.now ?? new Date());
   if (timestamp < now - tolerance) {
     throw new WebhookVerificationError(
       'timestamp-too-old',
@@ -230,7 +259,11 @@ export function decodeSigningSecrets(stored: string): StoredSigningSecrets {
               typeof p?.secret === 'string' && typeof p?.until === 'string',
           )
         : [];
-      return { current: parsed.current, previous };
+      // Copied field by field: extra keys of the stored JSON (`__proto__` among them) stay behind.
+      return {
+        current: parsed.current,
+        previous: previous.map((p) => ({ secret: p.secret, until: p.until })),
+      };
     }
   } catch {
     // Falls through: the error below must not echo the stored value.

@@ -1,7 +1,13 @@
 import type { OsFacts, PatchOrigin, PendingPatch, PinnedPackage } from '../domain/index.js';
 import { CommandFailedError, ParseError, ValidationError } from '../errors.js';
 import type { Command, ScriptCommand } from '../ports/adapter.js';
-import type { CommandOutput, PackageManagerDriver, ParsedScan, ResolvedTransaction } from './driver.js';
+import {
+  type CommandOutput,
+  checkScannedPatches,
+  type PackageManagerDriver,
+  type ParsedScan,
+  type ResolvedTransaction,
+} from './driver.js';
 
 /**
  * Environment of every apt command: the C locale keeps messages in the English the parser reads,
@@ -551,7 +557,10 @@ function parseScan(output: CommandOutput): ParsedScan {
     ),
   ];
   return {
-    patches: [...patches.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
+    patches: checkScannedPatches(
+      'apt',
+      [...patches.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
+    ),
     rebootRequired: reboot === 'yes',
     rebootPackages,
     warnings: [...new Set(warnings)],
@@ -625,7 +634,10 @@ export const aptDriver: PackageManagerDriver = {
         '-V',
         '-o',
         'Debug::NoLocking=1',
-        ...APT_INSTALL_OPTIONS,
+        // Without `--no-remove`: apt would only say "remove is disabled"; the simulation must name
+        // what the transaction removes (Remv lines), for the plan and the executor to refuse it.
+        // The install itself keeps `--no-remove` as a second guard.
+        ...APT_INSTALL_OPTIONS.filter((o) => o !== '--no-remove'),
         'install',
         ...aptPins(packages),
       ],

@@ -8,7 +8,13 @@ import type {
 } from '../domain/index.js';
 import { CommandFailedError, ParseError, ValidationError, type ValidationIssue } from '../errors.js';
 import type { Command, ScriptCommand } from '../ports/adapter.js';
-import type { CommandOutput, PackageManagerDriver, ParsedScan, ResolvedTransaction } from './driver.js';
+import {
+  type CommandOutput,
+  checkScannedPatches,
+  type PackageManagerDriver,
+  type ParsedScan,
+  type ResolvedTransaction,
+} from './driver.js';
 import {
   compareEvr,
   type Evr,
@@ -175,6 +181,9 @@ export function parseCheckUpdate(text: string): CheckUpdateList {
     if (m) {
       metadataAgeSeconds =
         Number(m[1] ?? 0) * 86_400 + Number(m[2]) * 3600 + Number(m[3]) * 60 + Number(m[4]);
+      if (!Number.isSafeInteger(metadataAgeSeconds)) {
+        throw new ParseError(`Out-of-range metadata age in check-update: ${line.slice(0, 200)}`);
+      }
     }
   }
 
@@ -292,10 +301,14 @@ export function parseUpdateinfoInfo(text: string): Map<string, AdvisoryInfo> {
       continue;
     }
     if (inTitle) continue;
-    const m = /^\s*([A-Za-z][A-Za-z ]*?)\s*:(?: (.*))?$/.exec(line);
-    if (!m) continue;
-    const label = m[1]!;
-    const value = (m[2] ?? '').trim();
+    // Split at the first colon rather than with `/^\s*([A-Za-z][A-Za-z ]*?)\s*:/`: the lazy label
+    // before `\s*` backtracks quadratically on a long run of blanks without a colon.
+    const colon = line.indexOf(':');
+    if (colon < 0) continue;
+    const label = line.slice(0, colon).trim();
+    const rest = /^(?: (.*))?$/.exec(line.slice(colon + 1));
+    if (!rest || !/^[A-Za-z][A-Za-z ]*$/.test(label)) continue;
+    const value = (rest[1] ?? '').trim();
     if (label === 'Update ID') {
       done();
       current = { id: value, type: '', severity: '' };
@@ -533,7 +546,7 @@ function parseRpmScan(tool: RpmTool, output: CommandOutput): ParsedScan {
   const reboot = rebootOf(tool, stdout, installed);
   warnings.push(...reboot.warnings);
   return {
-    patches,
+    patches: checkScannedPatches(tool, patches),
     rebootRequired: reboot.rebootRequired,
     rebootPackages: reboot.rebootPackages,
     warnings: [...new Set(warnings)],
@@ -1017,6 +1030,8 @@ export function parseRpmInstalledVersions(output: CommandOutput): Map<string, st
     const m = /^([^\t\s]+)\t(\d+)\t([^\t\s]+)\t([^\t\s]+)\t([^\t\s]+)$/.exec(line);
     if (!m) throw new ParseError(`Unrecognized rpm -q line: ${line.slice(0, 200)}`);
     const evr: Evr = { epoch: Number(m[2]), version: m[3]!, release: m[4]! };
+    if (!Number.isSafeInteger(evr.epoch))
+      throw new ParseError(`Out-of-range epoch in rpm -q line: ${line.slice(0, 200)}`);
     const seen = newestByName.get(m[1]!);
     if (!seen || compareEvr(evr, seen) > 0) newestByName.set(m[1]!, evr);
   }

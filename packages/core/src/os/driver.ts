@@ -1,4 +1,11 @@
-import type { OsFacts, PackageManager, PendingPatch, PinnedPackage } from '../domain/index.js';
+import {
+  type OsFacts,
+  type PackageManager,
+  type PendingPatch,
+  PendingPatchSchema,
+  type PinnedPackage,
+} from '../domain/index.js';
+import { ParseError } from '../errors.js';
 import type { Command } from '../ports/adapter.js';
 
 /** What a driver needs from a finished command. */
@@ -60,4 +67,23 @@ export interface ResolvedTransaction {
   install: (PinnedPackage & { isNew: boolean })[];
   remove: string[];
   warnings: string[];
+}
+
+/**
+ * Checks the patches a scan parser built against {@link PendingPatchSchema} before they leave the
+ * driver: a host's output is untrusted, and a name or arch no package manager prints (a 10,000
+ * character arch, an empty version) must fail the scan, not reach the store.
+ * @throws ParseError naming the package and the fields that are out of bounds.
+ */
+export function checkScannedPatches(tool: string, patches: PendingPatch[]): PendingPatch[] {
+  for (const patch of patches) {
+    const result = PendingPatchSchema.safeParse(patch);
+    if (!result.success) {
+      const fields = result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+      throw new ParseError(`${tool} scan lists a package Fleetward cannot keep (${fields})`, {
+        details: { name: String(patch.name).slice(0, 200), arch: String(patch.arch).slice(0, 64) },
+      });
+    }
+  }
+  return patches;
 }

@@ -86,7 +86,10 @@ export function formatEvr(evr: Evr): string {
 export function parseEvr(text: string): Evr | null {
   const m = /^(?:(\d+):)?([^\s:-]+)-([^\s:-]+)$/.exec(text);
   if (!m) return null;
-  return { epoch: m[1] === undefined ? 0 : Number(m[1]), version: m[2]!, release: m[3]! };
+  const epoch = m[1] === undefined ? 0 : Number(m[1]);
+  // rpm's epoch is a 32-bit number: more digits than a double holds exactly is not an epoch.
+  if (!Number.isSafeInteger(epoch)) return null;
+  return { epoch, version: m[2]!, release: m[3]! };
 }
 
 /** One line of the installed-package list of the scan scripts (`rpm -qa` with {@link RPM_QA_FORMAT}). */
@@ -116,14 +119,14 @@ export function parseInstalledRpms(lines: readonly string[]): InstalledRpm[] {
     const m = INSTALLED_LINE.exec(line);
     if (!m) throw new ParseError(`Unrecognized line in the installed package list: ${line.slice(0, 200)}`);
     if (m[1] === 'gpg-pubkey' || m[5] === '(none)') continue;
-    out.push({
-      name: m[1]!,
-      epoch: Number(m[2]),
-      version: m[3]!,
-      release: m[4]!,
-      arch: m[5]!,
-      installTime: Number(m[6]),
-    });
+    const epoch = Number(m[2]);
+    const installTime = Number(m[6]);
+    if (!Number.isSafeInteger(epoch) || !Number.isSafeInteger(installTime)) {
+      throw new ParseError(
+        `Out-of-range epoch or install time in the installed package list: ${line.slice(0, 200)}`,
+      );
+    }
+    out.push({ name: m[1]!, epoch, version: m[3]!, release: m[4]!, arch: m[5]!, installTime });
   }
   return out;
 }

@@ -10,7 +10,13 @@ import {
   rpmInstalledVersionsCommand,
   rpmPins,
 } from './dnf.js';
-import type { CommandOutput, PackageManagerDriver, ParsedScan, ResolvedTransaction } from './driver.js';
+import {
+  type CommandOutput,
+  checkScannedPatches,
+  type PackageManagerDriver,
+  type ParsedScan,
+  type ResolvedTransaction,
+} from './driver.js';
 import {
   compareEvr,
   type Evr,
@@ -151,11 +157,16 @@ export function parseZypperXml(text: string, what: string): XmlElement[] {
     const stack: XmlElement[] = [];
     let root: XmlElement | undefined;
     const parser = sax.parser(true, { trim: false, normalize: false });
+    // Attributes are collected here, not from sax's tag object, which is a plain object that drops
+    // `__proto__`. Without a prototype, an attribute named `__proto__` or `constructor` stays data
+    // and a missing one never resolves to an Object.prototype member.
+    let attributes: Record<string, string> = Object.create(null);
+    parser.onattribute = ({ name, value }) => {
+      if (!Object.hasOwn(attributes, name)) attributes[name] = value;
+    };
     parser.onopentag = (tag) => {
-      const attributes: Record<string, string> = {};
-      for (const [k, v] of Object.entries(tag.attributes))
-        attributes[k] = typeof v === 'string' ? v : v.value;
       const el: XmlElement = { name: tag.name, attributes, children: [], text: '' };
+      attributes = Object.create(null);
       const parent = stack.at(-1);
       if (parent) parent.children.push(el);
       else root = el;
@@ -169,14 +180,13 @@ export function parseZypperXml(text: string, what: string): XmlElement[] {
       if (top) top.text += t;
     };
     parser.oncdata = parser.ontext;
-    // sax reports problems found at the end (an unclosed root: cut output) only to onerror.
-    let failure: Error | undefined;
+    // sax reports problems found at the end (an unclosed root: cut output) only to onerror. The
+    // first one stops the parse: sax would go on and build an error for every later character.
     parser.onerror = (e) => {
-      failure ??= e;
+      throw e;
     };
     try {
       parser.write(chunk).close();
-      if (failure) throw failure;
     } catch (error) {
       throw new ParseError(
         `${what} output is not well-formed zypper XML: ${(error as Error).message.split('\n')[0]}`,
@@ -193,9 +203,12 @@ export function parseZypperXml(text: string, what: string): XmlElement[] {
 }
 
 function* descendants(el: XmlElement, name: string): Generator<XmlElement> {
-  for (const c of el.children) {
+  // Depth-first with an explicit stack: hostile XML nests deeper than the call stack goes.
+  const stack = [...el.children].reverse();
+  while (stack.length > 0) {
+    const c = stack.pop()!;
     if (c.name === name) yield c;
-    yield* descendants(c, name);
+    for (let i = c.children.length - 1; i >= 0; i--) stack.push(c.children[i]!);
   }
 }
 
@@ -319,10 +332,14 @@ export function parsePatchInfo(messages: readonly ZypperMessage[]): Map<string, 
     const conflicts: string[] = [];
     let label = '';
     for (const line of m.text.split('\n')) {
-      const field = /^([A-Z][A-Za-z ]*?)\s*: ?(.*)$/.exec(line);
+      // Split at the first colon: `/^([A-Z][A-Za-z ]*?)\s*:/` backtracks quadratically on blanks.
+      const colon = line.indexOf(':');
+      const head = colon < 0 ? '' : line.slice(0, colon).trimEnd();
+      const field =
+        colon < 0 || !/^[A-Z][A-Za-z ]*$/.test(head) ? null : /^ ?(.*)$/.exec(line.slice(colon + 1));
       if (field) {
-        label = field[1]!;
-        const value = field[2]!.trim();
+        label = head;
+        const value = field[1]!.trim();
         if (label === 'Name') name = value;
         else if (label === 'Conflicts' && !/^\[\d+\]$/.test(value) && value !== '') conflicts.push(value);
         continue;
@@ -578,7 +595,7 @@ function parseScan(output: CommandOutput): ParsedScan {
   const reboot = rebootOf(stdout, installed, listedReboot);
   warnings.push(...reboot.warnings);
   return {
-    patches: pending,
+    patches: checkScannedPatches('zypper', pending),
     rebootRequired: reboot.rebootRequired,
     rebootPackages: reboot.rebootPackages,
     warnings: [...new Set(warnings)],

@@ -1,8 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import PQueue from 'p-queue';
 import { z } from 'zod';
-import type { Job, PatchPlan, PatchPolicy, PinnedPackage, Server, TaskResult } from '../domain/index.js';
+import type {
+  AuditInput,
+  Job,
+  PatchPlan,
+  PatchPolicy,
+  PinnedPackage,
+  Server,
+  TaskResult,
+} from '../domain/index.js';
 import { validate } from '../domain/index.js';
+import { objectArgument } from '../domain/options.js';
 import { runCommand } from '../engine/exec.js';
 import { scanServer } from '../engine/scan.js';
 import {
@@ -12,17 +21,21 @@ import {
   ConflictError,
   DriftedError,
   type FleetwardError,
+  HostKeyMismatchError,
   TimeoutError,
+  TransactionRefusedError,
   TransportError,
   toFleetwardError,
 } from '../errors.js';
+import { refused } from '../fleet/call-audit.js';
 import type { Escalation } from '../fleet/events.js';
 import type { SessionInternals } from '../fleet/fleet.js';
 import { enqueueEvent } from '../notify/outbox.js';
-import type { PackageManagerDriver } from '../os/driver.js';
+import type { PackageManagerDriver, ResolvedTransaction } from '../os/driver.js';
 import type { Command } from '../ports/adapter.js';
 import type { Lease } from '../ports/store.js';
 import { verifiedReboot } from '../sop/reboot.js';
+import { describeExclusions, unapprovedExclusions } from './selection.js';
 import { canStartWithin, nextWindow, windowAt } from './window.js';
 
 export const ExecuteOptionsSchema = z.strictObject({
@@ -36,7 +49,7 @@ export const ExecuteOptionsSchema = z.strictObject({
   commandTimeoutMs: z.number().int().positive().default(1_800_000),
   /** How long a rebooting host may take to come back. @default 600_000 */
   rebootTimeoutMs: z.number().int().positive().default(600_000),
-  /** How often to look for a rebooted host. @default 2000 */
+  /** How often to look for a rebooted host, and at the clock while waiting for the window. @default 2000 */
   pollIntervalMs: z.number().int().positive().default(2000),
   /** Minimum free space on `/` before installing, in MiB. @default 200 */
   minFreeRootMiB: z.number().int().min(0).default(200),
@@ -64,6 +77,14 @@ class ServerFailure extends Error {
   ) {
     super(error.message);
   }
+}
+
+/** The audit record of one step of one server: what ran, and how it ended. */
+interface StepRecord {
+  step: string;
+  result: 'success' | 'failure';
+  reason?: string;
+  details?: Record<string, unknown>;
 }
 
 const PREFLIGHT_SCRIPT = `# Fleetward preflight: free space (KiB) of / and /boot, one line each.
@@ -142,7 +163,7 @@ export async function executePlan(
   planId: string,
   options: ExecuteOptions = {},
 ): Promise<Job> {
-  const { signal, ...rest } = options;
+  const { signal, ...rest } = objectArgument(options, 'ExecuteOptions', true);
   const opts = validate(ExecuteOptionsSchema, rest, 'ExecuteOptions');
   const fleet = ctx.fleet;
   const store = fleet.store;
@@ -160,17 +181,27 @@ export async function executePlan(
     { type: 'patch-plan', id: planId },
   );
   const actor = { principalId: principal.id, kind: principal.kind };
+  // Refusals after the allow decision are audited as failures of the call (rule 1).
+  const refuse = (message: string) =>
+    refused(
+      ctx,
+      principal,
+      'patch.execute',
+      { type: 'patch-plan', id: planId },
+      new ConflictError(message),
+      rule,
+    );
   if (plan.status !== 'approved' && plan.status !== 'executing') {
-    throw new ConflictError(`plan ${planId} is ${plan.status}; only an approved plan can be executed`);
+    throw await refuse(`plan ${planId} is ${plan.status}; only an approved plan can be executed`);
   }
   if (plan.approvals.filter((a) => a.hash === plan.hash).length < policy.approvers.required) {
-    throw new ConflictError(`plan ${planId} lacks approvals of its current hash`);
+    throw await refuse(`plan ${planId} lacks approvals of its current hash`);
   }
 
   const holder = opts.holder ?? `${process.pid}-${randomUUID()}`;
   const leaseName = `patch-run:${tenantId}:${planId}`;
   let lease: Lease | undefined = await store.leases.acquire(leaseName, holder, opts.leaseTtlMs);
-  if (!lease) throw new ConflictError(`plan ${planId} is being executed by another process`);
+  if (!lease) throw await refuse(`plan ${planId} is being executed by another process`);
   const renew = setInterval(() => {
     if (!lease) return;
     store.leases.renew(lease, opts.leaseTtlMs).then(
@@ -256,13 +287,13 @@ export async function executePlan(
 
     if (policy.window && !windowAt(policy.window, fleet.clock.now())) {
       const next = nextWindow(policy.window, fleet.clock.now());
+      fleet.events.emit('patch.run.waiting', {
+        tenantId,
+        planId,
+        jobId: job.id,
+        nextWindow: next?.start.toISOString() ?? null,
+      });
       if (!opts.waitForWindow || !next) {
-        fleet.events.emit('patch.run.waiting', {
-          tenantId,
-          planId,
-          jobId: job.id,
-          nextWindow: next?.start.toISOString() ?? null,
-        });
         job = await store.jobs.update(
           tenantId,
           job.id,
@@ -274,10 +305,36 @@ export async function executePlan(
         );
         return job;
       }
-      await sleep(Math.max(0, next.start.getTime() - fleet.clock.now().getTime()), signal);
+      // The Fleet's clock decides when the window opens, so it is read again after every nap
+      // rather than trusted to match one long timer (an injected clock need not follow the machine's).
+      for (;;) {
+        const now = fleet.clock.now();
+        if (windowAt(policy.window, now) || signal?.aborted) break;
+        const upcoming = nextWindow(policy.window, now);
+        if (!upcoming) break;
+        const left = upcoming.start.getTime() - now.getTime();
+        await sleep(Math.max(0, Math.min(left, opts.pollIntervalMs)), signal).catch((error: unknown) => {
+          // Cancelled while waiting: the run ends below as cancelled, with no server started.
+          if (!(error instanceof AbortedError)) throw error;
+        });
+      }
     }
 
-    const run = new RunState(ctx, plan, policy, job, tasks, servers, opts, signal, () => lease !== undefined);
+    const run = new RunState(
+      ctx,
+      plan,
+      policy,
+      job,
+      tasks,
+      servers,
+      opts,
+      signal,
+      () => lease !== undefined,
+      {
+        actor,
+        ...(rule ? { rule } : {}),
+      },
+    );
     const outcome = await run.execute();
     const counts = run.counts();
     job = await store.transaction(async (tx) => {
@@ -363,8 +420,11 @@ class RunState {
   readonly #opts: z.output<typeof ExecuteOptionsSchema>;
   readonly #signal: AbortSignal | undefined;
   readonly #leaseHeld: () => boolean;
+  readonly #by: Pick<AuditInput, 'actor' | 'rule'>;
   #failures = 0;
   #stopReason: string | undefined;
+  /** Set as soon as a server answers with another host key: it ends the run, whatever the budget. */
+  #hostKeyStop: string | undefined;
 
   constructor(
     ctx: SessionInternals,
@@ -376,8 +436,10 @@ class RunState {
     opts: z.output<typeof ExecuteOptionsSchema>,
     signal: AbortSignal | undefined,
     leaseHeld: () => boolean,
+    by: Pick<AuditInput, 'actor' | 'rule'>,
   ) {
     this.#leaseHeld = leaseHeld;
+    this.#by = by;
     this.#ctx = ctx;
     this.#plan = plan;
     this.#policy = policy;
@@ -419,7 +481,7 @@ class RunState {
 
   async execute(): Promise<{ status: Job['status']; reason?: string }> {
     for (const wave of this.#plan.waves) {
-      if (this.#budgetSpent || this.#stopReason || this.#signal?.aborted) break;
+      if (this.#budgetSpent || this.#stopReason || this.#hostKeyStop || this.#signal?.aborted) break;
       const pending = wave.serverIds.filter((id) => !TERMINAL.has(this.#tasks.get(id)?.status ?? 'pending'));
       if (pending.length === 0) continue;
       this.#ctx.fleet.events.emit('patch.wave.started', {
@@ -431,6 +493,11 @@ class RunState {
       });
       const queue = new PQueue({ concurrency: this.#policy.rollout.maxConcurrency });
       await Promise.all(pending.map((id) => queue.add(() => this.#runServer(id))));
+    }
+    if (this.#hostKeyStop) {
+      // Not a pause: a server that may be an impostor needs a person, and a new plan, first.
+      await this.#markNotStarted();
+      return { status: 'stopped', reason: this.#hostKeyStop };
     }
     if (this.#budgetSpent && !this.#signal?.aborted && this.#policy.rollout.onBudgetSpent === 'pause') {
       // Paused, not ended: the untouched servers stay pending for a resume that acknowledges the failures.
@@ -454,11 +521,13 @@ class RunState {
   }
 
   async #markNotStarted() {
-    const reason = this.#signal?.aborted
-      ? 'not started: the run was cancelled'
-      : this.#budgetSpent
-        ? 'not started: the error budget was spent'
-        : (this.#stopReason ?? 'not started');
+    const reason = this.#hostKeyStop
+      ? `not started: ${this.#hostKeyStop}`
+      : this.#signal?.aborted
+        ? 'not started: the run was cancelled'
+        : this.#budgetSpent
+          ? 'not started: the error budget was spent'
+          : (this.#stopReason ?? 'not started');
     for (const task of this.#tasks.values()) {
       if (task.status !== 'pending') continue;
       await this.#save(task.serverId, {
@@ -473,13 +542,21 @@ class RunState {
     return this.#ctx.fleet.clock.now().toISOString();
   }
 
-  async #save(serverId: string, changes: Partial<TaskResult>): Promise<TaskResult> {
+  /**
+   * Writes the task, and with `audit` the step's audit record in the same transaction: a step
+   * recorded as done in the task always has its record, and a resumed run never records it twice.
+   */
+  async #save(serverId: string, changes: Partial<TaskResult>, audit?: StepRecord): Promise<TaskResult> {
     const store = this.#ctx.fleet.store;
     for (let attempt = 0; ; attempt++) {
-      const current = await store.taskResults.require(this.#ctx.tenantId, `${this.#job.id}:${serverId}`);
       try {
-        const saved = await store.taskResults.update(this.#ctx.tenantId, current.id, changes as never, {
-          expectedVersion: current.version,
+        const saved = await store.transaction(async (tx) => {
+          const current = await tx.taskResults.require(this.#ctx.tenantId, `${this.#job.id}:${serverId}`);
+          const updated = await tx.taskResults.update(this.#ctx.tenantId, current.id, changes as never, {
+            expectedVersion: current.version,
+          });
+          if (audit) await this.#ctx.fleet.audit(tx, this.#stepAudit(serverId, updated, audit));
+          return updated;
         });
         this.#tasks.set(serverId, saved);
         return saved;
@@ -489,9 +566,34 @@ class RunState {
     }
   }
 
-  async #step(serverId: string, step: string, details?: Record<string, unknown>) {
+  #stepAudit(serverId: string, task: TaskResult, record: StepRecord): AuditInput {
+    return {
+      tenantId: this.#ctx.tenantId,
+      ...this.#by,
+      action: 'patch.step',
+      target: { type: 'server', id: serverId },
+      decision: 'allow',
+      result: record.result,
+      ...(record.reason ? { reason: record.reason.slice(0, 2000) } : {}),
+      details: {
+        planId: this.#plan.id,
+        planHash: this.#plan.hash,
+        jobId: this.#job.id,
+        serverId,
+        step: record.step,
+        attempt: task.attempt,
+        ...record.details,
+      },
+    };
+  }
+
+  async #step(serverId: string, step: string, details?: Record<string, unknown>, audit?: StepRecord) {
     const task = this.#tasks.get(serverId)!;
-    await this.#save(serverId, { step, ...(details ? { details: { ...task.details, ...details } } : {}) });
+    await this.#save(
+      serverId,
+      { step, ...(details ? { details: { ...task.details, ...details } } : {}) },
+      audit,
+    );
     this.#ctx.fleet.events.emit('patch.server.step', {
       tenantId: this.#ctx.tenantId,
       planId: this.#plan.id,
@@ -503,7 +605,7 @@ class RunState {
 
   async #runServer(serverId: string): Promise<void> {
     const ctx = this.#ctx;
-    if (this.#budgetSpent || this.#stopReason || this.#signal?.aborted) return;
+    if (this.#budgetSpent || this.#stopReason || this.#hostKeyStop || this.#signal?.aborted) return;
     if (!this.#leaseHeld()) {
       // Another process may own the run now: starting more servers here could patch one twice.
       this.#stopReason ??= 'this process lost the run’s lease';
@@ -527,6 +629,10 @@ class RunState {
       task = await this.#save(serverId, { attempt: task.attempt + 1 });
     }
     const finish = async (status: 'succeeded' | 'failed' | 'skipped', failure?: ServerFailure | string) => {
+      if (failure instanceof ServerFailure && failure.error instanceof HostKeyMismatchError) {
+        // Before any await: servers queued behind this one must see the stop when they start.
+        this.#hostKeyStop ??= `the host key of ${server?.name ?? serverId} changed (at ${failure.step}); no other server is started`;
+      }
       const error =
         failure instanceof ServerFailure
           ? { code: failure.error.code, message: `${failure.step}: ${failure.error.message}`.slice(0, 4000) }
@@ -541,12 +647,23 @@ class RunState {
           !this.#plan.stopCondition.unreachableCountsAsError
         );
       if (countsAgainstBudget) this.#failures++;
-      await this.#save(serverId, {
-        status,
-        finishedAt: this.#now(),
-        ...(error ? { error } : {}),
-        details: { ...this.#tasks.get(serverId)!.details, countsAgainstBudget },
-      });
+      await this.#save(
+        serverId,
+        {
+          status,
+          finishedAt: this.#now(),
+          ...(error ? { error } : {}),
+          details: { ...this.#tasks.get(serverId)!.details, countsAgainstBudget },
+        },
+        failure instanceof ServerFailure && error
+          ? {
+              step: failure.step,
+              result: 'failure',
+              reason: `${error.code}: ${error.message}`,
+              details: { code: error.code, status },
+            }
+          : undefined,
+      );
       ctx.fleet.events.emit('patch.server.completed', {
         tenantId: ctx.tenantId,
         planId: this.#plan.id,
@@ -572,8 +689,10 @@ class RunState {
       await this.#patchServer(server, planned.resolved, planned.selected);
       await finish('succeeded');
     } catch (error) {
-      if (error instanceof ServerFailure)
-        return finish(error.error.code === 'DRIFTED' ? 'skipped' : 'failed', error);
+      if (error instanceof ServerFailure) {
+        const blocked = error.error instanceof DriftedError || error.error instanceof TransactionRefusedError;
+        return finish(blocked ? 'skipped' : 'failed', error);
+      }
       const e = toFleetwardError(error, `patching ${server.name}`);
       await finish('failed', new ServerFailure(this.#tasks.get(serverId)?.step ?? 'unknown', e, false));
     }
@@ -614,10 +733,13 @@ class RunState {
     const adapter = ctx.fleet.adapterFor(server);
     const done = (step: string) =>
       (this.#tasks.get(id)!.details?.['done'] as string[] | undefined)?.includes(step) ?? false;
-    const markDone = (step: string) =>
-      this.#step(id, step, {
-        done: [...((this.#tasks.get(id)!.details?.['done'] as string[] | undefined) ?? []), step],
-      });
+    const markDone = (step: string, record?: Omit<StepRecord, 'result'>) =>
+      this.#step(
+        id,
+        step,
+        { done: [...((this.#tasks.get(id)!.details?.['done'] as string[] | undefined) ?? []), step] },
+        record && { ...record, result: 'success' },
+      );
 
     if (!done('preflight')) {
       await this.#step(id, 'preflight');
@@ -631,6 +753,17 @@ class RunState {
           'preflight',
           new CapabilityMissingError(`policy requires backups but adapter ${adapter.name} cannot snapshot`),
           false,
+        );
+      }
+      // Root first: the lock and repository checks run through sudo, and a sudo that refuses
+      // would make them print nothing, which reads as "no lock held, repositories fine".
+      const sudo = await this.#exec(server, 'preflight', { argv: ['true'], sudo: true }, 60_000);
+      if (sudo.exitCode !== 0) {
+        throw new ServerFailure(
+          'preflight',
+          new CommandFailedError(`cannot run as root: ${sudo.stderr.trim() || `exit ${sudo.exitCode}`}`),
+          false,
+          sudo.stderr.slice(-1000),
         );
       }
       const df = await this.#exec(
@@ -694,16 +827,7 @@ class RunState {
           false,
         );
       }
-      const sudo = await this.#exec(server, 'preflight', { argv: ['true'], sudo: true }, 60_000);
-      if (sudo.exitCode !== 0) {
-        throw new ServerFailure(
-          'preflight',
-          new CommandFailedError(`cannot run as root: ${sudo.stderr.trim() || `exit ${sudo.exitCode}`}`),
-          false,
-          sudo.stderr.slice(-1000),
-        );
-      }
-      await markDone('preflight');
+      await markDone('preflight', { step: 'preflight' });
     }
 
     if (!done('install')) {
@@ -722,15 +846,35 @@ class RunState {
         let drift = changed.length
           ? `pending versions changed since approval: ${changed.map((p) => `${p.name} ${p.version} -> ${pending.get(p.name) ?? 'none'}`).join(', ')}`
           : '';
+        let tx: ResolvedTransaction | undefined;
         if (!drift && driver.simulateInstallCommand && driver.parseSimulateInstall) {
-          const tx = driver.parseSimulateInstall(
-            await this.#exec(server, 'drift-check', driver.simulateInstallCommand(resolved)),
-          );
-          if (tx.remove.length || !samePins(tx.install, resolved))
-            drift = 'the resolved transaction changed since approval';
+          const simulated = await this.#exec(server, 'drift-check', driver.simulateInstallCommand(resolved));
+          try {
+            tx = driver.parseSimulateInstall(simulated);
+          } catch (error) {
+            throw new ServerFailure(
+              'drift-check',
+              toFleetwardError(error, 'install simulation'),
+              false,
+              `${simulated.stdout}\n${simulated.stderr}`.slice(-2000),
+            );
+          }
+          if (tx.remove.length) {
+            throw new ServerFailure(
+              'drift-check',
+              new TransactionRefusedError(
+                `the transaction would remove packages: ${tx.remove.join(', ')}; a patch run never removes a package`,
+                { details: { refused: 'removal', packages: tx.remove } },
+              ),
+              false,
+            );
+          }
         }
+        if (!drift) this.#refuseExclusions([...(tx?.install ?? []), ...resolved], selected);
+        if (!drift && tx && !samePins(tx.install, resolved))
+          drift = 'the resolved transaction changed since approval';
         if (drift) throw new ServerFailure('drift-check', new DriftedError(`drifted: ${drift}`), false);
-        await markDone('drift');
+        await markDone('drift', { step: 'drift-check' });
       }
       if ((this.#policy.backups === 'pre' || this.#policy.backups === 'both') && !done('backup-pre')) {
         await this.#step(id, 'backup-pre');
@@ -738,11 +882,16 @@ class RunState {
           label: `fleetward-${this.#plan.id}-pre`,
         });
         await this.#step(id, 'backup-pre', { preSnapshotId: snap.snapshotId });
-        await markDone('backup-pre');
+        await markDone('backup-pre', { step: 'backup-pre', details: { snapshotId: snap.snapshotId } });
       }
       if (!done('pre-scripts')) {
         await this.#runScripts(server, 'pre-scripts', this.#policy.preScripts);
-        await markDone('pre-scripts');
+        await markDone(
+          'pre-scripts',
+          this.#policy.preScripts.length
+            ? { step: 'pre-scripts', details: { scripts: this.#policy.preScripts } }
+            : undefined,
+        );
       }
       await this.#step(id, 'install');
       const installed = await this.#exec(server, 'install', driver.installCommand!(resolved));
@@ -758,7 +907,10 @@ class RunState {
           `${installed.stdout}\n${installed.stderr}`.slice(-2000),
         );
       }
-      await markDone('install');
+      await markDone('install', {
+        step: 'install',
+        details: { packages: resolved.map((p) => `${p.name}=${p.version}`) },
+      });
     }
 
     if (!done('reboot')) {
@@ -769,22 +921,37 @@ class RunState {
           adapter,
           drivers: ctx.fleet.drivers,
           timeoutMs: this.#opts.commandTimeoutMs,
-        }).catch(() => undefined);
+        }).catch((error: unknown) => {
+          // Without a scan the reboot is skipped; a changed host key is not a failed scan.
+          if (error instanceof HostKeyMismatchError) throw new ServerFailure('reboot', error, false);
+          return undefined;
+        });
         reboot = after?.rebootRequired ?? false;
       }
       if (reboot) await this.#reboot(server);
-      await markDone('reboot');
+      const boot = this.#tasks.get(id)!.details ?? {};
+      await markDone('reboot', {
+        step: 'reboot',
+        details: reboot
+          ? { rebooted: true, bootIdBefore: boot['bootIdBefore'], bootIdAfter: boot['bootIdAfter'] }
+          : { rebooted: false, policy },
+      });
     }
 
     if (!done('post-scripts')) {
       await this.#runScripts(server, 'post-scripts', this.#policy.postScripts);
-      await markDone('post-scripts');
+      await markDone(
+        'post-scripts',
+        this.#policy.postScripts.length
+          ? { step: 'post-scripts', details: { scripts: this.#policy.postScripts } }
+          : undefined,
+      );
     }
     if ((this.#policy.backups === 'post' || this.#policy.backups === 'both') && !done('backup-post')) {
       await this.#step(id, 'backup-post');
       const snap = await adapter.snapshot!.snapshot(server, { label: `fleetward-${this.#plan.id}-post` });
       await this.#step(id, 'backup-post', { postSnapshotId: snap.snapshotId });
-      await markDone('backup-post');
+      await markDone('backup-post', { step: 'backup-post', details: { snapshotId: snap.snapshotId } });
     }
     if (!done('health')) {
       await this.#step(id, 'health');
@@ -829,7 +996,12 @@ class RunState {
           }
         }
       }
-      await markDone('health');
+      await markDone(
+        'health',
+        this.#policy.healthChecks.length
+          ? { step: 'health', details: { checks: this.#policy.healthChecks.length } }
+          : undefined,
+      );
     }
 
     await this.#step(id, 'verify');
@@ -846,7 +1018,30 @@ class RunState {
         false,
       );
     }
-    await this.#step(id, 'done');
+    await this.#step(id, 'done', undefined, {
+      step: 'verify',
+      result: 'success',
+      details: { versions: resolved.map((p) => `${p.name}=${p.version}`) },
+    });
+  }
+
+  /**
+   * Refuses a transaction that would install an excluded package without its secondary approval,
+   * whether selected or pulled in as a dependency. Checked against the policy as it is now, so an
+   * exclusion added after approval still holds.
+   */
+  #refuseExclusions(transaction: readonly PinnedPackage[], selected: readonly PinnedPackage[]) {
+    const approved = new Set(this.#plan.exclusionApprovals.flatMap((a) => a.packages));
+    const excluded = unapprovedExclusions(this.#policy, transaction, selected, approved);
+    if (excluded.length === 0) return;
+    throw new ServerFailure(
+      'drift-check',
+      new TransactionRefusedError(
+        `the transaction would install excluded packages without their secondary approval: ${describeExclusions(excluded)}`,
+        { details: { refused: 'exclusion', packages: excluded.map((e) => e.name) } },
+      ),
+      false,
+    );
   }
 
   async #runScripts(server: Server, step: string, scriptIds: string[]) {

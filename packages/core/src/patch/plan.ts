@@ -12,15 +12,17 @@ import {
   type Server,
   validate,
 } from '../domain/index.js';
+import { checkEntityInput } from '../domain/options.js';
 import { runCommand } from '../engine/exec.js';
 import { AuthorizationError, ConflictError, toFleetwardError, ValidationError } from '../errors.js';
+import { denied, refused } from '../fleet/call-audit.js';
 import type { SessionInternals } from '../fleet/fleet.js';
 import { newestScan } from '../inventory/scans.js';
 import { resolveTargets, TargetsSchema } from '../inventory/targets.js';
 import type { PackageManagerDriver } from '../os/driver.js';
 import { canonicalJson } from '../util/canonical-json.js';
 import { type ExecuteOptions, executePlan } from './execute.js';
-import { selectPatches } from './selection.js';
+import { describeExclusions, selectPatches, unapprovedExclusions } from './selection.js';
 import { validateWindow } from './window.js';
 
 export const PlanOptionsSchema = z.strictObject({
@@ -37,6 +39,9 @@ export const ApproveOptionsSchema = z.strictObject({
   hash: z.string().regex(/^[a-f0-9]{64}$/),
   comment: z.string().max(2000).optional(),
 });
+
+/** The excluded packages a secondary approval names, as the plan lists them. */
+const ExclusionPackagesSchema = z.array(z.string().min(1).max(256)).min(1).max(1000);
 
 type PlanBody = Pick<PatchPlan, 'policyId' | 'projectId' | 'servers' | 'waves' | 'stopCondition'>;
 
@@ -141,6 +146,27 @@ export function createPatchApi(internals: () => SessionInternals) {
         };
       }
       const resolved = [...tx.install].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      // Exclusions hold for the whole transaction: an excluded package must not slip in as a
+      // dependency of an approved one. Listed as held back, it can get its secondary approval.
+      const excluded = unapprovedExclusions(policy, resolved, selected, approvedExclusions);
+      if (excluded.length) {
+        return {
+          ...base,
+          heldBack: [
+            ...heldBack,
+            ...excluded
+              .filter((e) => !heldBack.some((h) => h.name === e.name))
+              .map((e) => ({
+                name: e.name,
+                version: e.version,
+                reason: `excluded by ${e.pattern}; the transaction pulls it in as a dependency`,
+                needsSecondaryApproval: true,
+              })),
+          ],
+          resolved: [],
+          blocked: `the transaction would install excluded packages without their secondary approval: ${describeExclusions(excluded)}`,
+        };
+      }
       return { ...base, resolved };
     } catch (error) {
       const e = toFleetwardError(error, `simulating the install on ${server.name}`);
@@ -235,13 +261,13 @@ export function createPatchApi(internals: () => SessionInternals) {
           );
         }
         return tx.patchPlans.create({
-          tenantId: ctx.tenantId,
           id: randomUUID(),
           requestedBy: extra.requestedBy ?? principal.id,
           status: 'awaiting-approval',
           ...body,
           hash,
           exclusionApprovals: extra.exclusionApprovals ?? [],
+          tenantId: ctx.tenantId,
         });
       },
       (plan) => ({
@@ -259,6 +285,7 @@ export function createPatchApi(internals: () => SessionInternals) {
       /** Adds a patch policy to a project. Its window, if any, must parse. */
       add: (input: Omit<PatchPolicyInput, 'tenantId'>): Promise<PatchPolicy> => {
         const ctx = internals();
+        checkEntityInput('patchPolicies', input, ctx.tenantId, 'PatchPolicyInput');
         return ctx.write(
           'patch.policy',
           policyResources(input.projectId),
@@ -426,36 +453,40 @@ export function createPatchApi(internals: () => SessionInternals) {
     executePlan: (planId: string, options?: ExecuteOptions): Promise<Job> =>
       executePlan(internals(), planId, options),
 
-    approveExclusions: async (planId: string, packages: string[]): Promise<PatchPlan> => {
+    approveExclusions: async (planId: string, input: string[]): Promise<PatchPlan> => {
       const ctx = internals();
       const store = ctx.fleet.store;
+      const packages = validate(ExclusionPackagesSchema, input, 'packages');
       const plan = await store.patchPlans.require(ctx.tenantId, planId);
       const servers = await store.servers.listAll(ctx.tenantId, {
         selector: { ids: plan.servers.map((s) => s.serverId) },
       });
+      const target = { type: 'patch-plan', id: planId };
       const principal = await ctx.authorize(
         'patch.approve',
         servers.map((server) => ({ type: 'server', server })),
-        { type: 'patch-plan', id: planId },
+        target,
       );
+      // Refusals after the allow decision are audited (rule 1); the requester's is a deny.
+      const refuse = async (error: Error) => refused(ctx, principal, 'patch.approve', target, error);
       const excluded = new Set(
         plan.servers.flatMap((s) => s.heldBack.filter((h) => h.needsSecondaryApproval).map((h) => h.name)),
       );
-      const unknown = packages.filter((p) => !excluded.has(p));
-      if (packages.length === 0 || unknown.length) {
-        throw new ValidationError('packages', [
-          {
-            path: [],
-            message: unknown.length
-              ? `not excluded in this plan: ${unknown.join(', ')}`
-              : 'name at least one package',
-          },
-        ]);
-      }
+      const unknown = packages.flatMap((p, i) =>
+        excluded.has(p) ? [] : [{ path: [i], message: `not excluded in this plan: ${p.slice(0, 256)}` }],
+      );
+      if (unknown.length) throw await refuse(new ValidationError('packages', unknown));
       if (principal.id === plan.requestedBy) {
-        throw new AuthorizationError('the requester of a plan cannot give its secondary approval', undefined);
+        throw await denied(
+          ctx,
+          'patch.approve',
+          target,
+          'the requester of a plan cannot give its secondary approval',
+        );
       }
-      if (plan.status !== 'awaiting-approval') throw new ConflictError(`plan ${planId} is ${plan.status}`);
+      if (plan.status !== 'awaiting-approval') {
+        throw await refuse(new ConflictError(`plan ${planId} is ${plan.status}`));
+      }
       const exclusionApprovals = [
         ...plan.exclusionApprovals,
         { principalId: principal.id, at: ctx.fleet.clock.now().toISOString(), packages },

@@ -23,6 +23,58 @@ export interface PatchSelection {
 }
 
 /**
+ * The policy's exclusion test: the first pattern (exact name or glob, dot files included) that
+ * matches a package name, or `undefined`. The one matcher for selection and for the resolved
+ * transaction, so a package cannot be excluded in one and not the other.
+ */
+export function exclusionMatcher(
+  policy: Pick<PatchPolicy, 'exclusions'>,
+): (name: string) => string | undefined {
+  const matchers = policy.exclusions.map((pattern) => ({ pattern, test: picomatch(pattern, { dot: true }) }));
+  return (name) => matchers.find((m) => m.test(name))?.pattern;
+}
+
+/** An excluded package in a resolved transaction that has no secondary approval. */
+export interface UnapprovedExclusion {
+  name: string;
+  version: string;
+  pattern: string;
+  /** Not among the packages the policy selected: the package manager pulls it in for them. */
+  dependency: boolean;
+}
+
+/**
+ * The packages of a resolved transaction (what the package manager would really install, its
+ * dependencies included) that an exclusion matches and no secondary approval names.
+ */
+export function unapprovedExclusions(
+  policy: Pick<PatchPolicy, 'exclusions'>,
+  transaction: readonly { name: string; version: string }[],
+  selected: readonly { name: string }[],
+  approvedExclusions: ReadonlySet<string>,
+): UnapprovedExclusion[] {
+  const excludedBy = exclusionMatcher(policy);
+  const chosen = new Set(selected.map((p) => p.name));
+  const found = new Map<string, UnapprovedExclusion>();
+  for (const p of transaction) {
+    const pattern = excludedBy(p.name);
+    if (pattern === undefined || approvedExclusions.has(p.name) || found.has(p.name)) continue;
+    found.set(p.name, { name: p.name, version: p.version, pattern, dependency: !chosen.has(p.name) });
+  }
+  return [...found.values()];
+}
+
+/** `labhelper 1.0-1 (excluded by labhelp*, a dependency of the selected updates)`, joined by `; `. */
+export function describeExclusions(found: readonly UnapprovedExclusion[]): string {
+  return found
+    .map(
+      (e) =>
+        `${e.name} ${e.version} (excluded by ${e.pattern}, ${e.dependency ? 'a dependency of the selected updates' : 'selected'})`,
+    )
+    .join('; ');
+}
+
+/**
  * Splits a server's pending patches into what the policy installs and what it holds back, each
  * with its reason. Pure.
  *
@@ -40,7 +92,7 @@ export function selectPatches(
   patches: readonly PendingPatch[],
   approvedExclusions: ReadonlySet<string> = new Set(),
 ): PatchSelection {
-  const matchers = policy.exclusions.map((pattern) => ({ pattern, test: picomatch(pattern, { dot: true }) }));
+  const excludedBy = exclusionMatcher(policy);
   const selection: PatchSelection = { selected: [], heldBack: [] };
   for (const patch of patches) {
     if (patch.isNew) continue;
@@ -60,9 +112,9 @@ export function selectPatches(
       hold({ kind: 'severity', severity: patch.severity, minimum: policy.minSeverity });
       continue;
     }
-    const excluded = matchers.find((m) => m.test(patch.name));
-    if (excluded && !approvedExclusions.has(patch.name)) {
-      hold({ kind: 'excluded', pattern: excluded.pattern, needsSecondaryApproval: true });
+    const pattern = excludedBy(patch.name);
+    if (pattern !== undefined && !approvedExclusions.has(patch.name)) {
+      hold({ kind: 'excluded', pattern, needsSecondaryApproval: true });
       continue;
     }
     selection.selected.push(patch);

@@ -87,19 +87,63 @@ export interface AuditQuery {
 }
 
 /**
+ * The columns a backend keeps beside an audit record to find and order it, named after the
+ * record field each one copies (`actorId` copies `actor.principalId`). They are outside the hash:
+ * whoever can write the table can change them without touching the record, so every one of them
+ * is compared with the record on read and by verification (`auditColumnMismatches`).
+ */
+export interface AuditColumns {
+  tenantId: string;
+  seq: number;
+  id: string;
+  /** ISO-8601 instant (a backend with a timestamp column gives it back in this form). */
+  at: string;
+  action: string;
+  actorId: string;
+  hash: string;
+}
+
+/**
+ * One audit row exactly as stored: its columns, and the record parsed from the hashed JSON. A
+ * store that was tampered with can hold anything there, so `record` is `unknown`: `undefined` when
+ * the stored text is not JSON.
+ */
+export interface StoredAuditRow {
+  columns: AuditColumns;
+  record: unknown;
+}
+
+/**
  * The append-only audit log: one hash chain per tenant. There is no way to change or remove a
  * record through this interface, and stores must refuse it underneath too (triggers, grants).
  */
 export interface AuditLog {
   /**
-   * Appends a record, assigning `seq` (next in the tenant's chain), `id`, `at` (store clock),
-   * `prevHash` and `hash`. Inside a transaction the record commits or rolls back with it.
+   * Appends a record, assigning `seq` (one after the stored head's `seq` column), `id`, `at`
+   * (store clock), `prevHash` (the head record's `hash`) and `hash`. Inside a transaction the
+   * record commits or rolls back with it. A damaged head (a forged or edited last row) does not
+   * stop appends: the new record links to whatever is stored, and verification names the damage.
+   * @throws ConflictError when other appends keep winning the race for the next `seq`.
+   * @throws AuditIntegrityError when the head row's `seq` leaves no room for a next one.
    */
   append(input: AuditInput): Promise<AuditRecord>;
-  /** The tenant's records in `seq` order. */
+  /**
+   * The tenant's records in `seq` order. Every filter is applied to the hashed record (a backend
+   * may use its columns to find candidates, but a row whose record does not match the query, or
+   * belongs to another tenant, is left out), so editing a column cannot smuggle a record into a
+   * query's answer; `verify` reports such a row.
+   */
   list(tenantId: string, query?: AuditQuery): Promise<AuditRecord[]>;
-  /** The tenant's last record, or `undefined` for an empty log. */
+  /** The tenant's last record (by the `seq` column), or `undefined` for an empty log. */
   head(tenantId: string): Promise<AuditRecord | undefined>;
+  /**
+   * The tenant's rows as stored, in order of their `seq` column, after `afterSeq` (a `seq`
+   * column value), unfiltered and unchecked: what verification and export read, so that a
+   * damaged row is seen as it is instead of failing the read. @default limit 1000, at most 10_000
+   */
+  rows(tenantId: string, options?: { afterSeq?: number; limit?: number }): Promise<StoredAuditRow[]>;
+  /** The tenant's last row (by the `seq` column) as stored, or `undefined` for an empty log. */
+  headRow(tenantId: string): Promise<StoredAuditRow | undefined>;
 }
 
 /** A lease on a named job: whoever holds it is the only process doing that job until it expires. */
@@ -221,13 +265,26 @@ export interface BackendSession {
   updateRow(row: EntityRow, expectedVersion: number): Promise<boolean>;
   /** Deletes only if present (and at `expectedVersion` when given); resolves whether it did. */
   deleteRow(kind: EntityKind, tenantId: string, id: string, expectedVersion?: number): Promise<boolean>;
-  auditHead(tenantId: string): Promise<AuditRecord | undefined>;
-  /** Resolves `false` when `seq` is taken for the tenant (a concurrent append won). */
+  /**
+   * The tenant's row with the highest `seq` column. Inside a transaction it also serialises the
+   * tenant's appends across processes (the next append links to this row).
+   */
+  auditHead(tenantId: string): Promise<StoredAuditRow | undefined>;
+  /**
+   * Stores `record` with its columns copied from it. Resolves `false` when `seq` is taken for the
+   * tenant (a concurrent append won).
+   */
   auditInsert(record: AuditRecord): Promise<boolean>;
+  /**
+   * Rows of the tenant column in `seq` column order, after `afterSeq`, at most `limit`. The
+   * filters (`action`, `actorId`, `since`, `until`) should select on the stored record (e.g. an
+   * expression index on the JSON) rather than on the columns beside it: `createStore` drops
+   * rows whose record does not match, but cannot find rows a column hides.
+   */
   auditList(
     tenantId: string,
     query: Required<Pick<AuditQuery, 'limit'>> & AuditQuery,
-  ): Promise<AuditRecord[]>;
+  ): Promise<StoredAuditRow[]>;
 }
 
 /**

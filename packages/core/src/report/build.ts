@@ -1,12 +1,16 @@
+import { z } from 'zod';
 import { osKey, summarize } from '../compliance/summary.js';
 import type { OutboxMessage, Server } from '../domain/index.js';
-import { matchesSelector, validate } from '../domain/index.js';
+import { IdSchema, matchesSelector, validate } from '../domain/index.js';
+import { validateOptions } from '../domain/options.js';
+import { NotFoundError } from '../errors.js';
+import { refused } from '../fleet/call-audit.js';
 import type { SessionInternals } from '../fleet/fleet.js';
 import type { EmailMessage } from '../integrations/types.js';
 import type { Targets } from '../inventory/targets.js';
 import { enqueue } from '../notify/outbox.js';
 import { type ComplianceReportData, ComplianceReportDataSchema, type ReportGroup } from './model.js';
-import { renderCsv, renderHtml } from './render.js';
+import { ReportBrandSchema, renderCsv, renderHtml } from './render.js';
 
 export type ReportScopeInput =
   | { kind: 'tenant' }
@@ -15,6 +19,24 @@ export type ReportScopeInput =
 
 const DAY = 86_400_000;
 
+const ReportScopeInputSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('tenant') }),
+  z.strictObject({ kind: z.literal('project'), id: IdSchema }),
+  z.strictObject({ kind: z.literal('account'), id: IdSchema }),
+]);
+
+const ReportOptionsSchema = z.strictObject({
+  title: z.string().min(1).max(500).optional(),
+  securityOnly: z.boolean().optional(),
+});
+
+const EmailReportOptionsSchema = z.strictObject({
+  integrationId: IdSchema,
+  to: z.array(z.email()).min(1).max(100),
+  subject: z.string().min(1).max(500).optional(),
+  brand: ReportBrandSchema.strict().optional(),
+});
+
 /**
  * Builds the data of a compliance and pending-patch report for a tenant, a project or an account,
  * from the same evaluation the dashboard summary uses. Authorized and audited as the session's
@@ -22,9 +44,12 @@ const DAY = 86_400_000;
  */
 export async function buildComplianceReport(
   ctx: SessionInternals,
-  scope: ReportScopeInput,
-  options: { title?: string; securityOnly?: boolean } = {},
+  scopeInput: ReportScopeInput,
+  optionsInput: { title?: string; securityOnly?: boolean } = {},
 ): Promise<ComplianceReportData> {
+  // Checked before any read: a refused report must not leave audited reads behind it.
+  const scope = validate(ReportScopeInputSchema, scopeInput, 'ReportScope');
+  const options = validateOptions(ReportOptionsSchema, optionsInput, 'ReportOptions');
   const { fleet, tenantId, session } = ctx;
   const store = fleet.store;
   const tenant = await store.tenants.require(tenantId, tenantId);
@@ -146,14 +171,30 @@ function describeRule(rule: { kind: string } & Record<string, unknown>): string 
  */
 export async function emailComplianceReport(
   ctx: SessionInternals,
-  scope: ReportScopeInput,
-  options: {
+  scopeInput: ReportScopeInput,
+  optionsInput: {
     integrationId: string;
     to: string[];
     subject?: string;
     brand?: { name: string; color?: string };
   },
 ): Promise<OutboxMessage> {
+  const scope = validate(ReportScopeInputSchema, scopeInput, 'ReportScope');
+  const options = validate(EmailReportOptionsSchema, optionsInput, 'EmailReportOptions');
+  const target = { type: 'report', id: `${scope.kind}:${'id' in scope ? scope.id : ctx.tenantId}` };
+  // Decided, and the integration looked up, before the report is built: a refused email must not
+  // leave audited reads of the fleet behind it, and its refusal is audited itself.
+  const decided = await ctx.decide('patch.read', [{ type: 'report' }], target);
+  if (!(await ctx.fleet.store.integrations.get(ctx.tenantId, options.integrationId))) {
+    throw await refused(
+      ctx,
+      decided.principal,
+      'patch.read',
+      target,
+      new NotFoundError('integration', options.integrationId),
+      decided.rule,
+    );
+  }
   const data = await buildComplianceReport(ctx, scope);
   const html = renderHtml(data, options.brand ? { brand: options.brand } : {});
   const t = data.totals;
@@ -180,7 +221,7 @@ export async function emailComplianceReport(
   return ctx.write(
     'patch.read',
     [{ type: 'report' }],
-    { type: 'report', id: `${scope.kind}:${'id' in scope ? scope.id : ctx.tenantId}` },
+    target,
     async (tx) => {
       await tx.integrations.require(ctx.tenantId, options.integrationId);
       return enqueue(tx, {

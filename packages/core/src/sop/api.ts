@@ -1,3 +1,4 @@
+import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 import type { Resource } from '../authz/evaluate.js';
 import {
@@ -6,11 +7,14 @@ import {
   ScriptNameSchema,
   type ScriptRun,
   type ScriptRunStatus,
+  ScriptRunStatusSchema,
   validate,
 } from '../domain/index.js';
-import { AuthorizationError, ConflictError } from '../errors.js';
+import { objectArgument, VersionOptionsSchema, validateOptions } from '../domain/options.js';
+import { AuthorizationError, ConflictError, ValidationError } from '../errors.js';
 import type { SessionInternals } from '../fleet/fleet.js';
 import type { StoreScope } from '../ports/store.js';
+import { fileSha256 } from './content.js';
 import { type Manifest, readRepository, writeRepository } from './files.js';
 import {
   type AddScriptInput,
@@ -26,6 +30,7 @@ import {
 import {
   cancelRun,
   type ExecuteRunOptions,
+  ExecuteRunOptionsSchema,
   type PlanRunInput,
   planRun,
   resumeRun,
@@ -50,6 +55,30 @@ export interface ImportResult {
 }
 
 const scriptResource = (name: string): Resource => ({ type: 'script', id: name });
+
+const ListScriptsOptionsSchema = z.strictObject({ tag: z.string().min(1).max(64).optional() });
+const ListRunsOptionsSchema = z.strictObject({
+  script: ScriptNameSchema.optional(),
+  status: ScriptRunStatusSchema.optional(),
+});
+const ExportOptionsSchema = z.strictObject({ names: z.array(ScriptNameSchema).max(10_000).optional() });
+
+/**
+ * The folder of an export or import: an absolute path. A relative one would be resolved against
+ * the working directory of whatever process embeds the SDK (a server's is rarely what its caller
+ * means), so it is refused; the CLI resolves its argument against the shell's directory.
+ */
+function folderOf(dir: unknown): string {
+  if (typeof dir !== 'string' || dir.length === 0 || dir.length > 4096 || dir.includes('\0')) {
+    throw new ValidationError('dir', [{ path: [], message: 'must be a folder path (a non-empty string)' }]);
+  }
+  if (!isAbsolute(dir)) {
+    throw new ValidationError('dir', [
+      { path: [], message: `must be an absolute path, not ${JSON.stringify(dir.slice(0, 200))}` },
+    ]);
+  }
+  return dir;
+}
 
 /**
  * The script repository and script runs of a session (`session.scripts`): versioned scripts with
@@ -128,18 +157,21 @@ export function createScriptApi(internals: () => SessionInternals) {
     },
 
     /** The current version of a script, or the one with this revision number or content hash. */
-    get: (name: string, options: { version?: number | string } = {}): Promise<Script> =>
-      readScript(name, () =>
-        findVersion(internals().fleet.store, internals().tenantId, name, options.version),
-      ),
+    get: async (name: string, options: { version?: number | string } = {}): Promise<Script> => {
+      const { version } = validateOptions(VersionOptionsSchema, options, 'GetScriptOptions');
+      return readScript(name, () =>
+        findVersion(internals().fleet.store, internals().tenantId, name, version),
+      );
+    },
 
     /** Every version of a script, oldest first. */
     versions: (name: string): Promise<Script[]> =>
       readScript(name, () => scriptVersions(internals().fleet.store, internals().tenantId, name)),
 
     /** The current version of every script (needs `script.read` not limited to some scripts). */
-    list: async (options: { tag?: string } = {}): Promise<Script[]> => {
+    list: async (input: { tag?: string } = {}): Promise<Script[]> => {
       const ctx = internals();
+      const options = validateOptions(ListScriptsOptionsSchema, input, 'ListScriptsOptions');
       return ctx.read('script.read', [{ type: 'script' }], { type: 'script', id: '*' }, async () => {
         const latest = new Map<string, Script>();
         for (const s of await ctx.fleet.store.scripts.listAll(ctx.tenantId)) {
@@ -223,21 +255,27 @@ export function createScriptApi(internals: () => SessionInternals) {
     },
 
     /** Whether a version (the current one by default) may run as far as approvals go, and why. */
-    approval: (name: string, options: { version?: number | string } = {}): Promise<ApprovalState> =>
-      readScript(name, async () => {
+    approval: async (name: string, options: { version?: number | string } = {}): Promise<ApprovalState> => {
+      const { version } = validateOptions(VersionOptionsSchema, options, 'ScriptApprovalOptions');
+      return readScript(name, async () => {
         const ctx = internals();
-        const script = await findVersion(ctx.fleet.store, ctx.tenantId, name, options.version);
+        const script = await findVersion(ctx.fleet.store, ctx.tenantId, name, version);
         return approvalState(ctx.fleet.store, ctx.tenantId, script);
-      }),
+      });
+    },
 
     /**
      * Writes the current version of every script (or of `names`) into `dir`: one file per script
      * and `fleetward-scripts.json`, ready to commit to git. See {@link writeRepository}.
+     *
+     * @throws UnsafePathError when a symbolic link (or a folder) is at the name of a file it writes:
+     * a link is never followed.
      */
-    exportRepository: async (dir: string, options: { names?: string[] } = {}): Promise<Manifest> => {
+    exportRepository: async (folder: string, options: { names?: string[] } = {}): Promise<Manifest> => {
       const ctx = internals();
       const store = ctx.fleet.store;
-      const names = options.names?.map((n) => validate(ScriptNameSchema, n, 'ScriptName'));
+      const dir = folderOf(folder);
+      const { names } = validateOptions(ExportOptionsSchema, options, 'ExportOptions');
       const resources = names ? names.map(scriptResource) : [{ type: 'script' }];
       return ctx.read(
         'script.read',
@@ -256,7 +294,17 @@ export function createScriptApi(internals: () => SessionInternals) {
             }
             scripts = [...latest.values()];
           }
-          return writeRepository(dir, scripts);
+          return writeRepository(dir, scripts, {
+            // Only a byte-for-byte copy of a version this tenant holds may be removed: a manifest
+            // edited by hand cannot point an export at any other file.
+            isExportedVersion: async (entry) =>
+              (await store.scripts.listAll(ctx.tenantId, { where: { name: entry.name } })).some(
+                (v) =>
+                  v.contentHash === entry.contentHash &&
+                  v.interpreter === entry.interpreter &&
+                  fileSha256(v.body) === entry.sha256,
+              ),
+          });
         },
       );
     },
@@ -269,7 +317,7 @@ export function createScriptApi(internals: () => SessionInternals) {
      */
     importRepository: async (dir: string): Promise<ImportResult> => {
       const ctx = internals();
-      const inputs = await readRepository(dir);
+      const inputs = await readRepository(folderOf(dir));
       if (inputs.length === 0) return { created: [], unchanged: [] };
       const results = await writeVersions(ctx, inputs);
       return {
@@ -293,8 +341,14 @@ export function createScriptApi(internals: () => SessionInternals) {
      * Secret parameters are kept in memory for the call when the Fleet has no SecretStore.
      */
     runScript: async (input: PlanRunInput & ExecuteRunOptions): Promise<ScriptRunResults> => {
-      const { script, version, params, targets, rollout, timeoutMs, ticket, ...options } = input;
+      const { script, version, params, targets, rollout, timeoutMs, ticket, ...options } = objectArgument(
+        input,
+        'RunScriptInput',
+      );
       const ctx = internals();
+      // Checked before the run is planned: a bad option must not leave a stored run behind.
+      const { signal: _signal, ...executeOptions } = options;
+      validate(ExecuteRunOptionsSchema, executeOptions, 'ExecuteRunOptions');
       const run = await planRun(ctx, {
         script,
         targets,
@@ -333,8 +387,9 @@ export function createScriptApi(internals: () => SessionInternals) {
     },
 
     /** Runs of a script (or of every script), newest first. */
-    listRuns: async (options: { script?: string; status?: ScriptRunStatus } = {}): Promise<ScriptRun[]> => {
+    listRuns: async (input: { script?: string; status?: ScriptRunStatus } = {}): Promise<ScriptRun[]> => {
       const ctx = internals();
+      const options = validateOptions(ListRunsOptionsSchema, input, 'ListScriptRunsOptions');
       const resource = options.script ? scriptResource(options.script) : { type: 'script' };
       return ctx.read('script.read', [resource], { type: 'script-run', id: '*' }, async () => {
         const runs = await ctx.fleet.store.scriptRuns.listAll(ctx.tenantId, {

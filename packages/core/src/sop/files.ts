@@ -1,5 +1,4 @@
-import { lstat, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { basename } from 'node:path';
 import { z } from 'zod';
 import {
   OsFamilySchema,
@@ -10,6 +9,14 @@ import {
 } from '../domain/index.js';
 import { toIssues } from '../domain/validate.js';
 import { ValidationError, type ValidationIssue } from '../errors.js';
+import {
+  openFolder,
+  readFileInFolder,
+  removeFileInFolder,
+  type SafeFolder,
+  UnsafePathError,
+  writeFileInFolder,
+} from '../util/safe-fs.js';
 import { fileSha256, normalizeSet, scriptContentHash, scriptFileSuffix } from './content.js';
 import { AddScriptInputSchema, type ParsedScriptInput } from './repository.js';
 
@@ -56,6 +63,11 @@ export const ManifestSchema = z.strictObject({
 });
 export type Manifest = z.output<typeof ManifestSchema>;
 
+/** The file an export writes a script's body to. */
+function scriptFileName(script: Pick<Script, 'name' | 'interpreter'>): string {
+  return `${script.name}${scriptFileSuffix(script.interpreter)}`;
+}
+
 /** The manifest entry of a version, with the name of its file. */
 export function manifestEntry(script: Script): ManifestEntry {
   return {
@@ -63,7 +75,7 @@ export function manifestEntry(script: Script): ManifestEntry {
     revision: script.revision,
     contentHash: script.contentHash,
     sha256: fileSha256(script.body),
-    file: `${script.name}${scriptFileSuffix(script.interpreter)}`,
+    file: scriptFileName(script),
     interpreter: script.interpreter,
     osFamilies: normalizeSet(script.osFamilies.filter((f) => f !== 'unknown')),
     parameters: script.parameters,
@@ -74,22 +86,30 @@ export function manifestEntry(script: Script): ManifestEntry {
   };
 }
 
-async function readManifest(dir: string): Promise<Manifest> {
-  const path = join(dir, MANIFEST_FILE);
-  const info = await lstat(path).catch(() => undefined);
-  if (!info?.isFile()) {
-    throw new ValidationError('ScriptRepository', [
-      { path: [MANIFEST_FILE], message: `no ${MANIFEST_FILE} in ${dir} (a symbolic link is not followed)` },
+async function readManifest(folder: SafeFolder): Promise<Manifest> {
+  const missing = () =>
+    new ValidationError('ScriptRepository', [
+      {
+        path: [MANIFEST_FILE],
+        message: `no ${MANIFEST_FILE} in ${folder.path} (a symbolic link is not followed)`,
+      },
     ]);
+  let file: Awaited<ReturnType<typeof readFileInFolder>>;
+  try {
+    file = await readFileInFolder(folder, MANIFEST_FILE, { maxBytes: MAX_MANIFEST_BYTES });
+  } catch (error) {
+    if (error instanceof UnsafePathError) throw missing();
+    if (error instanceof ValidationError) {
+      throw new ValidationError('ScriptRepository', [
+        { path: [MANIFEST_FILE], message: `is larger than ${MAX_MANIFEST_BYTES} bytes` },
+      ]);
+    }
+    throw error;
   }
-  if (info.size > MAX_MANIFEST_BYTES) {
-    throw new ValidationError('ScriptRepository', [
-      { path: [MANIFEST_FILE], message: `is larger than ${MAX_MANIFEST_BYTES} bytes` },
-    ]);
-  }
+  if (!file) throw missing();
   let json: unknown;
   try {
-    json = JSON.parse(await readFile(path, 'utf8'));
+    json = JSON.parse(file.bytes.toString('utf8'));
   } catch (error) {
     throw new ValidationError('ScriptRepository', [
       { path: [MANIFEST_FILE], message: `is not JSON: ${(error as Error).message}` },
@@ -109,8 +129,22 @@ async function readManifest(dir: string): Promise<Manifest> {
  * @throws ValidationError listing every problem, with paths like `['scripts', 2, 'sha256']`.
  */
 export async function readRepository(dir: string): Promise<ParsedScriptInput[]> {
-  const root = resolve(dir);
-  const manifest = await readManifest(root);
+  const folder = await openFolder(dir).catch((cause: unknown) => {
+    throw new ValidationError(
+      'ScriptRepository',
+      [{ path: [MANIFEST_FILE], message: `no ${MANIFEST_FILE} in ${dir}: the folder cannot be opened` }],
+      { cause },
+    );
+  });
+  try {
+    return await readRepositoryFolder(folder);
+  } finally {
+    await folder.close();
+  }
+}
+
+async function readRepositoryFolder(folder: SafeFolder): Promise<ParsedScriptInput[]> {
+  const manifest = await readManifest(folder);
   const issues: ValidationIssue[] = [];
   const inputs: ParsedScriptInput[] = [];
   const names = new Set<string>();
@@ -122,21 +156,24 @@ export async function readRepository(dir: string): Promise<ParsedScriptInput[]> 
       continue;
     }
     names.add(entry.name);
-    const path = resolve(root, entry.file);
-    if (resolve(path, '..') !== root) {
-      at('file', 'must be a plain file name in the repository folder');
+    let file: Awaited<ReturnType<typeof readFileInFolder>>;
+    try {
+      file = await readFileInFolder(folder, entry.file, { maxBytes: MAX_SCRIPT_BYTES });
+    } catch (error) {
+      if (error instanceof UnsafePathError && error.reason === 'not-a-plain-name') {
+        at('file', 'must be a plain file name in the repository folder');
+      } else if (error instanceof UnsafePathError) {
+        at('file', `${entry.file} is missing or not a regular file (a symbolic link is not followed)`);
+      } else if (error instanceof ValidationError) {
+        at('file', `${entry.file} is larger than ${MAX_SCRIPT_BYTES} bytes`);
+      } else throw error;
       continue;
     }
-    const info = await lstat(path).catch(() => undefined);
-    if (!info?.isFile()) {
+    if (!file) {
       at('file', `${entry.file} is missing or not a regular file (a symbolic link is not followed)`);
       continue;
     }
-    if (info.size > MAX_SCRIPT_BYTES) {
-      at('file', `${entry.file} is larger than ${MAX_SCRIPT_BYTES} bytes`);
-      continue;
-    }
-    const bytes = await readFile(path);
+    const bytes = file.bytes;
     const sha256 = fileSha256(bytes);
     if (sha256 !== entry.sha256) {
       at('sha256', `${entry.file} has sha256 ${sha256}, the manifest says ${entry.sha256}`);
@@ -179,29 +216,64 @@ export async function readRepository(dir: string): Promise<ParsedScriptInput[]> 
   return inputs;
 }
 
+/** What {@link writeRepository} may remove. */
+export interface WriteRepositoryOptions {
+  /**
+   * Whether the file of an entry of the previous manifest, whose bytes still have the entry's
+   * sha256, is a version this export could write again (the store holds that exact body). Without
+   * it, nothing is removed.
+   */
+  isExportedVersion?: (entry: ManifestEntry) => Promise<boolean>;
+}
+
 /**
  * Writes `scripts` into `dir` as one file per script and the manifest, replacing an earlier
- * export in the same folder: files the previous manifest listed that are no longer exported are
- * removed (nothing else is touched). The manifest is written last, by rename, so a reader never
- * sees a manifest whose files are not all there.
+ * export in the same folder. Nothing is written through a link: a symbolic link (or a folder) at a
+ * file's name is refused with an {@link UnsafePathError} naming it, and the folder is pinned once
+ * opened. The manifest is written last, by rename, so a reader never sees a manifest whose files are
+ * not all there.
+ *
+ * A file the previous manifest listed and this export no longer writes is removed only when it is
+ * what an export wrote: the file name an export gives that script, a regular file (not a link)
+ * whose bytes still have the manifest's sha256, of a version `isExportedVersion` vouches for. A
+ * hand-edited manifest can therefore make an export remove nothing but a copy of a stored script.
  */
-export async function writeRepository(dir: string, scripts: readonly Script[]): Promise<Manifest> {
-  const root = resolve(dir);
-  await mkdir(root, { recursive: true });
-  const previous = await readManifest(root).catch(() => undefined);
-  const entries = [...scripts]
-    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-    .map(manifestEntry);
-  for (const entry of entries) {
-    await writeFile(join(root, entry.file), scripts.find((s) => s.name === entry.name)!.body, 'utf8');
+export async function writeRepository(
+  dir: string,
+  scripts: readonly Script[],
+  options: WriteRepositoryOptions = {},
+): Promise<Manifest> {
+  const folder = await openFolder(dir, { create: true });
+  try {
+    const previous = await readManifest(folder).catch(() => undefined);
+    const entries = [...scripts]
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      .map(manifestEntry);
+    for (const entry of entries) {
+      const body = scripts.find((s) => s.name === entry.name)!.body;
+      await writeFileInFolder(folder, entry.file, body, { mode: 0o666 });
+    }
+    const manifest: Manifest = { format: FORMAT, scripts: entries };
+    await writeFileInFolder(folder, MANIFEST_FILE, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o666 });
+    const kept = new Set(entries.map((e) => e.file));
+    for (const old of previous?.scripts ?? []) {
+      if (kept.has(old.file) || old.file !== scriptFileName(old)) continue;
+      await removeExported(folder, old, options);
+    }
+    return manifest;
+  } finally {
+    await folder.close();
   }
-  const manifest: Manifest = { format: FORMAT, scripts: entries };
-  const temporary = join(root, `.${MANIFEST_FILE}.${process.pid}.tmp`);
-  await writeFile(temporary, `${JSON.stringify(manifest, null, 2)}\n`, 'utf8');
-  await rename(temporary, join(root, MANIFEST_FILE));
-  const kept = new Set(entries.map((e) => e.file));
-  for (const old of previous?.scripts ?? []) {
-    if (!kept.has(old.file)) await rm(join(root, old.file), { force: true });
+}
+
+async function removeExported(folder: SafeFolder, entry: ManifestEntry, options: WriteRepositoryOptions) {
+  try {
+    const file = await readFileInFolder(folder, entry.file, { maxBytes: MAX_SCRIPT_BYTES });
+    if (!file || fileSha256(file.bytes) !== entry.sha256) return;
+    if (!(await options.isExportedVersion?.(entry))) return;
+    await removeFileInFolder(folder, entry.file, file.stats);
+  } catch (error) {
+    // A link, a non-file or an oversized file is not ours: leave it, the export itself is done.
+    if (!(error instanceof ValidationError)) throw error;
   }
-  return manifest;
 }

@@ -1,6 +1,12 @@
 import type { Server } from '../domain/index.js';
 import { runCommand } from '../engine/exec.js';
-import { AbortedError, CommandFailedError, TimeoutError, toFleetwardError } from '../errors.js';
+import {
+  AbortedError,
+  CommandFailedError,
+  HostKeyMismatchError,
+  TimeoutError,
+  toFleetwardError,
+} from '../errors.js';
 import type { Adapter, Command } from '../ports/adapter.js';
 
 /** Reads the kernel's boot id: a fresh UUID every boot, so a changed one proves a reboot happened. */
@@ -134,7 +140,8 @@ export async function verifiedReboot(
       if (now !== before) return { bootIdBefore: before, bootIdAfter: now };
       last = `it still runs boot ${now}`;
     } catch (error) {
-      if (error instanceof AbortedError) throw error;
+      // A host that comes back with another host key is not "still rebooting": it stops the work.
+      if (error instanceof AbortedError || error instanceof HostKeyMismatchError) throw error;
       // A host going down and coming back refuses or drops connections for a while: expected.
       last = `it did not answer: ${toFleetwardError(error, 'reading the boot id').message.slice(0, 300)}`;
     }

@@ -106,7 +106,6 @@ export async function addVersion(
   const revision = (previous?.revision ?? 0) + 1;
   try {
     const script = await tx.scripts.create({
-      tenantId,
       id: scriptVersionId(input.name, revision),
       name: input.name,
       revision,
@@ -114,6 +113,7 @@ export async function addVersion(
       ...(input.description === undefined ? {} : { description: input.description }),
       contentHash,
       createdBy,
+      tenantId,
     });
     return { script, created: true, previous };
   } catch (error) {

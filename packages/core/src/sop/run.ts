@@ -1,9 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { z } from 'zod';
 import type { Resource } from '../authz/evaluate.js';
+import { plainRecord } from '../domain/common.js';
 import {
   type AuditInput,
   type Job,
@@ -18,23 +17,26 @@ import {
   type TaskResult,
   validate,
 } from '../domain/index.js';
+import { objectArgument, ReasonOptionsSchema, validateOptions } from '../domain/options.js';
+import { stopsOperation } from '../engine/stop.js';
 import {
   AbortedError,
   AuthorizationError,
   CapabilityMissingError,
   ConflictError,
   type FleetwardError,
-  HostKeyMismatchError,
   TimeoutError,
   TransportError,
   toFleetwardError,
   ValidationError,
 } from '../errors.js';
+import { refused } from '../fleet/call-audit.js';
 import type { SessionInternals } from '../fleet/fleet.js';
 import { resolveTargets, TargetsSchema } from '../inventory/targets.js';
 import { enqueueEvent } from '../notify/outbox.js';
 import type { ExecResult } from '../ports/adapter.js';
 import type { StoreScope } from '../ports/store.js';
+import { createFileInFolder, openFolder, type PendingFile, type SafeFolder } from '../util/safe-fs.js';
 import { scriptCommand } from './content.js';
 import { scriptEvents } from './events.js';
 import { auditedParameters, envText, redactSecrets, resolveParameters } from './params.js';
@@ -59,7 +61,7 @@ export const PlanRunInputSchema = z.strictObject({
   /** A revision number or a content hash. @default the current version */
   version: z.union([z.number().int().positive(), z.string().regex(SHA256)]).optional(),
   /** Parameter values by name; they reach the script as environment variables only. */
-  params: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
+  params: plainRecord(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
   targets: TargetsSchema,
   /** Waves, concurrency and error budget, as for patching. @default one wave, 10 at a time, no failure allowed */
   rollout: RolloutSchema.prefault({}),
@@ -101,7 +103,7 @@ export const ExecuteRunOptionsSchema = z.strictObject({
    * Values of the run's secret parameters, when no SecretStore keeps them (or to replace them).
    * Required on start and resume of a run with secret parameters and a Fleet without `secrets`.
    */
-  secrets: z.record(z.string(), z.string()).optional(),
+  secrets: plainRecord(z.string(), z.string()).optional(),
 });
 export type ExecuteRunOptions = z.input<typeof ExecuteRunOptionsSchema> & { signal?: AbortSignal };
 type ParsedOptions = z.output<typeof ExecuteRunOptionsSchema>;
@@ -356,40 +358,88 @@ const INTERRUPTED = {
     'the orchestrator stopped while the script ran here: whether it finished is unknown, and it is not run again',
 };
 
-/** Writes a file of one stream of one server, and says where it is once it is complete. */
+/**
+ * Writes a file of one stream of one server, and says where it is once it is complete. Each file is
+ * written under a temporary name and renamed into place at the end, never through a link: see
+ * {@link createFileInFolder}.
+ */
 class Spill {
   readonly paths: { stdout: string; stderr: string };
-  readonly #streams: { stdout: WriteStream; stderr: WriteStream };
+  readonly #dir: SafeFolder;
+  readonly #files: { stdout: PendingFile; stderr: PendingFile };
+  /** Each file's writes, in order: a stream over the handle would keep it from closing. */
+  readonly #writes: { stdout: Promise<void>; stderr: Promise<void> } = {
+    stdout: Promise.resolve(),
+    stderr: Promise.resolve(),
+  };
   #error: Error | undefined;
 
-  constructor(dir: string, serverId: string) {
-    this.paths = { stdout: join(dir, `${serverId}.stdout`), stderr: join(dir, `${serverId}.stderr`) };
-    const open = (path: string) => {
-      const stream = createWriteStream(path, { mode: 0o600, flags: 'w' });
-      stream.on('error', (error) => {
-        this.#error ??= error;
-      });
-      return stream;
+  /**
+   * Opens `<outputDir>/<runId>/` (the run's folder must be a real folder, not a link) and the
+   * two files of `serverId` in it.
+   * @throws UnsafePathError when a link or a non-folder is where the run's folder goes.
+   */
+  static async open(outputDir: string, runId: string, serverId: string): Promise<Spill> {
+    const base = await openFolder(outputDir, { create: true, mode: 0o700 });
+    let dir: SafeFolder;
+    try {
+      dir = await base.folder(runId, { create: true, mode: 0o700 });
+    } finally {
+      await base.close();
+    }
+    const files: Partial<Record<'stdout' | 'stderr', PendingFile>> = {};
+    try {
+      files.stdout = await createFileInFolder(dir, `${serverId}.stdout`);
+      files.stderr = await createFileInFolder(dir, `${serverId}.stderr`);
+    } catch (error) {
+      await files.stdout?.discard();
+      await dir.close();
+      throw error;
+    }
+    return new Spill(dir, serverId, { stdout: files.stdout, stderr: files.stderr });
+  }
+
+  private constructor(
+    dir: SafeFolder,
+    serverId: string,
+    files: { stdout: PendingFile; stderr: PendingFile },
+  ) {
+    this.paths = {
+      stdout: join(dir.path, `${serverId}.stdout`),
+      stderr: join(dir.path, `${serverId}.stderr`),
     };
-    this.#streams = { stdout: open(this.paths.stdout), stderr: open(this.paths.stderr) };
+    this.#dir = dir;
+    this.#files = files;
   }
 
   write(stream: 'stdout' | 'stderr', chunk: Buffer): void {
-    if (!this.#error) this.#streams[stream].write(chunk);
+    if (this.#error) return;
+    const handle = this.#files[stream].handle;
+    this.#writes[stream] = this.#writes[stream]
+      .then(async () => {
+        for (let offset = 0; offset < chunk.length && !this.#error; ) {
+          offset += (await handle.write(chunk, offset, chunk.length - offset)).bytesWritten;
+        }
+      })
+      .catch((error: unknown) => {
+        this.#error ??= error as Error;
+      });
   }
 
   /** Resolves the paths, or an error message when a file could not be written whole. */
   async close(): Promise<{ paths: { stdout: string; stderr: string } } | { error: string }> {
-    await Promise.all(
-      Object.values(this.#streams).map(
-        (s) =>
-          new Promise<void>((done) => {
-            if (s.closed || s.destroyed) return done();
-            s.once('close', () => done());
-            s.end();
-          }),
-      ),
-    );
+    await Promise.all(Object.values(this.#writes));
+    try {
+      if (!this.#error) {
+        await this.#files.stdout.commit();
+        await this.#files.stderr.commit();
+      }
+    } catch (error) {
+      this.#error ??= error as Error;
+    } finally {
+      if (this.#error) await Promise.all(Object.values(this.#files).map((f) => f.discard()));
+      await this.#dir.close();
+    }
     return this.#error ? { error: this.#error.message } : { paths: this.paths };
   }
 }
@@ -641,9 +691,7 @@ class RunExecution {
         throw new CapabilityMissingError(`adapter ${adapter.name} cannot run commands on ${server.name}`);
       }
       if (this.#opts.outputDir) {
-        const dir = resolve(this.#opts.outputDir, run.id);
-        await mkdir(dir, { recursive: true, mode: 0o700 });
-        spill = new Spill(dir, serverId);
+        spill = await Spill.open(this.#opts.outputDir, run.id, serverId);
       }
       const env = {
         ...Object.fromEntries(Object.entries(run.params).map(([k, v]) => [k, envText(v)])),
@@ -721,8 +769,9 @@ class RunExecution {
       const mayHaveRun = e.details['commandMayHaveRun'];
       if (e instanceof AbortedError) state = 'cancelled';
       else state = 'failed';
-      if (e instanceof HostKeyMismatchError) {
-        stopRollout = `the host key of ${this.#servers.get(serverId)?.name ?? serverId} changed`;
+      const stop = stopsOperation(e, this.#servers.get(serverId) ?? { id: serverId, name: serverId });
+      if (stop) {
+        stopRollout = stop.reason;
       } else if (e instanceof TimeoutError) {
         // A delivery that never started is an unreachable server; a script that ran too long is a failure.
         timedOut = mayHaveRun !== false;
@@ -955,31 +1004,36 @@ async function execute(
   options: ExecuteRunOptions,
   mode: 'start' | 'resume',
 ): Promise<ScriptRunResults> {
-  const { signal, ...rest } = options;
+  const { signal, ...rest } = objectArgument(options, 'ExecuteRunOptions', true);
   const opts = validate(ExecuteRunOptionsSchema, rest, 'ExecuteRunOptions');
   const { run, script, servers, principal } = await prepare(ctx, runId);
+  // Refusals after the allow decision are audited as failures of the call (rule 1).
+  const refuse = async (message: string) =>
+    refused(ctx, principal, 'script.run', { type: 'script-run', id: runId }, new ConflictError(message));
   if (TERMINAL.has(run.status)) {
-    throw new ConflictError(`script run ${runId} is ${run.status}; it cannot run again (plan a new run)`);
+    throw await refuse(`script run ${runId} is ${run.status}; it cannot run again (plan a new run)`);
   }
   if (mode === 'start' && run.status !== 'awaiting-start') {
-    throw new ConflictError(`script run ${runId} has started already (${run.status}); resume it instead`);
+    throw await refuse(`script run ${runId} has started already (${run.status}); resume it instead`);
   }
   if (mode === 'resume' && run.status === 'awaiting-start') {
-    throw new ConflictError(`script run ${runId} has not started yet; start it instead`);
+    throw await refuse(`script run ${runId} has not started yet; start it instead`);
   }
   if (run.cancelRequested) {
-    throw new ConflictError(`script run ${runId} is being cancelled`);
+    throw await refuse(`script run ${runId} is being cancelled`);
   }
   await requireApproval(ctx, principal, run, script);
-  const secrets = await secretValues(ctx, run, script, opts.secrets);
+  const secrets = await secretValues(ctx, run, script, opts.secrets).catch(async (error: unknown) => {
+    throw await refused(ctx, principal, 'script.run', { type: 'script-run', id: runId }, error);
+  });
   const holder = opts.holder ?? `${process.pid}-${randomUUID()}`;
   const lease = await RunLease.acquire(ctx, `script-run:${ctx.tenantId}:${runId}`, holder, opts.leaseTtlMs);
-  if (!lease) throw new ConflictError(`script run ${runId} is being executed by another process`);
+  if (!lease) throw await refuse(`script run ${runId} is being executed by another process`);
   try {
     // Read again under the lease: another process may have moved the run on while we waited.
     const fresh = await ctx.fleet.store.scriptRuns.require(ctx.tenantId, runId);
     if (fresh.version !== run.version) {
-      throw new ConflictError(
+      throw await refuse(
         `script run ${runId} changed while it was being started (${fresh.status}); try again`,
       );
     }
@@ -1018,9 +1072,18 @@ export async function cancelRun(
   runId: string,
   options: { reason?: string } = {},
 ): Promise<ScriptRun> {
+  const { reason: given } = validateOptions(ReasonOptionsSchema, options, 'CancelRunOptions');
   const { run, script, servers, principal } = await prepare(ctx, runId);
-  const reason = `cancelled by ${principal.id}${options.reason ? `: ${options.reason.slice(0, 500)}` : ''}`;
-  if (TERMINAL.has(run.status)) throw new ConflictError(`script run ${runId} has ended (${run.status})`);
+  const reason = `cancelled by ${principal.id}${given ? `: ${given.slice(0, 500)}` : ''}`;
+  if (TERMINAL.has(run.status)) {
+    throw await refused(
+      ctx,
+      principal,
+      'script.run',
+      { type: 'script-run', id: runId },
+      new ConflictError(`script run ${runId} has ended (${run.status})`),
+    );
+  }
   const store = ctx.fleet.store;
   if (run.status === 'awaiting-start') {
     const cancelled = await ctx.write(

@@ -11,12 +11,12 @@ import {
   validate,
 } from '../domain/index.js';
 import type { RebootServerState, RunbookStep, RunbookStepState } from '../domain/runbook.js';
+import { stopsOperation } from '../engine/stop.js';
 import {
   AbortedError,
   CapabilityMissingError,
   ConflictError,
   type FleetwardError,
-  HostKeyMismatchError,
   NotFoundError,
   TransportError,
   toFleetwardError,
@@ -277,8 +277,16 @@ export class RunbookExecution {
     );
     try {
       // A run looked at again while it still waits (an approval, or a wait it may return from) is
-      // handed back as it is: polling it must not fill the audit log.
-      if (resumed && this.#stillPaused()) return this.#run;
+      // handed back as it is, with one record of the call: rule 1 holds for a resume that finds
+      // nothing to do too.
+      if (resumed && this.#stillPaused()) {
+        const at = this.#runbook.steps[this.#run.currentStep]?.id ?? null;
+        await ctx.fleet.audit(
+          ctx.fleet.store,
+          this.#audit('runbook.run', 'success', { resumed: false, paused: this.#run.status, step: at }),
+        );
+        return this.#run;
+      }
       if (resumed) {
         const at = this.#runbook.steps[this.#run.currentStep]?.id ?? null;
         await this.#update(
@@ -462,11 +470,14 @@ export class RunbookExecution {
       counts: results.counts,
     };
     if (run.status === 'succeeded') return { status: 'succeeded', result };
+    const hostKey = results.servers.some((s) =>
+      stopsOperation(s.error, { id: s.serverId, name: s.serverId }),
+    );
     return {
       status: 'failed',
       result,
       error: {
-        code: 'SCRIPT_RUN_FAILED',
+        code: hostKey ? 'HOST_KEY_MISMATCH' : 'SCRIPT_RUN_FAILED',
         message:
           `script run ${run.id} of ${run.scriptName} ended ${run.status}${run.reason ? `: ${run.reason}` : ''}`.slice(
             0,
@@ -497,6 +508,19 @@ export class RunbookExecution {
         .map((r) => r.serverId),
     };
     const patch = { jobId: outcome.job.id };
+    // A scan stopped by a changed host key stops the runbook too, whatever `failWhen` tolerates.
+    const hostKey = failed.find((r) => stopsOperation(r.error, { id: r.serverId, name: r.serverId }));
+    if (hostKey && !this.#abort.signal.aborted) {
+      return {
+        status: 'failed',
+        result,
+        patch,
+        error: {
+          code: 'HOST_KEY_MISMATCH',
+          message: (outcome.job.reason ?? hostKey.error!.message).slice(0, 4000),
+        },
+      };
+    }
     const fails =
       this.#abort.signal.aborted ||
       (step.failWhen === 'any' && failed.length > 0) ||
@@ -594,12 +618,11 @@ export class RunbookExecution {
         const unreachable = error instanceof TransportError && !serverState(serverId).rebootRequestedAt;
         const countsAgainstBudget = !(unreachable && !step.rollout.unreachableCountsAsError);
         await save(serverId, { status: 'failed', error: errorOf(error), countsAgainstBudget });
+        const stop = stopsOperation(error, server ?? { id: serverId, name: serverId });
         return {
           state: 'failed',
           countsAgainstBudget,
-          ...(error instanceof HostKeyMismatchError
-            ? { stopRollout: `the host key of ${server?.name ?? serverId} changed` }
-            : {}),
+          ...(stop ? { stopRollout: stop.reason } : {}),
         };
       }
     };
@@ -631,11 +654,12 @@ export class RunbookExecution {
     };
     if (outcome.status === 'succeeded') return { status: 'succeeded', result };
     const failed = Object.entries(servers).filter(([, s]) => s.status === 'failed');
+    const hostKey = failed.some(([id, s]) => stopsOperation(s.error, { id, name: id }));
     return {
       status: 'failed',
       result,
       error: {
-        code: 'REBOOT_FAILED',
+        code: hostKey ? 'HOST_KEY_MISMATCH' : 'REBOOT_FAILED',
         message: `${failed.length} server(s) did not reboot as verified${
           failed[0] ? `, e.g. ${failed[0][0]}: ${failed[0][1].error?.message ?? 'failed'}` : ''
         }${outcome.reason ? `; ${outcome.reason}` : ''}`.slice(0, 4000),
@@ -772,7 +796,8 @@ export class RunbookExecution {
         });
         let next = i + 1;
         if (status === 'failed') {
-          const policy = step.onFailure;
+          // A changed host key stops the runbook whatever the step says: rule 6 of the design.
+          const policy = error?.code === 'HOST_KEY_MISMATCH' ? 'stop' : step.onFailure;
           const applied = typeof policy === 'object' ? 'goto' : policy;
           steps = withStep(steps, i, { onFailureApplied: applied });
           const resumeAt =

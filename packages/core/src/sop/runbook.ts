@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { z } from 'zod';
+import { plainRecord } from '../domain/common.js';
 import {
   type ParameterValue,
   type Runbook,
@@ -8,9 +9,16 @@ import {
   validate,
 } from '../domain/index.js';
 import {
+  objectArgument,
+  ReasonOptionsSchema,
+  VersionOptionsSchema,
+  validateOptions,
+} from '../domain/options.js';
+import {
   RunbookNameSchema,
   RunbookParametersSchema,
   type RunbookRunStatus,
+  RunbookRunStatusSchema,
   type RunbookStep,
   RunbookStepIdSchema,
   type RunbookStepKind,
@@ -25,6 +33,7 @@ import {
   ValidationError,
   type ValidationIssue,
 } from '../errors.js';
+import { refused } from '../fleet/call-audit.js';
 import type { SessionInternals } from '../fleet/fleet.js';
 import { resolveTargets, TargetsSchema } from '../inventory/targets.js';
 import type { StoreScope } from '../ports/store.js';
@@ -139,7 +148,7 @@ export const StartRunbookInputSchema = z.strictObject({
   version: z.union([z.number().int().positive(), z.string().regex(/^[a-f0-9]{64}$/)]).optional(),
   targets: TargetsSchema,
   /** Values of the runbook's parameters. */
-  params: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
+  params: plainRecord(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
   /** The change ticket the run belongs to, carried into its audit records and script runs. */
   ticket: z.string().trim().min(1).max(128).optional(),
 });
@@ -338,6 +347,11 @@ export interface RunbookApi {
   listRuns(options?: { runbook?: string; status?: RunbookRunStatus }): Promise<RunbookRun[]>;
 }
 
+const ListRunbookRunsOptionsSchema = z.strictObject({
+  runbook: RunbookNameSchema.optional(),
+  status: RunbookRunStatusSchema.optional(),
+});
+
 /**
  * Runbooks of a session (`session.runbooks`): versioned, ordered lists of steps (script, scan,
  * reboot, wait, approval, webhook), each with its own `onFailure`, run as persisted, resumable
@@ -354,17 +368,15 @@ export function createRunbookApi(internals: () => SessionInternals): RunbookApi 
     options: ExecuteRunbookOptions,
     mode: 'start' | 'resume',
   ): Promise<RunbookRun> => {
-    const { signal, ...rest } = options;
+    const { signal, ...rest } = objectArgument(options, 'ExecuteRunbookOptions', true);
     const opts = parseExecuteOptions(rest);
     const store = ctx.fleet.store;
     const run = await store.runbookRuns.require(ctx.tenantId, runId);
     if (isTerminal(run)) throw new ConflictError(`runbook run ${runId} has ended (${run.status})`);
     const runbook = await store.runbooks.require(ctx.tenantId, run.runbookId);
     const servers = await loadServers(ctx, run.serverIds);
-    const { principal } = await authorizeRunbook(ctx, runbook, servers.values(), {
-      type: 'runbook-run',
-      id: runId,
-    });
+    const target = { type: 'runbook-run', id: runId };
+    const { principal } = await authorizeRunbook(ctx, runbook, servers.values(), target);
     const holder = opts.holder ?? newHolder();
     const lease = await RunLease.acquire(
       ctx,
@@ -372,11 +384,27 @@ export function createRunbookApi(internals: () => SessionInternals): RunbookApi 
       holder,
       opts.leaseTtlMs,
     );
-    if (!lease) throw new ConflictError(`runbook run ${runId} is being executed by another process`);
+    if (!lease) {
+      throw await refused(
+        ctx,
+        principal,
+        'runbook.run',
+        target,
+        new ConflictError(`runbook run ${runId} is being executed by another process`),
+      );
+    }
     try {
       // Read again under the lease: another process may have moved the run on while we waited.
       const fresh = await store.runbookRuns.require(ctx.tenantId, runId);
-      if (isTerminal(fresh)) throw new ConflictError(`runbook run ${runId} has ended (${fresh.status})`);
+      if (isTerminal(fresh)) {
+        throw await refused(
+          ctx,
+          principal,
+          'runbook.run',
+          target,
+          new ConflictError(`runbook run ${runId} has ended (${fresh.status})`),
+        );
+      }
       const execution = new RunbookExecution(ctx, opts, holder, principal, fresh, runbook, servers, lease);
       return await execution.execute(signal, mode === 'resume');
     } finally {
@@ -475,10 +503,12 @@ export function createRunbookApi(internals: () => SessionInternals): RunbookApi 
       return runbook;
     },
 
-    get: (name, options = {}) =>
-      readRunbook(name, { type: 'runbook', id: name }, () =>
-        findRunbookVersion(internals().fleet.store, internals().tenantId, name, options.version),
-      ),
+    get: async (name, options = {}) => {
+      const { version } = validateOptions(VersionOptionsSchema, options, 'GetRunbookOptions');
+      return readRunbook(name, { type: 'runbook', id: name }, () =>
+        findRunbookVersion(internals().fleet.store, internals().tenantId, name, version),
+      );
+    },
 
     list: async () => {
       const ctx = internals();
@@ -495,6 +525,9 @@ export function createRunbookApi(internals: () => SessionInternals): RunbookApi 
     start: async (input, options = {}) => {
       const ctx = internals();
       const parsed = validate(StartRunbookInputSchema, input, SUBJECT);
+      // Checked before the run is stored: a bad option must not leave a run behind.
+      const { signal: _signal, ...executeOptions } = objectArgument(options, 'ExecuteRunbookOptions', true);
+      parseExecuteOptions(executeOptions);
       const store = ctx.fleet.store;
       const runbook = await findRunbookVersion(store, ctx.tenantId, parsed.runbook, parsed.version);
       const servers = await resolveTargets(store, ctx.tenantId, parsed.targets);
@@ -739,14 +772,23 @@ export function createRunbookApi(internals: () => SessionInternals): RunbookApi 
 
     cancel: async (runId, options = {}) => {
       const ctx = internals();
+      const { reason: given } = validateOptions(ReasonOptionsSchema, options, 'CancelRunbookOptions');
       const store = ctx.fleet.store;
       const run = await store.runbookRuns.require(ctx.tenantId, runId);
       const runbook = await store.runbooks.require(ctx.tenantId, run.runbookId);
       const servers = await loadServers(ctx, run.serverIds);
       const target = { type: 'runbook-run', id: runId };
       const { principal } = await authorizeRunbook(ctx, runbook, servers.values(), target);
-      if (isTerminal(run)) throw new ConflictError(`runbook run ${runId} has ended (${run.status})`);
-      const reason = `cancelled by ${principal.id}${options.reason ? `: ${options.reason.slice(0, 500)}` : ''}`;
+      if (isTerminal(run)) {
+        throw await refused(
+          ctx,
+          principal,
+          'runbook.cancel',
+          target,
+          new ConflictError(`runbook run ${runId} has ended (${run.status})`),
+        );
+      }
+      const reason = `cancelled by ${principal.id}${given ? `: ${given.slice(0, 500)}` : ''}`;
       const opts = parseExecuteOptions({});
       const lease = await RunLease.acquire(
         ctx,
@@ -804,8 +846,9 @@ export function createRunbookApi(internals: () => SessionInternals): RunbookApi 
       return readRunbook(run.runbookName, { type: 'runbook-run', id: runId }, async () => run);
     },
 
-    listRuns: async (options = {}) => {
+    listRuns: async (input = {}) => {
       const ctx = internals();
+      const options = validateOptions(ListRunbookRunsOptionsSchema, input, 'ListRunbookRunsOptions');
       const resource = options.runbook ? runbookResource(options.runbook) : { type: 'runbook' };
       return ctx.read('script.read', [resource], { type: 'runbook-run', id: '*' }, async () => {
         const runs = await ctx.fleet.store.runbookRuns.listAll(ctx.tenantId, {

@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import { auditRecordHash, GENESIS_HASH } from '../audit/chain.js';
+import { storedRecord } from '../audit/columns.js';
 import {
   type AuditInput,
   AuditInputSchema,
@@ -17,6 +18,7 @@ import {
 } from '../domain/index.js';
 import {
   AlreadyExistsError,
+  AuditIntegrityError,
   ConflictError,
   NotFoundError,
   redact,
@@ -34,8 +36,10 @@ import type {
   Repository,
   Store,
   StoreBackend,
+  StoredAuditRow,
   StoreScope,
 } from '../ports/store.js';
+import { matchesAuditQuery } from './audit-query.js';
 
 const DEFAULT_LIMIT = 1000;
 const MAX_LIMIT = 10_000;
@@ -64,6 +68,13 @@ function checkTenant(tenantId: unknown, subject: string): asserts tenantId is st
   }
 }
 
+/** An id from a caller is data, never code: anything but a string is refused before it is used as a key. */
+function checkId(id: unknown, subject: string): asserts id is string {
+  if (typeof id !== 'string' || id.length === 0) {
+    throw new ValidationError(subject, [{ path: ['id'], message: 'must be a non-empty string' }]);
+  }
+}
+
 class EntityRepository<K extends EntityKind> implements Repository<K> {
   readonly #kind: K;
   readonly #run: Run;
@@ -79,6 +90,7 @@ class EntityRepository<K extends EntityKind> implements Repository<K> {
 
   async get(tenantId: string, id: string): Promise<EntityTypes[K] | undefined> {
     checkTenant(tenantId, this.#subject);
+    checkId(id, this.#subject);
     const row = await this.#run((s) => s.getRow(this.#kind, tenantId, id));
     return row?.data as EntityTypes[K] | undefined;
   }
@@ -162,6 +174,7 @@ class EntityRepository<K extends EntityKind> implements Repository<K> {
     options: { expectedVersion: number },
   ): Promise<EntityTypes[K]> {
     checkTenant(tenantId, this.#subject);
+    checkId(id, this.#subject);
     if (!Number.isInteger(options?.expectedVersion)) {
       throw new ValidationError(this.#subject, [
         { path: ['expectedVersion'], message: 'is required for updates' },
@@ -199,6 +212,7 @@ class EntityRepository<K extends EntityKind> implements Repository<K> {
 
   async delete(tenantId: string, id: string, options: { expectedVersion?: number } = {}): Promise<boolean> {
     checkTenant(tenantId, this.#subject);
+    checkId(id, this.#subject);
     return this.#run(async (s) => {
       if (options.expectedVersion !== undefined) {
         const current = await s.getRow(this.#kind, tenantId, id);
@@ -232,6 +246,43 @@ class EntityRepository<K extends EntityKind> implements Repository<K> {
   }
 }
 
+const HASH = /^[a-f0-9]{64}$/;
+
+/**
+ * The `seq` after the stored head. It comes from the head's `seq` column, the one the store's
+ * uniqueness rule is on: taking it from the record instead let one forged row (a copy of the head
+ * under the next `seq`) make every append collide with it forever.
+ */
+function nextSeq(tenantId: string, head: StoredAuditRow | undefined): number {
+  const seq = (head?.columns.seq ?? 0) + 1;
+  if (!Number.isSafeInteger(seq) || seq < 1) {
+    throw new AuditIntegrityError(
+      `audit log head of tenant ${JSON.stringify(tenantId)} is damaged: its seq column is ${String(head?.columns.seq)}, which leaves no next seq; run audit verify`,
+      { details: { tenantId, seq: head?.columns.seq } },
+    );
+  }
+  return seq;
+}
+
+/**
+ * The hash a new record links to: the head record's own `hash` (what verification compares
+ * `prevHash` with), or the hash column when the record has none. A damaged head is then reported
+ * once, at its own row, instead of breaking every record after it too.
+ */
+function linkOf(head: StoredAuditRow | undefined): string {
+  if (!head) return GENESIS_HASH;
+  const recorded = storedRecord(head)?.hash;
+  if (typeof recorded === 'string' && HASH.test(recorded)) return recorded;
+  return HASH.test(head.columns.hash) ? head.columns.hash : GENESIS_HASH;
+}
+
+/** Whether a stored row answers `query` for `tenantId`, judged on the hashed record only. */
+function answers(tenantId: string, row: StoredAuditRow, query: AuditQuery): AuditRecord | undefined {
+  const record = storedRecord(row);
+  if (!record || record.tenantId !== tenantId || record.seq !== row.columns.seq) return undefined;
+  return matchesAuditQuery(record, query) ? record : undefined;
+}
+
 class ChainedAuditLog implements AuditLog {
   readonly #run: Run;
   readonly #clock: Clock;
@@ -252,10 +303,10 @@ class ChainedAuditLog implements AuditLog {
       const head = await s.auditHead(parsed.tenantId);
       const unhashed = {
         ...base,
-        seq: (head?.seq ?? 0) + 1,
+        seq: nextSeq(parsed.tenantId, head),
         id: randomUUID(),
         at: this.#clock.now().toISOString(),
-        prevHash: head?.hash ?? GENESIS_HASH,
+        prevHash: linkOf(head),
       };
       const record: AuditRecord = { ...unhashed, hash: auditRecordHash(unhashed) };
       return (await s.auditInsert(record)) ? record : undefined;
@@ -275,10 +326,47 @@ class ChainedAuditLog implements AuditLog {
   async list(tenantId: string, query: AuditQuery = {}): Promise<AuditRecord[]> {
     checkTenant(tenantId, 'AuditQuery');
     const limit = checkLimit(query.limit, 'AuditQuery');
-    return this.#run((s) => s.auditList(tenantId, { ...query, limit }));
+    return this.#run(async (s) => {
+      const out: AuditRecord[] = [];
+      let afterSeq = query.afterSeq;
+      for (;;) {
+        const rows = await s.auditList(tenantId, { ...query, afterSeq, limit });
+        for (const row of rows) {
+          const record = answers(tenantId, row, query);
+          if (record) out.push(record);
+          if (out.length === limit) return out;
+        }
+        // Rows left out above must not end the page early: read on after the last row seen.
+        if (rows.length < limit) return out;
+        afterSeq = rows[rows.length - 1]!.columns.seq;
+      }
+    });
   }
 
   async head(tenantId: string): Promise<AuditRecord | undefined> {
+    const row = await this.headRow(tenantId);
+    if (!row) return undefined;
+    const record = storedRecord(row);
+    if (!record) {
+      throw new AuditIntegrityError(
+        `audit log head of tenant ${JSON.stringify(tenantId)} is damaged: row ${row.columns.seq} (id ${row.columns.id}) holds no record; run audit verify`,
+        { details: { tenantId, seq: row.columns.seq, id: row.columns.id } },
+      );
+    }
+    return record;
+  }
+
+  async rows(
+    tenantId: string,
+    options: { afterSeq?: number; limit?: number } = {},
+  ): Promise<StoredAuditRow[]> {
+    checkTenant(tenantId, 'AuditQuery');
+    const limit = checkLimit(options.limit, 'AuditQuery');
+    const after = options.afterSeq === undefined ? {} : { afterSeq: options.afterSeq };
+    return this.#run((s) => s.auditList(tenantId, { ...after, limit }));
+  }
+
+  async headRow(tenantId: string): Promise<StoredAuditRow | undefined> {
     checkTenant(tenantId, 'AuditQuery');
     return this.#run((s) => s.auditHead(tenantId));
   }

@@ -1,31 +1,17 @@
+import { auditColumnsOf } from '../audit/columns.js';
 import type { AuditRecord, EntityKind } from '../domain/index.js';
 import { LeaseNotHeldError } from '../errors.js';
 import type { Clock } from '../ports/clock.js';
 import { systemClock } from '../ports/clock.js';
-import type {
-  AuditQuery,
-  BackendSession,
-  EntityRow,
-  Lease,
-  Leases,
-  Store,
-  StoreBackend,
-} from '../ports/store.js';
+import type { BackendSession, EntityRow, Lease, Leases, Store, StoreBackend } from '../ports/store.js';
 import { Mutex } from '../util/mutex.js';
+import { matchesAuditQuery } from './audit-query.js';
 import { createStore } from './create-store.js';
+
+export { matchesAuditQuery } from './audit-query.js';
 
 const key = (kind: EntityKind, tenantId: string, id: string) => `${kind}\u0000${tenantId}\u0000${id}`;
 const clone = <T>(value: T): T => structuredClone(value);
-
-/** Filters audit records the same way every backend must. */
-export function matchesAuditQuery(record: AuditRecord, query: AuditQuery): boolean {
-  if (query.afterSeq !== undefined && record.seq <= query.afterSeq) return false;
-  if (query.action !== undefined && record.action !== query.action) return false;
-  if (query.actorId !== undefined && record.actor.principalId !== query.actorId) return false;
-  if (query.since !== undefined && Date.parse(record.at) < query.since.getTime()) return false;
-  if (query.until !== undefined && Date.parse(record.at) >= query.until.getTime()) return false;
-  return true;
-}
 
 class MemoryLeases implements Leases {
   readonly #leases = new Map<string, Lease>();
@@ -163,7 +149,7 @@ class MemoryBackend implements StoreBackend {
       async auditHead(tenantId) {
         const chain = audit.get(tenantId);
         const last = chain?.[chain.length - 1];
-        return last && clone(last);
+        return last && { columns: auditColumnsOf(last), record: clone(last) };
       },
       async auditInsert(record) {
         const chain = audit.get(record.tenantId) ?? [];
@@ -177,10 +163,11 @@ class MemoryBackend implements StoreBackend {
       },
       async auditList(tenantId, query) {
         const chain = audit.get(tenantId) ?? [];
+        // Memory keeps no columns apart from the record: they are the record's own values.
         return chain
           .filter((r) => matchesAuditQuery(r, query))
           .slice(0, query.limit)
-          .map(clone);
+          .map((r) => ({ columns: auditColumnsOf(r), record: clone(r) }));
       },
     };
   }

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
+import { plainRecord } from '../domain/common.js';
 import type { OutputSummary, Server } from '../domain/index.js';
 import { validate } from '../domain/validate.js';
 import {
@@ -50,12 +51,10 @@ export const LocalAdapterOptionsSchema = z.strictObject({
    */
   inheritEnv: z.boolean().default(false),
   /** Variables added to (or replacing) the base environment of every command; `Command.env` wins over these. */
-  env: z
-    .record(
-      z.string().regex(ENV_NAME_PATTERN, 'must be an environment variable name'),
-      z.string().refine((v) => !v.includes('\0'), 'must not contain NUL bytes'),
-    )
-    .default({}),
+  env: plainRecord(
+    z.string().regex(ENV_NAME_PATTERN, 'must be an environment variable name'),
+    z.string().refine((v) => !v.includes('\0'), 'must not contain NUL bytes'),
+  ).default({}),
   /** After SIGTERM on timeout or abort, wait this long for the process group to exit before SIGKILL. @default 2000 */
   killGraceMs: z.number().int().min(0).max(MAX_TIMER_MS).default(2000),
   /** Used when `ExecOptions.timeoutMs` is not given. @default 300_000 */

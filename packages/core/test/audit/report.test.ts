@@ -1205,7 +1205,7 @@ describe('renderAccessAuditCsv', () => {
   });
 
   it('renderAccessAuditCsv — prefixes a BOM on request and rejects an unknown table', () => {
-    expect(renderAccessAuditCsv(report, { table: 'actions', bom: true }).startsWith('\uFEFFaction,')).toBe(
+    expect(renderAccessAuditCsv(report, { table: 'actions', bom: true }).startsWith('\uFEFF"action",')).toBe(
       true,
     );
     expect(() => renderAccessAuditCsv(report, { table: 'secrets' as never })).toThrow(

@@ -1,6 +1,7 @@
 import {
   AccessRequestSchemas,
   canonicalJson,
+  compileSelector,
   ENTITY_SCHEMAS,
   matchesSelector,
   redact,
@@ -68,6 +69,20 @@ describe('domain', () => {
     const s = { id: 'a', provider: 'ssh', accountId: 'x', labels: { env: 'prod' } };
     expect(matchesSelector(s, {})).toBe(false);
     expect(matchesSelector(s, { all: true })).toBe(true);
+  });
+
+  it('matchesSelector / compileSelector — a selector whose only criteria are empty lists or maps matches nothing', () => {
+    const s = { id: 'a', provider: 'ssh', accountId: 'x', labels: { env: 'prod' } };
+    const server = { ...s, name: 'a', tenantId: 't', version: 1, createdAt: '', updatedAt: '' } as never;
+    for (const selector of [
+      { labels: {} },
+      { expressions: [] },
+      { ids: [] },
+      { labels: {}, expressions: [] },
+    ]) {
+      expect(matchesSelector(s, selector)).toBe(false);
+      expect(compileSelector(selector)(server)).toBe(false);
+    }
   });
 
   it('AccessRequest — reason and ticket are required', () => {

@@ -1,5 +1,4 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import {
   type Adapter,
   AuthorizationError,
@@ -13,7 +12,7 @@ import {
   ValidationError,
   verifyAuditChain,
 } from '@fleetward/core';
-import { ManualClock } from '@fleetward/testkit';
+import { itIfAvailable, ManualClock, unavailableWithout } from '@fleetward/testkit';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 const A = 'tenant-a';
@@ -238,13 +237,9 @@ describe('Fleet', () => {
     });
   });
 
-  const hasApt = existsSync('/usr/bin/apt-get');
-  const requireLab = process.env['FLEETWARD_REQUIRE_LAB'] === '1';
-  if (!hasApt && requireLab)
-    throw new Error('FLEETWARD_REQUIRE_LAB=1 but apt-get is missing: the local scan test cannot run');
-
-  it.skipIf(!hasApt)(
+  itIfAvailable(
     'scan — on this Debian machine through the local adapter lists exactly what apt list --upgradable lists',
+    unavailableWithout({ commands: ['apt-get'] }),
     async () => {
       const alice = fleet.as({ tenantId: A, principalId: 'alice' });
       await alice.servers.add({

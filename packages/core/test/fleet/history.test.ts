@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import {
   carryHistory,
   createFleet,
@@ -6,7 +5,7 @@ import {
   createMemoryStore,
   type ScanResult,
 } from '@fleetward/core';
-import { ManualClock } from '@fleetward/testkit';
+import { describeIfAvailable, ManualClock, unavailableWithout } from '@fleetward/testkit';
 import { describe, expect, it } from 'vitest';
 
 const p = (name: string, candidateVersion = '2') => ({
@@ -49,8 +48,7 @@ describe('carryHistory', () => {
   });
 });
 
-const hasApt = existsSync('/usr/bin/apt-get');
-describe.skipIf(!hasApt)('scan history on this machine', () => {
+describeIfAvailable('scan history on this machine', unavailableWithout({ commands: ['apt-get'] }), () => {
   it('scan — a rescan 8 days later keeps each pending patch’s first-seen date', async () => {
     const clock = new ManualClock('2026-02-01T00:00:00.000Z');
     const fleet = createFleet({

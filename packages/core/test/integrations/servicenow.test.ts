@@ -9,7 +9,7 @@ import {
   toServiceNowDateTime,
   ValidationError,
 } from '@fleetward/core';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   closedPort,
   errorSurface,
@@ -399,8 +399,18 @@ describe('ServiceNow change requests', () => {
       expect(timedOut).toMatchObject({ retryable: true });
 
       const controller = new AbortController();
-      const pending = slow.openChangeRequest(payload, { idempotencyKey: 'k', signal: controller.signal });
-      setTimeout(() => controller.abort(), 20);
+      const sent = hanging.requests.length;
+      // A deadline far away, so only the abort can end this call.
+      const patient = createServiceNowIntegration({
+        baseUrl: hanging.baseUrl,
+        username: USER,
+        password: PASSWORD,
+        timeoutMs: 60_000,
+      });
+      const pending = patient.openChangeRequest(payload, { idempotencyKey: 'k', signal: controller.signal });
+      // Abort while the request is out (the server has it and never answers), not before it is sent.
+      await vi.waitFor(() => expect(hanging.requests.length).toBeGreaterThan(sent), { interval: 5 });
+      controller.abort();
       const aborted = await pending.catch((e: unknown) => e);
       expect(aborted).toBeInstanceOf(AbortedError);
       expect(aborted).toMatchObject({ retryable: false });

@@ -1,11 +1,8 @@
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { aptDriver, type Command, CommandFailedError, ValidationError } from '@fleetward/core';
-import { describe, expect, it } from 'vitest';
-
-const hasApt = existsSync('/usr/bin/apt-get');
-if (!hasApt && process.env['FLEETWARD_REQUIRE_LAB'] === '1')
-  throw new Error('FLEETWARD_REQUIRE_LAB=1 but apt-get is missing');
+import { itIfAvailable, unavailableWithout } from '@fleetward/testkit';
+import { describeWithLab, type Lab, startLab } from '@fleetward/testkit/lab';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 function run(command: Command) {
   if (!('argv' in command)) throw new Error('expected argv');
@@ -69,36 +66,57 @@ describe('aptDriver install commands', () => {
     expect(error!.message).toContain('held by process 4242');
   });
 
-  it.skipIf(!hasApt)(
-    'simulateInstallCommand — resolves a real upgrade on this machine without changing it',
+  itIfAvailable(
+    'parseInstalledVersions — reads dpkg-query for installed and unknown names',
+    unavailableWithout({ commands: ['dpkg-query'] }),
     () => {
-      const line = execFileSync('apt', ['list', '--upgradable'], {
-        env: { ...process.env, LC_ALL: 'C' },
-        stdio: ['ignore', 'pipe', 'ignore'],
-      })
-        .toString()
-        .split('\n')
-        .find((l) => l.includes('[upgradable from:'));
-      if (!line) return; // nothing pending on this machine: the lab tests cover this case
+      const versions = aptDriver.parseInstalledVersions!(
+        run(aptDriver.installedVersionsCommand!(['bash', 'no-such-package-fleetward'])),
+      );
+      expect(versions.get('bash')).toMatch(/^\d/);
+      expect(versions.has('no-such-package-fleetward')).toBe(false);
+    },
+  );
+});
+
+describeWithLab('aptDriver install commands on a lab host', () => {
+  let lab: Lab;
+  beforeAll(async () => {
+    lab = await startLab({ hosts: [{ name: 'deb1', flavour: 'debian' }] });
+  }, 120_000);
+  afterAll(() => lab?.stop(), 120_000);
+
+  /** Runs a driver command on the lab host through the back channel, as root. */
+  const onHost = async (command: Command) => {
+    if (!('argv' in command)) throw new Error('expected argv');
+    const r = await lab.host('deb1').exec([...command.argv], { env: { ...command.env } });
+    return { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr };
+  };
+
+  it('simulateInstallCommand — resolves a real upgrade without changing the host', async () => {
+    const upgradable = (
+      await lab.host('deb1').exec(['apt', 'list', '--upgradable'], { env: { LC_ALL: 'C' } })
+    ).stdout
+      .split('\n')
+      .filter((l) => l.includes('[upgradable from:'));
+    // The lab always publishes upgrades; the test needs one to resolve.
+    expect(upgradable.length).toBeGreaterThan(0);
+    for (const line of upgradable) {
       const [nameSuite, version] = line.split(' ');
       const name = nameSuite!.split('/')[0]!;
-      const before = run(aptDriver.installedVersionsCommand!([name]));
+      const before = aptDriver.parseInstalledVersions!(
+        await onHost(aptDriver.installedVersionsCommand!([name])),
+      );
       const tx = aptDriver.parseSimulateInstall!(
-        run(aptDriver.simulateInstallCommand!([{ name, version: version!, arch: '' }])),
+        await onHost(aptDriver.simulateInstallCommand!([{ name, version: version!, arch: '' }])),
       );
       expect(tx.install).toContainEqual(expect.objectContaining({ name, version, isNew: false }));
       expect(tx.remove).toEqual([]);
-      const after = aptDriver.parseInstalledVersions!(run(aptDriver.installedVersionsCommand!([name])));
-      expect(after).toEqual(aptDriver.parseInstalledVersions!(before));
+      const after = aptDriver.parseInstalledVersions!(
+        await onHost(aptDriver.installedVersionsCommand!([name])),
+      );
+      expect(after).toEqual(before);
       expect(after.get(name)).not.toBe(version);
-    },
-  );
-
-  it.skipIf(!hasApt)('parseInstalledVersions — reads dpkg-query for installed and unknown names', () => {
-    const versions = aptDriver.parseInstalledVersions!(
-      run(aptDriver.installedVersionsCommand!(['bash', 'no-such-package-fleetward'])),
-    );
-    expect(versions.get('bash')).toMatch(/^\d/);
-    expect(versions.has('no-such-package-fleetward')).toBe(false);
-  });
+    }
+  }, 120_000);
 });

@@ -2,6 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { itIfAvailable, unavailableWithout } from '@fleetward/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { PendingPatch } from '../../src/domain/index.js';
 import { PendingPatchSchema } from '../../src/domain/index.js';
@@ -710,17 +711,11 @@ describe('the scan script run by sh against stand-in apt tools', () => {
   });
 });
 
-const hasAptGet = spawnSync('sh', ['-c', 'command -v apt-get'], { encoding: 'utf8' }).status === 0;
-const requireLab = process.env.FLEETWARD_REQUIRE_LAB === '1';
-const SKIP_REASON =
-  'SKIPPED: apt-get is not installed on this machine (set FLEETWARD_REQUIRE_LAB=1 to fail instead)';
-if (!hasAptGet && !requireLab) console.warn(`apt.test.ts: real-host scan ${SKIP_REASON}`);
-
 describe('aptDriver on this host', () => {
-  it.skipIf(!hasAptGet && !requireLab)(
-    `parseScan — parses a real scan of this host and agrees with apt list --upgradable (${hasAptGet ? 'apt-get present' : requireLab ? 'apt-get missing and FLEETWARD_REQUIRE_LAB=1: must fail' : SKIP_REASON})`,
+  itIfAvailable(
+    'parseScan — parses a real scan of this host and agrees with apt list --upgradable',
+    unavailableWithout({ commands: ['apt-get'] }),
     async () => {
-      if (!hasAptGet) throw new Error('FLEETWARD_REQUIRE_LAB=1 but apt-get is not installed on this machine');
       const out = await runScript({});
       expect(out.exitCode, out.stderr).toBe(0);
       const result = aptDriver.parseScan(out);

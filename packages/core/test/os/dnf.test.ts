@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { describeIfAvailable, itIfAvailable, unavailableWithout } from '@fleetward/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PendingPatch } from '../../src/domain/index.js';
 import { PendingPatchSchema } from '../../src/domain/index.js';
@@ -27,7 +28,7 @@ import {
   rpmvercmp,
 } from '../../src/os/rpm-reboot.js';
 import type { ScriptCommand } from '../../src/ports/adapter.js';
-import { have, isRoot, Lab } from '../fixtures/dnf/lab.js';
+import { Lab } from '../fixtures/dnf/lab.js';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/dnf/${name}`, import.meta.url), 'utf8');
 /** A capture as the transport hands it over: the script's stdout, stderr and exit status. */
@@ -729,88 +730,91 @@ describe('dnf output parsers', () => {
   });
 });
 
-const RPM_TOOLS = have('rpmbuild', 'createrepo_c', 'modifyrepo_c', 'dnf');
+describeIfAvailable(
+  'dnf and yum scan scripts against the real dnf (lab repositories)',
+  unavailableWithout({ commands: ['rpmbuild', 'createrepo_c', 'modifyrepo_c', 'dnf'] }),
+  () => {
+    let lab: Lab;
+    beforeAll(() => {
+      lab = new Lab();
+      for (const s of ['lab', 'edge', 'noinfo', 'none', 'kernel'] as const) {
+        lab.build(s);
+        // What the host's dnf-makecache timer does; the scan itself never refreshes.
+        lab.tool(s, ['dnf', '-q', 'makecache']);
+      }
+      lab.build('broken');
+      lab.build('norepos');
+    }, 300_000);
+    afterAll(() => lab?.dispose());
 
-describe.skipIf(!RPM_TOOLS)('dnf and yum scan scripts against the real dnf (lab repositories)', () => {
-  let lab: Lab;
-  beforeAll(() => {
-    lab = new Lab();
-    for (const s of ['lab', 'edge', 'noinfo', 'none', 'kernel'] as const) {
-      lab.build(s);
-      // What the host's dnf-makecache timer does; the scan itself never refreshes.
-      lab.tool(s, ['dnf', '-q', 'makecache']);
-    }
-    lab.build('broken');
-    lab.build('norepos');
-  }, 300_000);
-  afterAll(() => lab?.dispose());
+    const scan = async (
+      driver: PackageManagerDriver,
+      scenario: Parameters<Lab['scan']>[0],
+      options?: Parameters<Lab['scan']>[2],
+    ) => driver.parseScan(await lab.scan(scenario, driver.scanCommand(), options));
 
-  const scan = async (
-    driver: PackageManagerDriver,
-    scenario: Parameters<Lab['scan']>[0],
-    options?: Parameters<Lab['scan']>[2],
-  ) => driver.parseScan(await lab.scan(scenario, driver.scanCommand(), options));
+    it('scan — lab (dnf): exactly the four lab packages', async () => {
+      const result = await scan(dnfDriver, 'lab');
+      expect(result.patches).toEqual(LAB_EXPECTED);
+      expect(result.warnings).toEqual([]);
+    }, 120_000);
 
-  it('scan — lab (dnf): exactly the four lab packages', async () => {
-    const result = await scan(dnfDriver, 'lab');
-    expect(result.patches).toEqual(LAB_EXPECTED);
-    expect(result.warnings).toEqual([]);
-  }, 120_000);
+    it('scan — lab (yum script through dnf as yum): the same', async () => {
+      expect((await scan(yumDriver, 'lab')).patches).toEqual(LAB_EXPECTED);
+    }, 120_000);
 
-  it('scan — lab (yum script through dnf as yum): the same', async () => {
-    expect((await scan(yumDriver, 'lab')).patches).toEqual(LAB_EXPECTED);
-  }, 120_000);
+    it('scan — edge: arches, epochs, several advisories, no severity, no updateinfo', async () => {
+      expect((await scan(dnfDriver, 'edge')).patches).toEqual(EDGE_EXPECTED);
+    }, 120_000);
 
-  it('scan — edge: arches, epochs, several advisories, no severity, no updateinfo', async () => {
-    expect((await scan(dnfDriver, 'edge')).patches).toEqual(EDGE_EXPECTED);
-  }, 120_000);
+    it('scan — noinfo: unknown / unspecified', async () => {
+      expect((await scan(dnfDriver, 'noinfo')).patches).toEqual(NOINFO_EXPECTED);
+    }, 120_000);
 
-  it('scan — noinfo: unknown / unspecified', async () => {
-    expect((await scan(dnfDriver, 'noinfo')).patches).toEqual(NOINFO_EXPECTED);
-  }, 120_000);
+    it('scan — none: no updates (check-update exit 0)', async () => {
+      expect(await scan(dnfDriver, 'none')).toEqual({
+        patches: [],
+        rebootRequired: false,
+        rebootPackages: [],
+        warnings: [],
+      });
+    }, 120_000);
 
-  it('scan — none: no updates (check-update exit 0)', async () => {
-    expect(await scan(dnfDriver, 'none')).toEqual({
-      patches: [],
-      rebootRequired: false,
-      rebootPackages: [],
-      warnings: [],
-    });
-  }, 120_000);
+    it('scan — kernel: the stand-in kernel installed after boot flags a reboot', async () => {
+      const result = await scan(dnfDriver, 'kernel');
+      expect(result.patches).toEqual(KERNEL_EXPECTED);
+      expect(result.rebootRequired).toBe(true);
+      expect(result.rebootPackages).toEqual(['kernel', 'kernel-core']);
+    }, 120_000);
 
-  it('scan — kernel: the stand-in kernel installed after boot flags a reboot', async () => {
-    const result = await scan(dnfDriver, 'kernel');
-    expect(result.patches).toEqual(KERNEL_EXPECTED);
-    expect(result.rebootRequired).toBe(true);
-    expect(result.rebootPackages).toEqual(['kernel', 'kernel-core']);
-  }, 120_000);
+    it('scan — broken repository: failure without skip_if_unavailable, a warning with it', async () => {
+      await expect(scan(dnfDriver, 'broken')).rejects.toThrow(/Cache-only enabled but no cache/);
+      const skipped = await scan(dnfDriver, 'broken', { env: { FW_LAB_SKIP_UNAVAILABLE: 'True' } });
+      expect(skipped.patches).toEqual([]);
+      expect(skipped.warnings).toContain('dnf: Ignoring repositories: lab');
+    }, 120_000);
 
-  it('scan — broken repository: failure without skip_if_unavailable, a warning with it', async () => {
-    await expect(scan(dnfDriver, 'broken')).rejects.toThrow(/Cache-only enabled but no cache/);
-    const skipped = await scan(dnfDriver, 'broken', { env: { FW_LAB_SKIP_UNAVAILABLE: 'True' } });
-    expect(skipped.patches).toEqual([]);
-    expect(skipped.warnings).toContain('dnf: Ignoring repositories: lab');
-  }, 120_000);
+    it('scan — no repositories: CommandFailedError', async () => {
+      await expect(scan(dnfDriver, 'norepos')).rejects.toThrow(CommandFailedError);
+    }, 120_000);
 
-  it('scan — no repositories: CommandFailedError', async () => {
-    await expect(scan(dnfDriver, 'norepos')).rejects.toThrow(CommandFailedError);
-  }, 120_000);
-
-  it.skipIf(!isRoot || !have('setpriv'))(
-    'scan — as a normal user (no sudo): -C reads the system cache',
-    async () => {
-      const before = new Set(readdirSync('/var/tmp'));
-      try {
-        expect((await scan(dnfDriver, 'lab', { asNobody: true })).patches).toEqual(LAB_EXPECTED);
-      } finally {
-        // dnf keeps a normal user's lock directory in the machine's /var/tmp even under --installroot.
-        for (const entry of readdirSync('/var/tmp')) {
-          if (!before.has(entry) && entry.startsWith('dnf-nobody-')) {
-            rmSync(join('/var/tmp', entry), { recursive: true, force: true });
+    itIfAvailable(
+      'scan — as a normal user (no sudo): -C reads the system cache',
+      unavailableWithout({ commands: ['setpriv'], root: true }),
+      async () => {
+        const before = new Set(readdirSync('/var/tmp'));
+        try {
+          expect((await scan(dnfDriver, 'lab', { asNobody: true })).patches).toEqual(LAB_EXPECTED);
+        } finally {
+          // dnf keeps a normal user's lock directory in the machine's /var/tmp even under --installroot.
+          for (const entry of readdirSync('/var/tmp')) {
+            if (!before.has(entry) && entry.startsWith('dnf-nobody-')) {
+              rmSync(join('/var/tmp', entry), { recursive: true, force: true });
+            }
           }
         }
-      }
-    },
-    120_000,
-  );
-});
+      },
+      120_000,
+    );
+  },
+);

@@ -1,11 +1,12 @@
 import { readFileSync } from 'node:fs';
+import { describeIfAvailable, unavailableWithout } from '@fleetward/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PinnedPackage } from '../../src/domain/index.js';
 import { CommandFailedError, ParseError, ValidationError } from '../../src/errors.js';
 import { dnfDriver, parseRpmTransaction, yumDriver } from '../../src/os/dnf.js';
 import type { CommandOutput, PackageManagerDriver, ResolvedTransaction } from '../../src/os/driver.js';
 import { zypperDriver } from '../../src/os/zypper.js';
-import { InstallLab, isRoot, missing } from '../fixtures/rpm-install/lab.js';
+import { InstallLab } from '../fixtures/rpm-install/lab.js';
 
 const fixture = (name: string) =>
   readFileSync(new URL(`../fixtures/rpm-install/${name}`, import.meta.url), 'utf8');
@@ -527,25 +528,20 @@ describe('zypper transaction parsing (captured and crafted output)', () => {
   });
 });
 
-const DNF_MISSING = missing('rpmbuild', 'createrepo_c', 'rpm', 'dnf', 'setpriv');
-const ZYPPER_MISSING = missing('rpmbuild', 'createrepo_c', 'rpm', 'zypper', 'setpriv');
-const labSkip = (tool: string, absent: string[]): string | null => {
-  const why = absent.length ? `missing ${absent.join(', ')}` : isRoot ? null : 'not root';
-  if (why === null) return null;
-  if (process.env['FLEETWARD_REQUIRE_LAB'] === '1') {
-    throw new Error(`FLEETWARD_REQUIRE_LAB=1 but the ${tool} install lab cannot run: ${why}`);
-  }
-  console.warn(`SKIPPING the real ${tool} install tests (rpm-install.test.ts): ${why}`);
-  return why;
-};
-const DNF_SKIP = labSkip('dnf', DNF_MISSING);
-const ZYPPER_SKIP = labSkip('zypper', ZYPPER_MISSING);
+const DNF_UNAVAILABLE = unavailableWithout({
+  commands: ['rpmbuild', 'createrepo_c', 'rpm', 'dnf', 'setpriv'],
+  root: true,
+});
+const ZYPPER_UNAVAILABLE = unavailableWithout({
+  commands: ['rpmbuild', 'createrepo_c', 'rpm', 'zypper', 'setpriv'],
+  root: true,
+});
 
 let lab: InstallLab | undefined;
 beforeAll(() => {
-  if (DNF_SKIP && ZYPPER_SKIP) return;
+  if (DNF_UNAVAILABLE && ZYPPER_UNAVAILABLE) return;
   lab = new InstallLab();
-  lab.build({ dnf: !DNF_SKIP, zypper: !ZYPPER_SKIP });
+  lab.build({ dnf: !DNF_UNAVAILABLE, zypper: !ZYPPER_UNAVAILABLE });
 }, 300_000);
 afterAll(() => lab?.dispose());
 
@@ -554,7 +550,7 @@ function simulate(driver: PackageManagerDriver, root: string, pins: PinnedPackag
   return driver.parseSimulateInstall!(lab!.exec(root, driver.simulateInstallCommand!(pins), { asNobody }));
 }
 
-describe.skipIf(DNF_SKIP !== null)('dnf and yum installs against the real dnf (temporary roots)', () => {
+describeIfAvailable('dnf and yum installs against the real dnf (temporary roots)', DNF_UNAVAILABLE, () => {
   it('simulateInstallCommand — the labdemo update pulls in its new dependency labnew (isNew)', () => {
     expect(byName(simulate(dnfDriver, 'base', [pin('labdemo', '1.1-1')]))).toEqual({
       install: [upgrade('labdemo', '1.1-1'), isNew('labnew', '1.0-1')],
@@ -658,7 +654,7 @@ describe.skipIf(DNF_SKIP !== null)('dnf and yum installs against the real dnf (t
   }, 120_000);
 });
 
-describe.skipIf(ZYPPER_SKIP !== null)('zypper installs against the real zypper (temporary roots)', () => {
+describeIfAvailable('zypper installs against the real zypper (temporary roots)', ZYPPER_UNAVAILABLE, () => {
   it('simulateInstallCommand — the labdemo update pulls in labnew (isNew); an obsoleting package removes', () => {
     expect(byName(simulate(zypperDriver, 'base', [pin('labdemo', '1.1-1')]))).toEqual({
       install: [upgrade('labdemo', '1.1-1'), isNew('labnew', '1.0-1')],

@@ -2,6 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { describeIfAvailable, unavailableWithout } from '@fleetward/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PendingPatch } from '../../src/domain/index.js';
 import { PendingPatchSchema } from '../../src/domain/index.js';
@@ -15,7 +16,7 @@ import {
   zypperRefreshCommand,
 } from '../../src/os/zypper.js';
 import type { ScriptCommand } from '../../src/ports/adapter.js';
-import { have, isRoot, Lab } from '../fixtures/dnf/lab.js';
+import { Lab } from '../fixtures/dnf/lab.js';
 
 const fixture = (name: string) =>
   readFileSync(new URL(`../fixtures/zypper/${name}`, import.meta.url), 'utf8');
@@ -475,78 +476,83 @@ describe('zypper output parsers', () => {
   });
 });
 
-const ZYPPER_TOOLS = have('rpmbuild', 'createrepo_c', 'modifyrepo_c', 'zypper') && isRoot;
+describeIfAvailable(
+  'zypper scan script against the real zypper (lab repositories)',
+  unavailableWithout({
+    commands: ['rpmbuild', 'createrepo_c', 'modifyrepo_c', 'zypper', 'setpriv'],
+    root: true,
+  }),
+  () => {
+    let rpmLab: Lab;
+    beforeAll(() => {
+      rpmLab = new Lab();
+      for (const s of ['lab', 'edge', 'none'] as const) {
+        rpmLab.build(s);
+        // What the host's admin or timer does; the scan itself runs with --no-refresh.
+        rpmLab.tool(s, ['zypper', '--non-interactive', 'refresh']);
+      }
+      rpmLab.build('broken');
+      rpmLab.build('norepos');
+    }, 300_000);
+    afterAll(() => rpmLab?.dispose());
 
-describe.skipIf(!ZYPPER_TOOLS)('zypper scan script against the real zypper (lab repositories)', () => {
-  let rpmLab: Lab;
-  beforeAll(() => {
-    rpmLab = new Lab();
-    for (const s of ['lab', 'edge', 'none'] as const) {
-      rpmLab.build(s);
-      // What the host's admin or timer does; the scan itself runs with --no-refresh.
-      rpmLab.tool(s, ['zypper', '--non-interactive', 'refresh']);
-    }
-    rpmLab.build('broken');
-    rpmLab.build('norepos');
-  }, 300_000);
-  afterAll(() => rpmLab?.dispose());
+    const scan = async (scenario: Parameters<Lab['scan']>[0], options?: Parameters<Lab['scan']>[2]) =>
+      zypperDriver.parseScan(await rpmLab.scan(scenario, zypperDriver.scanCommand(), options));
 
-  const scan = async (scenario: Parameters<Lab['scan']>[0], options?: Parameters<Lab['scan']>[2]) =>
-    zypperDriver.parseScan(await rpmLab.scan(scenario, zypperDriver.scanCommand(), options));
+    it('scan — lab: exactly the four lab packages', async () => {
+      expect(await scan('lab')).toEqual({
+        patches: LAB_EXPECTED,
+        rebootRequired: false,
+        rebootPackages: [],
+        warnings: [],
+      });
+    }, 120_000);
 
-  it('scan — lab: exactly the four lab packages', async () => {
-    expect(await scan('lab')).toEqual({
-      patches: LAB_EXPECTED,
-      rebootRequired: false,
-      rebootPackages: [],
-      warnings: [],
-    });
-  }, 120_000);
+    it('scan — edge', async () => {
+      const result = await scan('edge');
+      expect(result.patches).toEqual(EDGE_EXPECTED);
+      expect(result.warnings).toEqual([EDGE_WARNING]);
+    }, 120_000);
 
-  it('scan — edge', async () => {
-    const result = await scan('edge');
-    expect(result.patches).toEqual(EDGE_EXPECTED);
-    expect(result.warnings).toEqual([EDGE_WARNING]);
-  }, 120_000);
+    it('scan — none', async () => {
+      expect((await scan('none')).patches).toEqual([]);
+    }, 120_000);
 
-  it('scan — none', async () => {
-    expect((await scan('none')).patches).toEqual([]);
-  }, 120_000);
+    it('scan — /run/reboot-needed in the root: needs-rebooting says 102', async () => {
+      const flag = join(rpmLab.dir, 'lab', 'root', 'run', 'reboot-needed');
+      writeFileSync(flag, '');
+      try {
+        expect((await scan('lab')).rebootRequired).toBe(true);
+      } finally {
+        rmSync(flag);
+      }
+    }, 120_000);
 
-  it('scan — /run/reboot-needed in the root: needs-rebooting says 102', async () => {
-    const flag = join(rpmLab.dir, 'lab', 'root', 'run', 'reboot-needed');
-    writeFileSync(flag, '');
-    try {
-      expect((await scan('lab')).rebootRequired).toBe(true);
-    } finally {
-      rmSync(flag);
-    }
-  }, 120_000);
+    it('scan — lock held: root fails retryably (exit 7), a normal user still scans', async () => {
+      const holder = spawn('sleep', ['300'], { stdio: 'ignore' });
+      const pidFile = join(rpmLab.dir, 'lab', 'root', 'run', 'zypp.pid');
+      try {
+        writeFileSync(pidFile, `${holder.pid}\n`);
+        const asRoot = scan('lab');
+        await expect(asRoot).rejects.toThrow(CommandFailedError);
+        await expect(asRoot).rejects.toMatchObject({ retryable: true });
+        expect((await scan('lab', { asNobody: true })).patches).toEqual(LAB_EXPECTED);
+      } finally {
+        holder.kill();
+        writeFileSync(pidFile, '');
+      }
+    }, 120_000);
 
-  it('scan — lock held: root fails retryably (exit 7), a normal user still scans', async () => {
-    const holder = spawn('sleep', ['300'], { stdio: 'ignore' });
-    const pidFile = join(rpmLab.dir, 'lab', 'root', 'run', 'zypp.pid');
-    try {
-      writeFileSync(pidFile, `${holder.pid}\n`);
-      const asRoot = scan('lab');
-      await expect(asRoot).rejects.toThrow(CommandFailedError);
-      await expect(asRoot).rejects.toMatchObject({ retryable: true });
-      if (have('setpriv')) expect((await scan('lab', { asNobody: true })).patches).toEqual(LAB_EXPECTED);
-    } finally {
-      holder.kill();
-      writeFileSync(pidFile, '');
-    }
-  }, 120_000);
+    it('scan — a repository that cannot be read is skipped (106) with a warning', async () => {
+      const result = await scan('broken');
+      expect(result.patches).toEqual([]);
+      expect(result.warnings).toContain(
+        "zypper: Skipping repository 'Fleetward lab lab' because of the above error.",
+      );
+    }, 120_000);
 
-  it('scan — a repository that cannot be read is skipped (106) with a warning', async () => {
-    const result = await scan('broken');
-    expect(result.patches).toEqual([]);
-    expect(result.warnings).toContain(
-      "zypper: Skipping repository 'Fleetward lab lab' because of the above error.",
-    );
-  }, 120_000);
-
-  it('scan — no repositories: CommandFailedError', async () => {
-    await expect(scan('norepos')).rejects.toThrow(/no repositories are defined/);
-  }, 120_000);
-});
+    it('scan — no repositories: CommandFailedError', async () => {
+      await expect(scan('norepos')).rejects.toThrow(/no repositories are defined/);
+    }, 120_000);
+  },
+);

@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import {
   ConflictError,
   createFleet,
@@ -6,13 +5,10 @@ import {
   createMemoryStore,
   type Fleet,
 } from '@fleetward/core';
-import { ManualClock } from '@fleetward/testkit';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describeIfAvailable, ManualClock, unavailableWithout } from '@fleetward/testkit';
+import { afterEach, beforeEach, expect, it } from 'vitest';
 
 // These tests stop before anything is installed: they prove the gates. Real installs run on the lab.
-const hasApt = existsSync('/usr/bin/apt-get');
-if (!hasApt && process.env['FLEETWARD_REQUIRE_LAB'] === '1')
-  throw new Error('FLEETWARD_REQUIRE_LAB=1 but apt-get is missing');
 
 const T = 'acme';
 let fleet: Fleet;
@@ -46,7 +42,7 @@ beforeEach(async () => {
 });
 afterEach(() => fleet.close());
 
-describe.skipIf(!hasApt)('executePlan gates', () => {
+describeIfAvailable('executePlan gates', unavailableWithout({ commands: ['apt-get'] }), () => {
   it('executePlan — an unapproved plan is refused and nothing starts', async () => {
     const alice = fleet.as({ tenantId: T, principalId: 'alice' });
     const plan = await alice.patch.planPatchRun({ policyId: 'sec', maxScanAgeMs: 10 ** 12 });

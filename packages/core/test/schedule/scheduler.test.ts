@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   type Adapter,
+  AuthorizationError,
   createFleet,
   createScanScheduler,
   latestSlot,
@@ -117,6 +118,39 @@ describe('ScanScheduler on one SQLite file shared by two processes', () => {
           .schedules.add({ id: 'x', projectId: 'web', runAs: 'ghost', intervalMinutes: 5 }),
       ).rejects.toThrow(/ghost/);
       expect(await a.store.scanSchedules.get('t', 'x')).toBeUndefined();
+    } finally {
+      await close();
+    }
+  });
+
+  it('schedules.add — a schedule that would scan as a principal who may do more than the caller is refused', async () => {
+    const clock = new ManualClock('2026-03-01T10:00:30.000Z');
+    const { a, close } = await twoProcesses(clock);
+    try {
+      const ops = a.as({ tenantId: 't', principalId: 'ops' });
+      await a.store.roles.create({
+        tenantId: 't',
+        id: 'scheduler',
+        name: 'scheduler',
+        rules: [{ effect: 'allow', actions: ['patch.policy', 'patch.read'] }],
+      });
+      await ops.iam.addPrincipal({ id: 'pat', name: 'Pat', kind: 'human', affiliation: 'contractor' });
+      await ops.iam.bindRole('pat', 'scheduler');
+      const pat = a.as({ tenantId: 't', principalId: 'pat' });
+      const refused = await pat.schedules
+        .add({ id: 'as-admin', projectId: 'web', runAs: 'ops', intervalMinutes: 5 })
+        .catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(AuthorizationError);
+      expect((refused as Error).message).toMatch(/acting as ops would let pat do/);
+      expect(await a.store.scanSchedules.get('t', 'as-admin')).toBeUndefined();
+      expect((await a.store.audit.list('t')).at(-1)).toMatchObject({
+        action: 'patch.policy',
+        decision: 'deny',
+        actor: { principalId: 'pat' },
+      });
+      // As itself, it may.
+      await pat.schedules.add({ id: 'as-pat', projectId: 'web', runAs: 'pat', intervalMinutes: 5 });
+      expect(await a.store.scanSchedules.get('t', 'as-pat')).toMatchObject({ runAs: 'pat' });
     } finally {
       await close();
     }

@@ -10,6 +10,7 @@ import {
   rename,
   rm,
   stat,
+  symlink,
   utimes,
   writeFile,
 } from 'node:fs/promises';
@@ -24,7 +25,7 @@ import {
   type SecretStoreFailure,
   ValidationError,
 } from '@fleetward/core';
-import { prerequisitesRequired } from '@fleetward/testkit';
+import { itIfAvailable, unavailableWithout } from '@fleetward/testkit';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
@@ -372,10 +373,10 @@ describe('FileSecretStore', () => {
     await storeFailure(openFileSecretStore({ directory: file, key: randomBytes(32) }), 'unsafe-directory');
   });
 
-  // Handing a directory to another user needs root; without it this test says so and skips, and
-  // under FLEETWARD_REQUIRE_LAB=1 (CI, as root) it must run.
-  it.skipIf(process.getuid?.() !== 0 && !prerequisitesRequired())(
-    `openFileSecretStore — refuses a directory that belongs to another user${process.getuid?.() === 0 ? '' : ' [SKIPPED: needs root]'}`,
+  // Handing a directory to another user needs root.
+  itIfAvailable(
+    'openFileSecretStore — refuses a directory that belongs to another user',
+    unavailableWithout({ root: true }),
     async () => {
       await mkdir(dir, { mode: 0o700 });
       await chown(dir, 65534, 65534);
@@ -690,6 +691,40 @@ describe('FileSecretStore', () => {
     );
     await writeFile(headerPath(), original);
     await openFileSecretStore({ directory: dir, key: { passphrase: PASSPHRASE } });
+  });
+
+  it('set/rotateKey — a link or folder planted at a secret file or the header is refused as integrity, never written through', async () => {
+    const outside = join(root, 'outside');
+    const store = await openFileSecretStore({ directory: dir, key: randomBytes(32) });
+    await store.set('tenant-a/keys/one', 'v1');
+    const secret = await fileHolding('tenant-a/keys/one');
+    for (const [at, layout] of [
+      [secret, 'link-to-file'],
+      [secret, 'link-to-dir'],
+      [secret, 'dangling-link'],
+      [secret, 'dir'],
+      [headerPath(), 'link-to-file'],
+    ] as const) {
+      await rm(outside, { recursive: true, force: true });
+      await mkdir(join(outside, 'etc'), { recursive: true });
+      await writeFile(join(outside, 'passwd'), 'root:x:0:0\n');
+      const saved = await readFile(at);
+      await rm(at);
+      if (layout === 'link-to-file') await symlink(join(outside, 'passwd'), at);
+      if (layout === 'link-to-dir') await symlink(join(outside, 'etc'), at);
+      if (layout === 'dangling-link') await symlink(join(outside, 'gone'), at);
+      if (layout === 'dir') await mkdir(at);
+      const failure =
+        at === secret
+          ? await storeFailure(store.set('tenant-a/keys/one', 'v2'), 'integrity')
+          : await storeFailure(store.rotateKey(randomBytes(32)));
+      if (at === secret) expect(failure.message, layout).toContain(at);
+      expect(await readFile(join(outside, 'passwd'), 'utf8'), layout).toBe('root:x:0:0\n');
+      expect(await readdir(join(outside, 'etc')), layout).toEqual([]);
+      expect(await readdir(outside), layout).toEqual(['etc', 'passwd']);
+      await rm(at, { recursive: true });
+      await writeFile(at, saved, { mode: 0o600 });
+    }
   });
 
   it('FileSecretStore — cannot be constructed except by openFileSecretStore', () => {

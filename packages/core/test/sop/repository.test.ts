@@ -1,8 +1,11 @@
 import {
+  existsSync,
+  lstatSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   symlinkSync,
   writeFileSync,
@@ -15,8 +18,10 @@ import {
   fileSha256,
   MANIFEST_FILE,
   type Manifest,
+  UnsafePathError,
   ValidationError,
 } from '@fleetward/core';
+import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type SopFixture, sopFleet, T } from './helpers.js';
 
@@ -337,5 +342,134 @@ describe('repository files', () => {
     mkdirSync(join(dir, '.git'));
     await fx.alice.scripts.exportRepository(dir, { names: ['hello'] });
     expect(readdirSync(dir).sort()).toEqual(['.git', 'README.md', MANIFEST_FILE, 'hello.sh']);
+  });
+});
+
+describe('repository files and links', () => {
+  let outside: string;
+  beforeEach(() => {
+    outside = mkdtempSync(join(tmpdir(), 'fleetward-outside-'));
+    writeFileSync(join(outside, 'passwd'), 'root:x:0:0::/root:/bin/sh\n');
+    mkdirSync(join(outside, 'etc'));
+  });
+  afterEach(() => rmSync(outside, { recursive: true, force: true }));
+
+  /** Every entry under `at`, with file bytes and link targets. */
+  const snapshot = (at: string): Record<string, string> =>
+    Object.fromEntries(
+      readdirSync(at, { recursive: true, withFileTypes: true })
+        .map((d) => join(d.parentPath, d.name))
+        .sort()
+        .map((path) => {
+          const info = lstatSync(path);
+          if (info.isSymbolicLink()) return [path, `link ${readlinkSync(path)}`];
+          return [path, info.isFile() ? readFileSync(path, 'utf8') : 'dir'];
+        }),
+    );
+
+  it('exportRepository — a symbolic link at any file it writes is refused by name, and its target is untouched', async () => {
+    await fx.alice.scripts.add(hello);
+    await fx.alice.scripts.add({ ...hello, name: 'second', interpreter: 'python', body: 'print(1)\n' });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('hello.sh', 'second.py', MANIFEST_FILE),
+        fc.constantFrom(join(outside, 'passwd'), join(outside, 'etc'), join(outside, 'missing')),
+        fc.boolean(),
+        async (name, target, exportedBefore) => {
+          const folder = mkdtempSync(join(dir, 'case-'));
+          if (exportedBefore) await fx.alice.scripts.exportRepository(folder);
+          rmSync(join(folder, name), { force: true });
+          symlinkSync(target, join(folder, name));
+          const before = snapshot(outside);
+          const error = await errorOf(fx.alice.scripts.exportRepository(folder));
+          expect(error).toBeInstanceOf(UnsafePathError);
+          expect(error).toBeInstanceOf(ValidationError);
+          expect((error as UnsafePathError).filePath).toBe(join(folder, name));
+          expect((error as UnsafePathError).message).toContain(join(folder, name));
+          expect(snapshot(outside)).toEqual(before);
+          expect(lstatSync(join(folder, name)).isSymbolicLink()).toBe(true);
+        },
+      ),
+      { numRuns: 30 },
+    );
+  });
+
+  it('exportRepository — a hand-edited earlier manifest never makes it remove a file that is not an unchanged export', async () => {
+    const second = await fx.alice.scripts.add({ ...hello, name: 'second', body: 'echo second\n' });
+    await fx.alice.scripts.add(hello);
+    const sha = (path: string) => fileSha256(readFileSync(path));
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.record({
+            name: fc.constantFrom('hello', 'second', 'notes', 'evil'),
+            interpreter: fc.constantFrom('sh', 'bash', 'python'),
+            file: fc.constantFrom('notes.sh', 'evil.sh', 'second.sh', 'x.sh', 'README.md', 'second.py'),
+            trueSha: fc.boolean(),
+            contentHash: fc.constantFrom(second.contentHash, 'c'.repeat(64)),
+          }),
+          { minLength: 1, maxLength: 6 },
+        ),
+        async (forged) => {
+          const folder = mkdtempSync(join(dir, 'case-'));
+          await fx.alice.scripts.exportRepository(folder);
+          // The user's own files, and a script file the user has since edited: none is an export now.
+          writeFileSync(join(folder, 'second.sh'), 'echo edited by hand\n');
+          writeFileSync(join(folder, 'notes.sh'), 'my notes\n');
+          writeFileSync(join(folder, 'x.sh'), 'echo x\n');
+          writeFileSync(join(folder, 'README.md'), '# readme\n');
+          symlinkSync(join(outside, 'passwd'), join(folder, 'evil.sh'));
+          const manifest = JSON.parse(readFileSync(join(folder, MANIFEST_FILE), 'utf8')) as Manifest;
+          for (const f of forged) {
+            const path = join(folder, f.file);
+            manifest.scripts.push({
+              ...manifest.scripts[0]!,
+              name: f.name,
+              interpreter: f.interpreter as 'sh',
+              file: f.file,
+              contentHash: f.contentHash,
+              sha256: f.trueSha && existsSync(path) ? sha(path) : 'd'.repeat(64),
+            });
+          }
+          writeFileSync(join(folder, MANIFEST_FILE), JSON.stringify(manifest));
+          const before = { inside: snapshot(folder), outside: snapshot(outside) };
+          await fx.alice.scripts.exportRepository(folder, { names: ['hello'] });
+          const after = snapshot(folder);
+          delete before.inside[join(folder, MANIFEST_FILE)];
+          delete after[join(folder, MANIFEST_FILE)];
+          expect(after).toEqual(before.inside);
+          expect(snapshot(outside)).toEqual(before.outside);
+        },
+      ),
+      { numRuns: 25 },
+    );
+  });
+
+  it('exportRepository — manifest entries that leave the folder never make it remove anything', async () => {
+    await fx.alice.scripts.add(hello);
+    await fx.alice.scripts.exportRepository(dir);
+    const manifest = JSON.parse(readFileSync(join(dir, MANIFEST_FILE), 'utf8')) as Manifest;
+    const sha = fileSha256(readFileSync(join(outside, 'passwd')));
+    for (const file of ['../passwd', join(outside, 'passwd'), `../${outside.split('/').pop()}/passwd`]) {
+      writeFileSync(
+        join(dir, MANIFEST_FILE),
+        JSON.stringify({
+          ...manifest,
+          scripts: [...manifest.scripts, { ...manifest.scripts[0]!, file, sha256: sha }],
+        }),
+      );
+      await fx.alice.scripts.exportRepository(dir, { names: ['hello'] });
+      expect(readFileSync(join(outside, 'passwd'), 'utf8'), file).toBe('root:x:0:0::/root:/bin/sh\n');
+    }
+  });
+
+  it('importRepository — a manifest that is a symbolic link is not followed', async () => {
+    await fx.alice.scripts.add(hello);
+    const source = join(outside, 'repo');
+    await fx.alice.scripts.exportRepository(source);
+    symlinkSync(join(source, MANIFEST_FILE), join(dir, MANIFEST_FILE));
+    symlinkSync(join(source, 'hello.sh'), join(dir, 'hello.sh'));
+    const error = await errorOf(fx.alice.scripts.importRepository(dir));
+    expect((error as ValidationError).paths).toEqual([MANIFEST_FILE]);
   });
 });

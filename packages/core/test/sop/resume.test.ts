@@ -3,9 +3,15 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConflictError, createFleet, createLocalAdapter, verifyAuditChain } from '@fleetward/core';
+import {
+  ConflictError,
+  createFleet,
+  createLocalAdapter,
+  type Fleet,
+  verifyAuditChain,
+} from '@fleetward/core';
 import { createSqliteStore } from '@fleetward/store-sqlite';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { serverIds, sopFleet, T } from './helpers.js';
 
 const root = fileURLToPath(new URL('../../../..', import.meta.url));
@@ -80,6 +86,14 @@ async function crashMidRun(): Promise<{ db: string; runId: string }> {
   return { db, runId: plan.id };
 }
 
+/** Resolves once the dead orchestrator's lease on the run has run out (real time, store clock). */
+async function leaseExpired(fleet: Fleet, runId: string): Promise<void> {
+  await vi.waitFor(
+    async () => expect(await fleet.store.leases.get(`script-run:${T}:${runId}`)).toBeUndefined(),
+    { timeout: 15_000, interval: 50 },
+  );
+}
+
 /** A new Fleet on the same SQLite file, as a new orchestrator process would open it. */
 function openAgain(db: string) {
   const fleet = createFleet({ store: createSqliteStore({ path: db }), adapters: [createLocalAdapter()] });
@@ -93,7 +107,7 @@ describe('a script run survives its orchestrator', () => {
     try {
       // While the dead process's lease lasts, nobody else may take the run over.
       expect(await scripts.resumeRun(runId).catch((e: unknown) => e)).toBeInstanceOf(ConflictError);
-      await new Promise((r) => setTimeout(r, 2500));
+      await leaseExpired(fleet, runId);
       const results = await scripts.resumeRun(runId);
       expect(results.run.status).toBe('partial');
       expect(results.servers.map((s) => [s.serverId, s.state, s.attempt])).toEqual([
@@ -111,8 +125,16 @@ describe('a script run survives its orchestrator', () => {
       const audit = await fleet.store.audit.list(T, { limit: 10_000 });
       expect(verifyAuditChain(audit).ok).toBe(true);
       const runRecords = audit.filter((r) => r.action === 'script.run' && r.target?.type === 'script-run');
-      expect(runRecords.map((r) => r.result)).toEqual(['success', 'started', 'started', 'failure']);
-      expect(runRecords[2]!.details).toMatchObject({ resumed: true, interrupted: ['s03'] });
+      // The refused resume while the lease lasted is in the log too (rule 1).
+      expect(runRecords.map((r) => r.result)).toEqual([
+        'success',
+        'started',
+        'failure',
+        'started',
+        'failure',
+      ]);
+      expect(runRecords[2]!.details).toEqual({ code: 'CONFLICT' });
+      expect(runRecords[3]!.details).toMatchObject({ resumed: true, interrupted: ['s03'] });
       const perServer = audit.filter((r) => r.action === 'script.run' && r.target?.type === 'server');
       expect(perServer.map((r) => r.target!.id).sort()).toEqual(serverIds(5));
     } finally {
@@ -124,7 +146,7 @@ describe('a script run survives its orchestrator', () => {
     const { db, runId } = await crashMidRun();
     const { fleet, scripts } = openAgain(db);
     try {
-      await new Promise((r) => setTimeout(r, 2500));
+      await leaseExpired(fleet, runId);
       const cancelled = await scripts.cancelRun(runId, { reason: 'the change was called off' });
       expect(cancelled.status).toBe('cancelled');
       expect(cancelled.reason).toBe('cancelled by alice: the change was called off');

@@ -270,6 +270,12 @@ describe('executeRollout failures', () => {
   it('executeRollout — when runServer throws, nothing more starts, the running servers finish, then the error is rethrown', async () => {
     const finished: string[] = [];
     const started: string[] = [];
+    // b is still running when a throws, and finishes only after the rollout has seen the error:
+    // setImmediate runs after every pending promise reaction, the rollout's included.
+    let release = () => {};
+    const aHasThrown = new Promise<void>((resolve) => {
+      release = resolve;
+    });
     const error = await executeRollout({
       waves: [{ name: 'all', serverIds: ['a', 'b', 'c', 'd'] }],
       stopCondition: stopConditionFor(RolloutSchema.parse({}), 4),
@@ -277,8 +283,11 @@ describe('executeRollout failures', () => {
       states: new Map(),
       runServer: async (id) => {
         started.push(id);
-        if (id === 'a') throw new Error('the store is gone');
-        await new Promise((r) => setTimeout(r, 50));
+        if (id === 'a') {
+          setImmediate(release);
+          throw new Error('the store is gone');
+        }
+        await aHasThrown;
         finished.push(id);
         return { state: 'succeeded', countsAgainstBudget: false };
       },

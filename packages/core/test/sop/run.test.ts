@@ -1,5 +1,15 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -502,5 +512,49 @@ describe('script run events', () => {
     });
     expect((await fx.alice.scripts.listRuns({ script: 'noop' })).map((r) => r.id)).toEqual([results.run.id]);
     expect((await fx.alice.scripts.getRun(results.run.id)).servers[0]!.state).toBe('succeeded');
+  });
+});
+
+describe('run output files and links', () => {
+  it('startRun — output files are never written through a link at the run folder or at a file; the error names the path', async () => {
+    fx = await sopFleet({ servers: 1 });
+    const f = fx;
+    const outside = join(dir, 'outside');
+    const outputDir = join(dir, 'out');
+    await f.alice.scripts.add({ name: 'say', interpreter: 'sh', body: 'echo secret output\n' });
+    // Every layout, not a sample: each is one run.
+    for (const where of ['run folder', 'stdout', 'stderr'] as const) {
+      for (const layout of ['link-to-file', 'link-to-dir', 'dangling-link', 'file', 'dir'] as const) {
+        rmSync(outside, { recursive: true, force: true });
+        mkdirSync(join(outside, 'etc'), { recursive: true });
+        writeFileSync(join(outside, 'passwd'), 'root:x:0:0\n');
+        const plan = await f.alice.scripts.planRun({ script: 'say', targets: { serverIds: ['s01'] } });
+        const runDir = join(outputDir, plan.id);
+        mkdirSync(where === 'run folder' ? outputDir : runDir, { recursive: true });
+        const path = where === 'run folder' ? runDir : join(runDir, `s01.${where}`);
+        if (layout === 'link-to-file') symlinkSync(join(outside, 'passwd'), path);
+        if (layout === 'link-to-dir') symlinkSync(join(outside, 'etc'), path);
+        if (layout === 'dangling-link') symlinkSync(join(outside, 'gone'), path);
+        if (layout === 'file') writeFileSync(path, 'mine\n');
+        if (layout === 'dir') mkdirSync(path);
+        const results = await f.alice.scripts.startRun(plan.id, { outputDir });
+        const server = results.servers[0]!;
+        const label = `${layout} at ${where}`;
+        expect(readFileSync(join(outside, 'passwd'), 'utf8'), label).toBe('root:x:0:0\n');
+        expect(readdirSync(join(outside, 'etc')), label).toEqual([]);
+        expect(existsSync(join(outside, 'gone')), label).toBe(false);
+        if (where === 'run folder' ? layout === 'dir' : layout === 'file') {
+          // A real run folder is used; an earlier output file of the same name is replaced whole.
+          expect(server.state, label).toBe('succeeded');
+          expect(readFileSync(join(runDir, 's01.stdout'), 'utf8'), label).toBe('secret output\n');
+          expect(readFileSync(join(runDir, 's01.stderr'), 'utf8'), label).toBe('');
+          continue;
+        }
+        expect(server.state, label).toBe('failed');
+        expect(server.fullOutput, label).toBeUndefined();
+        expect(server.error?.code, label).toBe('VALIDATION_FAILED');
+        expect(server.error?.message, label).toContain(path);
+      }
+    }
   });
 });

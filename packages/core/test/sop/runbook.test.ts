@@ -25,7 +25,7 @@ import {
 } from '@fleetward/core';
 import { createSqliteStore } from '@fleetward/store-sqlite';
 import { ManualClock } from '@fleetward/testkit';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type SopFixture, serverIds, sopFleet, T } from './helpers.js';
 
 const root = fileURLToPath(new URL('../../../..', import.meta.url));
@@ -811,8 +811,15 @@ describe('wait steps', () => {
     clock.advance(599_000);
     const records = (await fleet.store.audit.list(T)).length;
     expect((await alice.runbooks.resume(waiting.id, { returnWhenWaiting: true })).status).toBe('waiting');
-    // Looking at a run that still waits writes nothing.
-    expect((await fleet.store.audit.list(T)).length).toBe(records);
+    // Looking at a run that still waits changes nothing, and leaves one record of the call (rule 1).
+    const added = (await fleet.store.audit.list(T)).slice(records);
+    expect(added).toEqual([
+      expect.objectContaining({
+        action: 'runbook.run',
+        result: 'success',
+        details: expect.objectContaining({ resumed: false, paused: 'waiting', step: 'settle' }),
+      }),
+    ]);
     clock.advance(1000);
     expect((await alice.runbooks.resume(waiting.id, { returnWhenWaiting: true })).status).toBe('succeeded');
   });
@@ -935,14 +942,21 @@ describe('wait steps', () => {
     try {
       const alice = fleet.as({ tenantId: T, principalId: 'alice' });
       expect(await errorOf(alice.runbooks.resume(runId))).toBeInstanceOf(ConflictError);
-      await new Promise((r) => setTimeout(r, 1500));
+      // The dead process's lease runs out in real time (the store keeps the system clock).
+      await vi.waitFor(
+        async () => expect(await fleet.store.leases.get(`runbook-run:${T}:${runId}`)).toBeUndefined(),
+        { timeout: 15_000, interval: 50 },
+      );
       const remaining = new Promise<number>((resolve) =>
         fleet.events.once('runbook.step.waiting', (e) => resolve(e.remainingMs)),
       );
       const resumed = alice.runbooks.resume(runId, { waitPollMs: 10 });
       expect(await remaining).toBe(600_000);
+      // One millisecond short of the deadline: after the wait has looked at the clock again
+      // several times, it still waits.
+      const reads = vi.spyOn(clock, 'now');
       clock.advance(599_999);
-      await new Promise((r) => setTimeout(r, 200));
+      await vi.waitFor(() => expect(reads.mock.calls.length).toBeGreaterThanOrEqual(5));
       expect((await fleet.store.runbookRuns.require(T, runId)).status).toBe('waiting');
       clock.advance(1);
       const run = await resumed;

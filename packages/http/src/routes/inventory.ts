@@ -42,7 +42,9 @@ const ServerListQuery = PageQuery.extend({
 });
 
 function selectorOf(query: z.output<typeof ServerListQuery>): ServerSelector | undefined {
-  const labels: Record<string, string> = {};
+  // No prototype: `label=__proto__=x` must become an own key the schema refuses, not a no-op
+  // assignment to the prototype that silently widens the filter to every server.
+  const labels: Record<string, string> = Object.create(null);
   for (const pair of query.label === undefined ? [] : [query.label].flat()) {
     const eq = pair.indexOf('=');
     if (eq < 1) {

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
-import { type AddressInfo, createServer } from 'node:net';
+import { type AddressInfo, connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,6 +26,8 @@ import {
 
 const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 /** reboot(2)'s number; LINUX_REBOOT_MAGIC1, MAGIC2 and CMD_RESTART follow it in the tests. */
+/** RFC 4253 §7.1: the first packet each side sends after the identification strings. */
+const SSH_MSG_KEXINIT = 20;
 const SYS_REBOOT = process.arch === 'arm64' ? 142 : 169;
 const CHILD_SCRIPT = fileURLToPath(new URL('./support/child-lab.ts', import.meta.url));
 
@@ -35,6 +37,48 @@ interface ChildLab {
   id: string;
   address: string;
   netns: string;
+}
+
+/**
+ * One request/response round trip with sshd over raw TCP: wait for its banner, send a client
+ * identification, and time until sshd's first key-exchange packet (SSH_MSG_KEXINIT, which sshd
+ * sends only after reading the client's identification) arrives.
+ */
+function sshdRoundTrip(
+  address: string,
+  port: number,
+): Promise<{ banner: string; replyMessageType: number | undefined; roundTripMs: number }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: address, port });
+    let received = Buffer.alloc(0);
+    let banner: string | undefined;
+    let sentAt = 0;
+    const fail = (error: Error) => {
+      socket.destroy();
+      reject(error);
+    };
+    socket.on('data', (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk]);
+      if (banner === undefined) {
+        const end = received.indexOf('\r\n');
+        if (end < 0) return;
+        banner = received.subarray(0, end).toString('latin1');
+        received = received.subarray(end + 2);
+        if (received.length > 0)
+          return fail(new Error('sshd sent more than its banner before the client spoke'));
+        sentAt = performance.now();
+        socket.write('SSH-2.0-fleetward-latency-probe\r\n');
+        return;
+      }
+      // uint32 packet length, byte padding length, then the message type.
+      if (received.length < 6) return;
+      const roundTripMs = performance.now() - sentAt;
+      socket.destroy();
+      resolve({ banner, replyMessageType: received[5], roundTripMs });
+    });
+    socket.on('end', () => fail(new Error(`${address}:${port} closed before answering`)));
+    socket.on('error', fail);
+  });
 }
 
 /** A separate test process (sources via tsx, like vitest) that started a lab and waits. */
@@ -390,10 +434,20 @@ describeWithLab('lab', () => {
     expect((await deb.exec(['timeout', '3', 'bash', '-c', fetch])).exitCode).toBe(0);
   });
 
-  it('slow — ssh still works through the delaying proxy', async () => {
-    const proxy = await deb.slow({ delayMs: 30 });
+  it('slow — every round trip through the proxy takes at least twice delayMs, and ssh still works', async () => {
+    const delayMs = 150;
+    const proxy = await deb.slow({ delayMs });
     try {
       expect(proxy.address).toBe(lab.gateway);
+      const direct = await sshdRoundTrip(deb.address, deb.port);
+      const slowed = await sshdRoundTrip(proxy.address, proxy.port);
+      // The same exchange on both paths: the proxy delays bytes, it does not change them.
+      expect(slowed.banner).toBe(direct.banner);
+      expect(direct.replyMessageType).toBe(SSH_MSG_KEXINIT);
+      expect(slowed.replyMessageType).toBe(SSH_MSG_KEXINIT);
+      // A lower bound the proxy causes (one delay each way), not a performance limit. The 2 ms
+      // allow for timers that count whole milliseconds.
+      expect(slowed.roundTripMs).toBeGreaterThanOrEqual(2 * delayMs - 2);
       const knownHosts = deb.knownHosts.replaceAll(deb.address, `[${proxy.address}]:${proxy.port}`);
       const r = await ssh(deb, 'root', 'hostname', { address: proxy.address, port: proxy.port, knownHosts });
       expect(r).toMatchObject({ code: 0, stdout: 'deb1\n' });

@@ -1,7 +1,6 @@
-import { accessSync, constants as fsConstants } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type AdvisorySpec,
@@ -23,39 +22,19 @@ import {
   type ToolResult,
   validateLabPackageSpec,
 } from '../../src/lab/repos/build.js';
+import { describeIfAvailable, unavailableWithout } from '../../src/requirements.js';
 
-const REQUIRE = process.env['FLEETWARD_REQUIRE_LAB'] === '1';
 // Regenerates test/lab/captured/ (outputs for the dnf/zypper parser tests) when set.
 const CAPTURE = process.env['FLEETWARD_LAB_CAPTURE'] === '1';
 const CAPTURED_DIR = join(import.meta.dirname, 'captured');
-
-function onPath(tool: string): boolean {
-  return (process.env['PATH'] ?? '').split(delimiter).some((dir) => {
-    try {
-      accessSync(join(dir, tool), fsConstants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
-}
 
 /**
  * Tests needing host tools skip loudly when they are missing, unless FLEETWARD_REQUIRE_LAB=1
  * (lab CI), where a missing tool must fail rather than quietly shrink the suite.
  */
-function needs(...tools: string[]): { skip: boolean; suffix: string } {
-  const missing = tools.filter((t) => !onPath(t));
-  if (missing.length === 0) return { skip: false, suffix: '' };
-  const reason = `missing ${missing.join(', ')}`;
-  if (REQUIRE)
-    throw new Error(
-      `FLEETWARD_REQUIRE_LAB=1 but ${reason} (install: dpkg-dev apt rpm createrepo-c dnf zypper)`,
-    );
-  console.warn(
-    `\n!!! SKIPPING lab repository tests: ${reason} (set FLEETWARD_REQUIRE_LAB=1 to fail instead)\n`,
-  );
-  return { skip: true, suffix: ` [SKIPPED: ${reason}]` };
+function needs(...tools: string[]): string | undefined {
+  const reason = unavailableWithout({ commands: tools });
+  return reason && `${reason} (install: dpkg-dev apt rpm createrepo-c dnf zypper)`;
 }
 
 const temps: string[] = [];
@@ -296,7 +275,7 @@ const APT_SUITES: AptSuiteSpec[] = [
 ];
 
 const aptTools = needs('dpkg-deb', 'apt-get');
-describe.skipIf(aptTools.skip)('apt repository', () => {
+describeIfAvailable('apt repository', aptTools, () => {
   let repo = '';
   let buildMs = 0;
   beforeAll(async () => {
@@ -307,7 +286,7 @@ describe.skipIf(aptTools.skip)('apt repository', () => {
     console.info(`buildAptRepository: ${APT_SUITES.length} suites, 8 packages in ${buildMs.toFixed(0)} ms`);
   });
 
-  it(`buildDeb — a real .deb with control fields and the version file${aptTools.suffix}`, async () => {
+  it(`buildDeb — a real .deb with control fields and the version file`, async () => {
     const out = await tempDir('deb');
     const path = await buildDeb({ ...labdemoNew, summary: 'Demo 100% lab' }, out);
     expect(path).toBe(join(out, 'labdemo_1.1-1_all.deb'));
@@ -329,7 +308,7 @@ describe.skipIf(aptTools.skip)('apt repository', () => {
     await expect(buildDeb({ name: 'labdemo', version: '1.1-1' }, out)).rejects.toThrow(/invalid version/);
   });
 
-  it(`buildAptRepository — Release fields flow into apt's Inst lines${aptTools.suffix}`, async () => {
+  it(`buildAptRepository — Release fields flow into apt's Inst lines`, async () => {
     const release = await readFile(join(repo, 'dists/lab-security/Release'), 'utf8');
     expect(release).toMatch(/^Origin: Debian\nLabel: Debian-Security\nSuite: lab-security\nVersion: 12\n/);
     expect(release).toMatch(/^Codename: lab-security$/m);
@@ -349,7 +328,7 @@ describe.skipIf(aptTools.skip)('apt repository', () => {
     expect(inst).toHaveLength(4);
   });
 
-  it(`buildAptRepository — a package in two suites shows both origins${aptTools.suffix}`, async () => {
+  it(`buildAptRepository — a package in two suites shows both origins`, async () => {
     const client = await aptClient(repo, ['lab', 'lab-updates', 'lab-security'], INSTALLED);
     ok(await client.apt(['update']));
     const inst = instLines(ok(await client.apt(['-s', 'dist-upgrade'])).stdout);
@@ -358,7 +337,7 @@ describe.skipIf(aptTools.skip)('apt repository', () => {
     );
   });
 
-  it(`buildAptRepository — Filename, Size and hashes are right: apt-get download verifies them${aptTools.suffix}`, async () => {
+  it(`buildAptRepository — Filename, Size and hashes are right: apt-get download verifies them`, async () => {
     const client = await aptClient(repo, ['lab-security'], []);
     ok(await client.apt(['update']));
     const download = join(client.root, 'download');
@@ -367,7 +346,7 @@ describe.skipIf(aptTools.skip)('apt repository', () => {
     expect(fetched).toEqual(await readFile(join(repo, 'pool/main/l/labdemo/labdemo_1.1-1_all.deb')));
   });
 
-  it(`buildAptRepository — republishing with more packages rewrites the indexes${aptTools.suffix}`, async () => {
+  it(`buildAptRepository — republishing with more packages rewrites the indexes`, async () => {
     const own = await tempDir('apt-repo-republish');
     await buildAptRepository(own, APT_SUITES);
     const client = await aptClient(own, ['lab', 'lab-updates', 'lab-security'], INSTALLED);
@@ -461,7 +440,7 @@ const rpmTools = needs('rpmbuild', 'createrepo_c', 'modifyrepo_c', 'rpm');
 const dnfTools = needs('rpmbuild', 'createrepo_c', 'modifyrepo_c', 'rpm', 'dnf');
 const zypperTools = needs('rpmbuild', 'createrepo_c', 'modifyrepo_c', 'rpm', 'zypper');
 
-describe.skipIf(rpmTools.skip)('rpm repository', () => {
+describeIfAvailable('rpm repository', rpmTools, () => {
   let repo = '';
   beforeAll(async () => {
     repo = await tempDir('rpm-repo');
@@ -473,7 +452,7 @@ describe.skipIf(rpmTools.skip)('rpm repository', () => {
     );
   });
 
-  it(`buildRpm — a noarch rpm with Requires and the version file${rpmTools.suffix}`, async () => {
+  it(`buildRpm — a noarch rpm with Requires and the version file`, async () => {
     const out = await tempDir('rpm');
     const path = await buildRpm({ ...labdemoNew, summary: 'Demo 100% %{lab}' }, out);
     expect(path).toBe(join(out, 'labdemo-1.1-1.noarch.rpm'));
@@ -492,7 +471,7 @@ describe.skipIf(rpmTools.skip)('rpm repository', () => {
     expect(x86).toBe(join(out, 'labarch-1.0-1.x86_64.rpm'));
   });
 
-  it(`buildRpm — builds in parallel without collisions${rpmTools.suffix}`, async () => {
+  it(`buildRpm — builds in parallel without collisions`, async () => {
     const out = await tempDir('rpm-par');
     const specs = Array.from({ length: 8 }, (_, i) => ({ name: `labpar${i}`, version: `1.${i}` }));
     const started = performance.now();
@@ -507,7 +486,7 @@ describe.skipIf(rpmTools.skip)('rpm repository', () => {
     expect(await readFile(a)).toEqual(await readFile(b));
   });
 
-  it(`buildRpmRepository — repodata has primary and updateinfo${rpmTools.suffix}`, async () => {
+  it(`buildRpmRepository — repodata has primary and updateinfo`, async () => {
     const repomd = await readFile(join(repo, 'repodata/repomd.xml'), 'utf8');
     expect(repomd).toContain('<data type="primary">');
     expect(repomd).toContain('<data type="updateinfo">');
@@ -519,7 +498,7 @@ describe.skipIf(rpmTools.skip)('rpm repository', () => {
     ).rejects.toThrow(/package labdemo-1\.1-1\.noarch\.rpm is not in spec\.packages/);
   });
 
-  describe.skipIf(dnfTools.skip)('dnf', () => {
+  describeIfAvailable('dnf', dnfTools, () => {
     let dnf: Awaited<ReturnType<typeof dnfClient>>;
     let paths: Record<string, string> = {};
     const capture = async (file: string, args: string[]) => {
@@ -535,13 +514,13 @@ describe.skipIf(rpmTools.skip)('rpm repository', () => {
       ok(await dnf(['-q', 'makecache']));
     });
 
-    it(`buildRpmRepository — dnf updateinfo list --security shows the Critical advisory${dnfTools.suffix}`, async () => {
+    it(`buildRpmRepository — dnf updateinfo list --security shows the Critical advisory`, async () => {
       const r = ok(await capture('dnf-updateinfo-list-security', ['updateinfo', 'list', '--security']));
       expect(r.stdout).toMatch(/^LAB-2026:0001 Critical\/Sec\. labdemo-1\.1-1\.noarch$/m);
       expect(r.stdout).not.toMatch(/LAB-2026:000[23]/);
     });
 
-    it(`buildRpmRepository — dnf sees the bugfix and enhancement advisories${dnfTools.suffix}`, async () => {
+    it(`buildRpmRepository — dnf sees the bugfix and enhancement advisories`, async () => {
       const list = ok(await capture('dnf-updateinfo-list-all', ['updateinfo', 'list', '--all']));
       expect(list.stdout).toMatch(/LAB-2026:0002 bugfix +labtool-2\.1-1\.noarch/);
       expect(list.stdout).toMatch(/LAB-2026:0003 enhancement +labextra-1\.0-1\.noarch/);
@@ -551,7 +530,7 @@ describe.skipIf(rpmTools.skip)('rpm repository', () => {
       expect(info.stdout).toMatch(/Update ID: LAB-2026:0001\n\s+Type: security\n[\s\S]*?CVEs: CVE-2026-0001/);
     });
 
-    it(`buildRpmRepository — dnf check-update exits 100 listing the four upgrades${dnfTools.suffix}`, async () => {
+    it(`buildRpmRepository — dnf check-update exits 100 listing the four upgrades`, async () => {
       const r = await capture('dnf-check-update', ['check-update']);
       expect(r.code).toBe(100);
       const upgrades: Array<[string, string]> = [
@@ -573,7 +552,7 @@ describe.skipIf(rpmTools.skip)('rpm repository', () => {
       expect(fresh.stdout).toMatch(/^labdemo\.noarch +1\.1-1 +lab *$/m);
     });
 
-    it(`buildRpmRepository — dnf repoquery --upgrades and a dry-run upgrade pulling labnew${dnfTools.suffix}`, async () => {
+    it(`buildRpmRepository — dnf repoquery --upgrades and a dry-run upgrade pulling labnew`, async () => {
       const qf = '"%{NAME}" "%{EPOCH}" "%{VERSION}" "%{RELEASE}" "%{REPONAME}"';
       const rq = ok(await capture('dnf-repoquery-upgrades', ['repoquery', '--upgrades', '--qf', qf, '-q']));
       expect(rq.stdout.trim().split('\n').sort()).toEqual([
@@ -588,7 +567,7 @@ describe.skipIf(rpmTools.skip)('rpm repository', () => {
     });
   });
 
-  describe.skipIf(zypperTools.skip)('zypper', () => {
+  describeIfAvailable('zypper', zypperTools, () => {
     let zypper: Awaited<ReturnType<typeof zypperClient>>;
     let paths: Record<string, string> = {};
     const capture = async (file: string, args: string[]) => {
@@ -604,7 +583,7 @@ describe.skipIf(rpmTools.skip)('rpm repository', () => {
       ok(await zypper(['refresh']));
     });
 
-    it(`buildRpmRepository — zypper list-patches reports category and severity${zypperTools.suffix}`, async () => {
+    it(`buildRpmRepository — zypper list-patches reports category and severity`, async () => {
       const xml = ok(await capture('zypper-xml-list-patches', ['--xmlout', 'list-patches'])).stdout;
       expect(xml).toMatch(
         /<update kind="patch" name="LAB-2026:0001" [^>]*category="security" severity="critical"/,
@@ -620,7 +599,7 @@ describe.skipIf(rpmTools.skip)('rpm repository', () => {
       expect(plain).toMatch(/^lab +\| LAB-2026:0001 \| security +\| critical +\|.*\| needed +\|/m);
     });
 
-    it(`buildRpmRepository — zypper list-updates lists the package upgrades${zypperTools.suffix}`, async () => {
+    it(`buildRpmRepository — zypper list-updates lists the package upgrades`, async () => {
       const xml = ok(await capture('zypper-xml-list-updates', ['--xmlout', 'list-updates'])).stdout;
       expect(xml).toMatch(
         /<update kind="package" name="labdemo" edition="1\.1-1" arch="noarch" edition-old="1\.0-1"/,
@@ -632,8 +611,8 @@ describe.skipIf(rpmTools.skip)('rpm repository', () => {
     });
   });
 
-  describe.skipIf(dnfTools.skip || zypperTools.skip)('republishing', () => {
-    it(`buildRpmRepository — a rebuild publishes a new advisory to dnf and zypper${dnfTools.suffix}${zypperTools.suffix}`, async () => {
+  describeIfAvailable('republishing', dnfTools ?? zypperTools, () => {
+    it(`buildRpmRepository — a rebuild publishes a new advisory to dnf and zypper`, async () => {
       const own = await tempDir('rpm-repo-republish');
       await buildRpmRepository(own, RPM_FIXTURE);
       const root = await rpmRoot('republish-root', INSTALLED);

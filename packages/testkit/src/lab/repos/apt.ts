@@ -38,6 +38,9 @@ function controlFile(p: ResolvedPackage): string {
     'Installed-Size: 1',
   ];
   if (p.depends.length > 0) lines.push(`Depends: ${p.depends.join(', ')}`);
+  if (p.replaces.length > 0) {
+    lines.push(`Conflicts: ${p.replaces.join(', ')}`, `Replaces: ${p.replaces.join(', ')}`);
+  }
   lines.push(
     'Section: misc',
     'Priority: optional',

@@ -89,6 +89,7 @@ function specFile(p: ResolvedPackage, source: string): string {
     'URL: https://fleetward.invalid/lab',
     `BuildArch: ${p.arch}`,
     ...p.depends.map((dep) => `Requires: ${dep}`),
+    ...p.replaces.map((other) => `Obsoletes: ${other}`),
     `Source0: ${source}`,
     '',
     '%description',

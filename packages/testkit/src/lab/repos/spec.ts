@@ -74,6 +74,7 @@ export interface ResolvedPackage {
   arch: string;
   summary: string;
   depends: string[];
+  replaces: string[];
 }
 
 function fail(where: string, field: string, value: unknown, why: string): never {
@@ -135,7 +136,13 @@ function resolve(spec: LabPackageSpec, family: 'deb' | 'rpm'): ResolvedPackage {
   const depends = (spec.depends ?? []).map((dep, i) =>
     checkString(where, `depends[${i}]`, dep, LAB_PACKAGE_NAME, 'not a lab package name'),
   );
-  return { name, version, release, arch, summary, depends };
+  if (spec.replaces !== undefined && !Array.isArray(spec.replaces)) {
+    fail(where, 'replaces', spec.replaces, 'must be an array of package names');
+  }
+  const replaces = (spec.replaces ?? []).map((other, i) =>
+    checkString(where, `replaces[${i}]`, other, LAB_PACKAGE_NAME, 'not a lab package name'),
+  );
+  return { name, version, release, arch, summary, depends, replaces };
 }
 
 /** Validates a spec for Debian and applies defaults (`release` 1, `arch` all; `noarch` → `all`). */
@@ -187,7 +194,7 @@ export function labFileContent(p: ResolvedPackage): string {
 
 /** A stable key for "is this the same build?": two different specs for one file name are a bug. */
 export function buildKey(p: ResolvedPackage): string {
-  return JSON.stringify([p.name, p.version, p.release, p.arch, p.summary, [...p.depends]]);
+  return JSON.stringify([p.name, p.version, p.release, p.arch, p.summary, [...p.depends], [...p.replaces]]);
 }
 
 /** Converts `2026-01-15` or an ISO date-time to updateinfo's `2026-01-15 00:00:00`. */

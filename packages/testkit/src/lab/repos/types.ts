@@ -15,6 +15,11 @@ export interface LabPackageSpec {
   summary?: string;
   /** Names of other lab packages this one depends on (lets tests produce NEW dependencies). */
   depends?: string[];
+  /**
+   * Names of other lab packages this one replaces: installing it removes them (Debian `Conflicts`
+   * and `Replaces`, RPM `Obsoletes`). Lets tests produce transactions that remove a package.
+   */
+  replaces?: string[];
 }
 
 /** An apt suite (pocket) of the lab's apt repository. */

@@ -1,0 +1,152 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EXIT, runCli } from '@fleetward/cli';
+import { createFleet, createLocalAdapter, generateAuditSigningKey } from '@fleetward/core';
+import { createSqliteStore } from '@fleetward/store-sqlite';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+let dir: string;
+const dbFile = () => join(dir, 'fleetward.db');
+
+const run = async (args: string[]) => {
+  const out = { stdout: '', stderr: '' };
+  const code = await runCli(['--data-dir', dir, ...args], {
+    stdout: (t) => {
+      out.stdout += t;
+    },
+    stderr: (t) => {
+      out.stderr += t;
+    },
+    env: {},
+    isTTY: false,
+  });
+  return { code, ...out };
+};
+
+/** What someone with the database file does: triggers dropped, SQL run by hand. */
+const tamper = (fn: (db: Database.Database) => void) => {
+  const db = new Database(dbFile());
+  try {
+    db.exec('DROP TRIGGER IF EXISTS audit_log_no_update; DROP TRIGGER IF EXISTS audit_log_no_delete;');
+    fn(db);
+  } finally {
+    db.close();
+  }
+};
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'fleetward-audit-verify-cli-'));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('fleetward audit verify and list on a tampered store', () => {
+  it('audit verify — --require-checkpoint without --file and without any checkpoint fails, not OK', async () => {
+    expect((await run(['servers'])).code).toBe(EXIT.ok);
+    const result = await run(['audit', 'verify', '--require-checkpoint']);
+    expect(result.code).toBe(EXIT.failure);
+    expect(result.stdout).toMatch(/^NOT ANCHORED: 1 problem/);
+    expect(result.stdout).toContain('missing-checkpoint: no checkpoint could be verified');
+  });
+
+  it('audit verify — checks the checkpoints the store recorded and those given in files', async () => {
+    expect((await run(['servers'])).code).toBe(EXIT.ok);
+    // An embedder with a signing key takes a checkpoint on the same store.
+    const key = generateAuditSigningKey();
+    const fleet = createFleet({
+      store: createSqliteStore({ path: dbFile() }),
+      adapters: [createLocalAdapter()],
+      auditSigningKey: key.privateKeyPem,
+    });
+    const cp = await fleet.as({ tenantId: 'default', principalId: 'local-admin' }).audit.checkpoint();
+    await fleet.close();
+    writeFileSync(join(dir, 'pub.pem'), key.publicKeyPem);
+    writeFileSync(join(dir, 'cp.json'), JSON.stringify(cp));
+
+    const stored = await run([
+      'audit',
+      'verify',
+      '--require-checkpoint',
+      '--public-key',
+      join(dir, 'pub.pem'),
+    ]);
+    expect(stored.code).toBe(EXIT.ok);
+    expect(stored.stdout).toMatch(/^OK: .*1 checkpoint\(s\) verified/);
+
+    const json = await run([
+      'audit',
+      'verify',
+      '--json',
+      '--public-key',
+      join(dir, 'pub.pem'),
+      '--checkpoint',
+      join(dir, 'cp.json'),
+    ]);
+    // The file holds the checkpoint the log records too: it counts once.
+    expect(JSON.parse(json.stdout)).toMatchObject({ ok: true, checkpointsVerified: 1, anchoredSeq: cp.seq });
+
+    // A checkpoint file altered to claim more records than were signed is refused, not trusted.
+    const forged = { ...cp, seq: cp.seq + 100 };
+    writeFileSync(join(dir, 'forged.json'), JSON.stringify(forged));
+    const bad = await run([
+      'audit',
+      'verify',
+      '--public-key',
+      join(dir, 'pub.pem'),
+      '--checkpoint',
+      join(dir, 'forged.json'),
+    ]);
+    expect(bad.code).toBe(EXIT.failure);
+    expect(bad.stdout).toContain('bad-signature');
+  });
+
+  it('audit list --actor — a row whose actor_id and action columns were edited is still listed under its real actor; verify names it', async () => {
+    expect((await run(['servers'])).code).toBe(EXIT.ok);
+    const before = JSON.parse((await run(['audit', 'list', '--actor', 'local-admin', '--json'])).stdout) as {
+      seq: number;
+    }[];
+    expect(before.length).toBeGreaterThan(0);
+    tamper((db) =>
+      db
+        .prepare("UPDATE audit_log SET actor_id = 'ghost', action = 'noise' WHERE actor_id = 'local-admin'")
+        .run(),
+    );
+    const after = JSON.parse((await run(['audit', 'list', '--actor', 'local-admin', '--json'])).stdout) as {
+      seq: number;
+    }[];
+    expect(after.map((r) => r.seq).slice(0, before.length)).toEqual(before.map((r) => r.seq));
+    expect(JSON.parse((await run(['audit', 'list', '--actor', 'ghost', '--json'])).stdout)).toEqual([]);
+    const verified = await run(['audit', 'verify']);
+    expect(verified.code).toBe(EXIT.failure);
+    expect(verified.stdout).toMatch(/column-mismatch: record \d+ \(id [^)]+\): column actor_id is "ghost"/);
+  });
+
+  it('audit verify — runs on a log with a forged head row and names the duplicate', async () => {
+    expect((await run(['servers'])).code).toBe(EXIT.ok);
+    tamper((db) => {
+      const head = db.prepare('SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1').get() as Record<
+        string,
+        string | number
+      >;
+      db.prepare(
+        'INSERT INTO audit_log (tenant_id, seq, id, at, action, actor_id, hash, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      ).run(
+        head['tenant_id'],
+        Number(head['seq']) + 1,
+        'forged',
+        head['at'],
+        head['action'],
+        head['actor_id'],
+        head['hash'],
+        head['record'],
+      );
+    });
+    expect((await run(['servers'])).code).toBe(EXIT.ok);
+    const verified = await run(['audit', 'verify']);
+    expect(verified.code).toBe(EXIT.failure);
+    expect(verified.stdout).toContain('TAMPERED');
+    expect(verified.stdout).toMatch(/duplicate: record \d+ \(id [^)]+\) appears more than once/);
+    expect(verified.stdout).toMatch(/column-mismatch: record \d+ \(id forged\): column seq/);
+  });
+});

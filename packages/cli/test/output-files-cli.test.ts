@@ -1,0 +1,108 @@
+import {
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EXIT, runCli } from '@fleetward/cli';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+let dir: string;
+/** Stands in for /etc: what a planted link points at. */
+let outside: string;
+
+const run = async (args: string[]) => {
+  const out = { stdout: '', stderr: '' };
+  const code = await runCli(['--data-dir', dir, ...args], {
+    stdout: (t) => {
+      out.stdout += t;
+    },
+    stderr: (t) => {
+      out.stderr += t;
+    },
+    env: {},
+    isTTY: false,
+  });
+  return { code, ...out };
+};
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'fleetward-out-cli-'));
+  outside = mkdtempSync(join(tmpdir(), 'fleetward-outside-'));
+  mkdirSync(join(outside, 'etc'));
+});
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+  rmSync(outside, { recursive: true, force: true });
+});
+
+/** Every command that writes a file the user names with `--out`. */
+const WRITERS: [string, string[]][] = [
+  ['audit export', ['audit', 'export']],
+  ['audit report', ['audit', 'report', '--format', 'csv']],
+  ['compliance report', ['compliance', 'report', '--format', 'json']],
+];
+
+describe('fleetward --out files', () => {
+  for (const [name, args] of WRITERS) {
+    it(`${name} — a symbolic link at the --out path is refused with its path, and its target is untouched`, async () => {
+      const passwd = join(outside, 'passwd');
+      writeFileSync(passwd, 'root:x:0:0\n');
+      for (const target of [passwd, join(outside, 'etc'), join(outside, 'gone')]) {
+        const out = join(dir, 'report.out');
+        rmSync(out, { force: true });
+        symlinkSync(target, out);
+        const result = await run([...args, '--out', out]);
+        expect(result.code, target).toBe(EXIT.failure);
+        expect(result.stderr, target).toContain('VALIDATION_FAILED');
+        expect(result.stderr, target).toContain(out);
+        expect(readFileSync(passwd, 'utf8')).toBe('root:x:0:0\n');
+        expect(readdirSync(join(outside, 'etc'))).toEqual([]);
+        expect(readdirSync(outside).sort()).toEqual(['etc', 'passwd']);
+        expect(lstatSync(out).isSymbolicLink()).toBe(true);
+      }
+      // A plain path still works, and replaces an earlier file whole.
+      const plain = join(dir, 'plain.out');
+      expect((await run([...args, '--out', plain])).code).toBe(EXIT.ok);
+      expect((await run([...args, '--out', plain])).code).toBe(EXIT.ok);
+      expect(readFileSync(plain, 'utf8').length).toBeGreaterThan(0);
+      expect(readdirSync(dir).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+    });
+  }
+
+  it('audit export — --out - writes the JSON Lines to standard output and nothing else', async () => {
+    const result = await run(['audit', 'export', '--out', '-']);
+    expect(result.code, result.stderr).toBe(EXIT.ok);
+    const lines = result.stdout.trimEnd().split('\n');
+    expect(lines.length).toBeGreaterThan(1);
+    for (const line of lines) expect(() => JSON.parse(line)).not.toThrow();
+  });
+
+  it('--data-dir — a link planted at the database or a file SQLite keeps beside it is refused, and its target is untouched', async () => {
+    const passwd = join(outside, 'passwd');
+    for (const name of ['fleetward.db', 'fleetward.db-wal', 'fleetward.db-shm', 'fleetward.db-journal']) {
+      writeFileSync(passwd, 'root:x:0:0\n');
+      const data = mkdtempSync(join(dir, 'data-'));
+      symlinkSync(passwd, join(data, name));
+      const out = { stderr: '' };
+      const code = await runCli(['--data-dir', data, 'servers'], {
+        stdout: () => {},
+        stderr: (t) => {
+          out.stderr += t;
+        },
+        env: {},
+        isTTY: false,
+      });
+      expect(code, name).toBe(EXIT.failure);
+      expect(out.stderr, name).toContain('VALIDATION_FAILED');
+      expect(out.stderr, name).toContain(join(data, name));
+      expect(readFileSync(passwd, 'utf8'), name).toBe('root:x:0:0\n');
+    }
+  });
+});
