@@ -66,7 +66,8 @@ describeIfAvailable(
           [
             '--input-type=module',
             '-e',
-            `const m = await import('${entry.specifier}'); console.log(Object.keys(m).length);`,
+            // The specifier is a JSON string literal in the program, never spliced in as code.
+            `const m = await import(${JSON.stringify(entry.specifier)}); console.log(Object.keys(m).length);`,
           ],
           { cwd: root, encoding: 'utf8' },
         );

@@ -1,29 +1,17 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EXIT, runCli } from '@fleetward/cli';
+import { EXIT } from '@fleetward/cli';
 import { createFleet, createLocalAdapter, generateAuditSigningKey } from '@fleetward/core';
 import { createSqliteStore } from '@fleetward/store-sqlite';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { runCliIn } from './support/run.js';
 
 let dir: string;
 const dbFile = () => join(dir, 'fleetward.db');
 
-const run = async (args: string[]) => {
-  const out = { stdout: '', stderr: '' };
-  const code = await runCli(['--data-dir', dir, ...args], {
-    stdout: (t) => {
-      out.stdout += t;
-    },
-    stderr: (t) => {
-      out.stderr += t;
-    },
-    env: {},
-    isTTY: false,
-  });
-  return { code, ...out };
-};
+const run = (args: string[]) => runCliIn(dir, args);
 
 /** What someone with the database file does: triggers dropped, SQL run by hand. */
 const tamper = (fn: (db: Database.Database) => void) => {

@@ -12,25 +12,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EXIT, runCli } from '@fleetward/cli';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { runCliIn } from './support/run.js';
 
 let dir: string;
 /** Stands in for /etc: what a planted link points at. */
 let outside: string;
 
-const run = async (args: string[]) => {
-  const out = { stdout: '', stderr: '' };
-  const code = await runCli(['--data-dir', dir, ...args], {
-    stdout: (t) => {
-      out.stdout += t;
-    },
-    stderr: (t) => {
-      out.stderr += t;
-    },
-    env: {},
-    isTTY: false,
-  });
-  return { code, ...out };
-};
+const run = (args: string[]) => runCliIn(dir, args);
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'fleetward-out-cli-'));
