@@ -6,19 +6,26 @@ const src = (pkg: string) => fileURLToPath(new URL(`./packages/${pkg}/src/index.
 // Tests run against sources, never against a build: every workspace import resolves to src/.
 export default defineConfig({
   resolve: {
-    alias: {
-      '@fleetward/core': src('core'),
-      '@fleetward/store-sqlite': src('store-sqlite'),
-      '@fleetward/store-postgres': src('store-postgres'),
-      '@fleetward/adapter-ssh': src('adapter-ssh'),
-      '@fleetward/http': src('http'),
-      // Before '@fleetward/testkit': aliases match by prefix, in order.
-      '@fleetward/testkit/lab': fileURLToPath(
-        new URL('./packages/testkit/src/lab/index.ts', import.meta.url),
-      ),
-      '@fleetward/testkit': src('testkit'),
-      '@fleetward/cli': src('cli'),
-    },
+    alias: [
+      // Subpaths before their package: an alias matches by prefix, first match wins.
+      ...['kernel', 'ports', 'domain', 'os', 'audit'].map((entry) => ({
+        find: `@fleetward/core/${entry}`,
+        replacement: fileURLToPath(new URL(`./packages/core/src/${entry}/index.ts`, import.meta.url)),
+      })),
+      { find: '@fleetward/core', replacement: src('core') },
+      { find: '@fleetward/secret-store-file', replacement: src('secret-store-file') },
+      { find: '@fleetward/integrations', replacement: src('integrations') },
+      { find: '@fleetward/store-sqlite', replacement: src('store-sqlite') },
+      { find: '@fleetward/store-postgres', replacement: src('store-postgres') },
+      { find: '@fleetward/adapter-ssh', replacement: src('adapter-ssh') },
+      { find: '@fleetward/http', replacement: src('http') },
+      {
+        find: '@fleetward/testkit/lab',
+        replacement: fileURLToPath(new URL('./packages/testkit/src/lab/index.ts', import.meta.url)),
+      },
+      { find: '@fleetward/testkit', replacement: src('testkit') },
+      { find: '@fleetward/cli', replacement: src('cli') },
+    ],
   },
   test: {
     include: ['packages/*/test/**/*.test.ts', 'e2e/**/*.test.ts'],

@@ -16,7 +16,6 @@ import {
   type ComplianceSummaryResult,
   createFleet,
   evaluateServer,
-  loadLatestScans,
   type PendingPatch,
   type ProjectInput,
   projectsOf,
@@ -25,6 +24,8 @@ import {
 } from '@fleetward/core';
 import { createSqliteStore } from '@fleetward/store-sqlite';
 import Database from 'better-sqlite3';
+// The store-level read the compliance module uses internally (not part of the public API).
+import { loadLatestScans } from '../packages/core/src/compliance/api.js';
 
 const TENANT = 'bench';
 const ADMIN = 'admin';

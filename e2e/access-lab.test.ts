@@ -6,12 +6,13 @@ import {
   type Clock,
   type Fleet,
   MemorySecretStore,
-  sweepAccess,
   ValidationError,
 } from '@fleetward/core';
 import { createSqliteStore } from '@fleetward/store-sqlite';
 import { describeWithLab, type Lab, startLab } from '@fleetward/testkit/lab';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+// The sweep as a function of the runtime, the way `createAccessSweeper` runs it (internal wiring).
+import { sweepAccess } from '../packages/core/src/access/api.js';
 import { type LabAccess, labAccess, labFleet, seed, TENANT } from './support/fleet.js';
 import { sshLogin, userKeyPair } from './support/ssh-client.js';
 

@@ -12,11 +12,12 @@ import {
   generateEd25519KeyPair,
   MemorySecretStore,
   managedCredentials,
-  sweepAccess,
 } from '@fleetward/core';
 import { ManualClock } from '@fleetward/testkit';
 import { describeWithLab, type Lab, startLab } from '@fleetward/testkit/lab';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+// The sweep as a function of the runtime, the way `createAccessSweeper` runs it (internal wiring).
+import { sweepAccess } from '../packages/core/src/access/api.js';
 import { labAccess, labFleet, seed, TENANT } from './support/fleet.js';
 import { sshLogin, userKeyPair } from './support/ssh-client.js';
 

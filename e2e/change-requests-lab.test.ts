@@ -1,12 +1,7 @@
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import {
-  createDispatcher,
-  createMemoryStore,
-  createTicketDelivery,
-  type Fleet,
-  MemorySecretStore,
-} from '@fleetward/core';
+import { createDispatcher, createMemoryStore, type Fleet, MemorySecretStore } from '@fleetward/core';
+import { createTicketDelivery } from '@fleetward/integrations';
 import { describeWithLab, type Lab, startLab } from '@fleetward/testkit/lab';
 import { afterAll, expect, it } from 'vitest';
 import { labAccess, labFleet, seed, TENANT } from './support/fleet.js';

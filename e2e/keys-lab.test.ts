@@ -5,14 +5,13 @@ import { createSshAdapter } from '@fleetward/adapter-ssh';
 import {
   createAccessSweeper,
   createFleet,
-  type FileSecretStore,
   type Fleet,
   generateAuditSigningKey,
   generateEd25519KeyPair,
   managedCredentials,
-  openFileSecretStore,
   verifyAuditExport,
 } from '@fleetward/core';
+import { type FileSecretStore, openFileSecretStore } from '@fleetward/secret-store-file';
 import { createSqliteStore } from '@fleetward/store-sqlite';
 import { ManualClock } from '@fleetward/testkit';
 import { describeWithLab, type Lab, startLab } from '@fleetward/testkit/lab';

@@ -1,5 +1,5 @@
 import type { Adapter } from '@fleetward/core';
-import { ValidationError } from '@fleetward/core';
+import { validate } from '@fleetward/core';
 import { HostKeyVerifier } from './host-keys.js';
 import { createSshLogin } from './login.js';
 import { type SshAdapterOptions, SshAdapterOptionsSchema } from './options.js';
@@ -31,18 +31,7 @@ import { createSshExec } from './transport.js';
  *   part of the message.
  */
 export function createSshAdapter(options: SshAdapterOptions): Adapter {
-  const result = SshAdapterOptionsSchema.safeParse(options);
-  if (!result.success) {
-    throw new ValidationError(
-      'SshAdapterOptions',
-      result.error.issues.map((issue) => ({
-        path: issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p)),
-        message: issue.message,
-        code: issue.code,
-      })),
-    );
-  }
-  const config = result.data;
+  const config = validate(SshAdapterOptionsSchema, options, 'SshAdapterOptions');
   const pool = new ConnectionPool();
   const ctx = { config, pool, verifier: new HostKeyVerifier(config) };
   const exec = createSshExec(ctx);

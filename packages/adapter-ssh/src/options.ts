@@ -160,7 +160,11 @@ export const SshAdapterOptionsSchema = z
     }
   });
 
-/** Options of {@link createSshAdapter}; see {@link SshAdapterOptionsSchema}. */
+/**
+ * Options of {@link createSshAdapter}; see {@link SshAdapterOptionsSchema}.
+ *
+ * @useDeclaredType
+ */
 export type SshAdapterOptions = z.input<typeof SshAdapterOptionsSchema>;
 
 /** Options after validation and defaults. */

@@ -18,6 +18,7 @@ import {
   TimeoutError,
   TransportError,
   ValidationError,
+  validate,
 } from '@fleetward/core';
 import ssh2, { type Client, type ClientChannel } from 'ssh2';
 import { z } from 'zod';
@@ -91,18 +92,7 @@ export function parseCredentials(
   input: SshCredentials,
   subject: string,
 ): { credentials: ParsedCredentials; keyType: string | undefined } {
-  const result = SshCredentialsSchema.safeParse(input);
-  if (!result.success) {
-    throw new ValidationError(
-      subject,
-      result.error.issues.map((issue) => ({
-        path: issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p)),
-        message: issue.message,
-        code: issue.code,
-      })),
-    );
-  }
-  const credentials = result.data;
+  const credentials = validate(SshCredentialsSchema, input, subject);
   if (credentials.privateKey === undefined) return { credentials, keyType: undefined };
   const parsed = ssh2Utils.parseKey(credentials.privateKey, credentials.passphrase);
   if (parsed instanceof Error) {
@@ -684,22 +674,16 @@ export function createSshExec(ctx: SshExecContext): ExecCapability {
     let jumpKey: string | undefined;
     const jumpInput = await jumpOf(server);
     if (jumpInput) {
-      const jumpParsed = JumpHostSchema.safeParse(jumpInput);
-      if (!jumpParsed.success) {
-        throw new ValidationError(
-          'JumpHost',
-          jumpParsed.error.issues.map((i) => ({ path: i.path.map(String), message: i.message })),
-        );
-      }
-      const jumpCredentials = jumpParsed.data.credentials
-        ? parseCredentials(jumpParsed.data.credentials, 'JumpHost.credentials')
+      const jumpHost = validate(JumpHostSchema, jumpInput, 'JumpHost');
+      const jumpCredentials = jumpHost.credentials
+        ? parseCredentials(jumpHost.credentials, 'JumpHost.credentials')
         : { credentials, keyType };
       jump = {
-        host: jumpParsed.data.host,
-        port: jumpParsed.data.port,
+        host: jumpHost.host,
+        port: jumpHost.port,
         credentials: jumpCredentials.credentials,
         keyType: jumpCredentials.keyType,
-        label: labelOf(undefined, jumpParsed.data.host, jumpParsed.data.port),
+        label: labelOf(undefined, jumpHost.host, jumpHost.port),
       };
       jumpKey = JSON.stringify(['jump', jump.host, jump.port, secretKey(jump.credentials)]);
     }
@@ -729,17 +713,7 @@ export function createSshExec(ctx: SshExecContext): ExecCapability {
 
   return {
     async exec(server: Server, command: Command, options: ExecOptions = {}): Promise<ExecResult> {
-      const parsedOptions = ExecOptionsSchema.safeParse(options);
-      if (!parsedOptions.success) {
-        throw new ValidationError(
-          'ExecOptions',
-          parsedOptions.error.issues.map((i) => ({
-            path: i.path.map(String),
-            message: i.message,
-            code: i.code,
-          })),
-        );
-      }
+      validate(ExecOptionsSchema, options, 'ExecOptions');
       const started = performance.now();
       const deadlineAt = ctx.config.deadlineMs === undefined ? undefined : started + ctx.config.deadlineMs;
       const baseContext = { serverId: server?.id, serverName: server?.name, adapter: ctx.config.name };

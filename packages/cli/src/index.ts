@@ -260,4 +260,4 @@ function renderReport(report: Report, c: ReturnType<typeof createColors>): strin
   return `${out.join('\n')}\n`;
 }
 
-export { buildReport, type Report } from './report.js';
+export { buildReport, type PatchRow, type Report, type ServerSummary } from './report.js';

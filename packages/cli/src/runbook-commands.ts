@@ -3,12 +3,21 @@ import {
   type DefineRunbookInput,
   type Fleet,
   isReservedKey,
+  type Runbook,
   type RunbookRun,
   ValidationError,
+  versionOptions,
 } from '@fleetward/core';
 import { type Command, InvalidArgumentError } from 'commander';
 import type { CommandDeps } from './patch-commands.js';
 import { renderTable } from './table.js';
+import {
+  currentVersionLine,
+  formatVersions,
+  runHeading,
+  type VersionColumns,
+  versionOption,
+} from './versioned.js';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -22,6 +31,11 @@ function pair(what: string) {
   };
 }
 
+/** What `runbook list` shows of a runbook after its name, revision and hash. */
+const RUNBOOK_COLUMNS: VersionColumns<Runbook> = {
+  STEPS: (r) => r.steps.map((s) => `${s.id}:${s.kind}`).join(' '),
+};
+
 function runSummary(run: RunbookRun): string {
   const rows = run.steps.map((s, i) => [
     `${i === run.currentStep && !['succeeded', 'failed', 'cancelled'].includes(run.status) ? '>' : ' '} ${s.stepId}`,
@@ -31,7 +45,7 @@ function runSummary(run: RunbookRun): string {
     s.error ? `${s.error.code}: ${s.error.message}`.slice(0, 100) : '',
   ]);
   return [
-    `Run ${run.id} of ${run.runbookName} revision ${run.revision} (${run.contentHash.slice(0, 12)}): ${run.status}${run.reason ? ` — ${run.reason}` : ''}`,
+    runHeading(run, run.runbookName),
     renderTable(['STEP', 'KIND', 'STATUS', 'ON FAILURE', 'ERROR'], rows),
   ].join('\n');
 }
@@ -84,7 +98,7 @@ export function registerRunbookCommands(program: Command, deps: CommandDeps): vo
       }
       await withContext(async ({ session }) => {
         const defined = await session.runbooks.define(input);
-        out(`${defined.name} revision ${defined.revision}, hash ${defined.contentHash}\n`);
+        out(currentVersionLine(defined));
       });
     });
 
@@ -95,18 +109,7 @@ export function registerRunbookCommands(program: Command, deps: CommandDeps): vo
     .action(async (o: { json?: boolean }) => {
       await withContext(async ({ session }) => {
         const runbooks = await session.runbooks.list();
-        if (o.json) return out(`${JSON.stringify(runbooks, null, 2)}\n`);
-        out(
-          `${renderTable(
-            ['NAME', 'REV', 'HASH', 'STEPS'],
-            runbooks.map((r) => [
-              r.name,
-              String(r.revision),
-              r.contentHash.slice(0, 12),
-              r.steps.map((s) => `${s.id}:${s.kind}`).join(' '),
-            ]),
-          )}\n`,
-        );
+        out(formatVersions(runbooks, { json: o.json, columns: RUNBOOK_COLUMNS }));
       });
     });
 
@@ -117,7 +120,7 @@ export function registerRunbookCommands(program: Command, deps: CommandDeps): vo
     .option('--project <id>', 'on the servers of this project')
     .option('-l, --label <key=value>', 'on servers with this label (repeatable)', pair('labels'))
     .option('-p, --param <NAME=value>', 'parameter value (repeatable)', pair('parameters'))
-    .option('--version <revision-or-hash>', 'this version instead of the current one')
+    .addOption(versionOption())
     .option('--ticket <id>', 'change ticket, kept in the audit records')
     .option('--return-when-waiting', 'return at a wait step instead of waiting (resume later)')
     .option('--json', 'print the run as JSON')
@@ -128,7 +131,7 @@ export function registerRunbookCommands(program: Command, deps: CommandDeps): vo
       if ([servers, labels, projectId].filter(Boolean).length !== 1) {
         throw new InvalidArgumentError('choose servers with one of --server, --project or --label');
       }
-      const version = o['version'] as string | undefined;
+      const version = versionOptions(o['version'] as string | undefined);
       await withContext(async ({ fleet, session }) => {
         if (!o['json']) progress(fleet, err, c);
         const controller = new AbortController();
@@ -138,7 +141,7 @@ export function registerRunbookCommands(program: Command, deps: CommandDeps): vo
           const run = await session.runbooks.start(
             {
               runbook: name,
-              ...(version ? { version: /^\d+$/.test(version) ? Number(version) : version } : {}),
+              ...version,
               targets: servers
                 ? { serverIds: servers }
                 : projectId

@@ -4,13 +4,23 @@ import {
   type AddScriptInput,
   type Fleet,
   isReservedKey,
+  type Script,
   type ScriptParameter,
   type ScriptRunResults,
   scriptEvents,
+  versionOptions,
 } from '@fleetward/core';
 import { type Command, InvalidArgumentError } from 'commander';
 import type { CommandDeps } from './patch-commands.js';
 import { renderTable } from './table.js';
+import {
+  currentVersionLine,
+  formatVersions,
+  revisionLabel,
+  runHeading,
+  type VersionColumns,
+  versionOption,
+} from './versioned.js';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 const csv = (value: string) =>
@@ -70,6 +80,16 @@ const INTERPRETERS: Record<string, AddScriptInput['interpreter']> = {
   '.ps1': 'powershell',
 };
 
+/** What `script list` shows of a script after its name, revision and hash. */
+const SCRIPT_COLUMNS: VersionColumns<Script> = {
+  INTERPRETER: (s) => s.interpreter,
+  PARAMETERS: (s) =>
+    s.parameters.map((p) => `${p.name}${p.required ? '!' : ''}${p.secret ? ' (secret)' : ''}`).join(',') ||
+    '-',
+  TAGS: (s) => s.tags.join(',') || '-',
+  RISKY: (s) => (s.risky ? 'yes' : 'no'),
+};
+
 function runSummary(results: ScriptRunResults): string {
   const { run } = results;
   const rows = results.servers.map((s) => [
@@ -81,7 +101,7 @@ function runSummary(results: ScriptRunResults): string {
     s.error ? `${s.error.code}: ${s.error.message}`.slice(0, 100) : '',
   ]);
   return [
-    `Run ${run.id} of ${run.scriptName} revision ${run.revision} (${run.contentHash.slice(0, 12)}): ${run.status}${run.reason ? ` — ${run.reason}` : ''}`,
+    runHeading(run, run.scriptName),
     renderTable(['SERVER', 'WAVE', 'STATE', 'EXIT', 'STDOUT BYTES', 'ERROR'], rows),
   ].join('\n');
 }
@@ -149,7 +169,7 @@ export function registerScriptCommands(program: Command, deps: CommandDeps): voi
           runAsRoot: Boolean(o['root']),
           ...(o['description'] ? { description: o['description'] as string } : {}),
         });
-        out(`${added.name} revision ${added.revision}, hash ${added.contentHash}\n`);
+        out(currentVersionLine(added));
       });
     });
 
@@ -161,23 +181,7 @@ export function registerScriptCommands(program: Command, deps: CommandDeps): voi
     .action(async (o: { tag?: string; json?: boolean }) => {
       await withContext(async ({ session }) => {
         const scripts = await session.scripts.list(o.tag ? { tag: o.tag } : {});
-        if (o.json) return out(`${JSON.stringify(scripts, null, 2)}\n`);
-        out(
-          `${renderTable(
-            ['NAME', 'REV', 'HASH', 'INTERPRETER', 'PARAMETERS', 'TAGS', 'RISKY'],
-            scripts.map((s) => [
-              s.name,
-              String(s.revision),
-              s.contentHash.slice(0, 12),
-              s.interpreter,
-              s.parameters
-                .map((p) => `${p.name}${p.required ? '!' : ''}${p.secret ? ' (secret)' : ''}`)
-                .join(',') || '-',
-              s.tags.join(',') || '-',
-              s.risky ? 'yes' : 'no',
-            ]),
-          )}\n`,
-        );
+        out(formatVersions(scripts, { json: o.json, columns: SCRIPT_COLUMNS }));
       });
     });
 
@@ -208,7 +212,7 @@ export function registerScriptCommands(program: Command, deps: CommandDeps): voi
       'parameter value from environment variable VAR, for secrets',
       pair('parameters'),
     )
-    .option('--version <revision-or-hash>', 'this version instead of the current one')
+    .addOption(versionOption())
     .option('--max-concurrency <n>', 'servers at once', positiveInt, 10)
     .option('--error-budget <n|n%>', 'failed servers tolerated before the run stops', budget, { count: 0 })
     .option('--pause', 'pause instead of stopping when the budget is spent')
@@ -225,11 +229,11 @@ export function registerScriptCommands(program: Command, deps: CommandDeps): voi
       if ([servers, labels, projectId].filter(Boolean).length !== 1) {
         throw new InvalidArgumentError('choose servers with one of --server, --project or --label');
       }
-      const version = o['version'] as string | undefined;
+      const version = versionOptions(o['version'] as string | undefined);
       await withContext(async ({ fleet, session }) => {
         const run = await session.scripts.planRun({
           script: name,
-          ...(version ? { version: /^\d+$/.test(version) ? Number(version) : version } : {}),
+          ...version,
           params: {
             ...(o['param'] as Record<string, string> | undefined),
             ...fromEnv(o['paramEnv'] as never),
@@ -351,8 +355,7 @@ export function registerScriptCommands(program: Command, deps: CommandDeps): voi
     .action(async (dir: string) => {
       await withContext(async ({ session }) => {
         const result = await session.scripts.importRepository(resolve(dir));
-        for (const s of result.created)
-          out(`added ${s.name} revision ${s.revision} (${s.contentHash.slice(0, 12)})\n`);
+        for (const s of result.created) out(`added ${s.name} ${revisionLabel(s)}\n`);
         out(`${result.created.length} added, ${result.unchanged.length} unchanged.\n`);
       });
     });

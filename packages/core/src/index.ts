@@ -1,12 +1,18 @@
+/**
+ * The Fleetward SDK: `createFleet` and the session's APIs (inventory, scans, patches, access, SOP
+ * scripts and runbooks, audit, compliance, reports, notifications), the domain types and schemas,
+ * the ports adapters and stores implement, and the reference implementations.
+ *
+ * @module @fleetward/core
+ */
 export {
   type AccessApi,
+  type AccessDecisionOptions,
   type AccessOptions,
   AccessOptionsSchema,
   type AccessRequestOptions,
   AccessRequestOptionsSchema,
-  createAccessApi,
   type SweepResult,
-  sweepAccess,
   ticketPattern,
 } from './access/api.js';
 export {
@@ -24,13 +30,13 @@ export {
   renderAuthorizedKeys,
   withFleetwardMarker,
 } from './access/authorized-keys.js';
-export { installGrantOn, removeGrantFrom } from './access/grants.js';
 export { type GeneratedKeyPair, generateEd25519KeyPair } from './access/keygen.js';
 export {
-  createKeysApi,
   credentialSecretRef,
   type DueCredential,
-  dueCredentials,
+  type KeyRotationPoliciesApi,
+  type KeyRotationPolicyInput,
+  KeyRotationPolicyInputSchema,
   type KeysApi,
   managedCredentials,
   type RegisterCredentialInput,
@@ -38,7 +44,6 @@ export {
 export {
   type RotationOptions,
   type RotationReport,
-  rotateCredential,
   secretRefs,
 } from './access/rotation.js';
 export {
@@ -78,7 +83,12 @@ export {
   type AccessSweepTick,
   createAccessSweeper,
 } from './access/sweeper.js';
-export { type AuditApi, auditRecords, createAuditApi, type VerifyAuditLogOptions } from './audit/api.js';
+export type {
+  AccessReportOptions,
+  AuditApi,
+  AuditExportOptions,
+  VerifyAuditLogOptions,
+} from './audit/api.js';
 export type { AuditChainProblem, AuditChainVerification } from './audit/chain.js';
 export { auditRecordHash, GENESIS_HASH, verifyAuditChain } from './audit/chain.js';
 export {
@@ -165,12 +175,13 @@ export {
 } from './authz/tools.js';
 export {
   type ComplianceApi,
+  type ComplianceStandardChanges,
+  type ComplianceStandardsApi,
   type ComplianceSummaryOptions,
   ComplianceSummaryOptionsSchema,
   type ComplianceSummaryResult,
-  createComplianceApi,
   type LatestScans,
-  loadLatestScans,
+  type ListStandardsOptions,
 } from './compliance/api.js';
 export {
   type CompliancePatch,
@@ -196,68 +207,45 @@ export {
 export * from './domain/index.js';
 export * from './domain/runbook.js';
 export { type RunOptions, runCommand } from './engine/exec.js';
-export { DEFAULT_DRIVERS, detectOs, scanServer } from './engine/scan.js';
+export {
+  BOOT_ID_COMMAND,
+  REBOOT_SCRIPT,
+  type RebootProgress,
+  type VerifiedRebootOptions,
+  verifiedReboot,
+} from './engine/reboot.js';
+export { DEFAULT_DRIVERS, detectOs, type ScanServerContext, scanServer } from './engine/scan.js';
 export * from './errors.js';
-export type { Escalation, FleetEvents } from './fleet/events.js';
-export type { SessionInternals } from './fleet/fleet.js';
 export {
   type Actor,
   type BootstrapTenantInput,
-  carryHistory,
   createFleet,
   Fleet,
   type FleetOptions,
   FleetSession,
-  type ScanOptions,
-  type ScanOutcome,
   TENANT_ADMIN_ROLE_ID,
 } from './fleet/fleet.js';
-export {
-  type BuildChangeRequestInput,
-  buildChangeRequest,
-  type ChangeRequestPatchSource,
-  pendingSetHash,
-  type ServerPendingPatches,
-} from './integrations/change-request.js';
-export { createEmailDelivery } from './integrations/email.js';
-export { type FetchLike, idempotencyTag } from './integrations/http.js';
-export {
-  type AdfDoc,
-  type AdfNode,
-  buildJiraDescription,
-  createJiraIntegration,
-  type JiraIntegrationOptions,
-  plainTextToAdf,
-} from './integrations/jira.js';
-export { createTicketDelivery, requestChangesForScan } from './integrations/requests.js';
-export {
-  createServiceNowIntegration,
-  type ServiceNowIntegrationOptions,
-  toServiceNowDateTime,
-} from './integrations/servicenow.js';
-export { createSmtpSender, type SmtpSenderOptions } from './integrations/smtp.js';
-export {
-  type ChangeRequestPatch,
-  type ChangeRequestPayload,
-  type ChangeRequestReceipt,
-  type EmailAttachment,
-  type EmailMessage,
-  type EmailSender,
-  IntegrationError,
-  type IntegrationErrorOptions,
-  type IntegrationKind,
-  type OpenChangeRequestOptions,
-  type TicketingIntegration,
-} from './integrations/types.js';
+export type { BindRoleOptions, IamApi } from './iam/api.js';
+export type {
+  AccountsApi,
+  InventoryApi,
+  ProjectChanges,
+  ProjectsApi,
+  ServerChanges,
+  ServersApi,
+} from './inventory/api.js';
+export { carryHistory, type ScanOptions, type ScanOutcome } from './inventory/scan.js';
 export { resolveTargets, type Targets, TargetsSchema } from './inventory/targets.js';
+export type { Escalation, FleetEvents } from './kernel/events.js';
 export {
   type AddWebhookInput,
   AddWebhookInputSchema,
-  createNotifyApi,
   type NotifyApi,
+  type OutboxApi,
   type RotateWebhookSecretOptions,
   RotateWebhookSecretOptionsSchema,
   type WebhookEndpointWithSecret,
+  type WebhooksApi,
 } from './notify/api.js';
 export {
   createDispatcher,
@@ -274,15 +262,7 @@ export {
   webhookBody,
 } from './notify/dispatcher.js';
 export {
-  type EnqueueEventInput,
-  type EnqueueInput,
-  enqueue,
-  enqueueEvent,
   eventMatches,
-  listParked,
-  newDeliveryId,
-  recordEvent,
-  replayMessage,
   type SubscribeWebhooksOptions,
   subscribeWebhooks,
   WEBHOOK_EVENT_TYPES,
@@ -302,6 +282,10 @@ export {
   type WebhookVerificationFailure,
 } from './notify/webhook-signature.js';
 export {
+  type AptKeptBack,
+  type AptPolicy,
+  type AptSimulatedInstall,
+  type AptSimulation,
   aptDriver,
   isSecurityOrigin,
   parseAptCachePolicy,
@@ -309,14 +293,24 @@ export {
   refreshCommand as aptRefreshCommand,
 } from './os/apt.js';
 export { dnfDriver, dnfRefreshCommand, yumDriver, yumRefreshCommand } from './os/dnf.js';
-export type { CommandOutput, PackageManagerDriver, ParsedScan } from './os/driver.js';
+export type { CommandOutput, PackageManagerDriver, ParsedScan, ResolvedTransaction } from './os/driver.js';
 export { OS_RELEASE_COMMAND, parseOsRelease } from './os/os-release.js';
 export { zypperDriver, zypperRefreshCommand } from './os/zypper.js';
-export { type ExecuteOptions, ExecuteOptionsSchema, executePlan } from './patch/execute.js';
 export {
+  type BuildChangeRequestInput,
+  buildChangeRequest,
+  type ChangeRequestPatchSource,
+  pendingSetHash,
+  type ServerPendingPatches,
+} from './patch/change-request-payload.js';
+export { type ExecuteOptions, ExecuteOptionsSchema } from './patch/execute.js';
+export {
+  type ApproveOptions,
   ApproveOptionsSchema,
   assignWaves,
   type PatchApi,
+  type PatchPoliciesApi,
+  type PatchPolicyChanges,
   type PlanOptions,
   PlanOptionsSchema,
   planHash,
@@ -331,8 +325,14 @@ export {
   windowAt,
 } from './patch/window.js';
 export * from './ports/index.js';
-export { buildComplianceReport, emailComplianceReport, type ReportScopeInput } from './report/build.js';
+export type {
+  ComplianceReportOptions,
+  EmailComplianceReportOptions,
+  ReportScopeInput,
+  ReportsApi,
+} from './report/build.js';
 export * from './report/index.js';
+export type { AddScanScheduleInput, ScheduleApi } from './schedule/api.js';
 export {
   createScanScheduler,
   latestSlot,
@@ -341,16 +341,8 @@ export {
   type SchedulerTickResult,
 } from './schedule/scheduler.js';
 export {
-  FileSecretStore,
-  type FileSecretStoreOptions,
-  openFileSecretStore,
-  SecretStoreError,
-  type SecretStoreFailure,
-} from './secrets/file-secret-store.js';
-export {
   type ApproveScriptOptions,
   ApproveScriptOptionsSchema,
-  createScriptApi,
   type ImportResult,
   type ScriptApi,
 } from './sop/api.js';
@@ -369,6 +361,7 @@ export {
   ManifestEntrySchema,
   ManifestSchema,
   readRepository,
+  type WriteRepositoryOptions,
   writeRepository,
 } from './sop/files.js';
 export {
@@ -380,17 +373,9 @@ export {
   resolveParameters,
 } from './sop/params.js';
 export {
-  BOOT_ID_COMMAND,
-  REBOOT_SCRIPT,
-  type RebootProgress,
-  type VerifiedRebootOptions,
-  verifiedReboot,
-} from './sop/reboot.js';
-export {
   type AddScriptInput,
   AddScriptInputSchema,
   type ApprovalState,
-  approvalState,
 } from './sop/repository.js';
 export {
   type ExecuteRolloutOptions,
@@ -415,10 +400,8 @@ export {
 export {
   type ApproveStepOptions,
   ApproveStepOptionsSchema,
-  createRunbookApi,
   type DefineRunbookInput,
   DefineRunbookInputSchema,
-  findRunbookVersion,
   type RunbookApi,
   type RunbookEvents,
   runbookContentHash,
@@ -426,6 +409,18 @@ export {
   StartRunbookInputSchema,
 } from './sop/runbook.js';
 export { type ExecuteRunbookOptions, ExecuteRunbookOptionsSchema } from './sop/runbook-steps.js';
+export {
+  type AddedVersion,
+  latestOfEach,
+  parseVersionRef,
+  revisionKey,
+  VERSION_REF_MESSAGE,
+  VERSION_REF_PATTERN,
+  type Version,
+  type VersionRef,
+  VersionRefSchema,
+  versionOptions,
+} from './sop/versioned.js';
 export { type CreateStoreOptions, createStore } from './store/create-store.js';
 export { createMemoryStore, type MemoryStoreOptions, matchesAuditQuery } from './store/memory-store.js';
 export {
@@ -434,11 +429,19 @@ export {
   LocalAdapterOptionsSchema,
 } from './transport/local.js';
 export { canonicalJson } from './util/canonical-json.js';
-export { buildArgv, quoteArgv, quoteShellArg, validateCommand } from './util/command.js';
+export {
+  type BuildArgvOptions,
+  type BuiltCommand,
+  buildArgv,
+  quoteArgv,
+  quoteShellArg,
+  validateCommand,
+} from './util/command.js';
 export { Mutex } from './util/mutex.js';
 export { OutputCollector } from './util/output.js';
 export {
   assertNoLinksSync,
+  type CreateFileOptions,
   createFileInFolder,
   openFolder,
   type PendingFile,

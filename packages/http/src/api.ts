@@ -91,6 +91,11 @@ export const FleetwardApiOptionsSchema = z.strictObject({
     })
     .optional(),
 });
+/**
+ * Options of {@link createFleetwardApi}; see {@link FleetwardApiOptionsSchema}.
+ *
+ * @useDeclaredType
+ */
 export type FleetwardApiOptions = z.input<typeof FleetwardApiOptionsSchema>;
 
 /** The API's Hono app: mount it (`app.fetch`, `app.route`) or serve it with `@hono/node-server`. */

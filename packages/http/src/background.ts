@@ -9,8 +9,11 @@ export class BackgroundRuns {
   readonly #onError: (error: unknown, what: string) => void;
 
   /**
+   * Made by `createFleetwardApi`, one per app (the package exports the type only).
+   *
    * @param onError gets what a run throws after its request was answered, and what the run was.
    * @param signal aborts every run, present and future, when it aborts.
+   * @internal
    */
   constructor(onError: (error: unknown, what: string) => void, signal?: AbortSignal) {
     this.#onError = onError;

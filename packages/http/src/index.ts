@@ -7,6 +7,7 @@ export {
   FleetwardApiOptionsSchema,
   type MfaVerifiedAt,
 } from './api.js';
+export type { BackgroundRuns } from './background.js';
 export { type ApiDocumentInfo, type OpenApiDocument, openApiDocument } from './openapi.js';
 export { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, type Page } from './pagination.js';
 export {

@@ -4,14 +4,13 @@ import {
   type ApiToken,
   ConflictError,
   type Fleet,
-  FleetSession,
   IdSchema,
   NameSchema,
-  type SessionInternals,
   TimestampSchema,
   ValidationError,
   validate,
 } from '@fleetward/core';
+import { type CallContext, createCallContext } from '@fleetward/core/kernel';
 import { z } from 'zod';
 import { UnauthenticatedError } from './problem.js';
 
@@ -117,13 +116,13 @@ function checkExpiry(expiresAt: string | undefined, now: Date, subject: string):
 }
 
 /** Builds a session's {@link ApiTokenApi} from its internals, like the SDK's own workflow APIs. */
-export function createApiTokenApi(internals: () => SessionInternals): ApiTokenApi {
+export function createApiTokenApi(internals: () => CallContext): ApiTokenApi {
   const resource = (id?: string) => [{ type: 'api-token', ...(id ? { id } : {}) }];
   return {
     create: async (input) => {
       const ctx = internals();
       const parsed = validate(CreateApiTokenInputSchema, input, 'CreateApiTokenInput');
-      checkExpiry(parsed.expiresAt, ctx.fleet.clock.now(), 'CreateApiTokenInput');
+      checkExpiry(parsed.expiresAt, ctx.runtime.clock.now(), 'CreateApiTokenInput');
       const principalId = parsed.principalId ?? ctx.actor.principalId;
       const minted = newToken(ctx.tenantId);
       const stored = await ctx.write(
@@ -153,13 +152,13 @@ export function createApiTokenApi(internals: () => SessionInternals): ApiTokenAp
     list: async () => {
       const ctx = internals();
       const tokens = await ctx.read('iam.read', resource(), { type: 'api-token', id: '*' }, () =>
-        ctx.fleet.store.apiTokens.listAll(ctx.tenantId),
+        ctx.runtime.store.apiTokens.listAll(ctx.tenantId),
       );
       return tokens.map(view);
     },
     revoke: async (tokenId) => {
       const ctx = internals();
-      if (!(await ctx.fleet.store.apiTokens.get(ctx.tenantId, tokenId))) return false;
+      if (!(await ctx.runtime.store.apiTokens.get(ctx.tenantId, tokenId))) return false;
       await ctx.write(
         'iam.write',
         resource(tokenId),
@@ -170,7 +169,7 @@ export function createApiTokenApi(internals: () => SessionInternals): ApiTokenAp
           return tx.apiTokens.update(
             ctx.tenantId,
             tokenId,
-            { revokedAt: ctx.fleet.clock.now().toISOString() },
+            { revokedAt: ctx.runtime.clock.now().toISOString() },
             { expectedVersion: current.version },
           );
         },
@@ -181,14 +180,14 @@ export function createApiTokenApi(internals: () => SessionInternals): ApiTokenAp
   };
 }
 
-/** Exposes a session's internals to {@link createApiTokenApi}; authorization and audit stay the facade's. */
-class ApiTokenSession extends FleetSession {
-  readonly apiTokens = createApiTokenApi(() => this.internals());
-}
-
-/** The {@link ApiTokenApi} of `actor`: every call authorized and audited as that principal. */
+/**
+ * The {@link ApiTokenApi} of `actor`: every call authorized and audited as that principal, by the
+ * kernel's call context (the same one the SDK's own modules run on).
+ * @throws ValidationError when `actor` is not a valid Actor.
+ */
 export function apiTokensAs(fleet: Fleet, actor: Actor): ApiTokenApi {
-  return new ApiTokenSession(fleet, fleet.as(actor).actor).apiTokens;
+  const ctx = createCallContext(fleet, actor);
+  return createApiTokenApi(() => ctx);
 }
 
 /**

@@ -1,3 +1,9 @@
+/**
+ * Conformance suites for stores and transports, a manual clock and sample data, for adapter and
+ * store authors' tests.
+ *
+ * @module @fleetward/testkit
+ */
 export { ManualClock } from './clock.js';
 export { SAMPLE_CHANGES, sampleInput } from './fixtures.js';
 export {

@@ -2,11 +2,13 @@ import { randomUUID } from 'node:crypto';
 import PQueue from 'p-queue';
 import { z } from 'zod';
 import { type Action, isAction } from '../authz/actions.js';
+import { type AccessOptions, AccessOptionsSchema } from '../domain/access.js';
 import {
   type AccessGrant,
   AccessGrantSchema,
   type AccessRequest,
   AccessRequestSchema,
+  type AuditInput,
   IdSchema,
   LoginSchema,
   PublicKeyLineSchema,
@@ -19,51 +21,17 @@ import {
 import { ReasonOptionsSchema, validateOptions } from '../domain/options.js';
 import { OperationStopLatch, stopsOperation } from '../engine/stop.js';
 import { AuthorizationError, ConflictError, toFleetwardError, ValidationError } from '../errors.js';
-import { audited, denied } from '../fleet/call-audit.js';
-import type { Fleet, SessionInternals } from '../fleet/fleet.js';
 import { resolveTargets, TargetsSchema } from '../inventory/targets.js';
-import { enqueueEvent } from '../notify/outbox.js';
+import { audited, denied } from '../kernel/call-audit.js';
+import { type CallContext, createCallContext } from '../kernel/context.js';
+import { enqueueEvent } from '../kernel/outbox.js';
+import type { Runtime } from '../kernel/runtime.js';
 import type { StoreScope } from '../ports/store.js';
 import { parsePublicKey } from './authorized-keys.js';
 import { certifyGrant, installGrantOn, removeGrantFrom } from './grants.js';
 import { canCertify } from './ssh-cert.js';
 
-/** Tenant-wide rules of just-in-time access, given to `createFleet({ access })`. */
-export interface AccessOptions {
-  /** Approvals (by distinct principals other than the requester) a request needs. @default 1 */
-  requiredApprovals?: number;
-  /** A request not decided within this many minutes expires. @default 1440 (one day) */
-  pendingTtlMinutes?: number;
-  /** The longest access a request may ask for. @default 480 (eight hours) */
-  maxDurationMinutes?: number;
-  /**
-   * Checks a ticket reference (format, or that it exists in the ticketing system). Return a
-   * sentence saying what is wrong, or undefined when the ticket is good.
-   * @default any non-empty reference
-   */
-  validateTicket?: (ticket: string) => string | undefined | Promise<string | undefined>;
-}
-
-export const AccessOptionsSchema = z.strictObject({
-  requiredApprovals: z.number().int().min(1).max(10).optional(),
-  pendingTtlMinutes: z
-    .number()
-    .int()
-    .min(1)
-    .max(30 * 24 * 60)
-    .optional(),
-  maxDurationMinutes: z
-    .number()
-    .int()
-    .min(1)
-    .max(14 * 24 * 60)
-    .optional(),
-  validateTicket: z
-    .custom<NonNullable<AccessOptions['validateTicket']>>((v) => typeof v === 'function', {
-      message: 'must be a function (ticket => problem | undefined)',
-    })
-    .optional(),
-});
+export { type AccessOptions, AccessOptionsSchema };
 
 /** Validates a ticket reference against a pattern, e.g. `/^(INC|CHG)-\d{3,}$/`. */
 export function ticketPattern(pattern: RegExp, example?: string) {
@@ -132,7 +100,14 @@ export const AccessRequestOptionsSchema = z
 export type AccessRequestOptions = z.input<typeof AccessRequestOptionsSchema>;
 
 const DecisionOptionsSchema = z.strictObject({ comment: z.string().max(2000).optional() });
+/**
+ * Options of approving or rejecting an access request.
+ *
+ * @useDeclaredType
+ */
+export type AccessDecisionOptions = z.input<typeof DecisionOptionsSchema>;
 
+/** What one access sweep did. */
 export interface SweepResult {
   expiredRequests: string[];
   started: string[];
@@ -177,7 +152,7 @@ const unreachableBefore = (target: AccessGrant['targets'][number]) =>
  * and audits the stop against the grant, as the system.
  */
 async function recordGrantStop(
-  fleet: Fleet,
+  fleet: Runtime,
   grant: AccessGrant,
   stop: OperationStopLatch,
   notStarted: string[],
@@ -223,7 +198,7 @@ async function recordGrantStop(
 }
 
 /** Installs (when due) and removes (when over) the grant's keys on each of its servers. */
-async function reconcileGrant(fleet: Fleet, given: AccessGrant, result: SweepResult): Promise<AccessGrant> {
+async function reconcileGrant(fleet: Runtime, given: AccessGrant, result: SweepResult): Promise<AccessGrant> {
   let grant = given;
   const tenantId = grant.tenantId;
   if (grant.mode === 'actions') return grant;
@@ -376,31 +351,31 @@ async function startActionsGrant(
  * are removed from every server and the removal verified. Safe to run from several processes; a
  * grant changed concurrently is simply picked up by the next sweep.
  */
-export async function sweepAccess(fleet: Fleet, tenantId: string): Promise<SweepResult> {
+export async function sweepAccess(fleet: Runtime, tenantId: string): Promise<SweepResult> {
   const store = fleet.store;
   const result = emptySweep();
   const nowDate = fleet.clock.now();
   const now = nowDate.getTime();
+  const system = createCallContext(fleet, { tenantId, principalId: 'system' });
   /** The sweep's own audit record of a request or grant it moved on, as the system. */
-  const audit = (
-    tx: StoreScope,
+  const entry = (
     action: 'access.expire' | 'access.grant.start',
     target: { type: 'access-request' | 'access-grant'; id: string },
     ticket: string,
     details: Record<string, unknown>,
     reason?: string,
-  ) =>
-    fleet.audit(tx, {
-      tenantId,
-      actor: { principalId: 'system', kind: 'system' },
-      action,
-      target,
-      decision: 'allow',
-      result: 'success',
-      ...(reason ? { reason } : {}),
-      ticket,
-      details,
-    });
+  ): Omit<AuditInput, 'tenantId'> => ({
+    actor: { principalId: 'system', kind: 'system' },
+    action,
+    target,
+    decision: 'allow',
+    result: 'success',
+    ...(reason ? { reason } : {}),
+    ticket,
+    details,
+  });
+  const audit = (tx: StoreScope, ...args: Parameters<typeof entry>) =>
+    fleet.audit(tx, { ...entry(...args), tenantId });
 
   for (const request of await store.accessRequests.listAll(tenantId, { where: { status: 'pending' } })) {
     if (Date.parse(request.expiresAt) > now) continue;
@@ -414,24 +389,23 @@ export async function sweepAccess(fleet: Fleet, tenantId: string): Promise<Sweep
           { status: 'expired', decidedAt: nowDate.toISOString() },
           { expectedVersion: current.version },
         );
-        await audit(
-          tx,
-          'access.expire',
-          { type: 'access-request', id: request.id },
-          request.ticket,
-          { requesterId: request.requesterId, approvals: request.approvals.length },
-          'not decided before it expired',
-        );
-        await enqueueEvent(tx, {
-          tenantId,
-          eventType: 'access.expired',
-          payload: {
-            tenantId,
-            requestId: request.id,
-            requesterId: request.requesterId,
-            ticket: request.ticket,
+        await system.record(tx, {
+          audit: entry(
+            'access.expire',
+            { type: 'access-request', id: request.id },
+            request.ticket,
+            { requesterId: request.requesterId, approvals: request.approvals.length },
+            'not decided before it expired',
+          ),
+          outbox: {
+            eventType: 'access.expired',
+            payload: {
+              tenantId,
+              requestId: request.id,
+              requesterId: request.requesterId,
+              ticket: request.ticket,
+            },
           },
-          now: nowDate,
         });
       });
       result.expiredRequests.push(request.id);
@@ -518,10 +492,100 @@ export async function sweepAccess(fleet: Fleet, tenantId: string): Promise<Sweep
   return result;
 }
 
+/**
+ * Just-in-time access of a session (`session.access`): requests with a reason and a ticket,
+ * approvals by others, grants enforced by the servers (an `authorized_keys` line with an expiry,
+ * an SSH certificate, or an expiring role binding for mode `actions`), revocation and expiry.
+ * Every call is authorized and audited, allowed or denied; the options of the runtime
+ * (`createFleet({ access })`) set the approvals needed, the pending TTL, the longest duration and
+ * the ticket check.
+ */
+export interface AccessApi {
+  /**
+   * Asks for access. Reason and ticket are required (the ticket checked by `validateTicket`);
+   * the servers are fixed at request time so approvers approve exactly what will be granted.
+   * The requester must be allowed `access.request` on every one of them. The request waits for
+   * approval until `pendingTtlMinutes` have passed, and is announced as `access.requested`.
+   * @default options.mode 'ssh-key'
+   * @throws ValidationError for options that do not fit {@link AccessRequestOptionsSchema}, a
+   *   duration above `maxDurationMinutes` (default 480), a ticket `validateTicket` refuses,
+   *   `ssh-cert` without a SecretStore, servers that choose none, or a start in the past.
+   * @throws AuthorizationError without `access.request` on a server.
+   */
+  request(options: AccessRequestOptions): Promise<AccessRequest>;
+  /**
+   * Approves a request as the calling principal, who must not be the requester and must be
+   * allowed `access.approve` on every server of it. The last approval needed (`requiredApprovals`,
+   * default 1) creates the grant: its window starts now (or at `startAt`), and for `ssh-key` and
+   * `ssh-cert` its key is installed at once (a server that fails is reported on the grant's
+   * targets and tried again by the sweep).
+   * @throws ValidationError for unknown options; NotFoundError for an unknown request.
+   * @throws AuthorizationError without `access.approve`, or (audited) for the requester.
+   * @throws ConflictError when the request is not pending, has expired or was approved by the
+   *   caller already (audited), or changed meanwhile.
+   */
+  approve(
+    requestId: string,
+    options?: AccessDecisionOptions,
+  ): Promise<{ request: AccessRequest; grant?: AccessGrant }>;
+  /**
+   * Rejects a request, by someone other than the requester allowed `access.approve` on its
+   * servers; announced as `access.rejected`.
+   * @throws as {@link AccessApi.approve}.
+   */
+  reject(requestId: string, options?: AccessDecisionOptions): Promise<AccessRequest>;
+  /**
+   * The requester withdraws a pending request.
+   * @throws AuthorizationError (audited) for anyone but the requester; NotFoundError.
+   * @throws ConflictError when the request is not pending.
+   */
+  cancel(requestId: string): Promise<AccessRequest>;
+  /**
+   * Ends a grant now: the requester may end their own (`access.request`), others need
+   * `access.approve` on its servers. The keys are removed from every server and the removal
+   * verified; a server that fails is reported on the grant and tried again by the sweep.
+   * @throws ValidationError for unknown options; NotFoundError; AuthorizationError.
+   * @throws ConflictError when the grant is neither active nor scheduled.
+   */
+  revoke(grantId: string, options?: { reason?: string }): Promise<AccessGrant>;
+  /**
+   * One request, whatever its state (history is kept forever): the requester's own, or any with
+   * `access.approve` on its servers.
+   * @throws NotFoundError; AuthorizationError.
+   */
+  getRequest(requestId: string): Promise<AccessRequest>;
+  /**
+   * Requests, newest first. `mine` lists the caller's own; otherwise every request of the
+   * tenant, for principals allowed `audit.read` (pending, decided and expired alike).
+   * @default options.mine false
+   * @throws ValidationError for unknown options; AuthorizationError.
+   */
+  listRequests(options?: { mine?: boolean; status?: AccessRequest['status'] }): Promise<AccessRequest[]>;
+  /**
+   * Grants: the caller's own with `mine`, else every grant of the tenant, for `audit.read`.
+   * @default options.mine false
+   * @throws ValidationError for unknown options; AuthorizationError.
+   */
+  listGrants(options?: { mine?: boolean; status?: AccessGrant['status'] }): Promise<AccessGrant[]>;
+  /**
+   * One grant: the grantee's own, or any for `audit.read`.
+   * @throws NotFoundError; AuthorizationError.
+   */
+  getGrant(grantId: string): Promise<AccessGrant>;
+  /**
+   * Runs the tenant's access housekeeping now, as the caller: pending requests past their
+   * deadline expire, scheduled grants whose start has come are installed, ended grants are removed
+   * from every server. Needs `access.approve` tenant-wide; audited even when it found nothing to
+   * do. Long-running processes use `createAccessSweeper` instead.
+   * @throws AuthorizationError.
+   */
+  sweep(): Promise<SweepResult>;
+}
+
 /** Just-in-time access: requests, approvals, grants enforced by the servers, revocation. */
-export function createAccessApi(internals: () => SessionInternals) {
-  const optionsOf = (ctx: SessionInternals) => {
-    const o = ctx.fleet.accessOptions;
+export function createAccessApi(internals: () => CallContext): AccessApi {
+  const optionsOf = (ctx: CallContext) => {
+    const o = ctx.runtime.accessOptions;
     return {
       requiredApprovals: o.requiredApprovals ?? 1,
       pendingTtlMinutes: o.pendingTtlMinutes ?? 24 * 60,
@@ -530,8 +594,8 @@ export function createAccessApi(internals: () => SessionInternals) {
     };
   };
 
-  const serverResources = async (ctx: SessionInternals, ids: string[]) =>
-    (await ctx.fleet.store.servers.listAll(ctx.tenantId, { selector: { ids } })).map((server) => ({
+  const serverResources = async (ctx: CallContext, ids: string[]) =>
+    (await ctx.runtime.store.servers.listAll(ctx.tenantId, { selector: { ids } })).map((server) => ({
       type: 'server' as const,
       server,
     }));
@@ -542,7 +606,7 @@ export function createAccessApi(internals: () => SessionInternals) {
     options: z.input<typeof DecisionOptionsSchema>,
   ): Promise<{ request: AccessRequest; grant?: AccessGrant }> {
     const ctx = internals();
-    const fleet = ctx.fleet;
+    const fleet = ctx.runtime;
     const store = fleet.store;
     const opts = validate(DecisionOptionsSchema, options, 'AccessDecision');
     const request = await store.accessRequests.require(
@@ -600,28 +664,27 @@ export function createAccessApi(internals: () => SessionInternals) {
           { status: 'rejected', rejection: entry, decidedAt: entry.at },
           { expectedVersion: current.version },
         );
-        await fleet.audit(tx, {
-          tenantId: ctx.tenantId,
-          actor,
-          action: 'access.reject',
-          target,
-          decision: 'allow',
-          ...(rule ? { rule } : {}),
-          result: 'success',
-          ...(opts.comment ? { reason: opts.comment } : {}),
-          ticket: request.ticket,
-          details: { requesterId: request.requesterId },
-        });
-        await enqueueEvent(tx, {
-          tenantId: ctx.tenantId,
-          eventType: 'access.rejected',
-          payload: {
-            tenantId: ctx.tenantId,
-            requestId: request.id,
-            requesterId: request.requesterId,
-            rejectedBy: principal.id,
+        await ctx.record(tx, {
+          audit: {
+            actor,
+            action: 'access.reject',
+            target,
+            decision: 'allow',
+            ...(rule ? { rule } : {}),
+            result: 'success',
+            ...(opts.comment ? { reason: opts.comment } : {}),
+            ticket: request.ticket,
+            details: { requesterId: request.requesterId },
           },
-          now,
+          outbox: {
+            eventType: 'access.rejected',
+            payload: {
+              tenantId: ctx.tenantId,
+              requestId: request.id,
+              requesterId: request.requesterId,
+              rejectedBy: principal.id,
+            },
+          },
         });
         return { request: rejected };
       }
@@ -668,39 +731,40 @@ export function createAccessApi(internals: () => SessionInternals) {
           { expectedVersion: current.version },
         );
       }
-      await fleet.audit(tx, {
-        tenantId: ctx.tenantId,
-        actor,
-        action: 'access.approve',
-        target,
-        decision: 'allow',
-        ...(rule ? { rule } : {}),
-        result: 'success',
-        ...(opts.comment ? { reason: opts.comment } : {}),
-        ticket: request.ticket,
-        details: {
-          requesterId: request.requesterId,
-          approvals: approvals.length,
-          required: current.requiredApprovals,
-          ...(grant ? { grantId: grant.id, notBefore: grant.notBefore, notAfter: grant.notAfter } : {}),
-        },
-      });
-      if (grant) {
-        await enqueueEvent(tx, {
-          tenantId: ctx.tenantId,
-          eventType: 'access.approved',
-          payload: {
-            tenantId: ctx.tenantId,
-            requestId: current.id,
-            grantId: grant.id,
-            requesterId: current.requesterId,
-            approverIds: grant.approverIds,
-            notBefore: grant.notBefore,
-            notAfter: grant.notAfter,
+      await ctx.record(tx, {
+        audit: {
+          actor,
+          action: 'access.approve',
+          target,
+          decision: 'allow',
+          ...(rule ? { rule } : {}),
+          result: 'success',
+          ...(opts.comment ? { reason: opts.comment } : {}),
+          ticket: request.ticket,
+          details: {
+            requesterId: request.requesterId,
+            approvals: approvals.length,
+            required: current.requiredApprovals,
+            ...(grant ? { grantId: grant.id, notBefore: grant.notBefore, notAfter: grant.notAfter } : {}),
           },
-          now,
-        });
-      }
+        },
+        ...(grant
+          ? {
+              outbox: {
+                eventType: 'access.approved',
+                payload: {
+                  tenantId: ctx.tenantId,
+                  requestId: current.id,
+                  grantId: grant.id,
+                  requesterId: current.requesterId,
+                  approverIds: grant.approverIds,
+                  notBefore: grant.notBefore,
+                  notAfter: grant.notAfter,
+                },
+              },
+            }
+          : {}),
+      });
       return { request: updated, ...(grant ? { grant } : {}) };
     });
     if (outcome.grant?.status === 'active' && outcome.grant.mode !== 'actions') {
@@ -710,14 +774,9 @@ export function createAccessApi(internals: () => SessionInternals) {
   }
 
   return {
-    /**
-     * Asks for access. Reason and ticket are required (the ticket checked by `validateTicket`);
-     * the servers are fixed at request time so approvers approve exactly what will be granted.
-     * The requester must be allowed `access.request` on every one of them.
-     */
     async request(options: AccessRequestOptions): Promise<AccessRequest> {
       const ctx = internals();
-      const fleet = ctx.fleet;
+      const fleet = ctx.runtime;
       const opts = validate(AccessRequestOptionsSchema, options, 'AccessRequestOptions');
       const config = optionsOf(ctx);
       if (opts.durationMinutes > config.maxDurationMinutes) {
@@ -800,22 +859,15 @@ export function createAccessApi(internals: () => SessionInternals) {
       );
     },
 
-    /**
-     * Approves a request as the calling principal, who must not be the requester and must be
-     * allowed `access.approve` on every server of it. The last approval needed creates the grant:
-     * its window starts now (or at `startAt`), and for `ssh-key` its key is installed at once.
-     */
-    approve: (requestId: string, options: z.input<typeof DecisionOptionsSchema> = {}) =>
+    approve: (requestId: string, options: AccessDecisionOptions = {}) =>
       decide(requestId, 'approve', options),
 
-    /** Rejects a request (by someone other than the requester, allowed `access.approve`). */
-    reject: async (requestId: string, options: z.input<typeof DecisionOptionsSchema> = {}) =>
+    reject: async (requestId: string, options: AccessDecisionOptions = {}) =>
       (await decide(requestId, 'reject', options)).request,
 
-    /** The requester withdraws a pending request. */
     async cancel(requestId: string): Promise<AccessRequest> {
       const ctx = internals();
-      const request = await ctx.fleet.store.accessRequests.require(
+      const request = await ctx.runtime.store.accessRequests.require(
         ctx.tenantId,
         validate(IdSchema, requestId, 'requestId'),
       );
@@ -834,19 +886,15 @@ export function createAccessApi(internals: () => SessionInternals) {
         return tx.accessRequests.update(
           ctx.tenantId,
           request.id,
-          { status: 'cancelled', decidedAt: ctx.fleet.clock.now().toISOString() },
+          { status: 'cancelled', decidedAt: ctx.runtime.clock.now().toISOString() },
           { expectedVersion: current.version },
         );
       });
     },
 
-    /**
-     * Ends a grant now: the requester may end their own, others need `access.approve` on its
-     * servers. The keys are removed from every server and the removal verified.
-     */
     async revoke(grantId: string, options: { reason?: string } = {}): Promise<AccessGrant> {
       const ctx = internals();
-      const fleet = ctx.fleet;
+      const fleet = ctx.runtime;
       const { reason } = validateOptions(ReasonOptionsSchema, options, 'RevokeOptions');
       const grant = await fleet.store.accessGrants.require(
         ctx.tenantId,
@@ -900,10 +948,9 @@ export function createAccessApi(internals: () => SessionInternals) {
       return reconcileGrant(fleet, revoked, emptySweep());
     },
 
-    /** One request, whatever its state: history is kept forever. */
     getRequest: async (requestId: string) => {
       const ctx = internals();
-      const request = await ctx.fleet.store.accessRequests.require(
+      const request = await ctx.runtime.store.accessRequests.require(
         ctx.tenantId,
         validate(IdSchema, requestId, 'requestId'),
       );
@@ -916,14 +963,10 @@ export function createAccessApi(internals: () => SessionInternals) {
       );
     },
 
-    /**
-     * Requests, newest first. `mine` lists the caller's own; otherwise every request of the
-     * tenant, for principals allowed `audit.read` (pending, decided and expired alike).
-     */
     listRequests: async (input: { mine?: boolean; status?: AccessRequest['status'] } = {}) => {
       const ctx = internals();
       const options = validateOptions(ListRequestsOptionsSchema, input, 'ListAccessRequestsOptions');
-      const store = ctx.fleet.store;
+      const store = ctx.runtime.store;
       const where = {
         ...(options.mine ? { requesterId: ctx.actor.principalId } : {}),
         ...(options.status ? { status: options.status } : {}),
@@ -937,11 +980,10 @@ export function createAccessApi(internals: () => SessionInternals) {
         : ctx.read('audit.read', [{ type: 'audit' }], { type: 'access-request', id: '*' }, list);
     },
 
-    /** Grants (the caller's own with `mine`, else all, for `audit.read`). */
     listGrants: async (input: { mine?: boolean; status?: AccessGrant['status'] } = {}) => {
       const ctx = internals();
       const options = validateOptions(ListGrantsOptionsSchema, input, 'ListAccessGrantsOptions');
-      const store = ctx.fleet.store;
+      const store = ctx.runtime.store;
       const where = {
         ...(options.mine ? { principalId: ctx.actor.principalId } : {}),
         ...(options.status ? { status: options.status } : {}),
@@ -954,7 +996,7 @@ export function createAccessApi(internals: () => SessionInternals) {
 
     getGrant: async (grantId: string) => {
       const ctx = internals();
-      const grant = await ctx.fleet.store.accessGrants.require(
+      const grant = await ctx.runtime.store.accessGrants.require(
         ctx.tenantId,
         validate(IdSchema, grantId, 'grantId'),
       );
@@ -967,10 +1009,6 @@ export function createAccessApi(internals: () => SessionInternals) {
       );
     },
 
-    /**
-     * Runs the tenant's access housekeeping now (see `sweepAccess`), as the caller; needs
-     * `access.approve` tenant-wide. Long-running processes use `createAccessSweeper` instead.
-     */
     sweep: async () => {
       const ctx = internals();
       const target = { type: 'access-sweep', id: ctx.tenantId };
@@ -982,7 +1020,7 @@ export function createAccessApi(internals: () => SessionInternals) {
         decided,
         'access.approve',
         target,
-        () => sweepAccess(ctx.fleet, ctx.tenantId),
+        () => sweepAccess(ctx.runtime, ctx.tenantId),
         (r) => ({
           expiredRequests: r.expiredRequests.length,
           started: r.started.length,
@@ -996,7 +1034,5 @@ export function createAccessApi(internals: () => SessionInternals) {
     },
   };
 }
-
-export type AccessApi = ReturnType<typeof createAccessApi>;
 
 export type { Action };

@@ -1,6 +1,6 @@
 import type { AccessGrant, AuditInput, GrantTarget, Server } from '../domain/index.js';
 import { ConflictError, toFleetwardError, ValidationError } from '../errors.js';
-import type { Fleet } from '../fleet/fleet.js';
+import type { Runtime } from '../kernel/runtime.js';
 import {
   type AuthorizedKeyEntry,
   fleetwardMarker,
@@ -45,7 +45,7 @@ const isEntry = (line: ReturnType<typeof parseAuthorizedKeys>[number]): line is 
 
 /** Records one target's new state on the grant, retrying on concurrent updates of other targets. */
 async function updateTarget(
-  fleet: Fleet,
+  fleet: Runtime,
   tenantId: string,
   grantId: string,
   serverId: string,
@@ -80,7 +80,7 @@ function failure(error: unknown, what: string) {
 
 /** The audit record of one grant step on one server, as the system. */
 function auditStep(
-  fleet: Fleet,
+  fleet: Runtime,
   grant: AccessGrant,
   server: Server,
   action: 'access.grant.install' | 'access.grant.remove',
@@ -116,7 +116,7 @@ function auditStep(
  * would mean nothing), and an sshd too old for `expiry-time` (it would reject the whole line).
  */
 export async function installGrantOn(
-  fleet: Fleet,
+  fleet: Runtime,
   grant: AccessGrant,
   server: Server,
   publicKey: string,
@@ -199,7 +199,7 @@ export async function installGrantOn(
  * refuses the key anyway once `expiry-time` has passed.
  */
 export async function removeGrantFrom(
-  fleet: Fleet,
+  fleet: Runtime,
   grant: AccessGrant,
   server: Server,
 ): Promise<GrantTarget> {
@@ -261,7 +261,7 @@ export const CERTIFICATE_CLOCK_SKEW_MS = 60_000;
  * @throws ValidationError when the fleet has no SecretStore.
  */
 export async function tenantUserCa(
-  fleet: Fleet,
+  fleet: Runtime,
   tenantId: string,
 ): Promise<{ privateKey: string; publicKey: string }> {
   if (!fleet.secrets) {
@@ -292,7 +292,7 @@ export async function tenantUserCa(
  * terminal and no forwarding; the key ID names tenant, request and ticket for sshd's log.
  */
 export async function certifyGrant(
-  fleet: Fleet,
+  fleet: Runtime,
   grant: AccessGrant,
   publicKey: string,
 ): Promise<AccessGrant> {
@@ -368,7 +368,7 @@ function caLine(caPublicKey: string, login: string): string {
 }
 
 async function writeCaLine(
-  fleet: Fleet,
+  fleet: Runtime,
   server: Server,
   login: string,
   caPublicKey: string,
@@ -407,7 +407,7 @@ async function writeCaLine(
  * enforces its validity, so nothing on the server carries the grant's end.
  */
 async function installCertAuthorityOn(
-  fleet: Fleet,
+  fleet: Runtime,
   grant: AccessGrant,
   server: Server,
   publicKey: string,
@@ -444,7 +444,7 @@ async function installCertAuthorityOn(
 }
 
 /** Other live certificate grants that rely on the CA line of `login` on `serverId`. */
-async function othersNeedingCa(fleet: Fleet, grant: AccessGrant, serverId: string): Promise<string[]> {
+async function othersNeedingCa(fleet: Runtime, grant: AccessGrant, serverId: string): Promise<string[]> {
   const now = fleet.clock.now().getTime();
   return (await fleet.store.accessGrants.listAll(grant.tenantId, { where: { status: 'active' } }))
     .filter(
@@ -466,7 +466,7 @@ async function othersNeedingCa(fleet: Fleet, grant: AccessGrant, serverId: strin
  * sshd_config, which Fleetward does not manage.
  */
 async function releaseCertAuthorityFrom(
-  fleet: Fleet,
+  fleet: Runtime,
   grant: AccessGrant,
   server: Server,
 ): Promise<GrantTarget> {

@@ -16,9 +16,10 @@ import {
 import { validateOptions } from '../domain/options.js';
 import { OperationStopLatch } from '../engine/stop.js';
 import { ConflictError, toFleetwardError, ValidationError } from '../errors.js';
-import { audited, refused } from '../fleet/call-audit.js';
-import type { Fleet, SessionInternals } from '../fleet/fleet.js';
 import { resolveTargets, type Targets, validateTargets } from '../inventory/targets.js';
+import { audited, refused } from '../kernel/call-audit.js';
+import type { CallContext } from '../kernel/context.js';
+import type { Runtime } from '../kernel/runtime.js';
 import {
   fleetwardMarker,
   isCloudAgentManaged,
@@ -46,9 +47,16 @@ const RegisterSchema = z.strictObject({
   caretakerId: IdSchema,
   serverIds: z.array(IdSchema).min(1).max(10_000),
 });
+/**
+ * A managed SSH key to register (`keys.register`): its login, public key, caretaker and servers,
+ * and optionally the private key for Fleetward to hold and rotate.
+ *
+ * @useDeclaredType
+ */
 export type RegisterCredentialInput = z.input<typeof RegisterSchema>;
 
-const PolicySchema = z.strictObject({
+/** What sets the rotation policy of a project's keys. */
+export const KeyRotationPolicyInputSchema = z.strictObject({
   projectId: IdSchema,
   intervalHours: z
     .number()
@@ -92,7 +100,7 @@ export const credentialSecretRef = (tenantId: string, credentialId: string) =>
  * credential on the server (for `login`, if given) whose private key is in the SecretStore. Read
  * for every command, so a rotated key is used from the next command on.
  */
-export function managedCredentials(fleet: Fleet, options: { login?: string } = {}) {
+export function managedCredentials(fleet: Runtime, options: { login?: string } = {}) {
   return async (server: Server): Promise<{ username: string; privateKey: string } | undefined> => {
     if (!fleet.secrets) return undefined;
     const candidates = (
@@ -113,7 +121,7 @@ export function managedCredentials(fleet: Fleet, options: { login?: string } = {
 
 /** What one server's keys look like: every login's authorized_keys by fingerprint, and their use. */
 async function inventoryServer(
-  fleet: Fleet,
+  fleet: Runtime,
   server: Server,
   credentials: Map<string, Credential>,
 ): Promise<Omit<KeyInventory, 'id' | 'tenantId' | 'version' | 'createdAt' | 'updatedAt'>> {
@@ -197,7 +205,7 @@ async function inventoryServer(
 }
 
 /** Managed credentials whose rotation is due under their projects' policies (the strictest wins). */
-export async function dueCredentials(fleet: Fleet, tenantId: string): Promise<DueCredential[]> {
+export async function dueCredentials(fleet: Runtime, tenantId: string): Promise<DueCredential[]> {
   const store = fleet.store;
   const now = fleet.clock.now().getTime();
   const policies = (await store.keyRotationPolicies.listAll(tenantId)).filter((p) => p.enabled);
@@ -224,10 +232,97 @@ export async function dueCredentials(fleet: Fleet, tenantId: string): Promise<Du
   return out;
 }
 
+/** What sets the rotation policy of a project's keys. */
+export type KeyRotationPolicyInput = z.input<typeof KeyRotationPolicyInputSchema>;
+
+/** Rotation policies: how often the managed keys on a project's servers must be rotated. */
+export interface KeyRotationPoliciesApi {
+  /**
+   * Sets the rotation interval of a project's keys (one policy per project, id
+   * `rotation-<projectId>`): creates it, or changes the existing one. Needs `keys.rotate` on the
+   * project's key policy.
+   * @default input.enabled true
+   * @throws ValidationError for input that does not fit {@link KeyRotationPolicyInputSchema}.
+   * @throws NotFoundError for an unknown project; AuthorizationError; ConflictError when the
+   *   policy changed meanwhile.
+   */
+  set(input: KeyRotationPolicyInput): Promise<KeyRotationPolicy>;
+  /** Every rotation policy of the tenant. @throws AuthorizationError without `keys.read`. */
+  list(): Promise<KeyRotationPolicy[]>;
+}
+
+/**
+ * Managed SSH keys of a session (`session.keys`): each with exactly one caretaker, rotated without
+ * ever locking anyone out, and the key inventory of servers (what is in every `authorized_keys`
+ * and who logged in with it). Every call is authorized (`keys.read`, `keys.rotate` on the servers
+ * concerned) and audited.
+ */
+export interface KeysApi {
+  /**
+   * Registers a managed key with its one caretaker. With `privateKey`, Fleetward holds (and can
+   * rotate) it: it goes to the SecretStore only. Needs `keys.rotate` on every server of the key.
+   * @throws ValidationError for bad input, unknown servers, or a private key without a SecretStore.
+   * @throws ConflictError when the key (fingerprint) is already managed in the tenant, naming the
+   *   existing credential.
+   * @throws NotFoundError for an unknown caretaker; AuthorizationError.
+   */
+  register(input: RegisterCredentialInput): Promise<Credential>;
+  /**
+   * Hands a key to another caretaker (still exactly one). Needs `keys.rotate` on its servers.
+   * @throws NotFoundError for an unknown credential or caretaker; AuthorizationError.
+   * @throws ConflictError when the credential changed meanwhile.
+   */
+  setCaretaker(credentialId: string, caretakerId: string): Promise<Credential>;
+  /** Every managed key of the tenant. @throws AuthorizationError without `keys.read`. */
+  list(): Promise<Credential[]>;
+  /**
+   * Rotates a managed key on all its servers without ever locking anyone out: the new key is
+   * installed and proven everywhere before the old one is retired (with a dead-man expiry), and a
+   * failed proof rolls back (a `rolled-back` report, not an exception). Needs `keys.rotate` on
+   * every server of the key.
+   * @default options.graceMinutes 5
+   * Refusals before the rotation's first record are audited too.
+   * @throws ValidationError for bad options, a key on no known server or without its private key
+   *   in the SecretStore; NotFoundError; AuthorizationError.
+   * @throws ConflictError when another process rotates the key.
+   * @throws CapabilityMissingError without a SecretStore, or when a server's adapter lacks the
+   *   `exec` or `login` capability (nothing is changed).
+   */
+  rotate(credentialId: string, options?: RotationOptions): Promise<RotationReport>;
+  /** Rotation policies of projects. */
+  policies: KeyRotationPoliciesApi;
+  /**
+   * Managed keys overdue for rotation under their projects' policies (the strictest wins), used
+   * and unused alike.
+   * @throws AuthorizationError without `keys.read`.
+   */
+  due(): Promise<DueCredential[]>;
+  /**
+   * Rotates every overdue key, one after another, with the grace of its policy; a failed one is
+   * reported and the rest go on. Needs `keys.rotate` on every server of every due key (or
+   * somewhere, when none is due), or nothing is rotated; the call is audited (`credential` `due`)
+   * even when nothing is due.
+   * @throws ValidationError for bad options; AuthorizationError; what {@link KeysApi.rotate}
+   *   throws before a rotation starts.
+   */
+  rotateDue(options?: Omit<RotationOptions, 'graceMinutes'>): Promise<RotationReport[]>;
+  /**
+   * Reads every login's authorized_keys and the sshd log on the targeted servers and stores
+   * what is there by fingerprint: managed (credential), granted (JIT), cloud-agent or unmanaged,
+   * with use seen in the log. A changed host key stops it: servers not yet read get no record.
+   * Needs `keys.read` on every server.
+   * @default options.concurrency 16
+   * @throws ValidationError for bad targets or options; AuthorizationError.
+   */
+  inventory(targets: Targets, options?: { concurrency?: number }): Promise<KeyInventory[]>;
+  /** The newest key inventory of each server that has one. @throws AuthorizationError. */
+  latestInventory(): Promise<KeyInventory[]>;
+}
+
 /** Managed SSH keys (one caretaker each), key inventory of servers, and rotation. */
-export function createKeysApi(internals: () => SessionInternals) {
-  const serverResources = async (ctx: SessionInternals, ids: string[]) => {
-    const servers = await ctx.fleet.store.servers.listAll(ctx.tenantId, { selector: { ids } });
+export function createKeysApi(internals: () => CallContext): KeysApi {
+  const serverResources = async (ctx: CallContext, ids: string[]) => {
+    const servers = await ctx.runtime.store.servers.listAll(ctx.tenantId, { selector: { ids } });
     const missing = ids.filter((id) => !servers.some((s) => s.id === id));
     if (missing.length) {
       throw new ValidationError('serverIds', [
@@ -238,17 +333,13 @@ export function createKeysApi(internals: () => SessionInternals) {
   };
 
   return {
-    /**
-     * Registers a managed key with its one caretaker. A key (fingerprint) can be managed once per
-     * tenant: a second registration is a ConflictError naming the existing credential.
-     */
     async register(input: RegisterCredentialInput): Promise<Credential> {
       const ctx = internals();
       const opts = validate(RegisterSchema, input, 'RegisterCredential');
       const key = parsePublicKey(opts.publicKey);
       const id = opts.id ?? `cred-${randomUUID()}`;
       const resources = await serverResources(ctx, opts.serverIds);
-      const existing = await ctx.fleet.store.credentials.listAll(ctx.tenantId, {
+      const existing = await ctx.runtime.store.credentials.listAll(ctx.tenantId, {
         where: { fingerprint: key.fingerprint },
       });
       if (existing.length) {
@@ -256,7 +347,7 @@ export function createKeysApi(internals: () => SessionInternals) {
           `key ${key.fingerprint} is already managed as credential ${existing[0]!.id} (caretaker ${existing[0]!.caretakerId})`,
         );
       }
-      if (opts.privateKey && !ctx.fleet.secrets) {
+      if (opts.privateKey && !ctx.runtime.secrets) {
         throw new ValidationError('RegisterCredential', [
           { path: ['privateKey'], message: 'needs a SecretStore (createFleet({ secrets }))' },
         ]);
@@ -280,7 +371,7 @@ export function createKeysApi(internals: () => SessionInternals) {
             ...(secretRef ? { secretRef } : {}),
           });
           // The secret is written inside the transaction's span: if it fails, nothing is registered.
-          if (secretRef && opts.privateKey) await ctx.fleet.secrets!.set(secretRef, opts.privateKey);
+          if (secretRef && opts.privateKey) await ctx.runtime.secrets!.set(secretRef, opts.privateKey);
           return created;
         },
         (c) => ({
@@ -292,10 +383,9 @@ export function createKeysApi(internals: () => SessionInternals) {
       );
     },
 
-    /** Hands a key to another caretaker (still exactly one). */
     async setCaretaker(credentialId: string, caretakerId: string): Promise<Credential> {
       const ctx = internals();
-      const credential = await ctx.fleet.store.credentials.require(ctx.tenantId, credentialId);
+      const credential = await ctx.runtime.store.credentials.require(ctx.tenantId, credentialId);
       return ctx.write(
         'keys.rotate',
         await serverResources(ctx, credential.serverIds),
@@ -316,17 +406,13 @@ export function createKeysApi(internals: () => SessionInternals) {
     list: () => {
       const ctx = internals();
       return ctx.read('keys.read', [{ type: 'credential' }], { type: 'credential', id: '*' }, () =>
-        ctx.fleet.store.credentials.listAll(ctx.tenantId),
+        ctx.runtime.store.credentials.listAll(ctx.tenantId),
       );
     },
 
-    /**
-     * Rotates a managed key on all its servers without ever locking anyone out (see
-     * `rotateCredential`). Needs `keys.rotate` on every server of the key.
-     */
     async rotate(credentialId: string, options: RotationOptions = {}): Promise<RotationReport> {
       const ctx = internals();
-      const credential = await ctx.fleet.store.credentials.require(
+      const credential = await ctx.runtime.store.credentials.require(
         ctx.tenantId,
         validate(IdSchema, credentialId, 'credentialId'),
       );
@@ -339,7 +425,7 @@ export function createKeysApi(internals: () => SessionInternals) {
       );
       try {
         return await rotateCredential(
-          ctx.fleet,
+          ctx.runtime,
           ctx.tenantId,
           { principalId: principal.id, kind: principal.kind },
           credentialId,
@@ -353,10 +439,9 @@ export function createKeysApi(internals: () => SessionInternals) {
     },
 
     policies: {
-      /** Sets the rotation interval of a project's keys (one policy per project). */
-      set: async (input: z.input<typeof PolicySchema>): Promise<KeyRotationPolicy> => {
+      set: async (input: KeyRotationPolicyInput): Promise<KeyRotationPolicy> => {
         const ctx = internals();
-        const opts = validate(PolicySchema, input, 'KeyRotationPolicy');
+        const opts = validate(KeyRotationPolicyInputSchema, input, 'KeyRotationPolicy');
         const id = `rotation-${opts.projectId}`;
         return ctx.write(
           'keys.rotate',
@@ -384,28 +469,22 @@ export function createKeysApi(internals: () => SessionInternals) {
       list: () => {
         const ctx = internals();
         return ctx.read('keys.read', [{ type: 'key-policy' }], { type: 'key-policy', id: '*' }, () =>
-          ctx.fleet.store.keyRotationPolicies.listAll(ctx.tenantId),
+          ctx.runtime.store.keyRotationPolicies.listAll(ctx.tenantId),
         );
       },
     },
 
-    /** Managed keys overdue for rotation under their projects' policies (used and unused alike). */
     due: () => {
       const ctx = internals();
       return ctx.read('keys.read', [{ type: 'credential' }], { type: 'credential', id: 'due' }, () =>
-        dueCredentials(ctx.fleet, ctx.tenantId),
+        dueCredentials(ctx.runtime, ctx.tenantId),
       );
     },
 
-    /**
-     * Rotates every overdue key, one after another; a failed one is reported and the rest go on.
-     * Needs `keys.rotate` on every server of every due key (or somewhere, when none is due), or
-     * nothing is rotated; the call is audited (`credential` `due`) even when nothing is due.
-     */
     async rotateDue(options: Omit<RotationOptions, 'graceMinutes'> = {}): Promise<RotationReport[]> {
       const ctx = internals();
       const opts = validateOptions(RotateDueOptionsSchema, options, 'RotateDueOptions');
-      const due = await dueCredentials(ctx.fleet, ctx.tenantId);
+      const due = await dueCredentials(ctx.runtime, ctx.tenantId);
       const resources = [];
       for (const item of due) resources.push(...(await serverResources(ctx, item.credential.serverIds)));
       const target = { type: 'credential', id: 'due' };
@@ -423,7 +502,7 @@ export function createKeysApi(internals: () => SessionInternals) {
             const credentialTarget = { type: 'credential', id: item.credential.id };
             try {
               reports.push(
-                await rotateCredential(ctx.fleet, ctx.tenantId, actor, item.credential.id, {
+                await rotateCredential(ctx.runtime, ctx.tenantId, actor, item.credential.id, {
                   ...opts,
                   graceMinutes: item.policy.graceMinutes,
                 }),
@@ -449,14 +528,9 @@ export function createKeysApi(internals: () => SessionInternals) {
       );
     },
 
-    /**
-     * Reads every login's authorized_keys and the sshd log on the targeted servers and stores
-     * what is there by fingerprint: managed (credential), granted (JIT), cloud-agent or unmanaged,
-     * with use seen in the log. Needs `keys.read` on every server.
-     */
     async inventory(targets: Targets, options: { concurrency?: number } = {}): Promise<KeyInventory[]> {
       const ctx = internals();
-      const store = ctx.fleet.store;
+      const store = ctx.runtime.store;
       const parsedTargets = validateTargets(targets);
       const opts = validateOptions(InventoryOptionsSchema, options, 'KeyInventoryOptions');
       const servers = await resolveTargets(store, ctx.tenantId, parsedTargets);
@@ -480,14 +554,14 @@ export function createKeysApi(internals: () => SessionInternals) {
                 notStarted.push(server.id);
                 return undefined;
               }
-              const inventory = await inventoryServer(ctx.fleet, server, credentials);
+              const inventory = await inventoryServer(ctx.runtime, server, credentials);
               stop.note(inventory.error, server);
               return store.keyInventories.create({ ...inventory, tenantId: ctx.tenantId });
             }),
           ),
         )
       ).filter((r): r is KeyInventory => r !== undefined);
-      await ctx.fleet.audit(store, {
+      await ctx.runtime.audit(store, {
         tenantId: ctx.tenantId,
         actor: { principalId: principal.id, kind: principal.kind },
         action: 'keys.read',
@@ -512,7 +586,6 @@ export function createKeysApi(internals: () => SessionInternals) {
       return results.sort((a, b) => (a.serverId < b.serverId ? -1 : 1));
     },
 
-    /** The newest key inventory of each server that has one. */
     latestInventory: async (): Promise<KeyInventory[]> => {
       const ctx = internals();
       return ctx.read(
@@ -521,7 +594,7 @@ export function createKeysApi(internals: () => SessionInternals) {
         { type: 'key-inventory', id: '*' },
         async () => {
           const newest = new Map<string, KeyInventory>();
-          for (const inv of await ctx.fleet.store.keyInventories.listAll(ctx.tenantId)) {
+          for (const inv of await ctx.runtime.store.keyInventories.listAll(ctx.tenantId)) {
             const seen = newest.get(inv.serverId);
             if (!seen || seen.scannedAt < inv.scannedAt) newest.set(inv.serverId, inv);
           }
@@ -531,5 +604,3 @@ export function createKeysApi(internals: () => SessionInternals) {
     },
   };
 }
-
-export type KeysApi = ReturnType<typeof createKeysApi>;

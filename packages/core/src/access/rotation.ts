@@ -9,7 +9,8 @@ import {
   toFleetwardError,
   ValidationError,
 } from '../errors.js';
-import type { Fleet } from '../fleet/fleet.js';
+import { startJob } from '../kernel/jobs.js';
+import type { Runtime } from '../kernel/runtime.js';
 import type { SecretStore } from '../ports/secret-store.js';
 import {
   type AuthorizedKeyEntry,
@@ -94,7 +95,7 @@ function carriedOptions(old: AuthorizedKeyEntry | undefined) {
   return (old?.options ?? []).filter((o) => o.name.toLowerCase() !== 'expiry-time');
 }
 
-function requireSecrets(fleet: Fleet): SecretStore {
+function requireSecrets(fleet: Runtime): SecretStore {
   if (!fleet.secrets) {
     throw new CapabilityMissingError(
       'key rotation needs a SecretStore (createFleet({ secrets })) for the new private keys',
@@ -105,7 +106,7 @@ function requireSecrets(fleet: Fleet): SecretStore {
 
 /** Adds the new key next to the old one (idempotent). */
 async function addKey(
-  fleet: Fleet,
+  fleet: Runtime,
   server: Server,
   credential: Credential,
   newPublicKey: string,
@@ -129,7 +130,7 @@ async function addKey(
 }
 
 /** Removes every line of `fingerprint` that Fleetward may edit; returns how many were removed. */
-async function removeKey(fleet: Fleet, server: Server, login: string, fingerprint: string): Promise<void> {
+async function removeKey(fleet: Runtime, server: Server, login: string, fingerprint: string): Promise<void> {
   await editAuthorizedKeys(fleet.adapterFor(server), server, login, (current) => {
     const lines = parseAuthorizedKeys(current.text);
     const kept = lines.filter(
@@ -147,7 +148,7 @@ async function removeKey(fleet: Fleet, server: Server, login: string, fingerprin
 
 /** Puts an `expiry-time` on the old key's lines: if anything stops now, sshd retires it anyway. */
 async function stampExpiry(
-  fleet: Fleet,
+  fleet: Runtime,
   server: Server,
   credential: Credential,
   fingerprint: string,
@@ -173,7 +174,7 @@ async function stampExpiry(
   });
 }
 
-async function probe(fleet: Fleet, server: Server, login: string, privateKey: string, sudo: boolean) {
+async function probe(fleet: Runtime, server: Server, login: string, privateKey: string, sudo: boolean) {
   const adapter = fleet.adapterFor(server);
   if (!adapter.login) {
     throw new CapabilityMissingError(
@@ -184,7 +185,7 @@ async function probe(fleet: Fleet, server: Server, login: string, privateKey: st
 }
 
 interface RotationState {
-  fleet: Fleet;
+  fleet: Runtime;
   tenantId: string;
   actor: AuditInput['actor'];
   credential: Credential;
@@ -366,7 +367,7 @@ async function rollBack(
  * report; a failed verification is a `rolled-back` report, not an exception.
  */
 export async function rotateCredential(
-  fleet: Fleet,
+  fleet: Runtime,
   tenantId: string,
   actor: AuditInput['actor'],
   credentialId: string,
@@ -439,27 +440,20 @@ export async function rotateCredential(
       await secrets.set(refs.next, pair.privateKey);
       const jobId = randomUUID();
       job = await store.transaction(async (tx) => {
-        const created = await tx.jobs.create({
+        const { job: created } = await startJob(tx, {
           tenantId,
-          id: jobId,
+          jobId,
           kind: 'key-rotation',
-          status: 'running',
           requestedBy: actor.principalId,
           serverIds: servers.map((s) => s.id),
           startedAt: fleet.clock.now().toISOString(),
           reason: `credential ${credentialId}`,
-        });
-        for (const server of servers) {
-          await tx.taskResults.create({
-            tenantId,
-            id: `${jobId}:${server.id}`,
-            jobId,
-            serverId: server.id,
+          task: {
             status: 'running',
             step: 'pending',
             details: { newPublicKey: pair.publicKey, newFingerprint: pair.fingerprint },
-          });
-        }
+          },
+        });
         const current = await tx.credentials.require(tenantId, credentialId);
         credential = await tx.credentials.update(
           tenantId,

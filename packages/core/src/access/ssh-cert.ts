@@ -62,7 +62,7 @@ export interface SignUserCertificateOptions {
   serial?: bigint;
   validAfter: Date;
   validBefore: Date;
-  /** @default ['permit-pty']: a terminal, no forwarding of any kind, no `~/.ssh/rc`. */
+  /** @default `['permit-pty']`: a terminal, no forwarding of any kind, no `~/.ssh/rc`. */
   extensions?: CertificateExtension[];
   /** The critical option `source-address`: a comma-separated list of addresses or CIDR blocks. */
   sourceAddress?: string;

@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { toFleetwardError } from '../errors.js';
-import type { Fleet } from '../fleet/fleet.js';
+import type { Runtime } from '../kernel/runtime.js';
 import { Ticker } from '../util/ticker.js';
 import { type SweepResult, sweepAccess } from './api.js';
 import { dueCredentials } from './keys.js';
 import { type RotationReport, rotateCredential } from './rotation.js';
 
 export interface AccessSweeperOptions {
-  fleet: Fleet;
+  fleet: Runtime;
   /** Also rotate managed keys that are due under their projects' policies. @default true */
   rotateKeys?: boolean;
   /** Called with failures; never throws into the loop. */
@@ -27,7 +27,7 @@ export interface AccessSweepTick {
  * Expiry itself never depends on this: sshd refuses an ended grant's key by itself.
  */
 export class AccessSweeper {
-  readonly #fleet: Fleet;
+  readonly #fleet: Runtime;
   readonly #options: AccessSweeperOptions;
   readonly holder: string;
   readonly #ticker = new Ticker(

@@ -2,8 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import type { AuditRecord } from '../domain/index.js';
 import { validateOptions } from '../domain/options.js';
 import { AuditIntegrityError, CapabilityMissingError } from '../errors.js';
-import type { SessionInternals } from '../fleet/fleet.js';
-import { enqueueEvent } from '../notify/outbox.js';
+import type { CallContext } from '../kernel/context.js';
 import type { AuditQuery, Store, StoredAuditRow } from '../ports/store.js';
 import { auditRecordHash, GENESIS_HASH } from './chain.js';
 import {
@@ -86,6 +85,7 @@ export async function storedAuditCheckpoints(store: Store, tenantId: string): Pr
   }
 }
 
+/** Options of `audit.verify`. */
 export interface VerifyAuditLogOptions {
   /** Signed checkpoints kept apart from the store (they catch truncation and a recomputed chain). */
   checkpoints?: readonly AuditCheckpoint[];
@@ -99,6 +99,66 @@ export interface VerifyAuditLogOptions {
   storedCheckpoints?: boolean;
   /** Report `missing-checkpoint` when no checkpoint (given or stored) verifies. @default false */
   requireCheckpoint?: boolean;
+}
+
+/** Options of `audit.export`. */
+export interface AuditExportOptions {
+  /** Signed checkpoints to put in the file, so that offline verification checks them too. */
+  checkpoints?: readonly AuditCheckpoint[];
+}
+
+/** Options of `audit.accessReport`. */
+export interface AccessReportOptions {
+  /** Only records (and timed sshd logins) at or after this instant. @default the log's start */
+  since?: Date;
+  /** Only records (and timed sshd logins) before this instant. @default now */
+  until?: Date;
+  /** A key not used for this many days counts as unused. @default 90 */
+  unusedAfterDays?: number;
+}
+
+/**
+ * The audit log of a session's tenant (`fleet.as(actor).audit`). Every call needs `audit.read`
+ * and is itself audited: who looked at the log is an audit question too.
+ */
+export interface AuditApi {
+  /**
+   * The tenant's records matching `query`, in `seq` order.
+   * @throws ValidationError for a bad query; AuthorizationError.
+   */
+  list(query?: AuditQuery): Promise<AuditRecord[]>;
+  /**
+   * Checks the whole chain as stored: every record's hash, the links, no gaps or reordering, and
+   * each checkpoint given or stored (signature and the record at its `seq`). A problem names the
+   * record (seq and id); problems are reported in the result, not thrown.
+   * @throws ValidationError for bad options; AuthorizationError.
+   */
+  verify(options?: VerifyAuditLogOptions): Promise<AuditLogVerification>;
+  /**
+   * The log as JSON Lines for offline verification (`verifyAuditExport`), streamed: header,
+   * checkpoints, then every stored row up to the head at the time of the call, damaged ones
+   * included (so that verification of the file shows them).
+   * @throws ValidationError for bad options; AuthorizationError.
+   */
+  export(options?: AuditExportOptions): Promise<AsyncGenerator<string>>;
+  /**
+   * The post-action audit of access: most common actions, scripts and denials; who accessed which
+   * servers and whether that matched their roles; the keys on servers and whether they are needed;
+   * last rotation per key and overdue keys. Built from the audit log (streamed), the grants and
+   * requests, the newest key inventories and the rotation policies. Render it with
+   * `renderAccessAuditHtml`, `renderAccessAuditCsv` or `renderAccessAuditJson`.
+   * @throws ValidationError for bad options; AuthorizationError.
+   */
+  accessReport(options?: AccessReportOptions): Promise<AccessAuditReport>;
+  /**
+   * Signs the log's head with the fleet's audit signing key and hands the checkpoint out: to the
+   * caller, into the log (its audit record holds the whole checkpoint, where `verify` finds it),
+   * and as an `audit.checkpoint` webhook so another system keeps a copy. Keep checkpoints away from
+   * the store: with them, truncation and a recomputed chain are caught.
+   * @throws CapabilityMissingError without `auditSigningKey`; AuditIntegrityError when the head
+   * record is damaged (nothing is signed over it); AuthorizationError.
+   */
+  checkpoint(): Promise<AuditCheckpoint>;
 }
 
 const HEX_HASH = /^[a-f0-9]{64}$/;
@@ -134,31 +194,25 @@ function intactHead(tenantId: string, row: StoredAuditRow | undefined): AuditRec
   );
 }
 
-/** The audit log as an API: queries, verification, export and signed checkpoints. */
-export function createAuditApi(internals: () => SessionInternals) {
-  const trustedKeys = (ctx: SessionInternals, given?: readonly (KeyObject | string)[]) =>
-    given ?? (ctx.fleet.auditSigningKey ? [ctx.fleet.auditSigningKey.publicKey] : []);
+/** Creates the audit module on a session's call context. */
+export function createAuditApi(internals: () => CallContext): AuditApi {
+  const trustedKeys = (ctx: CallContext, given?: readonly (KeyObject | string)[]) =>
+    given ?? (ctx.runtime.auditSigningKey ? [ctx.runtime.auditSigningKey.publicKey] : []);
 
   return {
-    /** The tenant's records matching `query`, in `seq` order. */
     list: async (query: AuditQuery = {}): Promise<AuditRecord[]> => {
       validateOptions(AuditQuerySchema, query, 'AuditQuery');
       const ctx = internals();
       return ctx.read('audit.read', [{ type: 'audit' }], { type: 'audit', id: '*' }, () =>
-        ctx.fleet.store.audit.list(ctx.tenantId, query),
+        ctx.runtime.store.audit.list(ctx.tenantId, query),
       );
     },
 
-    /**
-     * Checks the whole chain as stored: every record's hash, the links, no gaps or reordering,
-     * and each checkpoint given (signature and the record at its `seq`). A problem names the
-     * record (seq and id). Audited as a read of the log.
-     */
     verify: async (options: VerifyAuditLogOptions = {}): Promise<AuditLogVerification> => {
       validateOptions(VerifyAuditLogOptionsSchema, options, 'VerifyAuditLogOptions');
       const ctx = internals();
       return ctx.read('audit.read', [{ type: 'audit' }], { type: 'audit', id: 'verify' }, async () => {
-        const store = ctx.fleet.store;
+        const store = ctx.runtime.store;
         const publicKeys = trustedKeys(ctx, options.publicKeys);
         const trustedIds = new Set(publicKeys.map((k) => auditSigningKeyId(k)));
         const given = options.checkpoints ?? [];
@@ -179,16 +233,10 @@ export function createAuditApi(internals: () => SessionInternals) {
       });
     },
 
-    /**
-     * The log as JSON Lines for offline verification (`verifyAuditExport`), streamed: header,
-     * checkpoints, then every record up to the head at the time of the call.
-     */
-    export: async (
-      options: { checkpoints?: readonly AuditCheckpoint[] } = {},
-    ): Promise<AsyncGenerator<string>> => {
+    export: async (options: AuditExportOptions = {}): Promise<AsyncGenerator<string>> => {
       validateOptions(AuditExportOptionsSchema, options, 'AuditExportOptions');
       const ctx = internals();
-      const store = ctx.fleet.store;
+      const store = ctx.runtime.store;
       const head = await ctx.read('audit.read', [{ type: 'audit' }], { type: 'audit', id: 'export' }, () =>
         store.audit.headRow(ctx.tenantId),
       );
@@ -205,24 +253,15 @@ export function createAuditApi(internals: () => SessionInternals) {
           }
         })(),
         head: at,
-        exportedAt: ctx.fleet.clock.now(),
+        exportedAt: ctx.runtime.clock.now(),
         ...(options.checkpoints ? { checkpoints: options.checkpoints } : {}),
       });
     },
 
-    /**
-     * The post-action audit of access: most common actions, scripts and denials; who accessed
-     * which servers and whether that matched their roles; the keys on servers and whether they
-     * are needed; last rotation per key and overdue keys. Built from the audit log (streamed),
-     * the grants and requests, the newest key inventories and the rotation policies. Render it
-     * with `renderAccessAuditHtml`, `renderAccessAuditCsv` or `renderAccessAuditJson`.
-     */
-    accessReport: async (
-      options: { since?: Date; until?: Date; unusedAfterDays?: number } = {},
-    ): Promise<AccessAuditReport> => {
+    accessReport: async (options: AccessReportOptions = {}): Promise<AccessAuditReport> => {
       validateOptions(AccessReportOptionsSchema, options, 'AccessReportOptions');
       const ctx = internals();
-      const store = ctx.fleet.store;
+      const store = ctx.runtime.store;
       const t = ctx.tenantId;
       return ctx.read('audit.read', [{ type: 'audit' }], { type: 'audit', id: 'access-report' }, async () => {
         const [
@@ -253,7 +292,7 @@ export function createAuditApi(internals: () => SessionInternals) {
         return buildAccessAuditReportAsync({
           tenantId: t,
           ...(tenant ? { tenantName: tenant.name } : {}),
-          now: ctx.fleet.clock.now(),
+          now: ctx.runtime.clock.now(),
           ...(options.since ? { since: options.since } : {}),
           ...(options.until ? { until: options.until } : {}),
           ...(options.unusedAfterDays !== undefined ? { unusedAfterDays: options.unusedAfterDays } : {}),
@@ -272,14 +311,9 @@ export function createAuditApi(internals: () => SessionInternals) {
       });
     },
 
-    /**
-     * Signs the log's head with the fleet's audit signing key and hands the checkpoint out: to the
-     * caller, and as an `audit.checkpoint` webhook so another system keeps a copy. Keep
-     * checkpoints away from the store: with them, truncation and a recomputed chain are caught.
-     */
     checkpoint: async (): Promise<AuditCheckpoint> => {
       const ctx = internals();
-      const key = ctx.fleet.auditSigningKey;
+      const key = ctx.runtime.auditSigningKey;
       if (!key) {
         throw new CapabilityMissingError(
           'audit checkpoints need a signing key: createFleet({ auditSigningKey })',
@@ -296,16 +330,11 @@ export function createAuditApi(internals: () => SessionInternals) {
               tenantId: ctx.tenantId,
               seq: head?.seq ?? 0,
               hash: head?.hash ?? GENESIS_HASH,
-              at: ctx.fleet.clock.now().toISOString(),
+              at: ctx.runtime.clock.now().toISOString(),
             },
             key.privateKey,
           );
-          await enqueueEvent(tx, {
-            tenantId: ctx.tenantId,
-            eventType: 'audit.checkpoint',
-            payload: { ...checkpoint },
-            now: ctx.fleet.clock.now(),
-          });
+          await ctx.record(tx, { outbox: { eventType: 'audit.checkpoint', payload: { ...checkpoint } } });
           return checkpoint;
         },
         // The whole signed checkpoint goes into the log, so that verification finds it there.
@@ -314,5 +343,3 @@ export function createAuditApi(internals: () => SessionInternals) {
     },
   };
 }
-
-export type AuditApi = ReturnType<typeof createAuditApi>;

@@ -11,8 +11,8 @@ import {
   validate,
 } from '../domain/index.js';
 import { checkEntityInput, RemoveOptionsSchema, validateOptions } from '../domain/options.js';
-import type { SessionInternals } from '../fleet/fleet.js';
 import { resolveTargets, type Targets, validateTargets } from '../inventory/targets.js';
+import type { CallContext } from '../kernel/context.js';
 import type { StoreScope } from '../ports/store.js';
 import { evaluateServer, projectsOf, type ServerEvaluation } from './evaluate.js';
 import { type ComplianceSummary, summarize } from './summary.js';
@@ -21,15 +21,27 @@ export const ComplianceSummaryOptionsSchema = z.strictObject({
   /** Only the servers this project's selector matches now. @default every server of the tenant */
   projectId: IdSchema.optional(),
 });
+/** Options of `compliance.summary`. */
 export type ComplianceSummaryOptions = z.input<typeof ComplianceSummaryOptionsSchema>;
 
-const ListStandardsOptionsSchema = z.strictObject({ projectId: IdSchema.optional() });
+const ListStandardsOptionsSchema = z.strictObject({
+  /** Only the standards that apply to this project's servers. @default every standard */
+  projectId: IdSchema.optional(),
+});
+/**
+ * Options of `compliance.standards.list`.
+ *
+ * @useDeclaredType
+ */
+export type ListStandardsOptions = z.input<typeof ListStandardsOptionsSchema>;
 /** Changes are an object of fields; the store validates each field against the standard's schema. */
 const StandardChangesSchema = plainRecord(z.string(), z.unknown());
 
 /** A summary as of `generatedAt` (the fleet clock), for the tenant or one project. */
 export interface ComplianceSummaryResult extends ComplianceSummary {
+  /** When it was computed (ISO 8601, UTC). */
   generatedAt: string;
+  /** The project it covers; absent for the whole tenant. */
   projectId?: string;
 }
 
@@ -41,7 +53,70 @@ export interface LatestScans {
   attempt?: ScanResult;
 }
 
-type StandardChanges = Partial<Omit<ComplianceStandardInput, 'tenantId' | 'id'>>;
+/** The fields of a standard that `compliance.standards.update` may change. */
+export type ComplianceStandardChanges = Partial<Omit<ComplianceStandardInput, 'tenantId' | 'id'>>;
+
+/**
+ * Compliance standards: rules every server (or one project's servers) must meet, such as "no
+ * security patch pending longer than 14 days". Written with `patch.policy`, read with `patch.read`.
+ */
+export interface ComplianceStandardsApi {
+  /**
+   * Adds a standard for the whole tenant, or for one project's servers with `projectId`.
+   * @throws ValidationError for input that does not fit the standard schema; NotFoundError when
+   * the project does not exist; AlreadyExistsError for a taken id; AuthorizationError.
+   */
+  add(input: Omit<ComplianceStandardInput, 'tenantId'>): Promise<ComplianceStandard>;
+  /**
+   * Changes a standard, compare-and-swap on `expectedVersion`. Moving it to another project (or to
+   * the whole tenant) needs `patch.policy` on both the old and the new scope.
+   * @throws NotFoundError for an unknown standard or project; ConflictError for a stale version;
+   * ValidationError; AuthorizationError.
+   */
+  update(
+    id: string,
+    changes: ComplianceStandardChanges,
+    options: { expectedVersion: number },
+  ): Promise<ComplianceStandard>;
+  /**
+   * Removes a standard (with `expectedVersion`, only that version); resolves `false` when there
+   * was none.
+   * @throws ConflictError for a stale version; ValidationError for a malformed id; AuthorizationError.
+   */
+  remove(id: string, options?: { expectedVersion?: number }): Promise<boolean>;
+  /**
+   * The tenant's standards; with `projectId`, those that apply to the project's servers (its own
+   * and the tenant-wide ones), readable with `patch.read` on that project alone.
+   * @throws ValidationError for unknown options; AuthorizationError.
+   */
+  list(options?: ListStandardsOptions): Promise<ComplianceStandard[]>;
+}
+
+/**
+ * Compliance of a session (`fleet.as(actor).compliance`): central standards, per-server evaluation
+ * and the bird's-eye summary. Every call is authorized and audited.
+ */
+export interface ComplianceApi {
+  /** The standards servers are evaluated against. */
+  readonly standards: ComplianceStandardsApi;
+  /**
+   * Evaluates the targeted servers (by default every server of the tenant) against the standards
+   * that apply to each (see `evaluateServer`), as of the fleet clock, with the reasons of each
+   * result. Needs `patch.read` on every targeted server (and on the project or tenant scope).
+   * @throws ValidationError for bad targets; NotFoundError for an unknown project or server;
+   * AuthorizationError.
+   */
+  evaluate(targets?: Targets): Promise<ServerEvaluation[]>;
+  /**
+   * The bird's-eye view (see `summarize`) of the tenant, or of one project's servers with
+   * `projectId`. Needs `patch.read` on every server in it. Loads the servers, the standards and the
+   * latest scans in a few paged queries (never one per server), then evaluates and aggregates in
+   * memory.
+   * @throws ValidationError for unknown options; NotFoundError for an unknown project;
+   * AuthorizationError.
+   */
+  summary(options?: ComplianceSummaryOptions): Promise<ComplianceSummaryResult>;
+}
 
 const PAGE = 10_000;
 /**
@@ -101,14 +176,13 @@ const standardScope = (projectId: string | undefined): Resource =>
   projectId === undefined ? { type: 'compliance-standard' } : { type: 'compliance-standard', projectId };
 
 /**
- * The compliance API of a session: central standards, per-server evaluation and the bird's-eye
- * summary. Standards are written with `patch.policy` (they are patch policy at tenant or project
- * level) and read with `patch.read`; every call is authorized and audited.
+ * Creates the compliance module on a session's call context. Standards are written with
+ * `patch.policy` (they are patch policy at tenant or project level) and read with `patch.read`.
  */
-export function createComplianceApi(internals: () => SessionInternals) {
+export function createComplianceApi(internals: () => CallContext): ComplianceApi {
   /** Everything evaluation reads besides the servers, in a few paged queries. */
-  async function loadInputs(ctx: SessionInternals, servers: readonly Server[]) {
-    const store = ctx.fleet.store;
+  async function loadInputs(ctx: CallContext, servers: readonly Server[]) {
+    const store = ctx.runtime.store;
     const [standards, scans] = await Promise.all([
       store.complianceStandards.listAll(ctx.tenantId),
       loadLatestScans(store, ctx.tenantId, new Set(servers.map((s) => s.id))),
@@ -145,10 +219,6 @@ export function createComplianceApi(internals: () => SessionInternals) {
 
   return {
     standards: {
-      /**
-       * Adds a standard for the whole tenant, or for one project's servers with `projectId` (the
-       * project must exist).
-       */
       add: (input: Omit<ComplianceStandardInput, 'tenantId'>): Promise<ComplianceStandard> => {
         const ctx = internals();
         checkEntityInput('complianceStandards', input, ctx.tenantId, 'ComplianceStandardInput');
@@ -166,18 +236,14 @@ export function createComplianceApi(internals: () => SessionInternals) {
           (s) => ({ standardId: s.id, rule: s.rule.kind, projectId: s.projectId ?? null }),
         );
       },
-      /**
-       * Changes a standard. Moving it to another project (or to the whole tenant) needs
-       * `patch.policy` on both the old and the new scope.
-       */
       update: async (
         id: string,
-        changes: StandardChanges,
+        changes: ComplianceStandardChanges,
         options: { expectedVersion: number },
       ): Promise<ComplianceStandard> => {
         const ctx = internals();
         validate(StandardChangesSchema, changes, 'ComplianceStandardChanges');
-        const current = await ctx.fleet.store.complianceStandards.require(ctx.tenantId, id);
+        const current = await ctx.runtime.store.complianceStandards.require(ctx.tenantId, id);
         const resources = [standardScope(current.projectId)];
         if ('projectId' in changes) resources.push(standardScope(changes.projectId));
         return ctx.write(
@@ -191,12 +257,11 @@ export function createComplianceApi(internals: () => SessionInternals) {
           (s) => ({ version: s.version, enabled: s.enabled }),
         );
       },
-      /** Removes a standard; resolves `false` when there was none. */
       remove: async (id: string, options: { expectedVersion?: number } = {}): Promise<boolean> => {
         const ctx = internals();
         validate(IdSchema, id, 'standardId');
         const opts = validateOptions(RemoveOptionsSchema, options, 'RemoveOptions');
-        const current = await ctx.fleet.store.complianceStandards.get(ctx.tenantId, id);
+        const current = await ctx.runtime.store.complianceStandards.get(ctx.tenantId, id);
         if (!current) return false;
         return ctx.write(
           'patch.policy',
@@ -205,11 +270,7 @@ export function createComplianceApi(internals: () => SessionInternals) {
           (tx) => tx.complianceStandards.delete(ctx.tenantId, id, opts),
         );
       },
-      /**
-       * The tenant's standards; with `projectId`, those that apply to the project's servers (its
-       * own and the tenant-wide ones), readable with `patch.read` on that project alone.
-       */
-      list: async (options: { projectId?: string } = {}): Promise<ComplianceStandard[]> => {
+      list: async (options: ListStandardsOptions = {}): Promise<ComplianceStandard[]> => {
         const ctx = internals();
         const { projectId } = validateOptions(ListStandardsOptionsSchema, options, 'ListStandardsOptions');
         return ctx.read(
@@ -217,7 +278,7 @@ export function createComplianceApi(internals: () => SessionInternals) {
           [standardScope(projectId)],
           { type: 'compliance-standard', id: '*' },
           async () => {
-            const all = await ctx.fleet.store.complianceStandards.listAll(ctx.tenantId);
+            const all = await ctx.runtime.store.complianceStandards.listAll(ctx.tenantId);
             return projectId === undefined
               ? all
               : all.filter((s) => s.projectId === undefined || s.projectId === projectId);
@@ -226,14 +287,9 @@ export function createComplianceApi(internals: () => SessionInternals) {
       },
     },
 
-    /**
-     * Evaluates the targeted servers (by default every server of the tenant) against the standards
-     * that apply to each (see `evaluateServer`), as of the fleet clock. Needs `patch.read` on every
-     * targeted server.
-     */
     evaluate: async (targets?: Targets): Promise<ServerEvaluation[]> => {
       const ctx = internals();
-      const store = ctx.fleet.store;
+      const store = ctx.runtime.store;
       const parsed = targets === undefined ? undefined : validateTargets(targets);
       const [servers, projects] = await Promise.all([
         parsed ? resolveTargets(store, ctx.tenantId, parsed) : store.servers.listAll(ctx.tenantId),
@@ -252,20 +308,14 @@ export function createComplianceApi(internals: () => SessionInternals) {
         async () => {
           const inputs = await loadInputs(ctx, servers);
           const memberships = membershipsOf(servers, projects);
-          return [...evaluations(servers, memberships, inputs, ctx.fleet.clock.now(), true)];
+          return [...evaluations(servers, memberships, inputs, ctx.runtime.clock.now(), true)];
         },
       );
     },
 
-    /**
-     * The bird's-eye view (see `summarize`) of the tenant, or of one project's servers with
-     * `projectId`. Needs `patch.read` on every server in it. Loads the servers, the standards and
-     * the latest scans in a few paged queries (never one per server), then evaluates and aggregates
-     * in memory.
-     */
     summary: async (options: ComplianceSummaryOptions = {}): Promise<ComplianceSummaryResult> => {
       const ctx = internals();
-      const store = ctx.fleet.store;
+      const store = ctx.runtime.store;
       const { projectId } = validate(ComplianceSummaryOptionsSchema, options, 'ComplianceSummaryOptions');
       const projects = await store.projects.listAll(ctx.tenantId);
       let servers: Server[];
@@ -286,7 +336,7 @@ export function createComplianceApi(internals: () => SessionInternals) {
             loadInputs(ctx, servers),
             store.accounts.listAll(ctx.tenantId),
           ]);
-          const now = ctx.fleet.clock.now();
+          const now = ctx.runtime.clock.now();
           const memberships = membershipsOf(servers, projects);
           let shown: readonly Project[] = projects;
           if (projectId !== undefined) {
@@ -309,6 +359,3 @@ export function createComplianceApi(internals: () => SessionInternals) {
     },
   };
 }
-
-/** The compliance API of a session (`fleet.as(actor).compliance`). */
-export type ComplianceApi = ReturnType<typeof createComplianceApi>;

@@ -176,3 +176,40 @@ export const KeyInventoryFields = {
   logSource: z.string().max(256).optional(),
   error: z.strictObject({ code: z.string(), message: z.string().max(4000) }).optional(),
 };
+
+/** Tenant-wide rules of just-in-time access, given to `createFleet({ access })`. */
+export interface AccessOptions {
+  /** Approvals (by distinct principals other than the requester) a request needs. @default 1 */
+  requiredApprovals?: number;
+  /** A request not decided within this many minutes expires. @default 1440 (one day) */
+  pendingTtlMinutes?: number;
+  /** The longest access a request may ask for. @default 480 (eight hours) */
+  maxDurationMinutes?: number;
+  /**
+   * Checks a ticket reference (format, or that it exists in the ticketing system). Return a
+   * sentence saying what is wrong, or undefined when the ticket is good.
+   * @default any non-empty reference
+   */
+  validateTicket?: (ticket: string) => string | undefined | Promise<string | undefined>;
+}
+
+export const AccessOptionsSchema = z.strictObject({
+  requiredApprovals: z.number().int().min(1).max(10).optional(),
+  pendingTtlMinutes: z
+    .number()
+    .int()
+    .min(1)
+    .max(30 * 24 * 60)
+    .optional(),
+  maxDurationMinutes: z
+    .number()
+    .int()
+    .min(1)
+    .max(14 * 24 * 60)
+    .optional(),
+  validateTicket: z
+    .custom<NonNullable<AccessOptions['validateTicket']>>((v) => typeof v === 'function', {
+      message: 'must be a function (ticket => problem | undefined)',
+    })
+    .optional(),
+});

@@ -1,3 +1,9 @@
+/**
+ * The domain: entities, operations and their zod schemas, shared by the SDK, its stores and its
+ * adapters.
+ *
+ * @module @fleetward/core/domain
+ */
 export * from './access.js';
 export * from './audit.js';
 export * from './common.js';

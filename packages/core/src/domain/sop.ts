@@ -61,6 +61,11 @@ export function isReservedParameterName(name: string): boolean {
 }
 
 const ParameterValueSchema = z.union([z.string(), z.number(), z.boolean()]);
+/**
+ * The value of one script or runbook parameter.
+ *
+ * @useDeclaredType
+ */
 export type ParameterValue = z.infer<typeof ParameterValueSchema>;
 
 /**

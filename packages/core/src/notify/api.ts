@@ -8,7 +8,7 @@ import {
 } from '../domain/index.js';
 import { validateId } from '../domain/options.js';
 import { CapabilityMissingError } from '../errors.js';
-import type { SessionInternals } from '../fleet/fleet.js';
+import type { CallContext } from '../kernel/context.js';
 import type { SecretStore } from '../ports/secret-store.js';
 import { listParked, replayMessage } from './outbox.js';
 import { decodeSigningSecrets, encodeSigningSecrets, generateWebhookSecret } from './webhook-signature.js';
@@ -24,6 +24,7 @@ export const AddWebhookInputSchema = z.strictObject({
   events: WebhookEndpointFields.events,
   description: WebhookEndpointFields.description,
 });
+/** What `notify.webhooks.add` takes. */
 export type AddWebhookInput = z.input<typeof AddWebhookInputSchema>;
 
 export const RotateWebhookSecretOptionsSchema = z.strictObject({
@@ -38,70 +39,87 @@ export const RotateWebhookSecretOptionsSchema = z.strictObject({
     .max(30 * 86_400_000)
     .default(86_400_000),
 });
+/** Options of `notify.webhooks.rotateSecret`. */
 export type RotateWebhookSecretOptions = z.input<typeof RotateWebhookSecretOptionsSchema>;
 
 /** An endpoint and its signing secret. The secret is shown here only: keep it in the receiver. */
 export interface WebhookEndpointWithSecret {
+  /** The endpoint as stored. */
   endpoint: WebhookEndpoint;
+  /** The current `whsec_…` signing secret. */
   secret: string;
+}
+
+/**
+ * Webhook endpoints of the tenant. Changes are authorized as `patch.policy` and reads as
+ * `patch.read` (the catalogue has no notification action yet): notifications report on patching,
+ * so whoever sets patch policy decides where its news goes. Every call is audited; no audit record
+ * holds a secret.
+ */
+export interface WebhooksApi {
+  /**
+   * Adds an endpoint with a new `whsec_…` secret, kept in the Fleet's SecretStore (stored before
+   * the endpoint, and removed again when the endpoint cannot be written).
+   * @throws CapabilityMissingError when the Fleet has no SecretStore; ValidationError for a bad
+   * URL (credentials in it included) or event list; AuthorizationError.
+   */
+  add(input: AddWebhookInput): Promise<WebhookEndpointWithSecret>;
+  /** The tenant's endpoints (without secrets). @throws AuthorizationError. */
+  list(): Promise<WebhookEndpoint[]>;
+  /**
+   * Removes an endpoint and its secret. Its pending messages are parked when their turn comes.
+   * Resolves `false` when there was none.
+   * @throws ValidationError for a malformed id; AuthorizationError.
+   */
+  remove(id: string): Promise<boolean>;
+  /**
+   * Re-enables an endpoint disabled by a 410 answer (or by hand); an enabled one is returned as is.
+   * @throws NotFoundError; AuthorizationError.
+   */
+  enable(id: string): Promise<WebhookEndpoint>;
+  /**
+   * Replaces the signing secret. The old one keeps signing too for `previousValidForMs`
+   * (by default 24 h); when the change cannot be committed, the old secret is put back.
+   * @throws CapabilityMissingError when the Fleet has no SecretStore; NotFoundError;
+   * ValidationError for bad options; AuthorizationError.
+   */
+  rotateSecret(id: string, options?: RotateWebhookSecretOptions): Promise<WebhookEndpointWithSecret>;
+}
+
+/** The tenant's outbox: `patch.read` to list, `patch.policy` to replay; audited. */
+export interface OutboxApi {
+  /** Messages that exhausted their attempts or could not be delivered. @throws AuthorizationError. */
+  listParked(): Promise<OutboxMessage[]>;
+  /**
+   * Queues a parked message again, due now, with a fresh attempt budget and its old `deliveryId`
+   * (receivers that saw an earlier attempt can still de-duplicate).
+   * @throws NotFoundError; ConflictError when it is not parked; AuthorizationError.
+   */
+  replay(id: string): Promise<OutboxMessage>;
 }
 
 /** Webhooks and the outbox of a session: `fleet.as(actor).notify`. */
 export interface NotifyApi {
-  /**
-   * Webhook endpoints of the tenant. Changes are authorized as `patch.policy` and reads as
-   * `patch.read` (the catalogue has no notification action yet): notifications report on patching,
-   * so whoever sets patch policy decides where its news goes. Every call is audited; no audit
-   * record holds a secret.
-   */
-  webhooks: {
-    /**
-     * Adds an endpoint with a new `whsec_…` secret, kept in the Fleet's SecretStore.
-     * @throws CapabilityMissingError when the Fleet has no SecretStore.
-     * @throws ValidationError, AuthorizationError.
-     */
-    add(input: AddWebhookInput): Promise<WebhookEndpointWithSecret>;
-    /** The tenant's endpoints (without secrets). */
-    list(): Promise<WebhookEndpoint[]>;
-    /**
-     * Removes an endpoint and its secret. Its pending messages are parked when their turn comes.
-     * Resolves `false` when there was none.
-     */
-    remove(id: string): Promise<boolean>;
-    /** Re-enables an endpoint disabled by a 410 answer (or by hand). */
-    enable(id: string): Promise<WebhookEndpoint>;
-    /**
-     * Replaces the signing secret. The old one keeps signing too for `previousValidForMs`.
-     * @throws CapabilityMissingError when the Fleet has no SecretStore.
-     */
-    rotateSecret(id: string, options?: RotateWebhookSecretOptions): Promise<WebhookEndpointWithSecret>;
-  };
-  /** The tenant's outbox: `patch.read` to list, `patch.policy` to replay. */
-  outbox: {
-    /** Messages that exhausted their attempts or could not be delivered. */
-    listParked(): Promise<OutboxMessage[]>;
-    /**
-     * Queues a parked message again, due now, with a fresh attempt budget and its old `deliveryId`.
-     * @throws NotFoundError, ConflictError when it is not parked.
-     */
-    replay(id: string): Promise<OutboxMessage>;
-  };
+  /** Webhook endpoints of the tenant and their signing secrets. */
+  readonly webhooks: WebhooksApi;
+  /** The tenant's outbox of undelivered notifications. */
+  readonly outbox: OutboxApi;
 }
 
-function requireSecrets(ctx: SessionInternals): SecretStore {
-  if (!ctx.fleet.secrets) {
+function requireSecrets(ctx: CallContext): SecretStore {
+  if (!ctx.runtime.secrets) {
     throw new CapabilityMissingError(
       'webhook signing secrets need a SecretStore: pass `secrets` to createFleet',
     );
   }
-  return ctx.fleet.secrets;
+  return ctx.runtime.secrets;
 }
 
 /** Where an endpoint's secret lives; tenant first so that a tenant's secrets list together. */
 const secretRef = (tenantId: string, endpointId: string) => `${tenantId}/webhooks/${endpointId}`;
 
-/** Builds a session's {@link NotifyApi} from its internals (see `createPatchApi`). */
-export function createNotifyApi(internals: () => SessionInternals): NotifyApi {
+/** Creates the notify module on a session's call context. */
+export function createNotifyApi(internals: () => CallContext): NotifyApi {
   const resource = (id: string) => [{ type: 'webhook-endpoint', id }];
   const target = (id: string) => ({ type: 'webhook-endpoint', id });
 
@@ -142,18 +160,18 @@ export function createNotifyApi(internals: () => SessionInternals): NotifyApi {
       list: async () => {
         const ctx = internals();
         return ctx.read('patch.read', resource('*'), target('*'), () =>
-          ctx.fleet.store.webhookEndpoints.listAll(ctx.tenantId),
+          ctx.runtime.store.webhookEndpoints.listAll(ctx.tenantId),
         );
       },
       remove: async (id) => {
         const ctx = internals();
         validateId(id, 'webhookId');
-        const existing = await ctx.fleet.store.webhookEndpoints.get(ctx.tenantId, id);
+        const existing = await ctx.runtime.store.webhookEndpoints.get(ctx.tenantId, id);
         if (!existing) return false;
         const removed = await ctx.write('patch.policy', resource(id), target(id), (tx) =>
           tx.webhookEndpoints.delete(ctx.tenantId, id),
         );
-        if (removed) await ctx.fleet.secrets?.delete(existing.secretRef);
+        if (removed) await ctx.runtime.secrets?.delete(existing.secretRef);
         return removed;
       },
       enable: async (id) => {
@@ -183,7 +201,7 @@ export function createNotifyApi(internals: () => SessionInternals): NotifyApi {
             async (tx) => {
               const current = await tx.webhookEndpoints.require(ctx.tenantId, id);
               const stored = await secrets.get(current.secretRef);
-              const now = ctx.fleet.clock.now().getTime();
+              const now = ctx.runtime.clock.now().getTime();
               const old = stored ? decodeSigningSecrets(stored) : undefined;
               const until = new Date(now + parsed.previousValidForMs).toISOString();
               const previous =
@@ -212,7 +230,7 @@ export function createNotifyApi(internals: () => SessionInternals): NotifyApi {
       listParked: async () => {
         const ctx = internals();
         return ctx.read('patch.read', [{ type: 'outbox' }], { type: 'outbox', id: '*' }, () =>
-          listParked(ctx.fleet.store, ctx.tenantId),
+          listParked(ctx.runtime.store, ctx.tenantId),
         );
       },
       replay: async (id) => {
@@ -221,7 +239,7 @@ export function createNotifyApi(internals: () => SessionInternals): NotifyApi {
           'patch.policy',
           [{ type: 'outbox', id }],
           { type: 'outbox-message', id },
-          (tx) => replayMessage(tx, ctx.tenantId, id, ctx.fleet.clock.now()),
+          (tx) => replayMessage(tx, ctx.tenantId, id, ctx.runtime.clock.now()),
           (m) => ({ deliveryId: m.deliveryId, eventType: m.eventType }),
         );
       },

@@ -11,8 +11,11 @@ import { signingSecrets, signWebhook } from './webhook-signature.js';
 
 /** What a delivery handler gets besides the message. */
 export interface DeliveryContext {
+  /** The store the message is in (endpoints and integrations are read from it). */
   store: Store;
+  /** Where signing secrets and integration credentials are. */
   secrets: SecretStore;
+  /** The dispatcher's clock: stamps the attempt. */
   clock: Clock;
   /** 1 for the first attempt of the message (counting from its last replay). */
   attempt: number;
@@ -44,6 +47,7 @@ export const WebhookDeliveryOptionsSchema = z.strictObject({
   /** @default 'Fleetward-Webhooks/1' */
   userAgent: z.string().min(1).max(200).default('Fleetward-Webhooks/1'),
 });
+/** Options of {@link createWebhookDelivery}. */
 export type WebhookDeliveryOptions = z.input<typeof WebhookDeliveryOptionsSchema>;
 
 /** The exact body of a webhook: Standard Webhooks' `{ type, timestamp, data }`, the same on every attempt. */
@@ -163,6 +167,7 @@ async function disableEndpoint(store: Store, tenantId: string, id: string, reaso
 }
 
 export const DispatcherOptionsSchema = z.strictObject({
+  /** The store whose outbox is delivered. */
   store: z.custom<Store>(
     (v) => typeof (v as Store | undefined)?.transaction === 'function',
     'must be a Store',
@@ -213,20 +218,24 @@ export const DispatcherOptionsSchema = z.strictObject({
   /** Errors of the `start` loop (a failing store). @default `process.emitWarning` */
   onError: fn<(error: unknown) => void>().optional(),
 });
+/** Options of {@link createDispatcher}: the store, the SecretStore, and how to deliver and retry. */
 export type DispatcherOptions = z.input<typeof DispatcherOptionsSchema>;
 
 /** What one {@link Dispatcher.runOnce} did. */
 export interface DispatchSummary {
   /** Attempts made. */
   attempted: number;
+  /** Messages delivered. */
   delivered: number;
   /** Failed attempts that will be retried. */
   retried: number;
+  /** Messages parked: their attempts are spent, or the handler said retrying cannot help. */
   parked: number;
   /** Due messages left alone: another dispatcher had them, or they changed before the attempt. */
   skipped: number;
 }
 
+/** Delivers the outbox: a process-wide worker, any number of which may share one store. */
 export interface Dispatcher {
   /**
    * One pass: claims the due messages (pending, `nextAttemptAt` ≤ now) of every tenant, delivers

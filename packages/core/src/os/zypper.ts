@@ -1,4 +1,5 @@
-import sax from 'sax';
+import { createRequire } from 'node:module';
+import type SaxModule from 'sax';
 import type { OsFacts, PatchCategory, PendingPatch, PinnedPackage } from '../domain/index.js';
 import { CommandFailedError, ParseError } from '../errors.js';
 import type { Command, ScriptCommand } from '../ports/adapter.js';
@@ -32,6 +33,14 @@ import {
   sectionExit,
   sectionNumber,
 } from './rpm-reboot.js';
+
+// sax is loaded on the first zypper parse, not on import: most users never scan a SUSE host, and
+// `import { createFleet } from '@fleetward/core'` should load only what every user needs.
+let saxModule: typeof SaxModule | undefined;
+function loadSax(): typeof SaxModule {
+  saxModule ??= createRequire(import.meta.url)('sax') as typeof SaxModule;
+  return saxModule;
+}
 
 /** The C locale keeps zypper's messages (inside and outside the XML) in the English the parser reads. */
 const ZYPPER_ENV: Readonly<Record<string, string>> = Object.freeze({ LC_ALL: 'C', LANG: 'C', LANGUAGE: 'C' });
@@ -156,7 +165,7 @@ export function parseZypperXml(text: string, what: string): XmlElement[] {
   for (const chunk of chunks) {
     const stack: XmlElement[] = [];
     let root: XmlElement | undefined;
-    const parser = sax.parser(true, { trim: false, normalize: false });
+    const parser = loadSax().parser(true, { trim: false, normalize: false });
     // Attributes are collected here, not from sax's tag object, which is a plain object that drops
     // `__proto__`. Without a prototype, an attribute named `__proto__` or `constructor` stays data
     // and a missing one never resolves to an Object.prototype member.
@@ -843,12 +852,14 @@ function parseInstall(output: CommandOutput): { rebootRequired: boolean; warning
  * Pending updates are `zypper list-updates` (package updates zypper would install), classified by
  * the patches of `zypper list-patches` that ship them: a patch covers an update when its
  * `info -t patch` conflicts name a build of the same name (and arch, when given) newer than the
- * installed one and not newer than the candidate. The category follows {@link patchCategory}, the
- * severity is zypper's (critical, important, moderate, low; empty is `unspecified`); a package
- * covered by several patches lists them all and takes the highest category and, within it, the worst
- * severity. A package no patch covers (a repository without patches) is `unknown` / `unspecified`. A
- * needed patch that no listed update ships (a locked package, or one installed in two architectures,
- * which zypper does not update) is reported as a warning.
+ * installed one and not newer than the candidate. The category is the patch's, mapped to the
+ * domain's (`security` stays; `recommended` and `bugfix` are bugfix; `optional`, `feature` and
+ * `enhancement` are enhancement; anything else is other); the severity is zypper's (critical,
+ * important, moderate, low; empty is `unspecified`). A package covered by several patches lists them
+ * all and takes the highest category and, within it, the worst severity. A package no patch covers
+ * (a repository without patches) is `unknown` / `unspecified`. A needed patch that no listed update
+ * ships (a locked package, or one installed in two architectures, which zypper does not update) is
+ * reported as a warning.
  *
  * Exit codes: 0, 100, 101 and 102 are success (102 flags a reboot); 106 (repositories skipped) is a
  * success with a warning per skipped repository, because the other repositories' results are exact

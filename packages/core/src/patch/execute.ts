@@ -13,6 +13,7 @@ import type {
 import { validate } from '../domain/index.js';
 import { objectArgument } from '../domain/options.js';
 import { runCommand } from '../engine/exec.js';
+import { verifiedReboot } from '../engine/reboot.js';
 import { scanServer } from '../engine/scan.js';
 import {
   AbortedError,
@@ -27,14 +28,14 @@ import {
   TransportError,
   toFleetwardError,
 } from '../errors.js';
-import { refused } from '../fleet/call-audit.js';
-import type { Escalation } from '../fleet/events.js';
-import type { SessionInternals } from '../fleet/fleet.js';
-import { enqueueEvent } from '../notify/outbox.js';
+import { refused } from '../kernel/call-audit.js';
+import type { CallContext, Occurrence } from '../kernel/context.js';
+import type { Escalation } from '../kernel/events.js';
+import { startJob } from '../kernel/jobs.js';
+import { RunLease } from '../kernel/lease.js';
 import type { PackageManagerDriver, ResolvedTransaction } from '../os/driver.js';
 import type { Command } from '../ports/adapter.js';
-import type { Lease } from '../ports/store.js';
-import { verifiedReboot } from '../sop/reboot.js';
+import { sleep } from '../util/sleep.js';
 import { describeExclusions, unapprovedExclusions } from './selection.js';
 import { canStartWithin, nextWindow, windowAt } from './window.js';
 
@@ -63,6 +64,10 @@ export const ExecuteOptionsSchema = z.strictObject({
   /** Minimum free space on `/boot` (when it is a separate file system), in MiB. @default 50 */
   minFreeBootMiB: z.number().int().min(0).default(50),
 });
+/**
+ * Options of `patch.executePlan`. `signal` cancels the run: no further server is started (one in
+ * progress finishes its transaction), and the job ends `cancelled`.
+ */
 export type ExecuteOptions = z.input<typeof ExecuteOptionsSchema> & { signal?: AbortSignal };
 
 const TERMINAL = new Set(['succeeded', 'failed', 'skipped', 'cancelled']);
@@ -139,33 +144,19 @@ const samePins = (a: readonly PinnedPackage[], b: readonly PinnedPackage[]) =>
   JSON.stringify(a.map((p) => `${p.name}=${p.version}`).sort()) ===
   JSON.stringify(b.map((p) => `${p.name}=${p.version}`).sort());
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) return reject(new AbortedError());
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(timer);
-        reject(new AbortedError());
-      },
-      { once: true },
-    );
-  });
-
 /**
  * Executes an approved plan: a persisted state machine with one task per server, run wave by wave
  * inside the maintenance window, stopping when the error budget is spent. Safe to call again after
  * a crash: the run resumes from the store, and no server is patched twice.
  */
 export async function executePlan(
-  ctx: SessionInternals,
+  ctx: CallContext,
   planId: string,
   options: ExecuteOptions = {},
 ): Promise<Job> {
   const { signal, ...rest } = objectArgument(options, 'ExecuteOptions', true);
   const opts = validate(ExecuteOptionsSchema, rest, 'ExecuteOptions');
-  const fleet = ctx.fleet;
+  const fleet = ctx.runtime;
   const store = fleet.store;
   const tenantId = ctx.tenantId;
   let plan = await store.patchPlans.require(tenantId, planId);
@@ -200,86 +191,54 @@ export async function executePlan(
 
   const holder = opts.holder ?? `${process.pid}-${randomUUID()}`;
   const leaseName = `patch-run:${tenantId}:${planId}`;
-  let lease: Lease | undefined = await store.leases.acquire(leaseName, holder, opts.leaseTtlMs);
+  const lease = await RunLease.acquire(store, leaseName, holder, opts.leaseTtlMs);
   if (!lease) throw await refuse(`plan ${planId} is being executed by another process`);
-  const renew = setInterval(() => {
-    if (!lease) return;
-    store.leases.renew(lease, opts.leaseTtlMs).then(
-      (l) => {
-        lease = l;
-      },
-      () => {
-        lease = undefined;
-      },
-    );
-  }, opts.leaseTtlMs / 3);
-  renew.unref();
 
-  const audit = (
-    action: 'patch.execute',
-    result: 'started' | 'success' | 'failure',
-    details: Record<string, unknown>,
-    reason?: string,
-  ) =>
-    fleet.audit(store, {
-      tenantId,
-      actor,
-      action,
-      target: { type: 'patch-plan', id: planId },
-      decision: 'allow',
-      result,
-      ...(reason ? { reason } : {}),
-      details: { planHash: plan.hash, ...details },
-    });
+  const target = { type: 'patch-plan', id: planId };
+  const started = (jobId: string, resumed: boolean, details: Record<string, unknown>) =>
+    ({
+      audit: {
+        actor,
+        action: 'patch.execute',
+        target,
+        decision: 'allow',
+        ...(rule && !resumed ? { rule } : {}),
+        result: 'started',
+        details: { planHash: plan.hash, jobId, ...details },
+      },
+      event: { name: 'patch.run.started', args: [{ tenantId, planId, jobId, resumed }] },
+    }) satisfies Occurrence<'patch.run.started'>;
 
   try {
     const resumed = plan.status === 'executing';
     let job: Job;
+    let announce: () => void;
     if (!resumed) {
       const jobId = randomUUID();
-      job = await store.transaction(async (tx) => {
-        const created = await tx.jobs.create({
+      ({ job, announce } = await store.transaction(async (tx) => {
+        const { job: created } = await startJob(tx, {
           tenantId,
-          id: jobId,
+          jobId,
           kind: 'patch',
-          status: 'running',
           requestedBy: principal.id,
           serverIds: plan.servers.map((s) => s.serverId),
           startedAt: fleet.clock.now().toISOString(),
+          task: { status: 'pending', step: 'pending' },
         });
-        for (const s of plan.servers) {
-          await tx.taskResults.create({
-            tenantId,
-            id: `${jobId}:${s.serverId}`,
-            jobId,
-            serverId: s.serverId,
-            status: 'pending',
-            step: 'pending',
-          });
-        }
         plan = await tx.patchPlans.update(
           tenantId,
           planId,
           { status: 'executing', jobId },
           { expectedVersion: plan.version },
         );
-        await fleet.audit(tx, {
-          tenantId,
-          actor,
-          action: 'patch.execute',
-          target: { type: 'patch-plan', id: planId },
-          decision: 'allow',
-          ...(rule ? { rule } : {}),
-          result: 'started',
-          details: { planHash: plan.hash, jobId, servers: plan.servers.length },
-        });
-        return created;
-      });
+        const { emit } = await ctx.record(tx, started(jobId, false, { servers: plan.servers.length }));
+        return { job: created, announce: emit };
+      }));
     } else {
       job = await store.jobs.require(tenantId, plan.jobId!);
-      await audit('patch.execute', 'started', { jobId: job.id, resumed: true });
+      ({ emit: announce } = await ctx.record(store, started(job.id, true, { resumed: true })));
     }
-    fleet.events.emit('patch.run.started', { tenantId, planId, jobId: job.id, resumed });
+    announce();
 
     const tasks = new Map(
       (await store.taskResults.listAll(tenantId, { where: { jobId: job.id } })).map((t) => [t.serverId, t]),
@@ -320,24 +279,13 @@ export async function executePlan(
       }
     }
 
-    const run = new RunState(
-      ctx,
-      plan,
-      policy,
-      job,
-      tasks,
-      servers,
-      opts,
-      signal,
-      () => lease !== undefined,
-      {
-        actor,
-        ...(rule ? { rule } : {}),
-      },
-    );
+    const run = new RunState(ctx, plan, policy, job, tasks, servers, opts, signal, () => lease.held, {
+      actor,
+      ...(rule ? { rule } : {}),
+    });
     const outcome = await run.execute();
     const counts = run.counts();
-    job = await store.transaction(async (tx) => {
+    const ended = await store.transaction(async (tx) => {
       const current = await tx.jobs.require(tenantId, job.id);
       const finished = await tx.jobs.update(
         tenantId,
@@ -366,52 +314,50 @@ export async function executePlan(
           { expectedVersion: currentPlan.version },
         );
       }
-      await fleet.audit(tx, {
-        tenantId,
-        actor,
-        action: 'patch.execute',
-        target: { type: 'patch-plan', id: planId },
-        decision: 'allow',
-        result: outcome.status === 'succeeded' ? 'success' : 'failure',
-        ...(outcome.reason ? { reason: outcome.reason } : {}),
-        details: { planHash: plan.hash, jobId: job.id, status: outcome.status, ...counts },
-      });
-      await enqueueEvent(tx, {
-        tenantId,
-        eventType: 'patch.run.completed',
-        payload: {
-          tenantId,
-          planId,
-          planHash: plan.hash,
-          jobId: job.id,
-          status: outcome.status,
-          ...(outcome.reason ? { reason: outcome.reason } : {}),
-          ...counts,
+      const reason = outcome.reason ? { reason: outcome.reason } : {};
+      const { emit } = await ctx.record(tx, {
+        audit: {
+          actor,
+          action: 'patch.execute',
+          target,
+          decision: 'allow',
+          result: outcome.status === 'succeeded' ? 'success' : 'failure',
+          ...reason,
+          details: { planHash: plan.hash, jobId: job.id, status: outcome.status, ...counts },
         },
-        now: fleet.clock.now(),
+        outbox: {
+          eventType: 'patch.run.completed',
+          payload: {
+            tenantId,
+            planId,
+            planHash: plan.hash,
+            jobId: job.id,
+            status: outcome.status,
+            ...reason,
+            ...counts,
+          },
+        },
+        event: {
+          name: 'patch.run.completed',
+          args: [{ tenantId, planId, jobId: job.id, status: finished.status, ...reason }],
+        },
       });
-      return finished;
+      return { finished, emit };
     });
-    fleet.events.emit('patch.run.completed', {
-      tenantId,
-      planId,
-      jobId: job.id,
-      status: job.status,
-      ...(outcome.reason ? { reason: outcome.reason } : {}),
-    });
+    job = ended.finished;
+    ended.emit();
     if (outcome.status === 'stopped' || outcome.status === 'pending') {
       run.escalate({ kind: 'run-stopped', reason: outcome.reason ?? 'stopped' });
     }
     return job;
   } finally {
-    clearInterval(renew);
-    if (lease) await store.leases.release(lease).catch(() => undefined);
+    await lease.release();
   }
 }
 
 /** One execution of a plan, in memory; every decision it makes is written to the store first. */
 class RunState {
-  readonly #ctx: SessionInternals;
+  readonly #ctx: CallContext;
   readonly #plan: PatchPlan;
   readonly #policy: PatchPolicy;
   readonly #job: Job;
@@ -427,7 +373,7 @@ class RunState {
   #hostKeyStop: string | undefined;
 
   constructor(
-    ctx: SessionInternals,
+    ctx: CallContext,
     plan: PatchPlan,
     policy: PatchPolicy,
     job: Job,
@@ -470,7 +416,7 @@ class RunState {
   }
 
   escalate(e: Omit<Escalation, 'tenantId' | 'planId' | 'planHash' | 'jobId'>) {
-    this.#ctx.fleet.events.emit('patch.escalation', {
+    this.#ctx.runtime.events.emit('patch.escalation', {
       tenantId: this.#ctx.tenantId,
       planId: this.#plan.id,
       planHash: this.#plan.hash,
@@ -484,7 +430,7 @@ class RunState {
       if (this.#budgetSpent || this.#stopReason || this.#hostKeyStop || this.#signal?.aborted) break;
       const pending = wave.serverIds.filter((id) => !TERMINAL.has(this.#tasks.get(id)?.status ?? 'pending'));
       if (pending.length === 0) continue;
-      this.#ctx.fleet.events.emit('patch.wave.started', {
+      this.#ctx.runtime.events.emit('patch.wave.started', {
         tenantId: this.#ctx.tenantId,
         planId: this.#plan.id,
         jobId: this.#job.id,
@@ -539,7 +485,7 @@ class RunState {
   }
 
   #now() {
-    return this.#ctx.fleet.clock.now().toISOString();
+    return this.#ctx.runtime.clock.now().toISOString();
   }
 
   /**
@@ -547,7 +493,7 @@ class RunState {
    * recorded as done in the task always has its record, and a resumed run never records it twice.
    */
   async #save(serverId: string, changes: Partial<TaskResult>, audit?: StepRecord): Promise<TaskResult> {
-    const store = this.#ctx.fleet.store;
+    const store = this.#ctx.runtime.store;
     for (let attempt = 0; ; attempt++) {
       try {
         const saved = await store.transaction(async (tx) => {
@@ -555,7 +501,7 @@ class RunState {
           const updated = await tx.taskResults.update(this.#ctx.tenantId, current.id, changes as never, {
             expectedVersion: current.version,
           });
-          if (audit) await this.#ctx.fleet.audit(tx, this.#stepAudit(serverId, updated, audit));
+          if (audit) await this.#ctx.runtime.audit(tx, this.#stepAudit(serverId, updated, audit));
           return updated;
         });
         this.#tasks.set(serverId, saved);
@@ -594,7 +540,7 @@ class RunState {
       { step, ...(details ? { details: { ...task.details, ...details } } : {}) },
       audit,
     );
-    this.#ctx.fleet.events.emit('patch.server.step', {
+    this.#ctx.runtime.events.emit('patch.server.step', {
       tenantId: this.#ctx.tenantId,
       planId: this.#plan.id,
       jobId: this.#job.id,
@@ -612,7 +558,7 @@ class RunState {
       return;
     }
     const window = this.#policy.window;
-    if (window && !canStartWithin(window, ctx.fleet.clock.now(), this.#opts.expectedServerMs)) {
+    if (window && !canStartWithin(window, ctx.runtime.clock.now(), this.#opts.expectedServerMs)) {
       this.#stopReason ??= 'the maintenance window closes before another server could finish';
       return;
     }
@@ -664,7 +610,7 @@ class RunState {
             }
           : undefined,
       );
-      ctx.fleet.events.emit('patch.server.completed', {
+      ctx.runtime.events.emit('patch.server.completed', {
         tenantId: ctx.tenantId,
         planId: this.#plan.id,
         jobId: this.#job.id,
@@ -702,7 +648,7 @@ class RunState {
     try {
       // Cancellation stops new servers only: killing a package manager mid-transaction would
       // leave the host worse off than finishing (or timing out) cleanly.
-      return await runCommand(this.#ctx.fleet.adapterFor(server), server, command, { timeoutMs });
+      return await runCommand(this.#ctx.runtime.adapterFor(server), server, command, { timeoutMs });
     } catch (error) {
       const e = toFleetwardError(error, `${step} on ${server.name}`);
       throw new ServerFailure(step, e, e instanceof TransportError || e instanceof TimeoutError);
@@ -711,7 +657,7 @@ class RunState {
 
   #driver(server: Server): PackageManagerDriver {
     const os = server.os;
-    const driver = os && this.#ctx.fleet.drivers.find((d) => d.supports(os));
+    const driver = os && this.#ctx.runtime.drivers.find((d) => d.supports(os));
     if (!driver?.installCommand || !driver.installedVersionsCommand || !driver.parseInstalledVersions) {
       throw new ServerFailure(
         'preflight',
@@ -730,7 +676,7 @@ class RunState {
     const ctx = this.#ctx;
     const id = server.id;
     const driver = this.#driver(server);
-    const adapter = ctx.fleet.adapterFor(server);
+    const adapter = ctx.runtime.adapterFor(server);
     const done = (step: string) =>
       (this.#tasks.get(id)!.details?.['done'] as string[] | undefined)?.includes(step) ?? false;
     const markDone = (step: string, record?: Omit<StepRecord, 'result'>) =>
@@ -835,7 +781,7 @@ class RunState {
         await this.#step(id, 'drift-check');
         const fresh = await scanServer(server, {
           adapter,
-          drivers: ctx.fleet.drivers,
+          drivers: ctx.runtime.drivers,
           timeoutMs: this.#opts.commandTimeoutMs,
         }).catch((error) => {
           const e = toFleetwardError(error, `rescanning ${server.name}`);
@@ -919,7 +865,7 @@ class RunState {
       if (policy === 'if-required') {
         const after = await scanServer(server, {
           adapter,
-          drivers: ctx.fleet.drivers,
+          drivers: ctx.runtime.drivers,
           timeoutMs: this.#opts.commandTimeoutMs,
         }).catch((error: unknown) => {
           // Without a scan the reboot is skipped; a changed host key is not a failed scan.
@@ -1048,7 +994,7 @@ class RunState {
     if (scriptIds.length === 0) return;
     await this.#step(server.id, step);
     for (const scriptId of scriptIds) {
-      const script = await this.#ctx.fleet.store.scripts.require(this.#ctx.tenantId, scriptId);
+      const script = await this.#ctx.runtime.store.scripts.require(this.#ctx.tenantId, scriptId);
       const r = await this.#exec(server, step, {
         interpreter: interpreterArgv(script.interpreter),
         script: script.body,
@@ -1072,7 +1018,7 @@ class RunState {
     const details = this.#tasks.get(id)!.details ?? {};
     try {
       const { bootIdAfter } = await verifiedReboot({
-        adapter: this.#ctx.fleet.adapterFor(server),
+        adapter: this.#ctx.runtime.adapterFor(server),
         server,
         progress: {
           bootIdBefore: details['bootIdBefore'] as string | undefined,
@@ -1081,7 +1027,7 @@ class RunState {
         record: (progress) => this.#step(id, 'reboot', { ...progress }),
         timeoutMs: this.#opts.rebootTimeoutMs,
         pollIntervalMs: this.#opts.pollIntervalMs,
-        now: () => this.#ctx.fleet.clock.now(),
+        now: () => this.#ctx.runtime.clock.now(),
       });
       await this.#step(id, 'reboot', { bootIdAfter });
     } catch (error) {

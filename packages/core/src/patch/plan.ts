@@ -15,10 +15,11 @@ import {
 import { checkEntityInput } from '../domain/options.js';
 import { runCommand } from '../engine/exec.js';
 import { AuthorizationError, ConflictError, toFleetwardError, ValidationError } from '../errors.js';
-import { denied, refused } from '../fleet/call-audit.js';
-import type { SessionInternals } from '../fleet/fleet.js';
+import { scanTargets } from '../inventory/scan.js';
 import { newestScan } from '../inventory/scans.js';
 import { resolveTargets, TargetsSchema } from '../inventory/targets.js';
+import { denied, refused } from '../kernel/call-audit.js';
+import type { CallContext } from '../kernel/context.js';
 import type { PackageManagerDriver } from '../os/driver.js';
 import { canonicalJson } from '../util/canonical-json.js';
 import { type ExecuteOptions, executePlan } from './execute.js';
@@ -26,23 +27,107 @@ import { describeExclusions, selectPatches, unapprovedExclusions } from './selec
 import { validateWindow } from './window.js';
 
 export const PlanOptionsSchema = z.strictObject({
+  /** The policy to plan: its project, selection rules, rollout and approvers. */
   policyId: IdSchema,
   /** Limit the plan to these of the project's servers. @default every server of the project */
   targets: TargetsSchema.optional(),
   /** Rescan servers whose latest successful scan is older than this. @default 3_600_000 (1 h) */
   maxScanAgeMs: z.number().int().min(0).default(3_600_000),
 });
+/** Options of `patch.planPatchRun`. */
 export type PlanOptions = z.input<typeof PlanOptionsSchema>;
 
 export const ApproveOptionsSchema = z.strictObject({
   /** The hash of the plan the approver reviewed. */
   hash: z.string().regex(/^[a-f0-9]{64}$/),
+  /** Why the approver agrees, kept with the approval. */
   comment: z.string().max(2000).optional(),
 });
+/** Options of `patch.approvePlan`: the reviewed hash and an optional comment. */
+export type ApproveOptions = z.input<typeof ApproveOptionsSchema>;
+
+/** The fields of a patch policy that `patch.policies.update` may change. */
+export type PatchPolicyChanges = Partial<Omit<PatchPolicyInput, 'tenantId' | 'id'>>;
+
+/**
+ * Patch policies of the tenant: which patches a project's servers get, how they roll out, who
+ * approves. Written with `patch.policy` on the policy's project, read with `patch.read`; every
+ * call is audited.
+ */
+export interface PatchPoliciesApi {
+  /**
+   * Adds a patch policy to a project. Its maintenance window, if any, must parse.
+   * @throws ValidationError for input that does not fit the policy schema or a window that does not
+   * parse; NotFoundError when the project does not exist; AlreadyExistsError for a taken id;
+   * AuthorizationError.
+   */
+  add(input: Omit<PatchPolicyInput, 'tenantId'>): Promise<PatchPolicy>;
+  /**
+   * Changes a policy, compare-and-swap on `expectedVersion`. Plans made from it keep their content;
+   * execution reads the policy as it is then (its window, exclusions and backups).
+   * @throws NotFoundError; ConflictError for a stale version; ValidationError; AuthorizationError.
+   */
+  update(id: string, changes: PatchPolicyChanges, options: { expectedVersion: number }): Promise<PatchPolicy>;
+  /** The policy. @throws NotFoundError when there is none; AuthorizationError. */
+  get(id: string): Promise<PatchPolicy>;
+  /** Every patch policy of the tenant. @throws AuthorizationError without `patch.read` anywhere. */
+  list(): Promise<PatchPolicy[]>;
+}
+
+/**
+ * Patching of a session (`fleet.as(actor).patch`): policies, plans, approvals and execution. A
+ * plan is content-addressed (its hash), approved by others than its requester, and executed only
+ * as approved.
+ */
+export interface PatchApi {
+  /** Patch policies of the tenant. */
+  readonly policies: PatchPoliciesApi;
+  /**
+   * Plans a patch run: per server the exact set to install (dependencies resolved by a simulation
+   * on the host), what is held back and why, waves and the stop condition, and a content hash that
+   * approvals attach to. Servers without a successful scan newer than `maxScanAgeMs` are scanned
+   * first. Needs `patch.plan` on every server of the plan. A server that cannot be planned is in
+   * the plan with `blocked` set rather than failing the call.
+   * @throws ValidationError for bad options, targets outside the policy's project, or a plan that
+   * would cover no server; NotFoundError for an unknown policy, project or target; AuthorizationError.
+   */
+  planPatchRun(options: PlanOptions): Promise<PatchPlan>;
+  /** The plan. @throws NotFoundError when there is none; AuthorizationError without `patch.read`. */
+  getPlan(planId: string): Promise<PatchPlan>;
+  /**
+   * Approves the plan with this hash. The requester never approves their own plan; when the policy
+   * names approvers only they count; the plan is approved when `approvers.required` distinct
+   * approvers agree on its current hash.
+   * @throws AuthorizationError (audited as a deny) for the requester or a principal the policy does
+   * not name; ConflictError when the hash is not the plan's, the plan no longer awaits approval, or
+   * the caller already approved it; NotFoundError; ValidationError.
+   */
+  approvePlan(planId: string, options: ApproveOptions): Promise<PatchPlan>;
+  /**
+   * Secondary approval of excluded packages. The plan is rebuilt with them included and saved as a
+   * new plan awaiting approval; the old plan is superseded and its approvals do not carry over (the
+   * content changed, so does the hash). The original requester stays the requester.
+   * @throws ValidationError for a package the plan does not hold back as excluded; AuthorizationError
+   * for the plan's requester; ConflictError when the plan no longer awaits approval; NotFoundError.
+   */
+  approveExclusions(planId: string, packages: string[]): Promise<PatchPlan>;
+  /**
+   * Executes an approved plan: one task per server, wave by wave inside the policy's maintenance
+   * window, stopping when the error budget is spent. Call it again after a crash to resume; no
+   * server is patched twice. Progress is announced with `patch.*` events; the run's end commits
+   * with its audit record and its `patch.run.completed` webhook. Without `waitForWindow`, a plan
+   * outside its window resolves a `pending` job at once.
+   * @throws ConflictError (audited) when the plan is not approved, lacks approvals of its current
+   * hash, or is being executed by another process; ValidationError for bad options; NotFoundError;
+   * AuthorizationError without `patch.execute` on every server.
+   */
+  executePlan(planId: string, options?: ExecuteOptions): Promise<Job>;
+}
 
 /** The excluded packages a secondary approval names, as the plan lists them. */
 const ExclusionPackagesSchema = z.array(z.string().min(1).max(256)).min(1).max(1000);
 
+/** The parts of a plan its hash covers. @inline */
 type PlanBody = Pick<PatchPlan, 'policyId' | 'projectId' | 'servers' | 'waves' | 'stopCondition'>;
 
 /** The content hash approvals attach to: everything that decides what will be installed where. */
@@ -78,17 +163,17 @@ function stopCondition(policy: PatchPolicy, total: number): PatchPlan['stopCondi
   };
 }
 
-/** The patch API of a session: policies, plans and approvals (execution lives in ./execute.ts). */
-export function createPatchApi(internals: () => SessionInternals) {
+/** Creates the patch module on a session's call context (execution lives in ./execute.ts). */
+export function createPatchApi(internals: () => CallContext): PatchApi {
   const policyResources = (projectId: string) => [{ type: 'patch-policy', projectId }];
 
-  async function driverFor(ctx: SessionInternals, server: Server): Promise<PackageManagerDriver | undefined> {
-    const os = (await ctx.fleet.store.servers.get(ctx.tenantId, server.id))?.os ?? server.os;
-    return os ? ctx.fleet.drivers.find((d) => d.supports(os)) : undefined;
+  async function driverFor(ctx: CallContext, server: Server): Promise<PackageManagerDriver | undefined> {
+    const os = (await ctx.runtime.store.servers.get(ctx.tenantId, server.id))?.os ?? server.os;
+    return os ? ctx.runtime.drivers.find((d) => d.supports(os)) : undefined;
   }
 
   async function planServer(
-    ctx: SessionInternals,
+    ctx: CallContext,
     policy: PatchPolicy,
     server: Server,
     scan: ScanResult | undefined,
@@ -125,7 +210,7 @@ export function createPatchApi(internals: () => SessionInternals) {
     }));
     const base = { serverId: server.id, scanId: scan.id, selected, heldBack };
     if (selected.length === 0) return { ...base, resolved: [] };
-    const adapter = ctx.fleet.adapterFor(server);
+    const adapter = ctx.runtime.adapterFor(server);
     const driver = await driverFor(ctx, server);
     if (adapter.install && !adapter.exec) {
       return { ...base, resolved: selected.map((p) => ({ ...p, isNew: false })) };
@@ -179,11 +264,11 @@ export function createPatchApi(internals: () => SessionInternals) {
   }
 
   async function buildPlan(
-    ctx: SessionInternals,
+    ctx: CallContext,
     options: z.output<typeof PlanOptionsSchema>,
     approvedExclusions: ReadonlySet<string>,
   ): Promise<{ body: PlanBody; servers: Server[] }> {
-    const store = ctx.fleet.store;
+    const store = ctx.runtime.store;
     const policy = await store.patchPolicies.require(ctx.tenantId, options.policyId);
     const project = await store.projects.require(ctx.tenantId, policy.projectId);
     let servers = await store.servers.listAll(ctx.tenantId, { selector: project.selector });
@@ -207,7 +292,7 @@ export function createPatchApi(internals: () => SessionInternals) {
       servers.map((server) => ({ type: 'server', server })),
       { type: 'patch-policy', id: policy.id },
     );
-    const now = ctx.fleet.clock.now().getTime();
+    const now = ctx.runtime.clock.now().getTime();
     const scans = new Map<string, ScanResult | undefined>();
     const stale: string[] = [];
     for (const server of servers) {
@@ -219,7 +304,7 @@ export function createPatchApi(internals: () => SessionInternals) {
       scans.set(server.id, scan);
     }
     if (stale.length) {
-      const outcome = await ctx.scan({ serverIds: stale });
+      const outcome = await scanTargets(ctx, { serverIds: stale });
       for (const result of outcome.results) scans.set(result.serverId, result);
     }
     const planned: PlannedServer[] = [];
@@ -239,7 +324,7 @@ export function createPatchApi(internals: () => SessionInternals) {
   }
 
   async function savePlan(
-    ctx: SessionInternals,
+    ctx: CallContext,
     body: PlanBody,
     servers: Server[],
     extra: Partial<PatchPlan> = {},
@@ -282,7 +367,6 @@ export function createPatchApi(internals: () => SessionInternals) {
 
   return {
     policies: {
-      /** Adds a patch policy to a project. Its window, if any, must parse. */
       add: (input: Omit<PatchPolicyInput, 'tenantId'>): Promise<PatchPolicy> => {
         const ctx = internals();
         checkEntityInput('patchPolicies', input, ctx.tenantId, 'PatchPolicyInput');
@@ -301,13 +385,9 @@ export function createPatchApi(internals: () => SessionInternals) {
           },
         );
       },
-      update: async (
-        id: string,
-        changes: Partial<Omit<PatchPolicyInput, 'tenantId' | 'id'>>,
-        options: { expectedVersion: number },
-      ) => {
+      update: async (id: string, changes: PatchPolicyChanges, options: { expectedVersion: number }) => {
         const ctx = internals();
-        const current = await ctx.fleet.store.patchPolicies.require(ctx.tenantId, id);
+        const current = await ctx.runtime.store.patchPolicies.require(ctx.tenantId, id);
         return ctx.write(
           'patch.policy',
           policyResources(current.projectId),
@@ -321,7 +401,7 @@ export function createPatchApi(internals: () => SessionInternals) {
       },
       get: async (id: string) => {
         const ctx = internals();
-        const policy = await ctx.fleet.store.patchPolicies.require(ctx.tenantId, id);
+        const policy = await ctx.runtime.store.patchPolicies.require(ctx.tenantId, id);
         return ctx.read(
           'patch.read',
           policyResources(policy.projectId),
@@ -332,16 +412,11 @@ export function createPatchApi(internals: () => SessionInternals) {
       list: async () => {
         const ctx = internals();
         return ctx.read('patch.read', [], { type: 'patch-policy', id: '*' }, () =>
-          ctx.fleet.store.patchPolicies.listAll(ctx.tenantId),
+          ctx.runtime.store.patchPolicies.listAll(ctx.tenantId),
         );
       },
     },
 
-    /**
-     * Plans a patch run: per server the exact set to install (dependencies resolved by a simulation
-     * on the host), what is held back and why, waves and the stop condition, and a content hash that
-     * approvals attach to. Servers without a fresh scan are scanned first.
-     */
     planPatchRun: async (options: PlanOptions): Promise<PatchPlan> => {
       const ctx = internals();
       const parsed = validate(PlanOptionsSchema, options, 'PlanOptions');
@@ -351,7 +426,7 @@ export function createPatchApi(internals: () => SessionInternals) {
 
     getPlan: async (planId: string): Promise<PatchPlan> => {
       const ctx = internals();
-      const plan = await ctx.fleet.store.patchPlans.require(ctx.tenantId, planId);
+      const plan = await ctx.runtime.store.patchPlans.require(ctx.tenantId, planId);
       return ctx.read(
         'patch.read',
         [{ type: 'patch-plan', id: planId, projectId: plan.projectId }],
@@ -360,17 +435,10 @@ export function createPatchApi(internals: () => SessionInternals) {
       );
     },
 
-    /**
-     * Approves the plan with this hash. The requester never approves their own plan; when the policy
-     * names approvers only they count; the plan is approved when enough distinct approvers agree.
-     */
-    approvePlan: async (
-      planId: string,
-      options: z.input<typeof ApproveOptionsSchema>,
-    ): Promise<PatchPlan> => {
+    approvePlan: async (planId: string, options: ApproveOptions): Promise<PatchPlan> => {
       const ctx = internals();
       const parsed = validate(ApproveOptionsSchema, options, 'ApproveOptions');
-      const store = ctx.fleet.store;
+      const store = ctx.runtime.store;
       const plan = await store.patchPlans.require(ctx.tenantId, planId);
       const policy = await store.patchPolicies.require(ctx.tenantId, plan.policyId);
       const servers = await store.servers.listAll(ctx.tenantId, {
@@ -379,7 +447,7 @@ export function createPatchApi(internals: () => SessionInternals) {
       const resources = servers.map((server) => ({ type: 'server' as const, server }));
       const principal = await ctx.authorize('patch.approve', resources, { type: 'patch-plan', id: planId });
       const refuse = async (reason: string) => {
-        await ctx.fleet.audit(store, {
+        await ctx.runtime.audit(store, {
           tenantId: ctx.tenantId,
           actor: { principalId: principal.id, kind: principal.kind },
           action: 'patch.approve',
@@ -423,7 +491,7 @@ export function createPatchApi(internals: () => SessionInternals) {
             ...current.approvals,
             {
               principalId: principal.id,
-              at: ctx.fleet.clock.now().toISOString(),
+              at: ctx.runtime.clock.now().toISOString(),
               hash: parsed.hash,
               ...(parsed.comment ? { comment: parsed.comment } : {}),
             },
@@ -443,19 +511,12 @@ export function createPatchApi(internals: () => SessionInternals) {
       );
     },
 
-    /**
-     * Secondary approval of excluded packages. The plan is rebuilt with them included; the old plan
-     * is superseded and its approvals do not carry over (the content changed, so does the hash).
-     */
-    /**
-     * Executes an approved plan (see {@link executePlan}); call it again after a crash to resume.
-     */
     executePlan: (planId: string, options?: ExecuteOptions): Promise<Job> =>
       executePlan(internals(), planId, options),
 
     approveExclusions: async (planId: string, input: string[]): Promise<PatchPlan> => {
       const ctx = internals();
-      const store = ctx.fleet.store;
+      const store = ctx.runtime.store;
       const packages = validate(ExclusionPackagesSchema, input, 'packages');
       const plan = await store.patchPlans.require(ctx.tenantId, planId);
       const servers = await store.servers.listAll(ctx.tenantId, {
@@ -489,7 +550,7 @@ export function createPatchApi(internals: () => SessionInternals) {
       }
       const exclusionApprovals = [
         ...plan.exclusionApprovals,
-        { principalId: principal.id, at: ctx.fleet.clock.now().toISOString(), packages },
+        { principalId: principal.id, at: ctx.runtime.clock.now().toISOString(), packages },
       ];
       const approved = new Set(exclusionApprovals.flatMap((a) => a.packages));
       const { body } = await buildPlan(
@@ -506,5 +567,3 @@ export function createPatchApi(internals: () => SessionInternals) {
     },
   };
 }
-
-export type PatchApi = ReturnType<typeof createPatchApi>;

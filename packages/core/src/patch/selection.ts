@@ -16,9 +16,11 @@ export type HoldReason =
   | { kind: 'excluded'; pattern: string; needsSecondaryApproval: true }
   | { kind: 'held'; detail: string };
 
+/** What a policy selects from a server's pending patches, and what it holds back. */
 export interface PatchSelection {
   /** Patches to install, by name and exact candidate version. */
   selected: PendingPatch[];
+  /** Pending patches left out, each with the reason. */
   heldBack: { patch: PendingPatch; reason: HoldReason }[];
 }
 
@@ -36,8 +38,11 @@ export function exclusionMatcher(
 
 /** An excluded package in a resolved transaction that has no secondary approval. */
 export interface UnapprovedExclusion {
+  /** The package name. */
   name: string;
+  /** The version the transaction would install. */
   version: string;
+  /** The policy's exclusion pattern that matches it. */
   pattern: string;
   /** Not among the packages the policy selected: the package manager pulls it in for them. */
   dependency: boolean;

@@ -3,11 +3,14 @@ import type { z } from 'zod';
 import type { MaintenanceWindowSchema } from '../domain/patch.js';
 import { ValidationError } from '../errors.js';
 
+/** When a patch policy's runs may start: a cron with a duration in an IANA time zone, or fixed dates. */
 export type MaintenanceWindow = z.output<typeof MaintenanceWindowSchema>;
 
 /** One opening of a maintenance window: `[start, end)`. */
 export interface WindowOccurrence {
+  /** The instant it opens (inclusive). */
   start: Date;
+  /** The instant it closes (exclusive). */
   end: Date;
 }
 

@@ -1,17 +1,20 @@
 import { z } from 'zod';
+import { createComplianceApi } from '../compliance/api.js';
 import { osKey, summarize } from '../compliance/summary.js';
 import type { OutboxMessage, Server } from '../domain/index.js';
 import { IdSchema, matchesSelector, validate } from '../domain/index.js';
 import { validateOptions } from '../domain/options.js';
 import { NotFoundError } from '../errors.js';
-import { refused } from '../fleet/call-audit.js';
-import type { SessionInternals } from '../fleet/fleet.js';
-import type { EmailMessage } from '../integrations/types.js';
+import { latestScans } from '../inventory/scan.js';
 import type { Targets } from '../inventory/targets.js';
-import { enqueue } from '../notify/outbox.js';
+import { refused } from '../kernel/call-audit.js';
+import type { CallContext } from '../kernel/context.js';
+import { enqueue } from '../kernel/outbox.js';
+import type { EmailMessage } from '../ports/integrations.js';
 import { type ComplianceReportData, ComplianceReportDataSchema, type ReportGroup } from './model.js';
 import { ReportBrandSchema, renderCsv, renderHtml } from './render.js';
 
+/** What a report covers: the whole tenant, one project's servers, or one account's servers. */
 export type ReportScopeInput =
   | { kind: 'tenant' }
   | { kind: 'project'; id: string }
@@ -37,20 +40,71 @@ const EmailReportOptionsSchema = z.strictObject({
   brand: ReportBrandSchema.strict().optional(),
 });
 
+/** Options of `reports.compliance`. */
+export interface ComplianceReportOptions {
+  /** The report's title. @default 'Patch compliance report' */
+  title?: string;
+  /** List only security updates among the pending patches (server counts keep every one). @default false */
+  securityOnly?: boolean;
+}
+
+/** Options of `reports.emailCompliance`. */
+export interface EmailComplianceReportOptions {
+  /** The tenant's email integration that sends it (its dispatcher runs `createEmailDelivery()`). */
+  integrationId: string;
+  /** Recipients: 1 to 100 addresses. */
+  to: string[];
+  /** The subject line. @default '<title>: <scope name>' */
+  subject?: string;
+  /** Name and accent colour (`#rgb` or `#rrggbb`) shown in the HTML body. */
+  brand?: { name: string; color?: string };
+}
+
+/**
+ * Shareable reports of a session (`fleet.as(actor).reports`); render the data with `renderHtml`,
+ * `renderCsv` or `renderJson`. Authorized as `patch.read` and audited.
+ */
+export interface ReportsApi {
+  /**
+   * The data of a compliance and pending-patch report for the tenant, a project or an account,
+   * from the same evaluation the compliance summary uses. Needs `patch.read` on every server in
+   * scope.
+   * @throws ValidationError for a bad scope or options; NotFoundError for an unknown project;
+   * AuthorizationError.
+   */
+  compliance(scope: ReportScopeInput, options?: ComplianceReportOptions): Promise<ComplianceReportData>;
+  /**
+   * Queues a compliance report for email to stakeholders through the outbox (HTML body, the server
+   * and pending-patch tables as CSV attachments, the HTML report attached). The message is in the
+   * store once this resolves, so it survives a crash; a dispatcher delivers it.
+   * @throws ValidationError for a bad scope or options; NotFoundError for an unknown integration
+   * (audited as a failure) or project; AuthorizationError.
+   */
+  emailCompliance(scope: ReportScopeInput, options: EmailComplianceReportOptions): Promise<OutboxMessage>;
+}
+
+/** Creates the reports module on a session's call context. */
+export function createReportsApi(internals: () => CallContext): ReportsApi {
+  return {
+    compliance: (scope, options) => buildComplianceReport(internals(), scope, options),
+    emailCompliance: (scope, options) => emailComplianceReport(internals(), scope, options),
+  };
+}
+
 /**
  * Builds the data of a compliance and pending-patch report for a tenant, a project or an account,
  * from the same evaluation the dashboard summary uses. Authorized and audited as the session's
  * principal (`patch.read` on every server in scope).
  */
 export async function buildComplianceReport(
-  ctx: SessionInternals,
+  ctx: CallContext,
   scopeInput: ReportScopeInput,
-  optionsInput: { title?: string; securityOnly?: boolean } = {},
+  optionsInput: ComplianceReportOptions = {},
 ): Promise<ComplianceReportData> {
   // Checked before any read: a refused report must not leave audited reads behind it.
   const scope = validate(ReportScopeInputSchema, scopeInput, 'ReportScope');
   const options = validateOptions(ReportOptionsSchema, optionsInput, 'ReportOptions');
-  const { fleet, tenantId, session } = ctx;
+  const { runtime: fleet, tenantId } = ctx;
   const store = fleet.store;
   const tenant = await store.tenants.require(tenantId, tenantId);
   let targets: Targets | undefined;
@@ -64,8 +118,8 @@ export async function buildComplianceReport(
     targets = { selector: { accountIds: [scope.id] } };
     scopeName = account?.name ?? scope.id;
   }
-  const evaluations = await session.compliance.evaluate(targets);
-  const latest = await session.latestScans(targets ?? { selector: { all: true } });
+  const evaluations = await createComplianceApi(() => ctx).evaluate(targets);
+  const latest = await latestScans(ctx, targets ?? { selector: { all: true } });
   const servers: Server[] = latest.map((l) => l.server);
   const projects = await store.projects.listAll(tenantId);
   const standards = (await store.complianceStandards.listAll(tenantId)).filter((s) => s.enabled);
@@ -170,14 +224,9 @@ function describeRule(rule: { kind: string } & Record<string, unknown>): string 
  * by a dispatcher with `createEmailDelivery()`. Survives a crash: the message is in the store.
  */
 export async function emailComplianceReport(
-  ctx: SessionInternals,
+  ctx: CallContext,
   scopeInput: ReportScopeInput,
-  optionsInput: {
-    integrationId: string;
-    to: string[];
-    subject?: string;
-    brand?: { name: string; color?: string };
-  },
+  optionsInput: EmailComplianceReportOptions,
 ): Promise<OutboxMessage> {
   const scope = validate(ReportScopeInputSchema, scopeInput, 'ReportScope');
   const options = validate(EmailReportOptionsSchema, optionsInput, 'EmailReportOptions');
@@ -185,7 +234,7 @@ export async function emailComplianceReport(
   // Decided, and the integration looked up, before the report is built: a refused email must not
   // leave audited reads of the fleet behind it, and its refusal is audited itself.
   const decided = await ctx.decide('patch.read', [{ type: 'report' }], target);
-  if (!(await ctx.fleet.store.integrations.get(ctx.tenantId, options.integrationId))) {
+  if (!(await ctx.runtime.store.integrations.get(ctx.tenantId, options.integrationId))) {
     throw await refused(
       ctx,
       decided.principal,
@@ -229,7 +278,7 @@ export async function emailComplianceReport(
         channel: 'email',
         destinationId: options.integrationId,
         eventType: 'report.compliance',
-        nextAttemptAt: ctx.fleet.clock.now(),
+        nextAttemptAt: ctx.runtime.clock.now(),
         payload: { message: message as unknown as Record<string, unknown> },
       });
     },

@@ -1,18 +1,39 @@
 import type { ScanSchedule, ScanScheduleInput } from '../domain/index.js';
 import { checkEntityInput } from '../domain/options.js';
-import type { SessionInternals } from '../fleet/fleet.js';
+import type { CallContext } from '../kernel/context.js';
 import { latestSlot } from './scheduler.js';
 
-/** Scan schedules of a session's tenant: who may change them is decided by `patch.policy`. */
-export function createScheduleApi(internals: () => SessionInternals) {
+/** What `schedules.add` takes: the schedule without its tenant and the scheduler's bookkeeping. */
+export type AddScanScheduleInput = Omit<ScanScheduleInput, 'tenantId' | 'lastSlotAt' | 'lastJobId'>;
+
+/**
+ * Scan schedules of a session's tenant (`fleet.as(actor).schedules`). Changes need `patch.policy`
+ * on the schedule's project, reads `patch.read`; every call is audited. A `ScanScheduler` runs them.
+ */
+export interface ScheduleApi {
+  /**
+   * Adds a scan schedule for a project (cron in a time zone, or an interval). Its `runAs`
+   * principal must exist; scheduled scans are authorized as that principal, each time. Since the
+   * schedule acts as `runAs`, it is refused (`AuthorizationError`, audited as a deny) unless the
+   * caller may already do everything `runAs` may.
+   * @throws ValidationError for input that does not fit the schedule schema or a cron / time zone
+   * that does not parse; NotFoundError when the project or `runAs` does not exist;
+   * AlreadyExistsError for a taken id; AuthorizationError.
+   */
+  add(input: AddScanScheduleInput): Promise<ScanSchedule>;
+  /** Every scan schedule of the tenant. @throws AuthorizationError without `patch.read` anywhere. */
+  list(): Promise<ScanSchedule[]>;
+  /**
+   * Removes a schedule; a scan it started keeps running.
+   * @throws NotFoundError when there is none; AuthorizationError.
+   */
+  remove(id: string): Promise<boolean>;
+}
+
+/** Creates the schedule module on a session's call context. */
+export function createScheduleApi(internals: () => CallContext): ScheduleApi {
   return {
-    /**
-     * Adds a scan schedule for a project (cron in a time zone, or an interval). Its `runAs`
-     * principal must exist; scheduled scans are authorized as that principal, each time. Since the
-     * schedule acts as `runAs`, it is refused (`AuthorizationError`) unless the caller may already
-     * do everything `runAs` may.
-     */
-    add: (input: Omit<ScanScheduleInput, 'tenantId' | 'lastSlotAt' | 'lastJobId'>): Promise<ScanSchedule> => {
+    add: (input: AddScanScheduleInput): Promise<ScanSchedule> => {
       const ctx = internals();
       checkEntityInput('scanSchedules', input, ctx.tenantId, 'ScanScheduleInput');
       return ctx.write(
@@ -27,7 +48,7 @@ export function createScheduleApi(internals: () => SessionInternals) {
             tenantId: ctx.tenantId,
           } as ScanScheduleInput);
           // Validates the cron and time zone by evaluating it once.
-          latestSlot(schedule, ctx.fleet.clock.now());
+          latestSlot(schedule, ctx.runtime.clock.now());
           return schedule;
         },
         undefined,
@@ -37,12 +58,12 @@ export function createScheduleApi(internals: () => SessionInternals) {
     list: () => {
       const ctx = internals();
       return ctx.read('patch.read', [], { type: 'scan-schedule', id: '*' }, () =>
-        ctx.fleet.store.scanSchedules.listAll(ctx.tenantId),
+        ctx.runtime.store.scanSchedules.listAll(ctx.tenantId),
       );
     },
     remove: async (id: string) => {
       const ctx = internals();
-      const current = await ctx.fleet.store.scanSchedules.require(ctx.tenantId, id);
+      const current = await ctx.runtime.store.scanSchedules.require(ctx.tenantId, id);
       return ctx.write(
         'patch.policy',
         [{ type: 'scan-schedule', projectId: current.projectId }],

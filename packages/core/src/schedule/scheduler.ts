@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { CronExpressionParser } from 'cron-parser';
 import type { ScanSchedule } from '../domain/index.js';
 import { ConflictError, toFleetwardError, ValidationError } from '../errors.js';
-import type { Fleet } from '../fleet/fleet.js';
+import { scanTargets } from '../inventory/scan.js';
+import { createCallContext } from '../kernel/context.js';
+import type { Runtime } from '../kernel/runtime.js';
 import { Ticker } from '../util/ticker.js';
 
 /**
@@ -39,14 +41,17 @@ export function latestSlot(
   return new Date(anchor + Math.floor((now.getTime() - anchor) / period) * period);
 }
 
+/** Options of {@link createScanScheduler}. */
 export interface SchedulerOptions {
-  fleet: Fleet;
+  /** The Fleet (or any kernel runtime) whose store holds the schedules and whose adapters scan. */
+  fleet: Runtime;
   /** Identifies this process in logs and jobs. @default a random id */
   holder?: string;
   /** Called when a scheduled scan could not run or failed; never throws into the scheduler. */
   onError?: (error: unknown, schedule: ScanSchedule) => void;
 }
 
+/** What one {@link ScanScheduler.tick} did. */
 export interface SchedulerTickResult {
   /** Schedules whose slot this process claimed and ran. */
   ran: { tenantId: string; scheduleId: string; slot: string; jobId?: string }[];
@@ -59,7 +64,7 @@ export interface SchedulerTickResult {
  * runs, once.
  */
 export class ScanScheduler {
-  readonly #fleet: Fleet;
+  readonly #fleet: Runtime;
   readonly holder: string;
   readonly #onError: SchedulerOptions['onError'];
   readonly #ticker = new Ticker(
@@ -95,9 +100,10 @@ export class ScanScheduler {
           throw error;
         }
         try {
-          const outcome = await this.#fleet
-            .as({ tenantId, principalId: schedule.runAs })
-            .scan({ projectId: schedule.projectId });
+          const outcome = await scanTargets(
+            createCallContext(this.#fleet, { tenantId, principalId: schedule.runAs }),
+            { projectId: schedule.projectId },
+          );
           await store.scanSchedules
             .update(
               tenantId,

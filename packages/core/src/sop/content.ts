@@ -3,6 +3,7 @@ import type { OsFamily, Script, ScriptInterpreter, ScriptParameter, Server } fro
 import { ScriptParametersSchema } from '../domain/index.js';
 import type { ScriptCommand } from '../ports/adapter.js';
 import { canonicalJson } from '../util/canonical-json.js';
+import { versionId } from './versioned.js';
 
 /** What a version says; its content hash is computed over exactly this. */
 export interface ScriptContent {
@@ -40,7 +41,7 @@ export function scriptContentHash(content: ScriptContent): string {
 }
 
 /** The entity id of a version: `name:revision`. */
-export const scriptVersionId = (name: string, revision: number) => `${name}:${revision}`;
+export const scriptVersionId: (name: string, revision: number) => string = versionId;
 
 /** sha256 (hex) of a file's bytes, as the repository manifest records it. */
 export const fileSha256 = (bytes: string | Uint8Array) => createHash('sha256').update(bytes).digest('hex');
@@ -78,7 +79,8 @@ export const POSIX_ONLY: ReadonlySet<ScriptInterpreter> = new Set(['bash', 'sh',
 /**
  * The command that runs `script` on `server` with `env` (parameters and the `FLEETWARD_*`
  * variables). PowerShell on Windows reads the script on standard input; everything else runs
- * through {@link POSIX_WRAPPER}.
+ * through a constant `sh -c` wrapper that writes the script to a private temporary file and runs
+ * the interpreter on that file.
  */
 export function scriptCommand(script: Script, server: Server, env: Record<string, string>): ScriptCommand {
   if (script.interpreter === 'powershell' && server.os?.family === 'windows') {

@@ -7,9 +7,9 @@ import {
   ScriptNameSchema,
   ScriptParametersSchema,
 } from '../domain/index.js';
-import { AlreadyExistsError, ConflictError, NotFoundError } from '../errors.js';
 import type { StoreScope } from '../ports/store.js';
-import { normalizeSet, POSIX_ONLY, scriptContentHash, scriptVersionId } from './content.js';
+import { normalizeSet, POSIX_ONLY, scriptContentHash } from './content.js';
+import { type AddedVersion, type VersionedContent, type VersionRef, versionedContent } from './versioned.js';
 
 /** What a caller gives to add a script version. */
 export const AddScriptInputSchema = z
@@ -39,43 +39,30 @@ export const AddScriptInputSchema = z
 export type AddScriptInput = z.input<typeof AddScriptInputSchema>;
 export type ParsedScriptInput = z.output<typeof AddScriptInputSchema>;
 
+/** The versions of scripts: added, found and listed like every versioned content. */
+export const scripts: VersionedContent<Script> = versionedContent('script', (scope) => scope.scripts);
+
 /** The versions of a script, oldest first. */
-export async function scriptVersions(scope: StoreScope, tenantId: string, name: string): Promise<Script[]> {
-  const versions = await scope.scripts.listAll(tenantId, { where: { name } });
-  return versions.sort((a, b) => a.revision - b.revision);
-}
+export const scriptVersions = (scope: StoreScope, tenantId: string, name: string): Promise<Script[]> =>
+  scripts.versions(scope, tenantId, name);
 
 /** The current (highest) version of a script, or undefined when there is none. */
-export async function currentVersion(
+export const currentVersion = (
   scope: StoreScope,
   tenantId: string,
   name: string,
-): Promise<Script | undefined> {
-  return (await scriptVersions(scope, tenantId, name)).at(-1);
-}
+): Promise<Script | undefined> => scripts.current(scope, tenantId, name);
 
 /**
  * A version of a script: the current one, or the one with this revision number or content hash.
  * @throws NotFoundError when there is none.
  */
-export async function findVersion(
+export const findVersion = (
   scope: StoreScope,
   tenantId: string,
   name: string,
-  version?: number | string,
-): Promise<Script> {
-  const versions = await scriptVersions(scope, tenantId, name);
-  const found =
-    version === undefined
-      ? versions.at(-1)
-      : typeof version === 'number'
-        ? versions.find((v) => v.revision === version)
-        : versions.findLast((v) => v.contentHash === version);
-  if (!found) {
-    throw new NotFoundError('script', version === undefined ? name : `${name} version ${version}`);
-  }
-  return found;
-}
+  version?: VersionRef,
+): Promise<Script> => scripts.find(scope, tenantId, name, version);
 
 /**
  * Adds a version unless the current one has the same content hash (then nothing is written and
@@ -89,8 +76,7 @@ export async function addVersion(
   tenantId: string,
   input: ParsedScriptInput,
   createdBy: string,
-): Promise<{ script: Script; created: boolean; previous: Script | undefined }> {
-  const previous = await currentVersion(tx, tenantId, input.name);
+): Promise<AddedVersion<Script>> {
   const content = {
     interpreter: input.interpreter,
     body: input.body,
@@ -102,29 +88,14 @@ export async function addVersion(
     description: input.description,
   };
   const contentHash = scriptContentHash(content);
-  if (previous?.contentHash === contentHash) return { script: previous, created: false, previous };
-  const revision = (previous?.revision ?? 0) + 1;
-  try {
-    const script = await tx.scripts.create({
-      id: scriptVersionId(input.name, revision),
-      name: input.name,
-      revision,
+  return scripts.add(tx, tenantId, { name: input.name, contentHash, createdBy }, (identity) =>
+    // The identity goes last: nothing in the content can stand in for its tenant, name or revision.
+    tx.scripts.create({
       ...content,
       ...(input.description === undefined ? {} : { description: input.description }),
-      contentHash,
-      createdBy,
-      tenantId,
-    });
-    return { script, created: true, previous };
-  } catch (error) {
-    if (error instanceof AlreadyExistsError) {
-      throw new ConflictError(
-        `another version of script ${input.name} was added at the same time as revision ${revision}: read it and try again`,
-        { cause: error },
-      );
-    }
-    throw error;
-  }
+      ...identity,
+    }),
+  );
 }
 
 /** Whether a version may run as far as approvals go, and why. */
@@ -150,7 +121,7 @@ export async function approvalState(
   script: Script,
 ): Promise<ApprovalState> {
   if (!script.risky) return { required: false, satisfied: true, approvals: [] };
-  const current = await currentVersion(scope, tenantId, script.name);
+  const current = await scripts.current(scope, tenantId, script.name);
   const approvals = (
     await scope.scriptApprovals.listAll(tenantId, {
       where: { scriptName: script.name, contentHash: script.contentHash },

@@ -30,10 +30,11 @@ import {
   toFleetwardError,
   ValidationError,
 } from '../errors.js';
-import { refused } from '../fleet/call-audit.js';
-import type { SessionInternals } from '../fleet/fleet.js';
 import { resolveTargets, TargetsSchema } from '../inventory/targets.js';
-import { enqueueEvent } from '../notify/outbox.js';
+import { refused } from '../kernel/call-audit.js';
+import type { CallContext } from '../kernel/context.js';
+import { startJob } from '../kernel/jobs.js';
+import { RunLease } from '../kernel/lease.js';
 import type { ExecResult } from '../ports/adapter.js';
 import type { StoreScope } from '../ports/store.js';
 import { createFileInFolder, openFolder, type PendingFile, type SafeFolder } from '../util/safe-fs.js';
@@ -50,16 +51,14 @@ import {
   type ServerRunState,
   stopConditionFor,
 } from './rollout.js';
-import { RunLease } from './run-lease.js';
-
-const SHA256 = /^[a-f0-9]{64}$/;
+import { VersionRefSchema } from './versioned.js';
 
 /** What to run where, and how to roll it out. */
 export const PlanRunInputSchema = z.strictObject({
   /** The script's name. */
   script: ScriptNameSchema,
   /** A revision number or a content hash. @default the current version */
-  version: z.union([z.number().int().positive(), z.string().regex(SHA256)]).optional(),
+  version: VersionRefSchema.optional(),
   /** Parameter values by name; they reach the script as environment variables only. */
   params: plainRecord(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
   targets: TargetsSchema,
@@ -151,7 +150,7 @@ const scriptResource = (name: string): Resource => ({ type: 'script', id: name }
 const serverResources = (servers: Iterable<Server>): Resource[] =>
   [...servers].map((server) => ({ type: 'server', server }));
 const secretsRefOf = (tenantId: string, runId: string) => `fleetward/${tenantId}/script-runs/${runId}/params`;
-const nowIso = (ctx: SessionInternals) => ctx.fleet.clock.now().toISOString();
+const nowIso = (ctx: CallContext) => ctx.runtime.clock.now().toISOString();
 
 /** The state of a task as callers see it: a `skipped` task with `NOT_STARTED` was never started. */
 function stateOf(task: TaskResult | undefined): ServerRunState {
@@ -160,10 +159,10 @@ function stateOf(task: TaskResult | undefined): ServerRunState {
   return task.status;
 }
 
-async function loadServers(ctx: SessionInternals, ids: readonly string[]): Promise<Map<string, Server>> {
+async function loadServers(ctx: CallContext, ids: readonly string[]): Promise<Map<string, Server>> {
   const servers = new Map<string, Server>();
   for (const id of ids) {
-    const server = await ctx.fleet.store.servers.get(ctx.tenantId, id);
+    const server = await ctx.runtime.store.servers.get(ctx.tenantId, id);
     if (server) servers.set(id, server);
   }
   return servers;
@@ -182,9 +181,9 @@ function unsupportedOs(script: Script, server: Server): string | undefined {
  * values go to the Fleet's SecretStore for the run's lifetime; without one they are dropped and
  * must be passed again to {@link startRun}.
  */
-export async function planRun(ctx: SessionInternals, input: PlanRunInput): Promise<ScriptRun> {
+export async function planRun(ctx: CallContext, input: PlanRunInput): Promise<ScriptRun> {
   const parsed = validate(PlanRunInputSchema, input, 'PlanRunInput');
-  const store = ctx.fleet.store;
+  const store = ctx.runtime.store;
   const script = await findVersion(store, ctx.tenantId, parsed.script, parsed.version);
   const servers = await resolveTargets(store, ctx.tenantId, parsed.targets);
   if (servers.length === 0) {
@@ -207,9 +206,9 @@ export async function planRun(ctx: SessionInternals, input: PlanRunInput): Promi
   const runId = randomUUID();
   const secretNames = Object.keys(params.secret).sort();
   let secretsRef: string | undefined;
-  if (secretNames.length && ctx.fleet.secrets) {
+  if (secretNames.length && ctx.runtime.secrets) {
     secretsRef = secretsRefOf(ctx.tenantId, runId);
-    await ctx.fleet.secrets.set(secretsRef, JSON.stringify(params.secret));
+    await ctx.runtime.secrets.set(secretsRef, JSON.stringify(params.secret));
   }
   const stopCondition = stopConditionFor(parsed.rollout, servers.length);
   try {
@@ -250,7 +249,7 @@ export async function planRun(ctx: SessionInternals, input: PlanRunInput): Promi
       }),
     );
   } catch (error) {
-    if (secretsRef) await ctx.fleet.secrets?.delete(secretsRef).catch(() => undefined);
+    if (secretsRef) await ctx.runtime.secrets?.delete(secretsRef).catch(() => undefined);
     throw error;
   }
 }
@@ -260,15 +259,15 @@ export async function planRun(ctx: SessionInternals, input: PlanRunInput): Promi
  * They are checked against the version's schema again, so a value passed on resume obeys it too.
  */
 async function secretValues(
-  ctx: SessionInternals,
+  ctx: CallContext,
   run: ScriptRun,
   script: Script,
   given: Record<string, string> | undefined,
 ): Promise<Record<string, string>> {
   if (run.secretParams.length === 0 && !given) return {};
   let values: Record<string, string> | undefined = given;
-  if (!values && run.secretsRef && ctx.fleet.secrets) {
-    const stored = await ctx.fleet.secrets.get(run.secretsRef);
+  if (!values && run.secretsRef && ctx.runtime.secrets) {
+    const stored = await ctx.runtime.secrets.get(run.secretsRef);
     if (stored !== undefined) values = JSON.parse(stored) as Record<string, string>;
   }
   values ??= {};
@@ -292,7 +291,7 @@ async function secretValues(
 
 /** The audit record of one server's result, written in the transaction that records it. */
 function serverAudit(
-  ctx: SessionInternals,
+  ctx: CallContext,
   actor: AuditInput['actor'],
   run: ScriptRun,
   task: TaskResult,
@@ -328,7 +327,7 @@ function serverAudit(
 
 /** Saves a task's change with optimistic concurrency, and its audit record when `audit` says so. */
 async function saveTask(
-  ctx: SessionInternals,
+  ctx: CallContext,
   taskId: string,
   changes: Partial<TaskResult>,
   audit?: (task: TaskResult) => AuditInput,
@@ -339,13 +338,13 @@ async function saveTask(
     const saved = await tx.taskResults.update(ctx.tenantId, taskId, changes as never, {
       expectedVersion: current.version,
     });
-    if (audit) await ctx.fleet.audit(tx, audit(saved));
+    if (audit) await ctx.runtime.audit(tx, audit(saved));
     return saved;
   };
   if (scope) return write(scope);
   for (let attempt = 0; ; attempt++) {
     try {
-      return await ctx.fleet.store.transaction(write);
+      return await ctx.runtime.store.transaction(write);
     } catch (error) {
       if (!(error instanceof ConflictError) || attempt >= 3) throw error;
     }
@@ -446,7 +445,7 @@ class Spill {
 
 /** Runs, stops and resumes a planned run. Shared by start, resume and cancel. */
 class RunExecution {
-  readonly #ctx: SessionInternals;
+  readonly #ctx: CallContext;
   readonly #opts: ParsedOptions;
   readonly #actor: AuditInput['actor'];
   readonly #abort = new AbortController();
@@ -458,7 +457,7 @@ class RunExecution {
   readonly #tasks = new Map<string, TaskResult>();
 
   constructor(
-    ctx: SessionInternals,
+    ctx: CallContext,
     opts: ParsedOptions,
     principal: Principal,
     run: ScriptRun,
@@ -480,7 +479,7 @@ class RunExecution {
   }
 
   #events() {
-    return scriptEvents(this.#ctx.fleet);
+    return scriptEvents(this.#ctx.runtime);
   }
 
   async execute(signal: AbortSignal | undefined, lease: RunLease): Promise<ScriptRunResults> {
@@ -490,7 +489,7 @@ class RunExecution {
     signal?.addEventListener('abort', onAbort, { once: true });
     lease.watchCancel(
       async () =>
-        (await ctx.fleet.store.scriptRuns.get(ctx.tenantId, this.#run.id))?.cancelRequested === true,
+        (await ctx.runtime.store.scriptRuns.get(ctx.tenantId, this.#run.id))?.cancelRequested === true,
       this.#opts.cancelPollMs,
       onAbort,
     );
@@ -547,39 +546,30 @@ class RunExecution {
     const ctx = this.#ctx;
     const run = this.#run;
     const jobId = randomUUID();
-    await ctx.fleet.store.transaction(async (tx) => {
-      this.#job = await tx.jobs.create({
+    await ctx.runtime.store.transaction(async (tx) => {
+      const started = await startJob(tx, {
         tenantId: ctx.tenantId,
-        id: jobId,
+        jobId,
         kind: 'script',
-        status: 'running',
         requestedBy: run.requestedBy,
         serverIds: run.serverIds,
         startedAt: nowIso(ctx),
       });
-      for (const serverId of run.serverIds) {
-        const task = await tx.taskResults.create({
-          tenantId: ctx.tenantId,
-          id: `${jobId}:${serverId}`,
-          jobId,
-          serverId,
-          status: 'pending',
-        });
-        this.#tasks.set(serverId, task);
-      }
+      this.#job = started.job;
+      for (const [serverId, task] of started.tasks) this.#tasks.set(serverId, task);
       this.#run = await tx.scriptRuns.update(
         ctx.tenantId,
         run.id,
         { status: 'running', jobId, startedAt: nowIso(ctx) },
         { expectedVersion: run.version },
       );
-      await ctx.fleet.audit(tx, this.#runAudit('started', { servers: run.serverIds.length }));
+      await ctx.runtime.audit(tx, this.#runAudit('started', { servers: run.serverIds.length }));
     });
   }
 
   async #prepareResume(): Promise<void> {
     const ctx = this.#ctx;
-    const store = ctx.fleet.store;
+    const store = ctx.runtime.store;
     this.#job = await store.jobs.require(ctx.tenantId, this.#run.jobId!);
     for (const task of await store.taskResults.listAll(ctx.tenantId, { where: { jobId: this.#job.id } })) {
       this.#tasks.set(task.serverId, task);
@@ -600,7 +590,7 @@ class RunExecution {
         { status: 'running' },
         { expectedVersion: job.version },
       );
-      await ctx.fleet.audit(
+      await ctx.runtime.audit(
         tx,
         this.#runAudit('started', {
           resumed: true,
@@ -686,7 +676,7 @@ class RunExecution {
       if (!server) throw new CapabilityMissingError(`server ${serverId} no longer exists in the inventory`);
       const wrongOs = unsupportedOs(this.#script, server);
       if (wrongOs) throw new CapabilityMissingError(wrongOs);
-      const adapter = ctx.fleet.adapterFor(server);
+      const adapter = ctx.runtime.adapterFor(server);
       if (!adapter.exec) {
         throw new CapabilityMissingError(`adapter ${adapter.name} cannot run commands on ${server.name}`);
       }
@@ -833,10 +823,10 @@ class RunExecution {
    */
   async finish(result: Pick<RolloutOutcome, 'status' | 'reason' | 'untouched'>): Promise<void> {
     const ctx = this.#ctx;
-    const store = ctx.fleet.store;
+    const store = ctx.runtime.store;
     const paused = result.status === 'paused';
     const terminal = !paused;
-    const ended = await store.transaction(async (tx) => {
+    const announce = await store.transaction(async (tx) => {
       // A cancellation keeps the reason `cancelRun` gave (who cancelled, and why).
       const requested = (await tx.scriptRuns.require(ctx.tenantId, this.#run.id)).reason;
       const outcome =
@@ -901,9 +891,8 @@ class RunExecution {
       );
       const failed = all.filter((t) => t.status === 'failed').map((t) => t.serverId);
       const notStarted = all.filter((t) => stateOf(t) === 'not-started').map((t) => t.serverId);
-      await ctx.fleet.audit(
-        tx,
-        this.#runAudit(
+      const { emit } = await ctx.record(tx, {
+        audit: this.#runAudit(
           outcome.status === 'succeeded' ? 'success' : 'failure',
           {
             status: outcome.status,
@@ -913,43 +902,47 @@ class RunExecution {
           },
           outcome.reason,
         ),
-      );
-      await enqueueEvent(tx, {
-        tenantId: ctx.tenantId,
-        eventType: 'script.run.completed',
-        payload: {
-          tenantId: ctx.tenantId,
-          runId: this.#run.id,
-          jobId: this.#job.id,
-          script: this.#run.scriptName,
-          revision: this.#run.revision,
-          contentHash: this.#run.contentHash,
-          status: outcome.status,
-          ...(outcome.reason ? { reason: outcome.reason } : {}),
-          ...counts,
+        outbox: {
+          eventType: 'script.run.completed',
+          payload: {
+            tenantId: ctx.tenantId,
+            runId: this.#run.id,
+            jobId: this.#job.id,
+            script: this.#run.scriptName,
+            revision: this.#run.revision,
+            contentHash: this.#run.contentHash,
+            status: outcome.status,
+            ...(outcome.reason ? { reason: outcome.reason } : {}),
+            ...counts,
+          },
         },
-        now: ctx.fleet.clock.now(),
+        event: {
+          name: 'script.run.completed',
+          args: [
+            {
+              tenantId: ctx.tenantId,
+              runId: this.#run.id,
+              jobId: this.#job.id,
+              scriptName: this.#run.scriptName,
+              contentHash: this.#run.contentHash,
+              status: outcome.status,
+              ...(outcome.reason ? { reason: outcome.reason } : {}),
+            },
+          ],
+        },
       });
-      return outcome;
+      return emit;
     });
     if (terminal && this.#run.secretsRef) {
-      await ctx.fleet.secrets?.delete(this.#run.secretsRef).catch(() => undefined);
+      await ctx.runtime.secrets?.delete(this.#run.secretsRef).catch(() => undefined);
     }
-    this.#events().emit('script.run.completed', {
-      tenantId: ctx.tenantId,
-      runId: this.#run.id,
-      jobId: this.#job.id,
-      scriptName: this.#run.scriptName,
-      contentHash: this.#run.contentHash,
-      status: ended.status,
-      ...(ended.reason ? { reason: ended.reason } : {}),
-    });
+    announce();
   }
 
   /** Ends a run whose executing process is gone (or that never started executing) as cancelled. */
   async cancelAbandoned(reason: string): Promise<void> {
     const ctx = this.#ctx;
-    const store = ctx.fleet.store;
+    const store = ctx.runtime.store;
     this.#job = await store.jobs.require(ctx.tenantId, this.#run.jobId!);
     for (const task of await store.taskResults.listAll(ctx.tenantId, { where: { jobId: this.#job.id } })) {
       this.#tasks.set(task.serverId, task);
@@ -961,8 +954,8 @@ class RunExecution {
 }
 
 /** Loads and checks everything a start, resume or cancel needs, and authorizes it. */
-async function prepare(ctx: SessionInternals, runId: string) {
-  const store = ctx.fleet.store;
+async function prepare(ctx: CallContext, runId: string) {
+  const store = ctx.runtime.store;
   const run = await store.scriptRuns.require(ctx.tenantId, runId);
   const script = await store.scripts.require(ctx.tenantId, run.scriptId);
   const servers = await loadServers(ctx, run.serverIds);
@@ -975,11 +968,11 @@ async function prepare(ctx: SessionInternals, runId: string) {
 }
 
 /** Refuses, with an audited denial, a risky version that is not approved as it stands now. */
-async function requireApproval(ctx: SessionInternals, principal: Principal, run: ScriptRun, script: Script) {
-  const state = await approvalState(ctx.fleet.store, ctx.tenantId, script);
+async function requireApproval(ctx: CallContext, principal: Principal, run: ScriptRun, script: Script) {
+  const state = await approvalState(ctx.runtime.store, ctx.tenantId, script);
   if (state.satisfied) return;
   const reason = state.reason ?? 'the script is not approved';
-  await ctx.fleet.audit(ctx.fleet.store, {
+  await ctx.runtime.audit(ctx.runtime.store, {
     tenantId: ctx.tenantId,
     actor: { principalId: principal.id, kind: principal.kind },
     action: 'script.run',
@@ -999,7 +992,7 @@ async function requireApproval(ctx: SessionInternals, principal: Principal, run:
 }
 
 async function execute(
-  ctx: SessionInternals,
+  ctx: CallContext,
   runId: string,
   options: ExecuteRunOptions,
   mode: 'start' | 'resume',
@@ -1027,11 +1020,16 @@ async function execute(
     throw await refused(ctx, principal, 'script.run', { type: 'script-run', id: runId }, error);
   });
   const holder = opts.holder ?? `${process.pid}-${randomUUID()}`;
-  const lease = await RunLease.acquire(ctx, `script-run:${ctx.tenantId}:${runId}`, holder, opts.leaseTtlMs);
+  const lease = await RunLease.acquire(
+    ctx.runtime.store,
+    `script-run:${ctx.tenantId}:${runId}`,
+    holder,
+    opts.leaseTtlMs,
+  );
   if (!lease) throw await refuse(`script run ${runId} is being executed by another process`);
   try {
     // Read again under the lease: another process may have moved the run on while we waited.
-    const fresh = await ctx.fleet.store.scriptRuns.require(ctx.tenantId, runId);
+    const fresh = await ctx.runtime.store.scriptRuns.require(ctx.tenantId, runId);
     if (fresh.version !== run.version) {
       throw await refuse(
         `script run ${runId} changed while it was being started (${fresh.status}); try again`,
@@ -1049,7 +1047,7 @@ async function execute(
  * before its script starts, so a run whose process dies is resumed with {@link resumeRun} without
  * running any server twice.
  */
-export function startRun(ctx: SessionInternals, runId: string, options: ExecuteRunOptions = {}) {
+export function startRun(ctx: CallContext, runId: string, options: ExecuteRunOptions = {}) {
   return execute(ctx, runId, options, 'start');
 }
 
@@ -1058,7 +1056,7 @@ export function startRun(ctx: SessionInternals, runId: string, options: ExecuteR
  * `acknowledgeFailures`). Servers that finished keep their results; a server whose script was
  * running when the process died is failed as interrupted, not run again.
  */
-export function resumeRun(ctx: SessionInternals, runId: string, options: ExecuteRunOptions = {}) {
+export function resumeRun(ctx: CallContext, runId: string, options: ExecuteRunOptions = {}) {
   return execute(ctx, runId, options, 'resume');
 }
 
@@ -1068,7 +1066,7 @@ export function resumeRun(ctx: SessionInternals, runId: string, options: Execute
  * scripts still running, starts no further server and ends the run as cancelled.
  */
 export async function cancelRun(
-  ctx: SessionInternals,
+  ctx: CallContext,
   runId: string,
   options: { reason?: string } = {},
 ): Promise<ScriptRun> {
@@ -1084,7 +1082,7 @@ export async function cancelRun(
       new ConflictError(`script run ${runId} has ended (${run.status})`),
     );
   }
-  const store = ctx.fleet.store;
+  const store = ctx.runtime.store;
   if (run.status === 'awaiting-start') {
     const cancelled = await ctx.write(
       'script.run',
@@ -1099,11 +1097,11 @@ export async function cancelRun(
         ),
       () => ({ runId, status: 'cancelled', before: 'awaiting-start' }),
     );
-    if (run.secretsRef) await ctx.fleet.secrets?.delete(run.secretsRef).catch(() => undefined);
+    if (run.secretsRef) await ctx.runtime.secrets?.delete(run.secretsRef).catch(() => undefined);
     return cancelled;
   }
   const lease = await RunLease.acquire(
-    ctx,
+    ctx.runtime.store,
     `script-run:${ctx.tenantId}:${runId}`,
     `cancel-${randomUUID()}`,
     60_000,
@@ -1143,8 +1141,8 @@ export async function cancelRun(
 }
 
 /** A run with every server's state and result (no authorization: callers check `script.read`). */
-export async function runResults(ctx: SessionInternals, runId: string): Promise<ScriptRunResults> {
-  const store = ctx.fleet.store;
+export async function runResults(ctx: CallContext, runId: string): Promise<ScriptRunResults> {
+  const store = ctx.runtime.store;
   const run = await store.scriptRuns.require(ctx.tenantId, runId);
   const job = run.jobId ? await store.jobs.get(ctx.tenantId, run.jobId) : undefined;
   const tasks = new Map(

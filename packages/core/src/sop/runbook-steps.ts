@@ -11,6 +11,7 @@ import {
   validate,
 } from '../domain/index.js';
 import type { RebootServerState, RunbookStep, RunbookStepState } from '../domain/runbook.js';
+import { verifiedReboot } from '../engine/reboot.js';
 import { stopsOperation } from '../engine/stop.js';
 import {
   AbortedError,
@@ -21,11 +22,13 @@ import {
   TransportError,
   toFleetwardError,
 } from '../errors.js';
-import type { SessionInternals } from '../fleet/fleet.js';
-import { enqueue, enqueueEvent } from '../notify/outbox.js';
+import { scanTargets } from '../inventory/scan.js';
+import type { CallContext } from '../kernel/context.js';
+import type { RunLease } from '../kernel/lease.js';
+import { enqueue } from '../kernel/outbox.js';
 import type { StoreScope } from '../ports/store.js';
 import { Mutex } from '../util/mutex.js';
-import { verifiedReboot } from './reboot.js';
+import { sleep } from '../util/sleep.js';
 import {
   executeRollout,
   type KnownServerState,
@@ -42,7 +45,6 @@ import {
   type ScriptRunResults,
   startRun,
 } from './run.js';
-import type { RunLease } from './run-lease.js';
 
 /** How a start, resume or approval executes a runbook run in this process. */
 export const ExecuteRunbookOptionsSchema = z.strictObject({
@@ -93,7 +95,7 @@ export function withStep(
  * audited and thrown before anything happens.
  */
 export async function authorizeRunbook(
-  ctx: SessionInternals,
+  ctx: CallContext,
   runbook: Runbook,
   servers: Iterable<Server>,
   target: NonNullable<AuditInput['target']>,
@@ -106,13 +108,10 @@ export async function authorizeRunbook(
 }
 
 /** Loads the servers of a run that still exist. */
-export async function loadServers(
-  ctx: SessionInternals,
-  ids: readonly string[],
-): Promise<Map<string, Server>> {
+export async function loadServers(ctx: CallContext, ids: readonly string[]): Promise<Map<string, Server>> {
   const servers = new Map<string, Server>();
   for (const id of ids) {
-    const server = await ctx.fleet.store.servers.get(ctx.tenantId, id);
+    const server = await ctx.runtime.store.servers.get(ctx.tenantId, id);
     if (server) servers.set(id, server);
   }
   return servers;
@@ -138,28 +137,13 @@ type StepOutcome =
 
 const errorOf = (error: FleetwardError) => ({ code: error.code, message: error.message.slice(0, 4000) });
 
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    if (signal.aborted) return reject(new AbortedError());
-    const timer = setTimeout(done, ms);
-    function done() {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }
-    function onAbort() {
-      clearTimeout(timer);
-      reject(new AbortedError());
-    }
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-
 /**
  * Executes one run from wherever the store says it is, step after step, writing every step's
  * start and end (with its audit record) before going on. Shared by start, resume, approval and
  * cancel. The caller holds the run's lease.
  */
 export class RunbookExecution {
-  readonly #ctx: SessionInternals;
+  readonly #ctx: CallContext;
   readonly #opts: ParsedOptions;
   readonly #holder: string;
   readonly #actor: AuditInput['actor'];
@@ -175,7 +159,7 @@ export class RunbookExecution {
   #run: RunbookRun;
 
   constructor(
-    ctx: SessionInternals,
+    ctx: CallContext,
     opts: ParsedOptions,
     holder: string,
     principal: Principal,
@@ -195,7 +179,7 @@ export class RunbookExecution {
   }
 
   #now(): string {
-    return this.#ctx.fleet.clock.now().toISOString();
+    return this.#ctx.runtime.clock.now().toISOString();
   }
 
   #base(): Record<string, unknown> {
@@ -234,13 +218,13 @@ export class RunbookExecution {
     const ctx = this.#ctx;
     for (let attempt = 0; ; attempt++) {
       try {
-        this.#run = await ctx.fleet.store.transaction(async (tx) => {
+        this.#run = await ctx.runtime.store.transaction(async (tx) => {
           const current = await tx.runbookRuns.require(ctx.tenantId, this.#run.id);
           const changes = await change(current, tx);
           const updated = await tx.runbookRuns.update(ctx.tenantId, current.id, changes, {
             expectedVersion: current.version,
           });
-          for (const audit of audits(updated)) await ctx.fleet.audit(tx, audit);
+          for (const audit of audits(updated)) await ctx.runtime.audit(tx, audit);
           await after?.(tx, updated);
           return updated;
         });
@@ -268,7 +252,7 @@ export class RunbookExecution {
     signal?.addEventListener('abort', onAbort, { once: true });
     this.#lease.watchCancel(
       async () =>
-        (await ctx.fleet.store.runbookRuns.get(ctx.tenantId, this.#run.id))?.cancelRequested === true,
+        (await ctx.runtime.store.runbookRuns.get(ctx.tenantId, this.#run.id))?.cancelRequested === true,
       this.#opts.cancelPollMs,
       () => {
         this.#detached = false;
@@ -281,8 +265,8 @@ export class RunbookExecution {
       // nothing to do too.
       if (resumed && this.#stillPaused()) {
         const at = this.#runbook.steps[this.#run.currentStep]?.id ?? null;
-        await ctx.fleet.audit(
-          ctx.fleet.store,
+        await ctx.runtime.audit(
+          ctx.runtime.store,
           this.#audit('runbook.run', 'success', { resumed: false, paused: this.#run.status, step: at }),
         );
         return this.#run;
@@ -294,7 +278,7 @@ export class RunbookExecution {
           () => [this.#audit('runbook.run', 'started', { resumed: true, step: at })],
         );
       }
-      ctx.fleet.events.emit('runbook.run.started', {
+      ctx.runtime.events.emit('runbook.run.started', {
         tenantId: ctx.tenantId,
         runId: this.#run.id,
         runbook: this.#run.runbookName,
@@ -314,7 +298,7 @@ export class RunbookExecution {
         if (!step) return await this.#end();
         const outcome = await this.#step(step, i);
         if ('pause' in outcome) {
-          ctx.fleet.events.emit('runbook.run.paused', {
+          ctx.runtime.events.emit('runbook.run.paused', {
             tenantId: ctx.tenantId,
             runId: this.#run.id,
             stepId: step.id,
@@ -349,7 +333,7 @@ export class RunbookExecution {
       step.kind === 'wait' &&
       this.#opts.returnWhenWaiting &&
       state.waitUntil !== undefined &&
-      Date.parse(state.waitUntil) > this.#ctx.fleet.clock.now().getTime()
+      Date.parse(state.waitUntil) > this.#ctx.runtime.clock.now().getTime()
     );
   }
 
@@ -362,7 +346,7 @@ export class RunbookExecution {
       step.kind === 'approval' ? 'awaiting-approval' : step.kind === 'wait' ? 'waiting' : 'running';
     const waitUntil =
       step.kind === 'wait' && !before.waitUntil
-        ? new Date(ctx.fleet.clock.now().getTime() + step.durationSeconds * 1000).toISOString()
+        ? new Date(ctx.runtime.clock.now().getTime() + step.durationSeconds * 1000).toISOString()
         : undefined;
     await this.#update(
       (current) => ({
@@ -385,7 +369,7 @@ export class RunbookExecution {
         }),
       ],
     );
-    ctx.fleet.events.emit('runbook.step.started', {
+    ctx.runtime.events.emit('runbook.step.started', {
       tenantId: ctx.tenantId,
       runId: this.#run.id,
       stepId: step.id,
@@ -430,7 +414,7 @@ export class RunbookExecution {
    */
   async #script(step: Extract<RunbookStep, { kind: 'script' }>, i: number): Promise<StepOutcome> {
     const ctx = this.#ctx;
-    const store = ctx.fleet.store;
+    const store = ctx.runtime.store;
     const state = this.#run.steps[i]!;
     const pinned = state.script;
     if (!pinned) throw new NotFoundError('pinned script version of step', step.id);
@@ -489,7 +473,8 @@ export class RunbookExecution {
 
   /** A fleet scan of the run's servers: read-only, so a resumed step simply scans again. */
   async #scan(step: Extract<RunbookStep, { kind: 'scan' }>): Promise<StepOutcome> {
-    const outcome = await this.#ctx.scan(
+    const outcome = await scanTargets(
+      this.#ctx,
       { serverIds: this.#run.serverIds },
       { signal: this.#abort.signal, timeoutMs: step.timeoutMs },
     );
@@ -593,13 +578,13 @@ export class RunbookExecution {
         }
         const progress = serverState(serverId);
         const done = await verifiedReboot({
-          adapter: ctx.fleet.adapterFor(server),
+          adapter: ctx.runtime.adapterFor(server),
           server,
           progress: { bootIdBefore: progress.bootIdBefore, rebootRequestedAt: progress.rebootRequestedAt },
           record: (p) => save(serverId, p).then(() => undefined),
           timeoutMs: step.timeoutMs,
           pollIntervalMs: step.pollIntervalMs,
-          now: () => ctx.fleet.clock.now(),
+          now: () => ctx.runtime.clock.now(),
           signal: this.#abort.signal,
         });
         await save(serverId, {
@@ -672,9 +657,9 @@ export class RunbookExecution {
     const ctx = this.#ctx;
     const until = this.#run.steps[i]!.waitUntil!;
     const deadline = Date.parse(until);
-    const remaining = () => deadline - ctx.fleet.clock.now().getTime();
+    const remaining = () => deadline - ctx.runtime.clock.now().getTime();
     if (remaining() > 0) {
-      ctx.fleet.events.emit('runbook.step.waiting', {
+      ctx.runtime.events.emit('runbook.step.waiting', {
         tenantId: ctx.tenantId,
         runId: this.#run.id,
         stepId: step.id,
@@ -734,7 +719,7 @@ export class RunbookExecution {
             },
           };
         }
-        const now = ctx.fleet.clock.now();
+        const now = ctx.runtime.clock.now();
         const message = await enqueue(tx, {
           tenantId: ctx.tenantId,
           channel: 'webhook',
@@ -836,7 +821,7 @@ export class RunbookExecution {
       },
     );
     const s = ended!;
-    ctx.fleet.events.emit('runbook.step.completed', {
+    ctx.runtime.events.emit('runbook.step.completed', {
       tenantId: ctx.tenantId,
       runId: this.#run.id,
       stepId: step.id,
@@ -862,6 +847,7 @@ export class RunbookExecution {
   async #finishRun(cancelReason: string | undefined): Promise<RunbookRun> {
     const ctx = this.#ctx;
     let reasonOut: string | undefined;
+    let announce = () => {};
     const run = await this.#update(
       (current) => {
         let steps = current.steps;
@@ -895,47 +881,53 @@ export class RunbookExecution {
           ...(reason ? { reason: reason.slice(0, 2000) } : {}),
         };
       },
-      (updated) => [
-        this.#audit(
-          'runbook.run',
-          updated.status === 'succeeded' ? 'success' : 'failure',
-          {
-            status: updated.status,
-            steps: updated.steps.map((s) => ({ stepId: s.stepId, status: s.status })),
-            failed: updated.steps.filter((s) => s.status === 'failed').map((s) => s.stepId),
-            tolerated: updated.steps
-              .filter((s) => s.status === 'failed' && s.onFailureApplied === 'continue')
-              .map((s) => s.stepId),
-            skipped: updated.steps.filter((s) => s.status === 'skipped').map((s) => s.stepId),
-          },
-          updated.reason,
-        ),
-      ],
+      () => [],
       async (tx, updated) => {
-        await enqueueEvent(tx, {
-          tenantId: ctx.tenantId,
-          eventType: 'runbook.run.completed',
-          payload: {
-            tenantId: ctx.tenantId,
-            ...this.#base(),
-            status: updated.status,
-            ...(updated.reason ? { reason: updated.reason } : {}),
-            startedBy: updated.startedBy,
-            ...(updated.ticket ? { ticket: updated.ticket } : {}),
-            steps: updated.steps.map((s) => ({ stepId: s.stepId, status: s.status })),
+        const recorded = await ctx.record(tx, {
+          audit: this.#audit(
+            'runbook.run',
+            updated.status === 'succeeded' ? 'success' : 'failure',
+            {
+              status: updated.status,
+              steps: updated.steps.map((s) => ({ stepId: s.stepId, status: s.status })),
+              failed: updated.steps.filter((s) => s.status === 'failed').map((s) => s.stepId),
+              tolerated: updated.steps
+                .filter((s) => s.status === 'failed' && s.onFailureApplied === 'continue')
+                .map((s) => s.stepId),
+              skipped: updated.steps.filter((s) => s.status === 'skipped').map((s) => s.stepId),
+            },
+            updated.reason,
+          ),
+          outbox: {
+            eventType: 'runbook.run.completed',
+            payload: {
+              tenantId: ctx.tenantId,
+              ...this.#base(),
+              status: updated.status,
+              ...(updated.reason ? { reason: updated.reason } : {}),
+              startedBy: updated.startedBy,
+              ...(updated.ticket ? { ticket: updated.ticket } : {}),
+              steps: updated.steps.map((s) => ({ stepId: s.stepId, status: s.status })),
+            },
           },
-          now: ctx.fleet.clock.now(),
+          event: {
+            name: 'runbook.run.completed',
+            args: [
+              {
+                tenantId: ctx.tenantId,
+                runId: updated.id,
+                runbook: updated.runbookName,
+                contentHash: updated.contentHash,
+                status: updated.status,
+                ...(reasonOut ? { reason: reasonOut } : {}),
+              },
+            ],
+          },
         });
+        announce = recorded.emit;
       },
     );
-    ctx.fleet.events.emit('runbook.run.completed', {
-      tenantId: ctx.tenantId,
-      runId: run.id,
-      runbook: run.runbookName,
-      contentHash: run.contentHash,
-      status: run.status,
-      ...(reasonOut ? { reason: reasonOut } : {}),
-    });
+    announce();
     return run;
   }
 
@@ -947,7 +939,7 @@ export class RunbookExecution {
     const ctx = this.#ctx;
     const state = this.#run.steps[this.#run.currentStep];
     if (state?.status !== 'running' || !state.scriptRunId) return;
-    const scriptRun = await ctx.fleet.store.scriptRuns.get(ctx.tenantId, state.scriptRunId);
+    const scriptRun = await ctx.runtime.store.scriptRuns.get(ctx.tenantId, state.scriptRunId);
     if (!scriptRun || SCRIPT_TERMINAL.has(scriptRun.status)) return;
     await cancelRun(ctx, scriptRun.id, { reason });
   }

@@ -21,26 +21,27 @@ import {
   RunbookRunStatusSchema,
   type RunbookStep,
   RunbookStepIdSchema,
-  type RunbookStepKind,
   type RunbookStepState,
   RunbookStepsSchema,
 } from '../domain/runbook.js';
 import {
-  AlreadyExistsError,
   AuthorizationError,
   ConflictError,
   NotFoundError,
   ValidationError,
   type ValidationIssue,
 } from '../errors.js';
-import { refused } from '../fleet/call-audit.js';
-import type { SessionInternals } from '../fleet/fleet.js';
+import { refused } from '../kernel/call-audit.js';
+
+export type { RunbookEvents } from '../kernel/events.js';
+
 import { resolveTargets, TargetsSchema } from '../inventory/targets.js';
+import type { CallContext } from '../kernel/context.js';
+import { RunLease } from '../kernel/lease.js';
 import type { StoreScope } from '../ports/store.js';
 import { canonicalJson } from '../util/canonical-json.js';
 import { resolveParameters } from './params.js';
 import { approvalState, findVersion } from './repository.js';
-import { RunLease } from './run-lease.js';
 import {
   authorizeRunbook,
   type ExecuteRunbookOptions,
@@ -52,68 +53,14 @@ import {
   runbookResource,
   withStep,
 } from './runbook-steps.js';
-
-/** Typed events of runbook runs, emitted on `fleet.events`. */
-export interface RunbookEvents {
-  'runbook.run.started': [
-    event: { tenantId: string; runId: string; runbook: string; contentHash: string; resumed: boolean },
-  ];
-  'runbook.step.started': [
-    event: {
-      tenantId: string;
-      runId: string;
-      stepId: string;
-      kind: RunbookStepKind;
-      index: number;
-      /** 2 and more when a resume entered the step again. */
-      attempt: number;
-    },
-  ];
-  /** A wait step is waiting until `until` (on the Fleet's clock). */
-  'runbook.step.waiting': [
-    event: { tenantId: string; runId: string; stepId: string; until: string; remainingMs: number },
-  ];
-  'runbook.step.approved': [
-    event: {
-      tenantId: string;
-      runId: string;
-      stepId: string;
-      principalId: string;
-      approvals: number;
-      required: number;
-    },
-  ];
-  'runbook.step.completed': [
-    event: {
-      tenantId: string;
-      runId: string;
-      stepId: string;
-      kind: RunbookStepKind;
-      status: 'succeeded' | 'failed';
-      error?: { code: string; message: string };
-    },
-  ];
-  /** The call returned with the run paused: awaiting approval, or waiting (`returnWhenWaiting`). */
-  'runbook.run.paused': [
-    event: {
-      tenantId: string;
-      runId: string;
-      stepId: string;
-      status: 'awaiting-approval' | 'waiting';
-      until?: string;
-    },
-  ];
-  'runbook.run.completed': [
-    event: {
-      tenantId: string;
-      runId: string;
-      runbook: string;
-      contentHash: string;
-      status: RunbookRunStatus;
-      reason?: string;
-    },
-  ];
-}
+import {
+  type AddedVersion,
+  type VersionedContent,
+  type VersionRef,
+  VersionRefSchema,
+  versionAuditDetails,
+  versionedContent,
+} from './versioned.js';
 
 /** What a caller gives to define (a new version of) a runbook. */
 export const DefineRunbookInputSchema = z
@@ -139,13 +86,14 @@ export const DefineRunbookInputSchema = z
     });
   });
 export type DefineRunbookInput = z.input<typeof DefineRunbookInputSchema>;
+/** A definition after parsing, defaults filled in. @inline */
 type ParsedDefinition = z.output<typeof DefineRunbookInputSchema>;
 
 /** What to run, where, with which parameters. */
 export const StartRunbookInputSchema = z.strictObject({
   runbook: RunbookNameSchema,
   /** A revision number or a content hash. @default the current version */
-  version: z.union([z.number().int().positive(), z.string().regex(/^[a-f0-9]{64}$/)]).optional(),
+  version: VersionRefSchema.optional(),
   targets: TargetsSchema,
   /** Values of the runbook's parameters. */
   params: plainRecord(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
@@ -182,65 +130,36 @@ export function runbookContentHash(
   return createHash('sha256').update(canonicalJson(document)).digest('hex');
 }
 
-async function runbookVersions(scope: StoreScope, tenantId: string, name: string): Promise<Runbook[]> {
-  const versions = await scope.runbooks.listAll(tenantId, { where: { name } });
-  return versions.sort((a, b) => a.revision - b.revision);
-}
+/** The versions of runbooks: added, found and listed like every versioned content. */
+const runbooks: VersionedContent<Runbook> = versionedContent('runbook', (scope) => scope.runbooks);
 
 /**
  * A version of a runbook: the current one, or the one with this revision number or content hash.
  * @throws NotFoundError when there is none.
  */
-export async function findRunbookVersion(
+export const findRunbookVersion = (
   scope: StoreScope,
   tenantId: string,
   name: string,
-  version?: number | string,
-): Promise<Runbook> {
-  const versions = await runbookVersions(scope, tenantId, name);
-  const found =
-    version === undefined
-      ? versions.at(-1)
-      : typeof version === 'number'
-        ? versions.find((v) => v.revision === version)
-        : versions.findLast((v) => v.contentHash === version);
-  if (!found) throw new NotFoundError('runbook', version === undefined ? name : `${name} version ${version}`);
-  return found;
-}
+  version?: VersionRef,
+): Promise<Runbook> => runbooks.find(scope, tenantId, name, version);
 
 /** Adds a version unless the current one has the same content hash (then `created` is false). */
-async function addRunbookVersion(
+function addRunbookVersion(
   tx: StoreScope,
   tenantId: string,
   input: ParsedDefinition,
   createdBy: string,
-): Promise<{ runbook: Runbook; created: boolean; previous: Runbook | undefined }> {
-  const previous = (await runbookVersions(tx, tenantId, input.name)).at(-1);
+): Promise<AddedVersion<Runbook>> {
   const contentHash = runbookContentHash(input);
-  if (previous?.contentHash === contentHash) return { runbook: previous, created: false, previous };
-  const revision = (previous?.revision ?? 0) + 1;
-  try {
-    const runbook = await tx.runbooks.create({
-      tenantId,
-      id: `${input.name}:${revision}`,
-      name: input.name,
-      revision,
+  return runbooks.add(tx, tenantId, { name: input.name, contentHash, createdBy }, (identity) =>
+    tx.runbooks.create({
       ...(input.description === undefined ? {} : { description: input.description }),
       parameters: input.parameters,
       steps: input.steps,
-      contentHash,
-      createdBy,
-    });
-    return { runbook, created: true, previous };
-  } catch (error) {
-    if (error instanceof AlreadyExistsError) {
-      throw new ConflictError(
-        `another version of runbook ${input.name} was added at the same time as revision ${revision}: read it and try again`,
-        { cause: error },
-      );
-    }
-    throw error;
-  }
+      ...identity,
+    }),
+  );
 }
 
 /** Checks what the steps refer to in the store: scripts (and versions) and webhook endpoints. */
@@ -290,7 +209,11 @@ function stepParams(
 /** How a start refers to the steps' paths in its errors. */
 const SUBJECT = 'StartRunbookInput';
 
-/** The session's runbooks (`session.runbooks`); see {@link createRunbookApi}. */
+/**
+ * Runbooks of a session (`session.runbooks`): versioned, ordered lists of steps (script, scan,
+ * reboot, wait, approval, webhook), each with its own `onFailure`, run as persisted, resumable
+ * state machines and audited step by step (`runbook.run`, `runbook.step`, `runbook.approve`).
+ */
 export interface RunbookApi {
   /**
    * Adds a version of a runbook (creating it on its first version); needs `script.write` on the
@@ -298,11 +221,21 @@ export interface RunbookApi {
    * version. The scripts (and versions) and webhook endpoints the steps name must exist.
    * @throws ValidationError naming the path of each bad step field (unknown kind, duplicate id,
    *   a goto that does not point forward, a missing script or endpoint).
+   * @throws AuthorizationError without `script.write` on the runbook.
+   * @throws ConflictError when another version of the runbook was added at the same time.
    */
   define(input: DefineRunbookInput): Promise<Runbook>;
-  /** The current version of a runbook, or the one with this revision number or content hash. */
+  /**
+   * The current version of a runbook, or the one with this revision number or content hash.
+   * @default options.version the current version
+   * @throws ValidationError for unknown options; AuthorizationError without `script.read`.
+   * @throws NotFoundError when the runbook (or that version of it) does not exist.
+   */
   get(name: string, options?: { version?: number | string }): Promise<Runbook>;
-  /** The current version of every runbook, by name. */
+  /**
+   * The current version of every runbook, by name.
+   * @throws AuthorizationError without `script.read` not limited to some runbooks.
+   */
   list(): Promise<Runbook[]>;
   /**
    * Starts a run and resolves with it when it ends, or pauses at an approval step
@@ -310,6 +243,12 @@ export interface RunbookApi {
    * are resolved to servers now; the version of every script step is pinned now (and a risky one
    * must be approved now); every parameter is checked now. Needs `script.run` on every server and
    * every script of the runbook, and `patch.scan` on every server when it has a scan step.
+   * @throws ValidationError naming the path of each problem: input, options, parameters, targets
+   *   that choose no server or servers a step cannot run on, missing scripts or endpoints.
+   * @throws NotFoundError for an unknown runbook or version.
+   * @throws AuthorizationError when a permission is missing, or (audited) when a risky script of
+   *   a step is not current and approved.
+   * @throws ConflictError when another process executes the run (it stays resumable).
    */
   start(input: StartRunbookInput, options?: ExecuteRunbookOptions): Promise<RunbookRun>;
   /**
@@ -322,6 +261,7 @@ export interface RunbookApi {
    * (read-only), an approval step counts its approvals, and a webhook step enqueues its message
    * (it had not: the message commits with the step's end).
    * @throws ConflictError while another process executes it, or when it has ended.
+   * @throws ValidationError for bad options; NotFoundError; AuthorizationError as for `start`.
    */
   resume(runId: string, options?: ExecuteRunbookOptions): Promise<RunbookRun>;
   /**
@@ -329,6 +269,13 @@ export interface RunbookApi {
    * the run cannot, nor anyone twice, nor anyone outside the step's `approvers`. With the step's
    * last approval the step succeeds, and (unless `continueRun: false`) the run continues in this
    * call with the rights of the principal who started it; `execute` are the options of that.
+   * @default options.continueRun true
+   * @throws ValidationError for options that do not fit {@link ApproveStepOptionsSchema}.
+   * @throws NotFoundError for an unknown run.
+   * @throws AuthorizationError without `runbook.approve`, or (audited) for the starter or a
+   *   principal outside the step's `approvers`.
+   * @throws ConflictError when the run awaits no approval (or of another step), moved on
+   *   meanwhile, or the caller approved the step already; and what `resume` throws.
    */
   approveStep(
     runId: string,
@@ -339,11 +286,19 @@ export interface RunbookApi {
    * Cancels a run. One that nobody executes (paused, or its process gone) ends at once, and a
    * script run its current step left behind is cancelled too; one executing in a process is
    * marked, and that process stops it (killing running scripts, starting no further step).
+   * @throws ValidationError for unknown options; NotFoundError; AuthorizationError as for `start`.
+   * @throws ConflictError when the run has ended.
    */
   cancel(runId: string, options?: { reason?: string }): Promise<RunbookRun>;
-  /** A run with every step's state. */
+  /**
+   * A run with every step's state.
+   * @throws NotFoundError; AuthorizationError without `script.read` on the run's runbook.
+   */
   getRun(runId: string): Promise<RunbookRun>;
-  /** Runs of a runbook (or of every runbook), newest first. */
+  /**
+   * Runs of a runbook (or of every runbook), newest first, optionally only those in `status`.
+   * @throws ValidationError for unknown options; AuthorizationError without `script.read`.
+   */
   listRuns(options?: { runbook?: string; status?: RunbookRunStatus }): Promise<RunbookRun[]>;
 }
 
@@ -357,20 +312,20 @@ const ListRunbookRunsOptionsSchema = z.strictObject({
  * reboot, wait, approval, webhook), each with its own `onFailure`, run as persisted, resumable
  * state machines and audited step by step (`runbook.run`, `runbook.step`, `runbook.approve`).
  */
-export function createRunbookApi(internals: () => SessionInternals): RunbookApi {
+export function createRunbookApi(internals: () => CallContext): RunbookApi {
   const readRunbook = <T>(name: string, target: { type: string; id: string }, fn: () => Promise<T>) =>
     internals().read('script.read', [runbookResource(name)], target, fn);
 
   /** Loads, authorizes and executes a run in this process, under its lease. */
   const execute = async (
-    ctx: SessionInternals,
+    ctx: CallContext,
     runId: string,
     options: ExecuteRunbookOptions,
     mode: 'start' | 'resume',
   ): Promise<RunbookRun> => {
     const { signal, ...rest } = objectArgument(options, 'ExecuteRunbookOptions', true);
     const opts = parseExecuteOptions(rest);
-    const store = ctx.fleet.store;
+    const store = ctx.runtime.store;
     const run = await store.runbookRuns.require(ctx.tenantId, runId);
     if (isTerminal(run)) throw new ConflictError(`runbook run ${runId} has ended (${run.status})`);
     const runbook = await store.runbooks.require(ctx.tenantId, run.runbookId);
@@ -379,7 +334,7 @@ export function createRunbookApi(internals: () => SessionInternals): RunbookApi 
     const { principal } = await authorizeRunbook(ctx, runbook, servers.values(), target);
     const holder = opts.holder ?? newHolder();
     const lease = await RunLease.acquire(
-      ctx,
+      ctx.runtime.store,
       `runbook-run:${ctx.tenantId}:${runId}`,
       holder,
       opts.leaseTtlMs,
@@ -418,12 +373,12 @@ export function createRunbookApi(internals: () => SessionInternals): RunbookApi 
    * webhook endpoints.
    */
   const prepareSteps = async (
-    ctx: SessionInternals,
+    ctx: CallContext,
     runbook: Runbook,
     servers: Server[],
     runParams: Record<string, ParameterValue>,
   ): Promise<{ states: RunbookStepState[]; risky: { name: string; reason: string }[] }> => {
-    const store = ctx.fleet.store;
+    const store = ctx.runtime.store;
     const issues = await referenceIssues(store, ctx.tenantId, runbook.steps, ['steps']);
     const risky: { name: string; reason: string }[] = [];
     const states: RunbookStepState[] = [];
@@ -484,42 +439,34 @@ export function createRunbookApi(internals: () => SessionInternals): RunbookApi 
       const parsed = validate(DefineRunbookInputSchema, input, 'DefineRunbookInput');
       const target = { type: 'runbook', id: parsed.name };
       await ctx.authorize('script.write', [runbookResource(parsed.name)], target);
-      const issues = await referenceIssues(ctx.fleet.store, ctx.tenantId, parsed.steps, ['steps']);
+      const issues = await referenceIssues(ctx.runtime.store, ctx.tenantId, parsed.steps, ['steps']);
       if (issues.length) throw new ValidationError('DefineRunbookInput', issues);
-      const { runbook } = await ctx.write(
+      const { version } = await ctx.write(
         'script.write',
         [runbookResource(parsed.name)],
         target,
         (tx) => addRunbookVersion(tx, ctx.tenantId, parsed, ctx.actor.principalId),
         (r) => ({
-          runbook: r.runbook.name,
-          revision: r.runbook.revision,
-          contentHash: r.runbook.contentHash,
-          created: r.created,
-          ...(r.created && r.previous ? { previousHash: r.previous.contentHash } : {}),
-          steps: r.runbook.steps.map((s) => `${s.id}:${s.kind}`),
+          runbook: r.version.name,
+          ...versionAuditDetails(r),
+          steps: r.version.steps.map((s) => `${s.id}:${s.kind}`),
         }),
       );
-      return runbook;
+      return version;
     },
 
     get: async (name, options = {}) => {
       const { version } = validateOptions(VersionOptionsSchema, options, 'GetRunbookOptions');
       return readRunbook(name, { type: 'runbook', id: name }, () =>
-        findRunbookVersion(internals().fleet.store, internals().tenantId, name, version),
+        findRunbookVersion(internals().runtime.store, internals().tenantId, name, version),
       );
     },
 
     list: async () => {
       const ctx = internals();
-      return ctx.read('script.read', [{ type: 'runbook' }], { type: 'runbook', id: '*' }, async () => {
-        const latest = new Map<string, Runbook>();
-        for (const r of await ctx.fleet.store.runbooks.listAll(ctx.tenantId)) {
-          const seen = latest.get(r.name);
-          if (!seen || seen.revision < r.revision) latest.set(r.name, r);
-        }
-        return [...latest.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-      });
+      return ctx.read('script.read', [{ type: 'runbook' }], { type: 'runbook', id: '*' }, () =>
+        runbooks.latest(ctx.runtime.store, ctx.tenantId),
+      );
     },
 
     start: async (input, options = {}) => {
@@ -528,7 +475,7 @@ export function createRunbookApi(internals: () => SessionInternals): RunbookApi 
       // Checked before the run is stored: a bad option must not leave a run behind.
       const { signal: _signal, ...executeOptions } = objectArgument(options, 'ExecuteRunbookOptions', true);
       parseExecuteOptions(executeOptions);
-      const store = ctx.fleet.store;
+      const store = ctx.runtime.store;
       const runbook = await findRunbookVersion(store, ctx.tenantId, parsed.runbook, parsed.version);
       const servers = await resolveTargets(store, ctx.tenantId, parsed.targets);
       if (servers.length === 0) {
@@ -551,7 +498,7 @@ export function createRunbookApi(internals: () => SessionInternals): RunbookApi 
       const actor = { principalId: principal.id, kind: principal.kind };
       if (risky.length) {
         const reason = risky.map((r) => r.reason).join('; ');
-        await ctx.fleet.audit(store, {
+        await ctx.runtime.audit(store, {
           tenantId: ctx.tenantId,
           actor,
           action: 'runbook.run',
@@ -569,7 +516,7 @@ export function createRunbookApi(internals: () => SessionInternals): RunbookApi 
           reason,
         });
       }
-      const now = ctx.fleet.clock.now().toISOString();
+      const now = ctx.runtime.clock.now().toISOString();
       await store.transaction(async (tx) => {
         const run = await tx.runbookRuns.create({
           tenantId: ctx.tenantId,
@@ -588,7 +535,7 @@ export function createRunbookApi(internals: () => SessionInternals): RunbookApi 
           steps: states,
           startedAt: now,
         });
-        await ctx.fleet.audit(tx, {
+        await ctx.runtime.audit(tx, {
           tenantId: ctx.tenantId,
           actor,
           action: 'runbook.run',
@@ -618,7 +565,7 @@ export function createRunbookApi(internals: () => SessionInternals): RunbookApi 
     approveStep: async (runId, options = {}, executeOptions = {}) => {
       const ctx = internals();
       const parsed = validate(ApproveStepOptionsSchema, options, 'ApproveStepOptions');
-      const store = ctx.fleet.store;
+      const store = ctx.runtime.store;
       const run = await store.runbookRuns.require(ctx.tenantId, runId);
       const runbook = await store.runbooks.require(ctx.tenantId, run.runbookId);
       const target = { type: 'runbook-run', id: runId };
@@ -643,7 +590,7 @@ export function createRunbookApi(internals: () => SessionInternals): RunbookApi 
         stepId: step.id,
       };
       const refuse = async (reason: string): Promise<never> => {
-        await ctx.fleet.audit(store, {
+        await ctx.runtime.audit(store, {
           tenantId: ctx.tenantId,
           actor: { principalId: principal.id, kind: principal.kind },
           action: 'runbook.approve',
@@ -670,7 +617,7 @@ export function createRunbookApi(internals: () => SessionInternals): RunbookApi 
       const actor = { principalId: principal.id, kind: principal.kind };
       let done = false;
       let count = 0;
-      const updated = await store.transaction(async (tx) => {
+      const { saved: updated, announce } = await store.transaction(async (tx) => {
         const current = await tx.runbookRuns.require(ctx.tenantId, runId);
         if (current.status !== 'awaiting-approval' || current.currentStep !== i) {
           throw new ConflictError(
@@ -682,7 +629,7 @@ export function createRunbookApi(internals: () => SessionInternals): RunbookApi 
             `${principal.id} has already approved step ${step.id} of runbook run ${runId}`,
           );
         }
-        const at = ctx.fleet.clock.now().toISOString();
+        const at = ctx.runtime.clock.now().toISOString();
         const approvals = [
           ...current.approvals,
           {
@@ -712,68 +659,75 @@ export function createRunbookApi(internals: () => SessionInternals): RunbookApi 
             : { approvals },
           { expectedVersion: current.version },
         );
-        await ctx.fleet.audit(tx, {
-          tenantId: ctx.tenantId,
-          actor,
-          action: 'runbook.approve',
-          target,
-          decision: 'allow',
-          result: 'success',
-          ...(run.ticket ? { ticket: run.ticket } : {}),
-          details: {
-            ...details,
-            approvals: count,
-            required: step.approvals,
-            ...(parsed.comment ? { comment: parsed.comment } : {}),
-          },
-        });
-        if (done) {
-          await ctx.fleet.audit(tx, {
-            tenantId: ctx.tenantId,
+        const approved = await ctx.record(tx, {
+          audit: {
             actor,
-            action: 'runbook.step',
+            action: 'runbook.approve',
             target,
             decision: 'allow',
             result: 'success',
             ...(run.ticket ? { ticket: run.ticket } : {}),
             details: {
               ...details,
-              kind: 'approval',
-              index: i,
-              status: 'succeeded',
-              result: { approvedBy },
-              next: runbook.steps[i + 1]?.id ?? null,
+              approvals: count,
+              required: step.approvals,
+              ...(parsed.comment ? { comment: parsed.comment } : {}),
             },
-          });
-        }
-        return saved;
+          },
+          event: {
+            name: 'runbook.step.approved',
+            args: [
+              {
+                tenantId: ctx.tenantId,
+                runId,
+                stepId: step.id,
+                principalId: principal.id,
+                approvals: count,
+                required: step.approvals,
+              },
+            ],
+          },
+        });
+        const completed = done
+          ? await ctx.record(tx, {
+              audit: {
+                actor,
+                action: 'runbook.step',
+                target,
+                decision: 'allow',
+                result: 'success',
+                ...(run.ticket ? { ticket: run.ticket } : {}),
+                details: {
+                  ...details,
+                  kind: 'approval',
+                  index: i,
+                  status: 'succeeded',
+                  result: { approvedBy },
+                  next: runbook.steps[i + 1]?.id ?? null,
+                },
+              },
+              event: {
+                name: 'runbook.step.completed',
+                args: [
+                  { tenantId: ctx.tenantId, runId, stepId: step.id, kind: 'approval', status: 'succeeded' },
+                ],
+              },
+            })
+          : undefined;
+        return { saved, announce: [approved.emit, ...(completed ? [completed.emit] : [])] };
       });
-      ctx.fleet.events.emit('runbook.step.approved', {
-        tenantId: ctx.tenantId,
-        runId,
-        stepId: step.id,
-        principalId: principal.id,
-        approvals: count,
-        required: step.approvals,
-      });
+      for (const emit of announce) emit();
       if (!done) return updated;
-      ctx.fleet.events.emit('runbook.step.completed', {
-        tenantId: ctx.tenantId,
-        runId,
-        stepId: step.id,
-        kind: 'approval',
-        status: 'succeeded',
-      });
       if (!parsed.continueRun) return updated;
       // The approver approves; the run goes on with the authority of whoever started it.
-      const starter = ctx.fleet.as({ tenantId: ctx.tenantId, principalId: run.startedBy });
-      return (starter.runbooks as RunbookApi).resume(runId, executeOptions);
+      const starter = ctx.as(run.startedBy);
+      return createRunbookApi(() => starter).resume(runId, executeOptions);
     },
 
     cancel: async (runId, options = {}) => {
       const ctx = internals();
       const { reason: given } = validateOptions(ReasonOptionsSchema, options, 'CancelRunbookOptions');
-      const store = ctx.fleet.store;
+      const store = ctx.runtime.store;
       const run = await store.runbookRuns.require(ctx.tenantId, runId);
       const runbook = await store.runbooks.require(ctx.tenantId, run.runbookId);
       const servers = await loadServers(ctx, run.serverIds);
@@ -791,7 +745,7 @@ export function createRunbookApi(internals: () => SessionInternals): RunbookApi 
       const reason = `cancelled by ${principal.id}${given ? `: ${given.slice(0, 500)}` : ''}`;
       const opts = parseExecuteOptions({});
       const lease = await RunLease.acquire(
-        ctx,
+        ctx.runtime.store,
         `runbook-run:${ctx.tenantId}:${runId}`,
         `cancel-${randomUUID()}`,
         opts.leaseTtlMs,
@@ -826,7 +780,7 @@ export function createRunbookApi(internals: () => SessionInternals): RunbookApi 
           { cancelRequested: true, reason },
           { expectedVersion: current.version },
         );
-        await ctx.fleet.audit(tx, {
+        await ctx.runtime.audit(tx, {
           tenantId: ctx.tenantId,
           actor: { principalId: principal.id, kind: principal.kind },
           action: 'runbook.cancel',
@@ -842,7 +796,7 @@ export function createRunbookApi(internals: () => SessionInternals): RunbookApi 
 
     getRun: async (runId) => {
       const ctx = internals();
-      const run = await ctx.fleet.store.runbookRuns.require(ctx.tenantId, runId);
+      const run = await ctx.runtime.store.runbookRuns.require(ctx.tenantId, runId);
       return readRunbook(run.runbookName, { type: 'runbook-run', id: runId }, async () => run);
     },
 
@@ -851,7 +805,7 @@ export function createRunbookApi(internals: () => SessionInternals): RunbookApi 
       const options = validateOptions(ListRunbookRunsOptionsSchema, input, 'ListRunbookRunsOptions');
       const resource = options.runbook ? runbookResource(options.runbook) : { type: 'runbook' };
       return ctx.read('script.read', [resource], { type: 'runbook-run', id: '*' }, async () => {
-        const runs = await ctx.fleet.store.runbookRuns.listAll(ctx.tenantId, {
+        const runs = await ctx.runtime.store.runbookRuns.listAll(ctx.tenantId, {
           where: {
             ...(options.runbook ? { runbookName: options.runbook } : {}),
             ...(options.status ? { status: options.status } : {}),

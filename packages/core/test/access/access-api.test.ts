@@ -8,13 +8,13 @@ import {
   type Fleet,
   MemorySecretStore,
   parseCertificate,
-  sweepAccess,
   TransportError,
   ticketPattern,
   ValidationError,
 } from '@fleetward/core';
 import { ManualClock } from '@fleetward/testkit';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { sweepAccess } from '../../src/access/api.js';
 
 // The request/approval state machine, without touching a server: mode `actions` grants through
 // an expiring role binding, and an unreachable adapter shows what ssh-key grants do on failure.

@@ -2,16 +2,15 @@ import {
   createDispatcher,
   createMemoryStore,
   type DispatcherOptions,
-  enqueue,
   generateWebhookSecret,
   MemorySecretStore,
   type OutboxMessage,
-  recordEvent,
   type Store,
   type WebhookEndpoint,
 } from '@fleetward/core';
 import { ManualClock } from '@fleetward/testkit';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { enqueue, recordEvent } from '../../src/kernel/outbox.js';
 import { freePort, Receiver } from './receiver.js';
 
 const T = 'tenant-a';

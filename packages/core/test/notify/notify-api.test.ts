@@ -5,8 +5,6 @@ import {
   createFleet,
   createLocalAdapter,
   createMemoryStore,
-  enqueue,
-  enqueueEvent,
   type Fleet,
   generateWebhookSecret,
   MemorySecretStore,
@@ -14,6 +12,7 @@ import {
 } from '@fleetward/core';
 import { ManualClock } from '@fleetward/testkit';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { enqueue, enqueueEvent } from '../../src/kernel/outbox.js';
 import { Receiver } from './receiver.js';
 
 const A = 'tenant-a';

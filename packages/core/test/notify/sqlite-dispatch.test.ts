@@ -6,7 +6,6 @@ import { fileURLToPath } from 'node:url';
 import {
   type Clock,
   createDispatcher,
-  enqueueEvent,
   generateWebhookSecret,
   MemorySecretStore,
   type Store,
@@ -14,6 +13,7 @@ import {
 import { createSqliteStore } from '@fleetward/store-sqlite';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { enqueueEvent } from '../../src/kernel/outbox.js';
 import { freePort, Receiver } from './receiver.js';
 
 const root = fileURLToPath(new URL('../../../..', import.meta.url));

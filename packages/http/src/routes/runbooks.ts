@@ -12,6 +12,7 @@ import {
   RunbookStepIdSchema,
   type RunbookRun as SdkRunbookRun,
   StartRunbookInputSchema,
+  versionOptions,
 } from '@fleetward/core';
 import { z } from '@hono/zod-openapi';
 import type { BackgroundRuns } from '../background.js';
@@ -27,6 +28,7 @@ import {
   optionalJsonBody,
   type RouteModule,
 } from './route.js';
+import { pageOfCurrent, VersionQuery } from './versioned.js';
 
 const Runbook = openapi(RunbookSchema, 'Runbook');
 const RunbookRun = openapi(RunbookRunSchema, 'RunbookRun');
@@ -69,17 +71,6 @@ const runbookParams = z.strictObject({
 // `runbookRunId`, not `runId`: a path parameter's name says which kind of entity it names, and
 // `runId` already names script runs.
 const runParams = idParams('runbookRunId');
-
-const VersionQuery = z.strictObject({
-  version: z
-    .string()
-    .regex(/^([1-9][0-9]{0,8}|[a-f0-9]{64})$/, 'must be a revision number or a 64-character content hash')
-    .optional()
-    .openapi({
-      param: { name: 'version', in: 'query' },
-      description: 'A revision number or a content hash. Default: the current version.',
-    }),
-});
 
 const RunListQuery = PageQuery.extend({
   runbook: openapi(RunbookNameSchema.optional(), {
@@ -163,10 +154,7 @@ export const runbookRoutes: RouteModule = (app, { fleet, background }) => {
     }),
     async (c) => {
       const runbooks = await c.get('session').runbooks.list();
-      return c.json(
-        pageList('runbooks', runbooks, (r) => r.name, c.req.valid('query')),
-        200,
-      );
+      return c.json(pageOfCurrent('runbooks', runbooks, c.req.valid('query')), 200);
     },
   );
 
@@ -226,9 +214,7 @@ export const runbookRoutes: RouteModule = (app, { fleet, background }) => {
     }),
     async (c) => {
       const { runbookName } = c.req.valid('param');
-      const { version } = c.req.valid('query');
-      const asked =
-        version === undefined ? {} : { version: /^\d+$/.test(version) ? Number(version) : version };
+      const asked = versionOptions(c.req.valid('query').version);
       return c.json(await c.get('session').runbooks.get(runbookName, asked), 200);
     },
   );

@@ -5,13 +5,13 @@ import {
   ExecuteRunOptionsSchema,
   type Fleet,
   type FleetSession,
-  NotFoundError,
   OutputSummarySchema,
   PlanRunInputSchema,
   ScriptNameSchema,
   type ScriptRunResults,
   ScriptRunStatusSchema,
   scriptEvents,
+  versionOptions,
 } from '@fleetward/core';
 import { z } from '@hono/zod-openapi';
 import type { BackgroundRuns } from '../background.js';
@@ -28,6 +28,7 @@ import {
   optionalJsonBody,
   type RouteModule,
 } from './route.js';
+import { pageOfCurrent, pageOfVersions, VersionQuery } from './versioned.js';
 
 const ScriptInput = openapi(AddScriptInputSchema, 'ScriptInput');
 const ScriptApprovalInput = openapi(ApproveScriptOptionsSchema, 'ScriptApprovalInput');
@@ -102,17 +103,6 @@ const scriptParams = z.strictObject({
   }),
 });
 
-const VersionQuery = z.strictObject({
-  version: z
-    .string()
-    .regex(/^([1-9][0-9]{0,8}|[a-f0-9]{64})$/, 'must be a revision number or a 64-character content hash')
-    .optional()
-    .openapi({
-      param: { name: 'version', in: 'query' },
-      description: 'A revision number or a content hash. Default: the current version.',
-    }),
-});
-
 const ScriptListQuery = PageQuery.extend({
   tag: z
     .string()
@@ -129,9 +119,6 @@ const RunListQuery = PageQuery.extend({
   }),
   status: openapi(ScriptRunStatusSchema.optional(), { param: { name: 'status', in: 'query' } }),
 });
-
-// Revisions are numbers; pages go by the key's byte order, so they are padded to sort as numbers.
-const revisionKey = (revision: number) => String(revision).padStart(10, '0');
 
 /**
  * The values of `params` that the script (in any of its versions) declares secret. Read from the
@@ -216,10 +203,7 @@ export const scriptRoutes: RouteModule = (app, { fleet, background }) => {
     async (c) => {
       const query = c.req.valid('query');
       const scripts = await c.get('session').scripts.list(query.tag === undefined ? {} : { tag: query.tag });
-      return c.json(
-        pageList(`scripts/${query.tag ?? ''}`, scripts, (s) => s.name, query),
-        200,
-      );
+      return c.json(pageOfCurrent(`scripts/${query.tag ?? ''}`, scripts, query), 200);
     },
   );
 
@@ -268,9 +252,7 @@ export const scriptRoutes: RouteModule = (app, { fleet, background }) => {
     }),
     async (c) => {
       const { scriptName } = c.req.valid('param');
-      const { version } = c.req.valid('query');
-      const asked =
-        version === undefined ? {} : { version: /^\d+$/.test(version) ? Number(version) : version };
+      const asked = versionOptions(c.req.valid('query').version);
       return c.json(await c.get('session').scripts.get(scriptName, asked), 200);
     },
   );
@@ -288,17 +270,7 @@ export const scriptRoutes: RouteModule = (app, { fleet, background }) => {
     async (c) => {
       const { scriptName } = c.req.valid('param');
       const versions = await c.get('session').scripts.versions(scriptName);
-      // The SDK lists no versions of a script nobody added; over HTTP that is a missing resource.
-      if (versions.length === 0) throw new NotFoundError('script', scriptName);
-      return c.json(
-        pageList(
-          `scripts/${scriptName}/versions`,
-          versions,
-          (v) => revisionKey(v.revision),
-          c.req.valid('query'),
-        ),
-        200,
-      );
+      return c.json(pageOfVersions('script', scriptName, versions, c.req.valid('query')), 200);
     },
   );
 

@@ -1,5 +1,7 @@
 /**
  * `@fleetward/testkit/lab`: real servers on one machine for Fleetward's tests. See docs/lab.md.
+ *
+ * @module @fleetward/testkit/lab
  */
 export {
   LAB_APT_SECURITY_SUITE,

@@ -1,0 +1,23 @@
+/**
+ * The OS package-manager drivers and parsers (apt, dnf/yum, zypper, os-release), for adapter
+ * authors and tools that scan without a Fleet.
+ *
+ * @module @fleetward/core/os
+ */
+
+export { DEFAULT_DRIVERS, detectOs, type ScanServerContext, scanServer } from '../engine/scan.js';
+export {
+  type AptKeptBack,
+  type AptPolicy,
+  type AptSimulatedInstall,
+  type AptSimulation,
+  aptDriver,
+  isSecurityOrigin,
+  parseAptCachePolicy,
+  parseAptSimulation,
+  refreshCommand as aptRefreshCommand,
+} from './apt.js';
+export { dnfDriver, dnfRefreshCommand, yumDriver, yumRefreshCommand } from './dnf.js';
+export type { CommandOutput, PackageManagerDriver, ParsedScan, ResolvedTransaction } from './driver.js';
+export { OS_RELEASE_COMMAND, parseOsRelease } from './os-release.js';
+export { zypperDriver, zypperRefreshCommand } from './zypper.js';
