@@ -89,72 +89,8 @@ export type {
   AuditExportOptions,
   VerifyAuditLogOptions,
 } from './audit/api.js';
-export type { AuditChainProblem, AuditChainVerification } from './audit/chain.js';
-export { auditRecordHash, GENESIS_HASH, verifyAuditChain } from './audit/chain.js';
-export {
-  AUDIT_CHECKPOINT_FORMAT,
-  type AuditCheckpoint,
-  type AuditCheckpointHead,
-  AuditCheckpointHeadSchema,
-  AuditCheckpointSchema,
-  auditSigningKeyId,
-  generateAuditSigningKey,
-  signAuditCheckpoint,
-  verifyAuditCheckpoint,
-} from './audit/checkpoint.js';
-export {
-  AUDIT_COLUMNS,
-  type AuditColumnMismatch,
-  auditColumnMismatches,
-  auditColumnsOf,
-} from './audit/columns.js';
-export {
-  AUDIT_EXPORT_FORMAT,
-  AUDIT_EXPORT_MAX_LINE,
-  type AuditExportHeader,
-  AuditExportHeaderSchema,
-  type AuditLogVerification,
-  type AuditProblem,
-  type ExportAuditLogInput,
-  exportAuditLog,
-  type VerifyAuditExportOptions,
-  type VerifyAuditRecordsOptions,
-  type VerifyStoredAuditRowsOptions,
-  verifyAuditExport,
-  verifyAuditRecords,
-  verifyStoredAuditRows,
-} from './audit/export.js';
-export {
-  type AccessAuditAccess,
-  type AccessAuditAction,
-  type AccessAuditCommand,
-  type AccessAuditCoverage,
-  type AccessAuditDenial,
-  type AccessAuditInput,
-  type AccessAuditKey,
-  type AccessAuditPeriod,
-  type AccessAuditPerson,
-  type AccessAuditReport,
-  type AccessAuditRotation,
-  type AccessAuditScript,
-  type AccessAuditTotals,
-  type AccessVia,
-  buildAccessAuditReport,
-  buildAccessAuditReportAsync,
-  type KeyKind,
-  type KeyNeeded,
-} from './audit/report.js';
-export {
-  ACCESS_AUDIT_CSV_TABLES,
-  type AccessAuditCsvTable,
-  type RenderAccessAuditCsvOptions,
-  RenderAccessAuditCsvOptionsSchema,
-  type RenderAccessAuditHtmlOptions,
-  RenderAccessAuditHtmlOptionsSchema,
-  renderAccessAuditCsv,
-  renderAccessAuditHtml,
-  renderAccessAuditJson,
-} from './audit/report-render.js';
+// The offline audit tools (also the `./audit` entry point).
+export * from './audit/index.js';
 export { ACTION_NAMES, ACTIONS, type Action, actionMatches } from './authz/actions.js';
 export {
   type CompiledAuthorization,
@@ -214,7 +150,6 @@ export {
   type VerifiedRebootOptions,
   verifiedReboot,
 } from './engine/reboot.js';
-export { DEFAULT_DRIVERS, detectOs, type ScanServerContext, scanServer } from './engine/scan.js';
 export * from './errors.js';
 export {
   type Actor,
@@ -237,6 +172,7 @@ export type {
 export { carryHistory, type ScanOptions, type ScanOutcome } from './inventory/scan.js';
 export { resolveTargets, type Targets, TargetsSchema } from './inventory/targets.js';
 export type { Escalation, FleetEvents } from './kernel/events.js';
+export { eventMatches } from './kernel/outbox.js';
 export {
   type AddWebhookInput,
   AddWebhookInputSchema,
@@ -262,7 +198,6 @@ export {
   webhookBody,
 } from './notify/dispatcher.js';
 export {
-  eventMatches,
   type SubscribeWebhooksOptions,
   subscribeWebhooks,
   WEBHOOK_EVENT_TYPES,
@@ -281,21 +216,8 @@ export {
   WebhookVerificationError,
   type WebhookVerificationFailure,
 } from './notify/webhook-signature.js';
-export {
-  type AptKeptBack,
-  type AptPolicy,
-  type AptSimulatedInstall,
-  type AptSimulation,
-  aptDriver,
-  isSecurityOrigin,
-  parseAptCachePolicy,
-  parseAptSimulation,
-  refreshCommand as aptRefreshCommand,
-} from './os/apt.js';
-export { dnfDriver, dnfRefreshCommand, yumDriver, yumRefreshCommand } from './os/dnf.js';
-export type { CommandOutput, PackageManagerDriver, ParsedScan, ResolvedTransaction } from './os/driver.js';
-export { OS_RELEASE_COMMAND, parseOsRelease } from './os/os-release.js';
-export { zypperDriver, zypperRefreshCommand } from './os/zypper.js';
+// The OS drivers and parsers and scanServer (also the `./os` entry point).
+export * from './os/index.js';
 export {
   type BuildChangeRequestInput,
   buildChangeRequest,

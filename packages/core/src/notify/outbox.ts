@@ -4,16 +4,6 @@ import { recordEvent } from '../kernel/outbox.js';
 import type { Runtime } from '../kernel/runtime.js';
 import type { StoreScope } from '../ports/store.js';
 
-export {
-  type EnqueueEventInput,
-  type EnqueueInput,
-  enqueue,
-  enqueueEvent,
-  eventMatches,
-  newDeliveryId,
-  recordEvent,
-} from '../kernel/outbox.js';
-
 /** The webhook event types Fleetward sends today. */
 export const WEBHOOK_EVENT_TYPES = [
   'scan.completed',
