@@ -7,7 +7,7 @@
  *
  * Usage: node scripts/check-packages.mjs   (after `npm run build`)
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { publint } from 'publint';
@@ -38,10 +38,26 @@ const ATTW_ARGS = ['--profile', 'esm-only', '--format', 'ascii', '--no-emoji', '
  * Conventions publint does not enforce but every published package here follows.
  *
  * @param {Record<string, any>} manifest
+ * @param {string} dir the package's folder (npm always packs its README and LICENSE)
  * @returns {string[]} what is wrong
  */
-function conventionProblems(manifest) {
+function conventionProblems(manifest, dir) {
   const problems = [];
+  for (const file of ['README.md', 'LICENSE']) {
+    if (!existsSync(join(dir, file))) problems.push(`${file} is missing: every tarball carries one`);
+  }
+  for (const [name, range] of Object.entries({ ...manifest.peerDependencies, ...manifest.dependencies })) {
+    if (name.startsWith('@fleetward/') && /^\d/.test(String(range))) {
+      problems.push(`${name} "${range}" is exact: a compatible release of it would not install (use ^)`);
+    }
+  }
+  for (const [subpath, target] of Object.entries(manifest.exports ?? {})) {
+    if (typeof target === 'object' && target !== null && target.import && target.default !== target.import) {
+      problems.push(
+        `exports["${subpath}"] needs "default" = "import": Node >= 20.19 require()s the ES module`,
+      );
+    }
+  }
   if (manifest.type !== 'module') problems.push('"type" must be "module" (the packages are ESM only)');
   if (manifest.sideEffects === undefined) {
     problems.push('"sideEffects" must be declared: false, or the list of files that act on import');
@@ -88,7 +104,7 @@ async function checkPackage(pkg, tarball, attwBin) {
     lintLines,
     attwFailed: attw.code !== 0,
     attwOutput: (attw.stdout + attw.stderr).trim(),
-    conventions: conventionProblems(pkg.manifest),
+    conventions: conventionProblems(pkg.manifest, pkg.dir),
   };
 }
 

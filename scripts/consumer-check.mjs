@@ -3,6 +3,8 @@
  * The consumer test, run in CI after the build: packs every published package, installs the
  * tarballs into an empty project in a temporary folder, without the network, then
  *   1. runs the README's embedding snippet (read from README.md, so it cannot drift) with Node,
+ *      twice in the same folder (setup code runs on every start: the second run finds what the
+ *      first one made), and loads every package with `require()` from a CommonJS module,
  *   2. type-checks it, `scripts/consumer/subpaths.ts` and a type import of every entry point of
  *      every package with `tsc` under `"module": "nodenext"`, and checks that every import in
  *      the packages' declaration files resolves to types for users,
@@ -341,13 +343,42 @@ async function installOffline(projectDir, consumer) {
   return `${count} packages; native addons from the repository install: ${copied.join(', ') || 'none'}`;
 }
 
-/** Runs the README snippet as `embed.mjs` in the project. */
+/** Runs the README snippet as `embed.mjs` in the project, twice: it must be safe to run again. */
 async function runSnippet(projectDir, snippet) {
   writeFileSync(join(projectDir, 'embed.mjs'), snippet);
-  const result = await run(process.execPath, ['embed.mjs'], { cwd: projectDir, timeout: 120_000 });
+  const printed = [];
+  for (const attempt of ['first', 'second']) {
+    const result = await run(process.execPath, ['embed.mjs'], { cwd: projectDir, timeout: 120_000 });
+    if (result.code !== 0)
+      throw new Error(
+        `embed.mjs failed on its ${attempt} run (exit ${result.code}):\n${result.stdout}${result.stderr}`,
+      );
+    printed.push(JSON.stringify(result.stdout.trim()));
+  }
+  return `printed ${printed.join(', then ')}`;
+}
+
+/** Loads every entry point of every package with `require()` from a CommonJS module. */
+async function requireFromCommonJs(projectDir, packages) {
+  const specifiers = packages.flatMap((pkg) =>
+    Object.keys(pkg.manifest.exports ?? { '.': null })
+      .filter((key) => key !== './package.json')
+      .map((key) => (key === '.' ? pkg.name : `${pkg.name}/${key.slice(2)}`)),
+  );
+  const body = `const specifiers = ${JSON.stringify(specifiers)};
+for (const specifier of specifiers) {
+  const loaded = require(specifier);
+  if (Object.keys(loaded).length === 0) throw new Error(specifier + ' exports nothing to require()');
+}
+console.log(specifiers.length);
+`;
+  writeFileSync(join(projectDir, 'require-all.cjs'), body);
+  const result = await run(process.execPath, ['require-all.cjs'], { cwd: projectDir, timeout: 120_000 });
   if (result.code !== 0)
-    throw new Error(`embed.mjs failed (exit ${result.code}):\n${result.stdout}${result.stderr}`);
-  return `printed ${JSON.stringify(result.stdout.trim())}`;
+    throw new Error(
+      `require() from CommonJS failed (exit ${result.code}):\n${result.stdout}${result.stderr}`,
+    );
+  return `${result.stdout.trim()} entry points`;
 }
 
 /** Type-checks the snippet, `subpaths.ts` and every entry point the way a user's tsc would. */
@@ -460,7 +491,10 @@ async function main() {
     if (!prepared) return finish(false);
     const snippet = embeddingSnippet();
     const results = [
-      await step("README's embedding snippet runs with Node", () => runSnippet(projectDir, snippet)),
+      await step("README's embedding snippet runs with Node, twice", () => runSnippet(projectDir, snippet)),
+      await step('every entry point loads with require() from CommonJS', () =>
+        requireFromCommonJs(projectDir, packages),
+      ),
       await step('tsc (module nodenext) accepts it and every entry point', () =>
         typeCheck(projectDir, snippet, packages),
       ),

@@ -6,7 +6,8 @@ import type { AuditLogVerification } from '../audit/export.js';
 import { AuditQuerySchema } from '../audit/options.js';
 import { type ComplianceApi, createComplianceApi } from '../compliance/api.js';
 import type { AuditRecord, EntityInputs, ScanResult, Server, ServerSelector } from '../domain/index.js';
-import { validateOptions } from '../domain/options.js';
+import { objectArgument, validateOptions } from '../domain/options.js';
+import { AlreadyExistsError, ConflictError } from '../errors.js';
 import { createIamApi, type IamApi } from '../iam/api.js';
 import { type AccountsApi, createInventoryApi, type ProjectsApi, type ServersApi } from '../inventory/api.js';
 import { latestScans, type ScanOptions, type ScanOutcome, scanTargets } from '../inventory/scan.js';
@@ -88,6 +89,54 @@ export class Fleet extends Runtime {
       });
     });
     return { tenantId, adminId: input.admin.id };
+  }
+
+  /**
+   * {@link Fleet.bootstrapTenant}, safe to run on every start: when the tenant already exists with
+   * this name and this admin principal, nothing is written and `created` is false (also when
+   * another process created it at the same moment). Setup code and examples can call it again.
+   * @throws ConflictError when the tenant exists with another name or without this admin;
+   * ValidationError for input that does not fit.
+   */
+  async ensureTenant(
+    input: BootstrapTenantInput,
+  ): Promise<{ tenantId: string; adminId: string; created: boolean }> {
+    objectArgument(input, 'BootstrapTenantInput');
+    const existing = await this.#matchingTenant(input);
+    if (existing) return existing;
+    try {
+      return { ...(await this.bootstrapTenant(input)), created: true };
+    } catch (error) {
+      if (!(error instanceof AlreadyExistsError)) throw error;
+      const raced = await this.#matchingTenant(input);
+      if (raced) return raced;
+      throw error;
+    }
+  }
+
+  async #matchingTenant(
+    input: BootstrapTenantInput,
+  ): Promise<{ tenantId: string; adminId: string; created: false } | undefined> {
+    const tenantId = input.tenant?.id;
+    const adminId = input.admin?.id;
+    if (typeof tenantId !== 'string' || typeof adminId !== 'string') return undefined;
+    const tenant = await this.store.tenants.get(tenantId, tenantId);
+    if (!tenant) return undefined;
+    if (tenant.name !== input.tenant.name) {
+      throw new ConflictError(
+        `tenant ${tenantId} already exists with the name ${JSON.stringify(tenant.name)}, not ${JSON.stringify(input.tenant.name)}`,
+      );
+    }
+    const admin = await this.store.principals.get(tenantId, adminId);
+    const bindings = admin
+      ? await this.store.roleBindings.listAll(tenantId, { where: { principalId: adminId } })
+      : [];
+    if (!bindings.some((b) => b.roleId === TENANT_ADMIN_ROLE_ID && !b.projectIds)) {
+      throw new ConflictError(
+        `tenant ${tenantId} already exists, but ${adminId} is not its tenant admin: bootstrap it with its existing admin, or bind the role through iam.bindRole`,
+      );
+    }
+    return { tenantId, adminId, created: false };
   }
 }
 
