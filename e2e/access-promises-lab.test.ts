@@ -310,7 +310,18 @@ describeWithLab('promises of the access guide on lab hosts', () => {
   it('access.approve — a real changed host key stops the installation: the server is named, nothing is written there, and a server that was unreachable is not touched by the next sweep', async () => {
     const h2 = lab!.host('h2');
     const h3 = lab!.host('h3');
-    // The host keys are made anew, as on a reinstalled (or impersonated) server.
+    // The request is checked against every server while they are as they were…
+    const { fleet: requesting, alice } = await rootFleet();
+    const user = await userKeyPair('carol@laptop');
+    const request = await alice.access.request({
+      servers: { serverIds: [...HOSTS] },
+      login: 'labuser',
+      publicKey: user.publicKey,
+      durationMinutes: 30,
+      reason: 'prove a promise of the access guide on the lab',
+      ticket: 'INC-2001',
+    });
+    // …then the host keys of h2 are made anew, as on a reinstalled (or impersonated) server.
     expect(
       (
         await h2.sh(
@@ -324,11 +335,14 @@ describeWithLab('promises of the access guide on lab hosts', () => {
       await Promise.all(HOSTS.map(async (h) => [h, await read(h, LABUSER_KEYS)])),
     );
     await h3.cutNetwork();
-    const { fleet, alice, bob } = await rootFleet();
-    const user = await userKeyPair('carol@laptop');
-    let grant: Awaited<ReturnType<typeof grantFor>>;
+    // A fresh fleet on the same store approves: the requesting one's pooled connection to h2
+    // outlived the sshd restart and would not see the new keys.
+    const fleet = labFleet(labAccess(lab!), requesting.store);
+    fleets.push(fleet);
+    const bob = fleet.as({ tenantId: TENANT, principalId: 'bob' });
+    let grant: NonNullable<Awaited<ReturnType<typeof bob.access.approve>>['grant']>;
     try {
-      grant = await grantFor(alice, bob, [...HOSTS], user.publicKey);
+      grant = (await bob.access.approve(request.id)).grant!;
     } finally {
       await h3.restoreNetwork();
     }

@@ -13,6 +13,9 @@
  *
  * Usage: node scripts/consumer-check.mjs [--keep]   (after `npm run build`; --keep leaves the
  * temporary project in place and prints where)
+ *        node scripts/consumer-check.mjs --install-into <dir>   only packs and installs the packages
+ *        into the empty folder <dir> (its node_modules/.bin then holds the installed `fleetward`), as
+ *        the CLI walkthrough test needs
  *
  * Offline install: `npm ci` stores tarballs in the npm cache but not the registry metadata that
  * `npm install <tarball>` needs to resolve version ranges, so a plain `npm install --offline`
@@ -470,6 +473,9 @@ async function checkCreateFleetImports(projectDir) {
 
 async function main() {
   const keep = process.argv.includes('--keep');
+  const installInto = process.argv.includes('--install-into')
+    ? process.argv[process.argv.indexOf('--install-into') + 1]
+    : undefined;
   const packages = publishedPackages();
   const unbuilt = unbuiltPackages(packages);
   if (unbuilt.length > 0) {
@@ -478,9 +484,9 @@ async function main() {
   }
   const workDir = mkdtempSync(join(tmpdir(), 'fleetward-consumer-'));
   const tarballDir = join(workDir, 'tarballs');
-  const projectDir = join(workDir, 'project');
+  const projectDir = installInto ?? join(workDir, 'project');
   mkdirSync(tarballDir);
-  mkdirSync(projectDir);
+  mkdirSync(projectDir, { recursive: true });
   try {
     let consumer;
     const prepared =
@@ -489,6 +495,7 @@ async function main() {
         return packages.map((pkg) => pkg.name).join(', ');
       })) && (await step('installed them offline', () => installOffline(projectDir, consumer)));
     if (!prepared) return finish(false);
+    if (installInto) return finish(true);
     const snippet = embeddingSnippet();
     const results = [
       await step("README's embedding snippet runs with Node, twice", () => runSnippet(projectDir, snippet)),

@@ -1,46 +1,211 @@
-import { join, resolve } from 'node:path';
-import { createFleet, createLocalAdapter, type Fleet, type FleetSession } from '@fleetward/core';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { createSshAdapter, type SshCredentials } from '@fleetward/adapter-ssh';
+import {
+  type Adapter,
+  createFleet,
+  createLocalAdapter,
+  type Fleet,
+  type FleetSession,
+  NotFoundError,
+  type SecretStore,
+  type Server,
+  type Store,
+  ValidationError,
+} from '@fleetward/core';
+import { openFileSecretStore } from '@fleetward/secret-store-file';
 import { createSqliteStore } from '@fleetward/store-sqlite';
+import { describeStore, LOCAL_ADMIN, type ResolvedConfig, type SshConfig } from './config.js';
 
-export const DEFAULT_TENANT = 'default';
-export const LOCAL_ADMIN = 'local-admin';
+export { DEFAULT_TENANT, LOCAL_ADMIN } from './config.js';
 export const LOCAL_SERVER = 'localhost';
+/** Server label naming the SSH login for that server (else `ssh.user` of the configuration). */
+export const SSH_USER_LABEL = 'fleetward.dev/ssh-user';
 
 export interface CliContext {
   fleet: Fleet;
   session: FleetSession;
-  dataDir: string;
+  config: ResolvedConfig;
+  /** Aborted on SIGINT and SIGTERM: long operations stop and release what they hold. */
+  signal: AbortSignal;
+}
+
+const DEFAULT_IDENTITIES = ['id_ed25519', 'id_ecdsa', 'id_rsa'];
+
+function readKey(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw new ValidationError(what, [
+      { path: [], message: `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}` },
+    ]);
+  }
+}
+
+/** The SSH adapter the configuration describes, with OpenSSH's defaults where it is silent. */
+export function sshAdapterFrom(ssh: SshConfig, env: NodeJS.ProcessEnv): Adapter {
+  const home = env['HOME'] ?? '';
+  const identityFiles = ssh.identityFile
+    ? Array.isArray(ssh.identityFile)
+      ? ssh.identityFile
+      : [ssh.identityFile]
+    : DEFAULT_IDENTITIES.map((name) => join(home, '.ssh', name)).filter((p) => existsSync(p));
+  const agent = ssh.agent === false ? undefined : env['SSH_AUTH_SOCK'] || undefined;
+  const passphrase = ssh.passphraseEnv ? env[ssh.passphraseEnv] : undefined;
+  let key: Buffer | undefined;
+  const privateKey = () => {
+    if (key === undefined && identityFiles[0]) key = readKey(identityFiles[0], 'ssh.identityFile');
+    return key;
+  };
+  const defaultUser = ssh.user ?? env['USER'] ?? env['LOGNAME'] ?? 'root';
+  const credentialsFor = async (server: Server): Promise<SshCredentials> => {
+    const k = privateKey();
+    if (!k && !agent) {
+      throw new ValidationError('ssh configuration', [
+        {
+          path: ['ssh', 'identityFile'],
+          message: `no way to log in to ${server.id}: no identity file (~/.ssh/id_ed25519, id_ecdsa, id_rsa) and no SSH agent (SSH_AUTH_SOCK); set ssh.identityFile in the configuration file`,
+        },
+      ]);
+    }
+    return {
+      username: server.labels[SSH_USER_LABEL] ?? defaultUser,
+      ...(k ? { privateKey: k } : {}),
+      ...(k && passphrase ? { passphrase } : {}),
+      ...(agent ? { agent } : {}),
+    };
+  };
+  const knownHostsFile = ssh.knownHostsFile ?? join(home, '.ssh', 'known_hosts');
+  const jump = ssh.jumpHost;
+  return createSshAdapter({
+    credentialsFor,
+    hostKeyPolicy: ssh.hostKeyPolicy,
+    pinnedHostKeys: ssh.pinnedHostKeys,
+    ...(ssh.hostKeyPolicy === 'pinned' ? {} : { knownHostsFile }),
+    ...(jump
+      ? {
+          jumpHost: {
+            host: jump.host,
+            port: jump.port,
+            credentials: {
+              username: jump.user ?? defaultUser,
+              ...(jump.identityFile
+                ? { privateKey: readKey(jump.identityFile, 'ssh.jumpHost.identityFile') }
+                : privateKey()
+                  ? { privateKey: privateKey() as Buffer }
+                  : {}),
+              ...(agent ? { agent } : {}),
+            },
+          },
+        }
+      : {}),
+    ...(ssh.connectTimeoutSeconds ? { connectTimeoutMs: ssh.connectTimeoutSeconds * 1000 } : {}),
+  });
+}
+
+async function openStore(config: ResolvedConfig, create: boolean): Promise<Store> {
+  const where = config.store;
+  if (where.kind === 'sqlite') {
+    if (!create && !existsSync(where.path)) {
+      throw new NotFoundError('store', where.path, {
+        details: {
+          hint: 'Run "fleetward init" to create it, or point --store (FLEETWARD_STORE) at an existing one.',
+        },
+      });
+    }
+    if (create) await mkdir(dirname(where.path), { recursive: true, mode: 0o700 });
+    return createSqliteStore({ path: where.path });
+  }
+  // Loaded only when asked for: a SQLite user never needs the pg driver.
+  const { createPostgresStore } = await import('@fleetward/store-postgres');
+  return createPostgresStore({ connectionString: where.url, schema: where.schema });
+}
+
+async function openSecrets(
+  config: ResolvedConfig,
+  env: NodeJS.ProcessEnv,
+  create: boolean,
+): Promise<SecretStore | undefined> {
+  const s = config.secrets;
+  if (!s) return undefined;
+  if (s.passphraseEnv) {
+    const passphrase = env[s.passphraseEnv];
+    if (!passphrase) return undefined;
+    return openFileSecretStore({ directory: s.directory, key: { passphrase } });
+  }
+  if (!s.keyFile) return undefined;
+  if (!existsSync(s.keyFile)) {
+    if (!create) return undefined;
+    await mkdir(dirname(s.keyFile), { recursive: true, mode: 0o700 });
+    await writeFile(s.keyFile, randomBytes(32), { mode: 0o600, flag: 'wx' });
+  }
+  return openFileSecretStore({ directory: s.directory, key: readKey(s.keyFile, 'secrets.keyFile') });
 }
 
 /**
- * Opens the embedded default: a SQLite store in the data folder, the local adapter, and a
- * `default` tenant whose `local-admin` principal the CLI acts as. First use sets these up,
- * together with a `localhost` server for this machine.
+ * Opens the store the configuration names with the local and SSH adapters, as the configured
+ * principal of the configured tenant. Creates nothing: a missing SQLite file is a NotFoundError
+ * whose hint says to run `fleetward init` (only `init` passes `create`).
  */
-export async function openContext(dataDir: string, principalId: string = LOCAL_ADMIN): Promise<CliContext> {
-  const dir = resolve(dataDir);
-  const store = createSqliteStore({ path: join(dir, 'fleetward.db') });
-  const fleet = createFleet({ store, adapters: [createLocalAdapter()] });
+export async function openContext(
+  config: ResolvedConfig,
+  env: NodeJS.ProcessEnv,
+  signal: AbortSignal,
+  options: { create?: boolean } = {},
+): Promise<CliContext> {
+  const store = await openStore(config, options.create ?? false);
+  let secrets: SecretStore | undefined;
   try {
-    if (!(await store.tenants.get(DEFAULT_TENANT, DEFAULT_TENANT))) {
-      await fleet.bootstrapTenant({
-        tenant: { id: DEFAULT_TENANT, name: 'Default' },
-        admin: { id: LOCAL_ADMIN, name: 'Local administrator', kind: 'human', affiliation: 'employee' },
-      });
-    }
-    const admin = fleet.as({ tenantId: DEFAULT_TENANT, principalId: LOCAL_ADMIN });
-    if (!(await store.servers.get(DEFAULT_TENANT, LOCAL_SERVER))) {
-      await admin.servers.add({
-        id: LOCAL_SERVER,
-        name: LOCAL_SERVER,
-        accountId: 'local',
-        provider: 'local',
-        labels: { 'fleetward.dev/local': 'true' },
-      });
-    }
-    return { fleet, session: fleet.as({ tenantId: DEFAULT_TENANT, principalId }), dataDir: dir };
+    secrets = await openSecrets(config, env, options.create ?? false);
   } catch (error) {
-    await fleet.close();
+    await store.close();
     throw error;
   }
+  const fleet = createFleet({
+    store,
+    adapters: [createLocalAdapter(), sshAdapterFrom(config.ssh, env)],
+    ...(secrets ? { secrets } : {}),
+  });
+  return {
+    fleet,
+    session: fleet.as({ tenantId: config.tenant, principalId: config.principal }),
+    config,
+    signal,
+  };
+}
+
+/**
+ * `fleetward init`: the store (and its folder), the tenant with its first administrator, and a
+ * `localhost` server for this machine. Running it again changes nothing and says so.
+ */
+export async function initialise(
+  ctx: CliContext,
+  input: { tenantName: string; adminName: string; localhost: boolean },
+): Promise<{ created: boolean; store: string; tenant: string; admin: string; localhost: boolean }> {
+  const { fleet, config } = ctx;
+  const admin = config.principal === LOCAL_ADMIN ? LOCAL_ADMIN : config.principal;
+  const result = await fleet.ensureTenant({
+    tenant: { id: config.tenant, name: input.tenantName },
+    admin: { id: admin, name: input.adminName, kind: 'human', affiliation: 'employee' },
+  });
+  let addedLocal = false;
+  if (input.localhost && !(await ctx.session.servers.get(LOCAL_SERVER))) {
+    await ctx.session.servers.add({
+      id: LOCAL_SERVER,
+      name: LOCAL_SERVER,
+      accountId: 'local',
+      provider: 'local',
+      labels: { 'fleetward.dev/local': 'true' },
+    });
+    addedLocal = true;
+  }
+  return {
+    created: result.created || addedLocal,
+    store: describeStore(config.store),
+    tenant: config.tenant,
+    admin,
+    localhost: input.localhost,
+  };
 }

@@ -1,26 +1,44 @@
-import { FleetwardError } from '@fleetward/core';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { createRequire } from 'node:module';
+import { FleetwardError, NotFoundError } from '@fleetward/core';
+import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { createColors } from 'picocolors';
 import { registerAccessCommands } from './access-commands.js';
+import { COMPLETION_SHELLS, type CompletionShell, completionScript } from './completion.js';
 import { registerComplianceCommands } from './compliance-commands.js';
-import { openContext } from './context.js';
+import {
+  describeStore,
+  type GlobalFlags,
+  PRECEDENCE_HELP,
+  type ResolvedConfig,
+  resolveConfig,
+} from './config.js';
+import { type CliContext, initialise, openContext } from './context.js';
+import { type CommandDeps, EXIT } from './deps.js';
+import { registerIamCommands } from './iam-commands.js';
+import { registerInventoryCommands } from './inventory-commands.js';
+import {
+  defaultIds,
+  describeError,
+  fieldValues,
+  OUTPUT_FORMATS,
+  type OutputFormat,
+  type Printable,
+  parseOutputFormat,
+  renderError,
+} from './output.js';
 import { registerPatchCommands } from './patch-commands.js';
-import { buildReport, type Report } from './report.js';
+import { registerPlansCommands } from './plans-commands.js';
+import { createProgress } from './progress.js';
 import { registerRunbookCommands } from './runbook-commands.js';
 import { registerScriptCommands } from './script-commands.js';
 import { registerServeCommands } from './serve-command.js';
-import { renderTable } from './table.js';
 
-/** Exit codes of `fleetward`. */
-export const EXIT = {
-  ok: 0,
-  /** The command failed (store, transport, authorization…). */
-  failure: 1,
-  /** The command line was wrong. */
-  usage: 2,
-  /** It ran, but some servers failed (a scan that could not reach every host). */
-  partial: 3,
-} as const;
+export { COMPLETION_SHELLS, type CompletionShell, completionScript } from './completion.js';
+export { EXIT } from './deps.js';
+
+/** The version of `@fleetward/cli`, as `--version` prints it. */
+export const VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string })
+  .version;
 
 export interface CliIo {
   stdout: (text: string) => void;
@@ -28,6 +46,8 @@ export interface CliIo {
   env: NodeJS.ProcessEnv;
   /** Whether stderr is a terminal (progress lines are shown then). */
   isTTY: boolean;
+  /** The folder relative paths are taken from. @default process.cwd() */
+  cwd?: string;
 }
 
 const defaultIo: CliIo = {
@@ -37,10 +57,30 @@ const defaultIo: CliIo = {
   isTTY: Boolean(process.stderr.isTTY),
 };
 
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
-  return n;
+/** The output format asked for on the command line, known before parsing (usage errors need it). */
+function formatIn(argv: string[]): OutputFormat {
+  let format: OutputFormat = 'table';
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') break;
+    if (a === '--json') format = 'json';
+    const value = a === '-o' || a === '--output' ? argv[i + 1] : /^(?:--output=|-o)(.+)$/.exec(a)?.[1];
+    const parsed = value ? parseOutputFormat(value) : undefined;
+    if (parsed) format = parsed;
+  }
+  return format;
+}
+
+/** `fleetward servers add`: the command's full name. */
+function fullName(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
+}
+
+function forEachCommand(cmd: Command, fn: (c: Command) => void): void {
+  fn(cmd);
+  for (const sub of cmd.commands) forEachCommand(sub, fn);
 }
 
 /**
@@ -49,215 +89,265 @@ function positiveInt(value: string): number {
  */
 export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<number> {
   let exitCode: number = EXIT.ok;
-  const useColor = () =>
-    !('NO_COLOR' in io.env && io.env['NO_COLOR'] !== '') && !argv.includes('--no-color') && io.isTTY;
-  const c = createColors(useColor());
+  let format = formatIn(argv);
+  const colorOn =
+    !('NO_COLOR' in io.env && io.env['NO_COLOR'] !== '') &&
+    !argv.includes('--no-color') &&
+    io.isTTY &&
+    format === 'table';
+  const c = createColors(colorOn);
+  const controller = new AbortController();
+  let config: ResolvedConfig | undefined;
+  let failedCommand: Command | undefined;
+  let usageMessage = '';
+
   const program = new Command('fleetward')
     .description(
       'Unified server management: patches, just-in-time access and keys, scripts and runbooks, audit.',
     )
+    .version(VERSION, '-V, --version', 'print the version')
+    .option('--config <file>', 'the configuration file (FLEETWARD_CONFIG)')
+    .option('--store <path-or-url>', 'a SQLite file or a postgres:// URL (FLEETWARD_STORE)')
     .addOption(
-      new Option('-d, --data-dir <dir>', 'where the embedded SQLite store lives')
-        .env('FLEETWARD_HOME')
-        .default('.fleetward'),
+      new Option('-d, --data-dir <dir>', 'a folder holding fleetward.db (FLEETWARD_HOME)').hideHelp(),
     )
+    .option('--tenant <id>', 'the tenant (FLEETWARD_TENANT)')
+    .option('--as <principal>', 'act as this principal (FLEETWARD_PRINCIPAL)')
     .addOption(
-      new Option('--as <principal>', 'act as this principal of the default tenant')
-        .env('FLEETWARD_PRINCIPAL')
-        .default('local-admin'),
+      new Option(
+        '-o, --output <format>',
+        `${OUTPUT_FORMATS.join(', ')}: table for people, json for programs, id for the ids only, field=hash for one field`,
+      )
+        .argParser((value: string) => {
+          const parsed = parseOutputFormat(value);
+          if (!parsed) throw new InvalidArgumentError(`choose ${OUTPUT_FORMATS.join(', ')}`);
+          return parsed;
+        })
+        .default('table'),
     )
+    .option('--json', 'the same as --output json')
     .option('--no-color', 'plain output (NO_COLOR is honoured too)')
-    .showHelpAfterError()
-    .exitOverride()
+    .addHelpText('after', `\n${PRECEDENCE_HELP}`)
+    .configureHelp({ showGlobalOptions: true, sortSubcommands: false })
     .configureOutput({
       writeOut: io.stdout,
       writeErr: io.stderr,
-      outputError: (s, write) => write(c.red(s)),
+      outputError: (message) => {
+        usageMessage = message.replace(/^error:\s*/, '').trim();
+      },
     });
 
-  const withContext = async <T>(
-    fn: (ctx: Awaited<ReturnType<typeof openContext>>) => Promise<T>,
-  ): Promise<T> => {
-    const { dataDir, as } = program.opts<{ dataDir: string; as: string }>();
-    const ctx = await openContext(dataDir, as);
+  const flags = (): GlobalFlags => {
+    const o = program.opts<GlobalFlags & { output: OutputFormat; json?: boolean }>();
+    return o;
+  };
+  const configOf = (): ResolvedConfig => {
+    config ??= resolveConfig(flags(), io.env, io.cwd ?? process.cwd());
+    return config;
+  };
+
+  const onSignal = (signal: NodeJS.Signals) =>
+    controller.abort(new FleetwardError('ABORTED', `interrupted by ${signal}`));
+  const withSignals = async <T>(fn: () => Promise<T>): Promise<T> => {
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
     try {
-      return await fn(ctx);
+      return await fn();
     } finally {
-      await ctx.fleet.close();
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
     }
   };
 
-  program
-    .command('scan')
-    .description('Scan servers for pending patches (default: this machine) and store the results.')
-    .option('-s, --server <id...>', 'servers to scan, by id')
-    .option('-a, --all', 'scan every server in the inventory')
-    .option('-c, --concurrency <n>', 'servers scanned at once', positiveInt, 32)
-    .option('--json', 'print the outcome as JSON')
-    .action(async (opts: { server?: string[]; all?: boolean; concurrency: number; json?: boolean }) => {
-      if (opts.server && opts.all) throw new InvalidArgumentError('use either --server or --all');
-      await withContext(async ({ fleet, session }) => {
-        const targets = opts.all ? { selector: { all: true } } : { serverIds: opts.server ?? ['localhost'] };
-        let done = 0;
-        let total = 0;
-        fleet.events.on('scan.started', (e) => {
-          total = e.total;
-          if (!opts.json) io.stderr(`Scanning ${e.total} server${e.total === 1 ? '' : 's'}…\n`);
-        });
-        fleet.events.on('scan.server.completed', (e) => {
-          done++;
-          const security = e.result.patches.filter((p) => p.category === 'security').length;
-          if (!opts.json) {
-            io.stderr(
-              `[${done}/${total}] ${c.green('ok')}     ${e.serverId}: ${e.result.patches.length} pending, ${security} security${e.result.rebootRequired ? ', reboot required' : ''}\n`,
-            );
-          }
-        });
-        fleet.events.on('scan.server.failed', (e) => {
-          done++;
-          if (!opts.json)
-            io.stderr(
-              `[${done}/${total}] ${c.red('failed')} ${e.serverId}: ${e.error.code} ${e.error.message}\n`,
-            );
-        });
-        const controller = new AbortController();
-        const onSignal = () => controller.abort();
-        process.once('SIGINT', onSignal);
-        try {
-          const outcome = await session.scan(targets, {
-            concurrency: opts.concurrency,
-            signal: controller.signal,
+  const open = async <T>(create: boolean, fn: (ctx: CliContext) => Promise<T>): Promise<T> =>
+    withSignals(async () => {
+      const cfg = configOf();
+      const ctx = await openContext(cfg, io.env, controller.signal, { create });
+      try {
+        if (!create && !(await ctx.fleet.store.tenants.get(cfg.tenant, cfg.tenant))) {
+          throw new NotFoundError('tenant', cfg.tenant, {
+            details: {
+              hint: `The store at ${describeStore(cfg.store)} has no tenant "${cfg.tenant}". Run "fleetward init --tenant ${cfg.tenant}" to create it, or choose another with --tenant.`,
+            },
           });
-          const summary = outcome.job.summary!;
-          if (opts.json)
-            io.stdout(`${JSON.stringify({ job: outcome.job, results: outcome.results }, null, 2)}\n`);
-          else {
-            io.stdout(
-              `Scan ${outcome.job.status}: ${summary.succeeded} of ${summary.total} servers scanned. Run "fleetward report" to see pending patches.\n`,
-            );
-          }
-          exitCode = summary.failed === 0 ? EXIT.ok : summary.succeeded === 0 ? EXIT.failure : EXIT.partial;
-        } finally {
-          process.off('SIGINT', onSignal);
         }
-      });
+        return await fn(ctx);
+      } finally {
+        await ctx.fleet.close();
+      }
     });
 
-  const deps = {
-    withContext,
+  const print = <T>(value: T, how: Printable<T> = {}) => {
+    if (format === 'json') io.stdout(`${JSON.stringify(value, null, 2)}\n`);
+    else if (format === 'id') {
+      const ids = how.ids ? how.ids(value) : defaultIds(value);
+      if (ids.length) io.stdout(`${ids.join('\n')}\n`);
+    } else if (format.startsWith('field=')) {
+      const values = fieldValues(value, format.slice('field='.length));
+      if (values.length) io.stdout(`${values.join('\n')}\n`);
+    } else if (how.human) {
+      const text = how.human(value);
+      if (text) io.stdout(text.endsWith('\n') ? text : `${text}\n`);
+    } else io.stdout(`${JSON.stringify(value, null, 2)}\n`);
+  };
+
+  const deps: CommandDeps = {
+    withContext: (fn) => open(false, fn),
+    print,
+    format: () => format,
     out: io.stdout,
-    err: io.stderr,
+    err: (t) => io.stderr(t),
+    progress: createProgress(io.stderr, io.isTTY && format === 'table'),
     colors: c,
     setExit: (code: number) => {
       exitCode = code;
     },
+    signal: controller.signal,
+    env: io.env,
   };
+
+  program
+    .command('init')
+    .description(
+      'Create the store (and its folder), the tenant with its first administrator, and this machine as "localhost".',
+    )
+    .option(
+      '--tenant-name <name>',
+      'display name of a new tenant (default: "Default" for the default tenant)',
+    )
+    .option('--admin-name <name>', 'display name of the administrator', 'Local administrator')
+    .option('--no-localhost', 'do not add this machine as a server')
+    .action(async (o: { tenantName?: string; adminName: string; localhost: boolean }) => {
+      const cfg = configOf();
+      const result = await open(true, (ctx) =>
+        initialise(ctx, {
+          tenantName: o.tenantName ?? (cfg.tenant === 'default' ? 'Default' : cfg.tenant),
+          adminName: o.adminName,
+          localhost: o.localhost,
+        }),
+      );
+      print(result, {
+        human: (r) =>
+          r.created
+            ? `Initialised ${r.store}: tenant "${r.tenant}", administrator "${r.admin}"${r.localhost ? ', server "localhost"' : ''}.\nNext: fleetward servers add <id> --address <host>, or fleetward scan for this machine.`
+            : `Already initialised: ${r.store} (tenant "${r.tenant}", administrator "${r.admin}"). Nothing changed.`,
+        ids: (r) => [r.tenant],
+      });
+    });
+
+  const configCmd = program.command('config').description('The configuration in effect.');
+  configCmd
+    .command('show')
+    .description('Print the settings in effect and where each came from (flag, env, config, default).')
+    .action(() => {
+      const cfg = configOf();
+      const shown = {
+        file: cfg.fileRead ? cfg.file : null,
+        store: describeStore(cfg.store),
+        storeKind: cfg.store.kind,
+        tenant: cfg.tenant,
+        principal: cfg.principal,
+        sources: cfg.sources,
+        ssh: cfg.ssh,
+        secrets: cfg.secrets ?? null,
+      };
+      print(shown, {
+        human: (s) =>
+          [
+            `config file  ${s.file ?? '(none)'}`,
+            `store        ${s.store}  [${s.sources.store}]`,
+            `tenant       ${s.tenant}  [${s.sources.tenant}]`,
+            `principal    ${s.principal}  [${s.sources.principal}]`,
+            `ssh          host keys ${cfg.ssh.hostKeyPolicy}${cfg.ssh.user ? `, user ${cfg.ssh.user}` : ''}${cfg.ssh.jumpHost ? `, via ${cfg.ssh.jumpHost.host}` : ''}`,
+          ].join('\n'),
+        ids: () => [],
+      });
+    });
+  configCmd
+    .command('path')
+    .description('Print the configuration file that is read (whether it exists or not).')
+    .action(() => {
+      const cfg = configOf();
+      print(
+        { path: cfg.file, exists: cfg.fileRead },
+        { human: (p) => `${p.path}${p.exists ? '' : ' (does not exist: defaults apply)'}`, ids: () => [] },
+      );
+    });
+
+  program
+    .command('completion')
+    .description(
+      'Print the shell completion script: source <(fleetward completion bash); zsh likewise after compinit; fleetward completion fish | source.',
+    )
+    .addArgument(new Argument('<shell>', 'bash, zsh or fish').choices(COMPLETION_SHELLS))
+    .action((shell: CompletionShell) => {
+      io.stdout(completionScript(program, shell));
+    });
+
+  registerInventoryCommands(program, deps);
   registerPatchCommands(program, deps);
-  registerAccessCommands(program, deps);
+  registerPlansCommands(program, deps);
   registerComplianceCommands(program, deps);
-  registerServeCommands(program, deps);
+  registerAccessCommands(program, deps);
+  registerIamCommands(program, deps);
   registerScriptCommands(program, deps);
   registerRunbookCommands(program, deps);
+  registerServeCommands(program, deps);
 
-  program
-    .command('servers')
-    .description('List the servers in the inventory with their last scan.')
-    .option('--json', 'print as JSON')
-    .action(async (opts: { json?: boolean }) => {
-      await withContext(async ({ fleet, session }) => {
-        const report = buildReport(await session.latestScans(), fleet.clock.now());
-        if (opts.json) {
-          io.stdout(`${JSON.stringify(report.servers, null, 2)}\n`);
-          return;
-        }
-        io.stdout(
-          `${renderTable(
-            ['ID', 'NAME', 'OS', 'LAST SCAN', 'STATUS'],
-            report.servers.map((s) => [s.id, s.name, s.os ?? '-', s.scannedAt ?? 'never', s.status]),
-          )}\n`,
-        );
-      });
+  forEachCommand(program, (cmd) => {
+    // Commander's help does not mark required options: say it in their description.
+    for (const option of cmd.options) {
+      if (option.mandatory && !option.description.includes('(required)')) option.description += ' (required)';
+    }
+    cmd.exitOverride((error) => {
+      failedCommand ??= cmd;
+      throw error;
     });
+  });
+  program.hook('preAction', (_root, action) => {
+    failedCommand = action;
+    const o = program.opts<{ output: OutputFormat; json?: boolean }>();
+    format = o.json ? 'json' : o.output;
+  });
 
-  program
-    .command('report')
-    .description('Pending patches and a per-server summary, from the latest scans.')
-    .option('-s, --server <id...>', 'only these servers')
-    .option('--security', 'only security patches')
-    .option('--json', 'print as JSON (for machines)')
-    .action(async (opts: { server?: string[]; security?: boolean; json?: boolean }) => {
-      await withContext(async ({ fleet, session }) => {
-        const rows = await session.latestScans(opts.server ? { serverIds: opts.server } : undefined);
-        const report = buildReport(rows, fleet.clock.now());
-        if (opts.security) report.patches = report.patches.filter((p) => p.category === 'security');
-        if (opts.json) io.stdout(`${JSON.stringify(report, null, 2)}\n`);
-        else io.stdout(renderReport(report, c));
-        if (report.servers.some((s) => s.status === 'failed')) exitCode = EXIT.partial;
-      });
-    });
+  const usage = (message: string, cmd: Command | undefined): number => {
+    const target = cmd ?? program;
+    const name = fullName(target);
+    if (format === 'json') {
+      io.stdout(
+        `${JSON.stringify({ error: { code: 'USAGE', message, usage: `${name} ${target.usage()}`, hint: `Run "${name} --help" for the options.` } }, null, 2)}\n`,
+      );
+    } else {
+      io.stderr(
+        `${c.red('error:')} ${message}\nUsage: ${name} ${target.usage()}\nRun "${name} --help" for the options.\n`,
+      );
+    }
+    return EXIT.usage;
+  };
 
   try {
     await program.parseAsync(argv, { from: 'user' });
     return exitCode;
   } catch (error) {
     if (error instanceof CommanderError) {
-      if (
-        error.code === 'commander.helpDisplayed' ||
-        error.code === 'commander.version' ||
-        error.code === 'commander.help'
-      ) {
+      if (['commander.helpDisplayed', 'commander.version', 'commander.help'].includes(error.code))
         return EXIT.ok;
+      // `fleetward servers` without a subcommand: the group's help, as a usage error.
+      if (
+        error.code === 'commander.executeSubCommandAsync' ||
+        error.code === 'commander.missingMandatoryOptionValue'
+      ) {
+        return usage(usageMessage || error.message, failedCommand);
       }
-      return EXIT.usage;
+      return usage(usageMessage || error.message.replace(/^error:\s*/, ''), failedCommand);
     }
-    if (error instanceof InvalidArgumentError) {
-      io.stderr(`${c.red('error:')} ${error.message}\n`);
-      return EXIT.usage;
-    }
-    const message = error instanceof FleetwardError ? `${error.code}: ${error.message}` : String(error);
-    io.stderr(`${c.red('error:')} ${message}\n`);
+    if (error instanceof InvalidArgumentError) return usage(error.message, failedCommand);
+    const principal = config?.principal ?? 'local-admin';
+    const described = describeError(error, principal);
+    if (format === 'json') io.stdout(`${JSON.stringify({ error: described }, null, 2)}\n`);
+    else io.stderr(renderError(described, c));
     return EXIT.failure;
   }
-}
-
-function renderReport(report: Report, c: ReturnType<typeof createColors>): string {
-  const out: string[] = [];
-  out.push(c.bold('Servers'));
-  out.push(
-    renderTable(
-      ['ID', 'OS', 'LAST SCAN', 'STATUS', 'PENDING', 'SECURITY', 'REBOOT'],
-      report.servers.map((s) => [
-        s.id,
-        s.os ?? '-',
-        s.scannedAt ?? 'never',
-        s.status === 'failed' ? `failed: ${s.error?.code ?? ''}` : s.status,
-        String(s.pending),
-        String(s.security),
-        s.rebootRequired ? 'yes' : 'no',
-      ]),
-    ),
-  );
-  out.push('');
-  if (report.patches.length === 0) {
-    out.push('No pending patches.');
-  } else {
-    out.push(c.bold(`Pending patches (${report.patches.length})`));
-    out.push(
-      renderTable(
-        ['SERVER', 'PACKAGE', 'INSTALLED', 'CANDIDATE', 'CATEGORY', 'SEVERITY', 'NOTE'],
-        report.patches.map((p) => [
-          p.serverId,
-          p.name,
-          p.installedVersion ?? '(new)',
-          p.candidateVersion,
-          p.category === 'security' ? c.red(p.category) : p.category,
-          p.severity,
-          [p.held ? 'held' : '', p.keptBack && !p.held ? 'kept back' : ''].filter(Boolean).join(', '),
-        ]),
-      ),
-    );
-  }
-  return `${out.join('\n')}\n`;
 }
 
 export { buildReport, type PatchRow, type Report, type ServerSummary } from './report.js';

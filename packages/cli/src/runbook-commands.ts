@@ -2,43 +2,37 @@ import { readFile } from 'node:fs/promises';
 import {
   type DefineRunbookInput,
   type Fleet,
-  isReservedKey,
   type Runbook,
   type RunbookRun,
+  type RunbookRunStatus,
+  RunbookRunStatusSchema,
   ValidationError,
   versionOptions,
 } from '@fleetward/core';
-import { type Command, InvalidArgumentError } from 'commander';
-import type { CommandDeps } from './patch-commands.js';
+import { type Command, Option } from 'commander';
+import { addTargetOptions, type CommandDeps, EXIT, type TargetOptions, targetsFrom } from './deps.js';
+import type { Colors } from './output.js';
+import type { Progress } from './progress.js';
 import { renderTable } from './table.js';
 import {
   currentVersionLine,
-  formatVersions,
+  parameterValue,
   runHeading,
   type VersionColumns,
   versionOption,
+  versionsTable,
 } from './versioned.js';
-
-const collect = (value: string, previous: string[] = []) => [...previous, value];
-
-function pair(what: string) {
-  return (value: string, previous: Record<string, string> = {}) => {
-    const eq = value.indexOf('=');
-    if (eq < 1) throw new InvalidArgumentError(`${what} are NAME=value`);
-    if (isReservedKey(value.slice(0, eq)))
-      throw new InvalidArgumentError(`${JSON.stringify(value.slice(0, eq))} is a reserved name`);
-    return { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
-  };
-}
 
 /** What `runbook list` shows of a runbook after its name, revision and hash. */
 const RUNBOOK_COLUMNS: VersionColumns<Runbook> = {
   STEPS: (r) => r.steps.map((s) => `${s.id}:${s.kind}`).join(' '),
 };
 
+const ENDED: readonly RunbookRunStatus[] = ['succeeded', 'failed', 'cancelled'];
+
 function runSummary(run: RunbookRun): string {
   const rows = run.steps.map((s, i) => [
-    `${i === run.currentStep && !['succeeded', 'failed', 'cancelled'].includes(run.status) ? '>' : ' '} ${s.stepId}`,
+    `${i === run.currentStep && !ENDED.includes(run.status) ? '>' : ' '} ${s.stepId}`,
     s.kind,
     s.status,
     s.onFailureApplied ?? '',
@@ -50,21 +44,57 @@ function runSummary(run: RunbookRun): string {
   ].join('\n');
 }
 
-function progress(fleet: Fleet, err: (t: string) => void, c: CommandDeps['colors']) {
-  fleet.events.on('runbook.step.started', (e) => err(`${c.bold(`Step ${e.stepId}`)} (${e.kind})\n`));
-  fleet.events.on('runbook.step.waiting', (e) => err(`  waiting until ${e.until}\n`));
-  fleet.events.on('runbook.step.completed', (e) =>
-    err(
-      `  ${e.status === 'succeeded' ? c.green('succeeded') : c.red('failed')}${e.error ? ` — ${e.error.message}` : ''}\n`,
+/**
+ * Progress lines of runbook runs: each step as it starts and ends, approvals, and a wait step's
+ * time left until it is over. Returns a function that stops a wait still shown.
+ */
+function showProgress(fleet: Fleet, progress: Progress, c: Colors): () => void {
+  let stopWaiting: (() => void) | undefined;
+  const waited = () => {
+    stopWaiting?.();
+    stopWaiting = undefined;
+  };
+  fleet.events.on('runbook.run.started', (e) =>
+    progress.line(`${e.resumed ? 'Resuming' : 'Starting'} run ${e.runId} of ${e.runbook}…`),
+  );
+  fleet.events.on('runbook.step.started', (e) =>
+    progress.line(
+      `${c.bold(`Step ${e.stepId}`)} (${e.kind})${e.attempt > 1 ? `, attempt ${e.attempt}` : ''}`,
     ),
   );
+  fleet.events.on('runbook.step.waiting', (e) => {
+    waited();
+    stopWaiting = progress.waitingUntil(`  step ${e.stepId} waits`, new Date(e.until), () =>
+      fleet.clock.now(),
+    );
+  });
+  fleet.events.on('runbook.step.approved', (e) =>
+    progress.line(`  approved by ${e.principalId} (${e.approvals} of ${e.required})`),
+  );
+  fleet.events.on('runbook.step.completed', (e) => {
+    if (stopWaiting) {
+      waited();
+      if (e.kind === 'wait' && e.status === 'succeeded')
+        progress.line(`  the wait of step ${e.stepId} is over`);
+    }
+    progress.line(
+      `  ${e.status === 'succeeded' ? c.green('succeeded') : c.red('failed')}${e.error ? `: ${e.error.message}` : ''}`,
+    );
+  });
+  fleet.events.on('runbook.run.paused', () => waited());
+  fleet.events.on('runbook.run.completed', (e) => {
+    waited();
+    progress.line(`Run ${e.runId} ${e.status}${e.reason ? `: ${e.reason}` : ''}`);
+  });
+  return waited;
 }
 
 /** Paused runs are fine (exit 0): they wait for an approval or the end of a wait. */
 function exitFor(run: RunbookRun): number {
-  return run.status === 'failed' || run.status === 'cancelled' ? 1 : 0;
+  return run.status === 'failed' || run.status === 'cancelled' ? EXIT.failure : EXIT.ok;
 }
 
+/** What to do next with a paused run, for people. */
 function pausedHint(run: RunbookRun): string {
   if (run.status === 'awaiting-approval') {
     return `Run ${run.id} awaits approval of step ${run.steps[run.currentStep]?.stepId}: fleetward --as <someone else> runbook approve ${run.id}\n`;
@@ -75,87 +105,98 @@ function pausedHint(run: RunbookRun): string {
   return '';
 }
 
-/** `runbook define|list|start|approve|resume|cancel|show`: runbooks and their runs. */
-export function registerRunbookCommands(program: Command, deps: CommandDeps): void {
-  const { withContext, out, err, colors: c } = deps;
-  const runbook = program.command('runbook').description('Runbooks: ordered steps run and audited as one.');
+interface StartFlags extends TargetOptions {
+  param?: Record<string, string>;
+  version?: string;
+  ticket?: string;
+  returnWhenWaiting?: boolean;
+}
 
-  const show = (run: RunbookRun, json: boolean | undefined) => {
-    out(json ? `${JSON.stringify(run, null, 2)}\n` : `${runSummary(run)}\n`);
-    if (!json) err(pausedHint(run));
-    deps.setExit(exitFor(run));
+/** `runbooks` (`runbook`): define, list, start, approve, resume, cancel, show and list runs. */
+export function registerRunbookCommands(program: Command, deps: CommandDeps): void {
+  const { withContext, print, progress, err, colors: c, setExit, signal } = deps;
+  const runbook = program
+    .command('runbooks')
+    .alias('runbook')
+    .description('Runbooks: ordered steps run and audited as one.');
+
+  /** Prints a run that ended or paused, says what to do next, and sets the exit code. */
+  const finish = (run: RunbookRun) => {
+    print(run, { human: runSummary });
+    const hint = pausedHint(run);
+    if (hint) err(hint);
+    setExit(exitFor(run));
   };
+
+  /** Runs `fn` with progress lines, stopping a wait still shown however it ends. */
+  const withProgress = async (fleet: Fleet, fn: () => Promise<RunbookRun>) => {
+    const stop = showProgress(fleet, progress, c);
+    try {
+      finish(await fn());
+    } finally {
+      stop();
+    }
+  };
+
+  runbook
+    .command('list', { isDefault: true })
+    .description('List the current version of every runbook.')
+    .action(async () => {
+      await withContext(async ({ session }) => {
+        print(await session.runbooks.list(), {
+          human: (rows) =>
+            rows.length
+              ? versionsTable(rows, RUNBOOK_COLUMNS)
+              : 'No runbooks. Define one with: fleetward runbook define <file.json>',
+          ids: (rows) => rows.map((r) => r.name),
+        });
+      });
+    });
 
   runbook
     .command('define <file>')
     .description('Add a version of a runbook from a JSON file: { name, description?, parameters?, steps }.')
     .action(async (file: string) => {
+      const text = await readFile(file, 'utf8');
       let input: DefineRunbookInput;
       try {
-        input = JSON.parse(await readFile(file, 'utf8')) as DefineRunbookInput;
+        input = JSON.parse(text) as DefineRunbookInput;
       } catch (error) {
-        throw new ValidationError('runbook file', [{ path: [], message: (error as Error).message }]);
+        throw new ValidationError(`runbook file ${file}`, [
+          { path: [], message: `is not JSON: ${(error as Error).message}` },
+        ]);
       }
       await withContext(async ({ session }) => {
-        const defined = await session.runbooks.define(input);
-        out(currentVersionLine(defined));
+        print(await session.runbooks.define(input), { human: currentVersionLine, ids: (r) => [r.name] });
       });
     });
 
-  runbook
-    .command('list')
-    .description('List the current version of every runbook.')
-    .option('--json', 'print as JSON')
-    .action(async (o: { json?: boolean }) => {
-      await withContext(async ({ session }) => {
-        const runbooks = await session.runbooks.list();
-        out(formatVersions(runbooks, { json: o.json, columns: RUNBOOK_COLUMNS }));
-      });
-    });
-
-  runbook
-    .command('start <name>')
-    .description('Start a run of a runbook; it returns when the run ends or pauses.')
-    .option('-s, --server <id>', 'on this server (repeatable)', collect)
-    .option('--project <id>', 'on the servers of this project')
-    .option('-l, --label <key=value>', 'on servers with this label (repeatable)', pair('labels'))
-    .option('-p, --param <NAME=value>', 'parameter value (repeatable)', pair('parameters'))
+  addTargetOptions(
+    runbook
+      .command('start <name>')
+      .description('Start a run of a runbook; it returns when the run ends or pauses.'),
+    { allowAll: true, what: 'run on' },
+  )
+    .option('-p, --param <NAME=value>', 'parameter value (repeatable)', parameterValue)
     .addOption(versionOption())
     .option('--ticket <id>', 'change ticket, kept in the audit records')
     .option('--return-when-waiting', 'return at a wait step instead of waiting (resume later)')
-    .option('--json', 'print the run as JSON')
-    .action(async (name: string, o: Record<string, unknown>) => {
-      const servers = o['server'] as string[] | undefined;
-      const labels = o['label'] as Record<string, string> | undefined;
-      const projectId = o['project'] as string | undefined;
-      if ([servers, labels, projectId].filter(Boolean).length !== 1) {
-        throw new InvalidArgumentError('choose servers with one of --server, --project or --label');
-      }
-      const version = versionOptions(o['version'] as string | undefined);
+    .action(async (name: string, o: StartFlags) => {
+      const targets = targetsFrom(o);
+      const version = versionOptions(o.version);
       await withContext(async ({ fleet, session }) => {
-        if (!o['json']) progress(fleet, err, c);
-        const controller = new AbortController();
-        const onSignal = () => controller.abort();
-        process.once('SIGINT', onSignal);
-        try {
-          const run = await session.runbooks.start(
+        await withProgress(fleet, () =>
+          session.runbooks.start(
             {
               runbook: name,
               ...version,
-              targets: servers
-                ? { serverIds: servers }
-                : projectId
-                  ? { projectId }
-                  : { selector: { labels: labels! } },
-              params: (o['param'] as Record<string, string> | undefined) ?? {},
-              ...(o['ticket'] ? { ticket: o['ticket'] as string } : {}),
+              targets,
+              params: o.param ?? {},
+              ...(o.ticket ? { ticket: o.ticket } : {}),
             },
-            { signal: controller.signal, returnWhenWaiting: Boolean(o['returnWhenWaiting']) },
-          );
-          show(run, o['json'] as boolean | undefined);
-        } finally {
-          process.off('SIGINT', onSignal);
-        }
+            { signal, returnWhenWaiting: Boolean(o.returnWhenWaiting) },
+          ),
+        );
       });
     });
 
@@ -165,32 +206,30 @@ export function registerRunbookCommands(program: Command, deps: CommandDeps): vo
     .option('--step <id>', 'the step you reviewed')
     .option('--comment <text>', 'why')
     .option('--no-continue', 'only record the approval; continue later with resume')
-    .option('--json', 'print the run as JSON')
-    .action(
-      async (runId: string, o: { step?: string; comment?: string; continue: boolean; json?: boolean }) => {
-        await withContext(async ({ fleet, session }) => {
-          if (!o.json) progress(fleet, err, c);
-          const run = await session.runbooks.approveStep(runId, {
-            ...(o.step ? { stepId: o.step } : {}),
-            ...(o.comment ? { comment: o.comment } : {}),
-            continueRun: o.continue,
-          });
-          show(run, o.json);
-        });
-      },
-    );
+    .action(async (runId: string, o: { step?: string; comment?: string; continue: boolean }) => {
+      await withContext(async ({ fleet, session }) => {
+        await withProgress(fleet, () =>
+          session.runbooks.approveStep(
+            runId,
+            {
+              ...(o.step ? { stepId: o.step } : {}),
+              ...(o.comment ? { comment: o.comment } : {}),
+              continueRun: o.continue,
+            },
+            { signal },
+          ),
+        );
+      });
+    });
 
   runbook
     .command('resume <runId>')
     .description('Continue a run whose process died, that waited, or whose approval was recorded.')
     .option('--return-when-waiting', 'return at a wait step instead of waiting')
-    .option('--json', 'print the run as JSON')
-    .action(async (runId: string, o: { returnWhenWaiting?: boolean; json?: boolean }) => {
+    .action(async (runId: string, o: { returnWhenWaiting?: boolean }) => {
       await withContext(async ({ fleet, session }) => {
-        if (!o.json) progress(fleet, err, c);
-        show(
-          await session.runbooks.resume(runId, { returnWhenWaiting: Boolean(o.returnWhenWaiting) }),
-          o.json,
+        await withProgress(fleet, () =>
+          session.runbooks.resume(runId, { signal, returnWhenWaiting: Boolean(o.returnWhenWaiting) }),
         );
       });
     });
@@ -202,22 +241,55 @@ export function registerRunbookCommands(program: Command, deps: CommandDeps): vo
     .action(async (runId: string, o: { reason?: string }) => {
       await withContext(async ({ session }) => {
         const run = await session.runbooks.cancel(runId, o.reason ? { reason: o.reason } : {});
-        out(
-          run.status === 'cancelled'
-            ? `Run ${runId} cancelled.\n`
-            : `Run ${runId} is being cancelled by the process executing it.\n`,
-        );
+        print(run, {
+          human: (r) =>
+            r.status === 'cancelled'
+              ? `Run ${r.id} cancelled.`
+              : `Run ${r.id} is being cancelled by the process executing it.`,
+        });
       });
     });
 
   runbook
     .command('show <runId>')
-    .description('Show a run and the state of each step.')
-    .option('--json', 'print the run as JSON')
-    .action(async (runId: string, o: { json?: boolean }) => {
+    .description('A run and the state of each step.')
+    .action(async (runId: string) => {
       await withContext(async ({ session }) => {
-        const run = await session.runbooks.getRun(runId);
-        out(o.json ? `${JSON.stringify(run, null, 2)}\n` : `${runSummary(run)}\n${pausedHint(run)}`);
+        print(await session.runbooks.getRun(runId), { human: (r) => `${runSummary(r)}\n${pausedHint(r)}` });
+      });
+    });
+
+  runbook
+    .command('runs')
+    .description('Runs of runbooks, newest first.')
+    .option('--runbook <name>', 'only runs of this runbook')
+    .addOption(
+      new Option('--status <status>', 'only runs in this state').choices(RunbookRunStatusSchema.options),
+    )
+    .action(async (o: { runbook?: string; status?: RunbookRunStatus }) => {
+      await withContext(async ({ session }) => {
+        const runs = await session.runbooks.listRuns({
+          ...(o.runbook ? { runbook: o.runbook } : {}),
+          ...(o.status ? { status: o.status } : {}),
+        });
+        print(runs, {
+          human: (rows: RunbookRun[]) =>
+            rows.length === 0
+              ? 'No runbook runs. Start one with: fleetward runbook start <name> --server <id>'
+              : renderTable(
+                  ['ID', 'RUNBOOK', 'REV', 'STATUS', 'STEP', 'SERVERS', 'BY', 'STARTED'],
+                  rows.map((r) => [
+                    r.id,
+                    r.runbookName,
+                    String(r.revision),
+                    r.status,
+                    r.steps[r.currentStep]?.stepId ?? '-',
+                    String(r.serverIds.length),
+                    r.startedBy,
+                    r.startedAt ?? '-',
+                  ]),
+                ),
+        });
       });
     });
 }

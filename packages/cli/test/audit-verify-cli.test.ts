@@ -1,8 +1,15 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EXIT } from '@fleetward/cli';
-import { createFleet, createLocalAdapter, generateAuditSigningKey } from '@fleetward/core';
+import {
+  type AuditCheckpoint,
+  createFleet,
+  createLocalAdapter,
+  generateAuditSigningKey,
+  verifyAuditCheckpoint,
+} from '@fleetward/core';
 import { createSqliteStore } from '@fleetward/store-sqlite';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -87,6 +94,83 @@ describe('fleetward audit verify and list on a tampered store', () => {
     ]);
     expect(bad.code).toBe(EXIT.failure);
     expect(bad.stdout).toContain('bad-signature');
+  });
+
+  it('audit checkpoint — signs the head with the key file given; verify trusts it by its public key, live and in an export', async () => {
+    expect((await run(['servers'])).code).toBe(EXIT.ok);
+    const key = generateAuditSigningKey();
+    const keyFile = join(dir, 'audit-signing.pem');
+    const pubFile = join(dir, 'audit.pub.pem');
+    writeFileSync(keyFile, key.privateKeyPem, { mode: 0o600 });
+    writeFileSync(pubFile, key.publicKeyPem);
+    const cpFile = join(dir, 'checkpoint-1.json');
+
+    const signed = await run(['audit', 'checkpoint', '--signing-key', keyFile, '--out', cpFile, '--json']);
+    expect(signed.code, signed.stderr).toBe(EXIT.ok);
+    const cp = JSON.parse(signed.stdout) as AuditCheckpoint;
+    expect(cp).toMatchObject({ tenantId: 'default', keyId: key.keyId });
+    expect(verifyAuditCheckpoint(cp, key.publicKeyPem)).toBe(true);
+    expect(JSON.parse(readFileSync(cpFile, 'utf8'))).toEqual(cp);
+    // The log records it: the checkpoint call is an audit.read record of its own.
+    const records = JSON.parse((await run(['audit', 'list', '--action', 'audit.read', '--json'])).stdout) as {
+      target?: { id: string };
+      details: { seq?: number };
+    }[];
+    expect(records.find((r) => r.target?.id === 'checkpoint')?.details.seq).toBe(cp.seq);
+
+    const live = await run(['audit', 'verify', '--public-key', pubFile, '--require-checkpoint', '--json']);
+    expect(live.code).toBe(EXIT.ok);
+    expect(JSON.parse(live.stdout)).toMatchObject({ ok: true, checkpointsVerified: 1, anchoredSeq: cp.seq });
+
+    // An export without the checkpoint is not anchored; with it, offline verification anchors it.
+    const bare = join(dir, 'bare.jsonl');
+    expect((await run(['audit', 'export', '--out', bare])).code).toBe(EXIT.ok);
+    const unanchored = await run([
+      'audit',
+      'verify',
+      '--file',
+      bare,
+      '--public-key',
+      pubFile,
+      '--require-checkpoint',
+    ]);
+    expect(unanchored.code).toBe(EXIT.failure);
+    expect(unanchored.stdout).toMatch(/^NOT ANCHORED/);
+    const withCp = join(dir, 'audit.jsonl');
+    const exported = await run(['audit', 'export', '--checkpoint', cpFile, '--out', withCp]);
+    expect(exported.code).toBe(EXIT.ok);
+    expect(exported.stdout).toMatch(/^Wrote \d+ records to /);
+    expect(readFileSync(withCp, 'utf8').split('\n')[1]).toContain('"checkpoint"');
+    const offline = await run([
+      'audit',
+      'verify',
+      '--file',
+      withCp,
+      '--public-key',
+      pubFile,
+      '--require-checkpoint',
+    ]);
+    expect(offline.code, offline.stdout).toBe(EXIT.ok);
+    expect(offline.stdout).toMatch(/^OK: .*1 checkpoint\(s\) verified/);
+  });
+
+  it('audit checkpoint — a key that is not Ed25519 is refused in words, naming the file, and nothing is signed', async () => {
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const keyFile = join(dir, 'rsa.pem');
+    writeFileSync(keyFile, rsa.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    const refused = await run(['audit', 'checkpoint', '--signing-key', keyFile]);
+    expect(refused.code).toBe(EXIT.failure);
+    expect(refused.stderr).toContain(
+      `invalid signing key ${keyFile}: is not an Ed25519 private key in PEM (it is rsa)`,
+    );
+    expect(refused.stderr).toContain('openssl genpkey -algorithm ed25519');
+    const records = JSON.parse((await run(['audit', 'list', '--action', 'audit.read', '--json'])).stdout) as {
+      target?: { id: string };
+    }[];
+    expect(records.some((r) => r.target?.id === 'checkpoint')).toBe(false);
+    const missing = await run(['audit', 'checkpoint']);
+    expect(missing.code).toBe(EXIT.usage);
+    expect(missing.stderr).toContain('--signing-key');
   });
 
   it('audit list --actor — a row whose actor_id and action columns were edited is still listed under its real actor; verify names it', async () => {

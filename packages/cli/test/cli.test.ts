@@ -27,14 +27,17 @@ function io(env: NodeJS.ProcessEnv = {}, isTTY = false) {
   };
 }
 
-const run = async (args: string[], env: NodeJS.ProcessEnv = {}, isTTY = false) => {
+const runRaw = async (args: string[], env: NodeJS.ProcessEnv = {}, isTTY = false) => {
   const { out, io: cliIo } = io(env, isTTY);
-  const code = await runCli(['--data-dir', dir, ...args], cliIo);
+  const code = await runCli(args, cliIo);
   return { code, ...out };
 };
+const run = (args: string[], env: NodeJS.ProcessEnv = {}, isTTY = false) =>
+  runRaw(['--data-dir', dir, ...args], env, isTTY);
 
-beforeEach(() => {
+beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'fleetward-cli-'));
+  expect((await run(['init'])).code).toBe(EXIT.ok);
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -55,10 +58,13 @@ describe('fleetward', () => {
     }
   });
 
-  it('unknown command — exits 2 with help on stderr', async () => {
+  it('unknown command — exits 2 with a short usage, not the whole help', async () => {
     const r = await run(['frobnicate']);
     expect(r.code).toBe(EXIT.usage);
     expect(r.stderr).toMatch(/unknown command/);
+    expect(r.stderr).toContain('Usage: fleetward');
+    expect(r.stderr).not.toContain('Commands:');
+    expect(r.stderr.split('\n').length).toBeLessThan(6);
   });
 
   it('scan --concurrency 0 — a usage error, exit 2', async () => {
@@ -88,7 +94,7 @@ describe('fleetward', () => {
     'scan then report --json — lists exactly what apt list --upgradable lists, with versions',
     withoutApt,
     async () => {
-      const scan = await run(['scan']);
+      const scan = await run(['scan'], { NO_COLOR: '1' }, true);
       expect(scan.code, scan.stderr).toBe(EXIT.ok);
       expect(scan.stderr).toMatch(/\[1\/1\] ok +localhost: \d+ pending/);
       const report = await run(['report', '--json']);

@@ -72,6 +72,34 @@ describe('fleetward --out files', () => {
     for (const line of lines) expect(() => JSON.parse(line)).not.toThrow();
   });
 
+  it('script run --output-dir — every byte lands in <dir>/<run>/<server>.stdout; a link planted as a run folder is refused, its target untouched', async () => {
+    const file = join(dir, 'say.sh');
+    writeFileSync(file, 'echo said\necho warned >&2\n');
+    expect((await run(['script', 'add', file, '--name', 'say'])).code).toBe(EXIT.ok);
+    const outputs = join(dir, 'outputs');
+    const ran = await run(['script', 'run', 'say', '-s', 'localhost', '--output-dir', outputs, '-o', 'id']);
+    expect(ran.code, ran.stderr).toBe(EXIT.ok);
+    const runId = ran.stdout.trim();
+    expect(readFileSync(join(outputs, runId, 'localhost.stdout'), 'utf8')).toBe('said\n');
+    expect(readFileSync(join(outputs, runId, 'localhost.stderr'), 'utf8')).toBe('warned\n');
+    const shown = await run(['runs', 'show', runId]);
+    expect(shown.stdout).toContain(
+      `--- stdout (5 bytes; all of it in ${join(outputs, runId, 'localhost.stdout')})`,
+    );
+
+    const planned = (
+      await run(['script', 'run', 'say', '-s', 'localhost', '--plan-only', '-o', 'id'])
+    ).stdout.trim();
+    symlinkSync(join(outside, 'etc'), join(outputs, planned));
+    const started = await run(['script', 'start', planned, '--output-dir', outputs]);
+    expect(started.code).toBe(EXIT.failure);
+    const results = JSON.parse((await run(['runs', 'show', planned, '--json'])).stdout);
+    expect(results.servers[0]).toMatchObject({ state: 'failed' });
+    expect(results.servers[0].error.message).toContain(join(outputs, planned));
+    expect(readdirSync(join(outside, 'etc'))).toEqual([]);
+    expect(lstatSync(join(outputs, planned)).isSymbolicLink()).toBe(true);
+  });
+
   it('--data-dir — a link planted at the database or a file SQLite keeps beside it is refused, and its target is untouched', async () => {
     const passwd = join(outside, 'passwd');
     for (const name of ['fleetward.db', 'fleetward.db-wal', 'fleetward.db-shm', 'fleetward.db-journal']) {
@@ -79,7 +107,7 @@ describe('fleetward --out files', () => {
       const data = mkdtempSync(join(dir, 'data-'));
       symlinkSync(passwd, join(data, name));
       const out = { stderr: '' };
-      const code = await runCli(['--data-dir', data, 'servers'], {
+      const code = await runCli(['--data-dir', data, 'init'], {
         stdout: () => {},
         stderr: (t) => {
           out.stderr += t;

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EXIT, runCli } from '@fleetward/cli';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { runCliIn } from './support/run.js';
 
 const root = fileURLToPath(new URL('../../..', import.meta.url));
 let dir: string;
@@ -19,23 +20,11 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function cli(args: string[]) {
-  const out = { stdout: '', stderr: '' };
-  const code = await runCli(['--data-dir', dir, ...args], {
-    stdout: (t) => {
-      out.stdout += t;
-    },
-    stderr: (t) => {
-      out.stderr += t;
-    },
-    env: {},
-    isTTY: false,
-  });
-  return { code, ...out };
-}
+const cli = (args: string[]) => runCliIn(dir, args);
 
-/** Starts `fleetward serve` as its own process (from the sources) and resolves its URL. */
-function serve(): Promise<{ url: string; exited: Promise<{ code: number | null; stderr: string }> }> {
+/** Starts `fleetward serve` as its own process (from the sources) on the initialised store and resolves its URL. */
+async function serve(): Promise<{ url: string; exited: Promise<{ code: number | null; stderr: string }> }> {
+  expect((await cli(['servers'])).code).toBe(EXIT.ok);
   const proc = spawn(
     process.execPath,
     ['--import', 'tsx', 'packages/cli/src/bin.ts', '--data-dir', dir, 'serve', '--port', '0'],
@@ -92,10 +81,65 @@ describe('fleetward serve', () => {
     child!.kill('SIGTERM');
     const { code, stderr } = await exited;
     expect(code).toBe(0);
-    expect(stderr).toContain('SIGTERM: stopping');
+    expect(stderr).toContain('stopping; background patch and script runs record where they stopped');
   }, 60_000);
 
-  it('serve — a bad port is a usage error', async () => {
-    expect((await cli(['serve', '--port', '70000'])).code).toBe(EXIT.usage);
+  it('serve — a bad port and the retired -p and -H short flags are usage errors', async () => {
+    for (const args of [
+      ['serve', '--port', '70000'],
+      ['serve', '--port', ''],
+      ['serve', '-p', '0'],
+      ['serve', '-H', '127.0.0.1'],
+    ]) {
+      expect((await cli(args)).code, args.join(' ')).toBe(EXIT.usage);
+    }
+  });
+
+  it('serve — before init, NOT_FOUND with a hint to run init, and no store is created', async () => {
+    const out = { stderr: '' };
+    const code = await runCli(['--data-dir', join(dir, 'fresh'), 'serve', '--port', '0'], {
+      stdout: () => {},
+      stderr: (t) => {
+        out.stderr += t;
+      },
+      env: {},
+      isTTY: false,
+    });
+    expect(code).toBe(EXIT.failure);
+    expect(out.stderr).toContain('fleetward init');
+  });
+});
+
+describe('fleetward token', () => {
+  it('token create -o json — the token once with its record; -o id the token id; list never shows it', async () => {
+    const created = await cli(['token', 'create', '-n', 'ci', '-o', 'json']);
+    expect(created.code, created.stderr).toBe(EXIT.ok);
+    const issued = JSON.parse(created.stdout) as {
+      token: string;
+      apiToken: { id: string; name: string; principalId: string };
+    };
+    expect(issued.apiToken).toMatchObject({ name: 'ci', principalId: 'local-admin' });
+    expect(issued.token).toContain(issued.apiToken.id);
+    expect(issued.apiToken).not.toHaveProperty('tokenHash');
+
+    const asId = await cli(['token', 'create', '-o', 'id']);
+    expect(asId.stdout).toMatch(/^[0-9a-f]{24}\n$/);
+    expect(asId.stderr).toContain(`Token ${asId.stdout.trim()} acts as local-admin`);
+
+    const listed = await cli(['token']);
+    expect(listed.stdout).toMatch(new RegExp(`^${issued.apiToken.id} +ci +local-admin `, 'm'));
+    expect(listed.stdout).not.toContain(issued.token.slice(-43));
+    const revoked = await cli(['token', 'revoke', issued.apiToken.id, '--json']);
+    expect(JSON.parse(revoked.stdout)).toEqual({ id: issued.apiToken.id, revoked: true });
+    const missing = await cli(['token', 'revoke', 'nope']);
+    expect(missing.code).toBe(EXIT.failure);
+    expect(missing.stderr).toContain('hint: List them with: fleetward token list');
+  });
+
+  it('token create --as — a token for a principal the tenant does not have is NOT_FOUND', async () => {
+    const r = await cli(['--as', 'ghost', 'token', 'create']);
+    expect(r.code).toBe(EXIT.failure);
+    expect(r.stderr).toContain('"ghost" not found');
+    expect(r.stdout).toBe('');
   });
 });

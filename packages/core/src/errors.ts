@@ -121,9 +121,19 @@ export class ValidationError extends FleetwardError {
   }
 }
 
+/** Nothing of that kind with that id (in the caller's tenant). `details` carries `what` and `id`. */
 export class NotFoundError extends FleetwardError {
+  /** What was looked for, in words: `server`, `patch policy`. */
+  readonly what: string;
+  readonly id: string;
   constructor(what: string, id: string, options: FleetwardErrorOptions = {}) {
-    super('NOT_FOUND', `${what} ${JSON.stringify(id)} not found`, { fault: 'caller', ...options });
+    super('NOT_FOUND', `${what} ${JSON.stringify(id)} not found`, {
+      fault: 'caller',
+      ...options,
+      details: { what, id, ...options.details },
+    });
+    this.what = what;
+    this.id = id;
   }
 }
 

@@ -160,7 +160,7 @@ export {
   FleetSession,
   TENANT_ADMIN_ROLE_ID,
 } from './fleet/fleet.js';
-export type { BindRoleOptions, IamApi } from './iam/api.js';
+export type { BindRoleOptions, IamApi, ListBindingsOptions } from './iam/api.js';
 export type {
   AccountsApi,
   InventoryApi,
@@ -172,6 +172,7 @@ export type {
 export { carryHistory, type ScanOptions, type ScanOutcome } from './inventory/scan.js';
 export { resolveTargets, type Targets, TargetsSchema } from './inventory/targets.js';
 export type { Escalation, FleetEvents } from './kernel/events.js';
+export { RedactingLogger } from './kernel/log.js';
 export { eventMatches } from './kernel/outbox.js';
 export {
   type AddWebhookInput,

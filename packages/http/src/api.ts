@@ -2,6 +2,8 @@ import {
   type Actor,
   type Fleet,
   FleetwardError,
+  isLogger,
+  type Logger,
   toFleetwardError,
   toIssues,
   type ValidationIssue,
@@ -67,9 +69,19 @@ export const FleetwardApiOptionsSchema = z.strictObject({
   signal: z.instanceof(AbortSignal).optional(),
   /**
    * Gets every failure answered with a 5xx, and failures of background work, with the request it
-   * belongs to. @default writes them to stderr
+   * belongs to. They are logged to `logger` as well.
+   * @default nothing more when there is a logger (here or the Fleet's), else writes them to stderr
    */
   onError: fn<(error: unknown, request: { method: string; path: string }) => void>().optional(),
+  /**
+   * Where the API logs (error) every request answered with a 5xx: method, path, status, error
+   * code and message; never the body, the query's values or a header. Failures of background work
+   * (a patch run outliving its request) too. Records are redacted like the Fleet's.
+   * @default the Fleet's `logger`
+   */
+  logger: z
+    .custom<Logger>(isLogger, 'must have the methods error, warn, info and debug (a pino logger fits)')
+    .optional(),
   /**
    * When the caller last verified MFA, asked once per authenticated request and passed to
    * `fleet.as({ tenantId, principalId, mfaVerifiedAt })`: role rules with `mfaWithinMinutes` (e.g.
@@ -162,11 +174,18 @@ const BEARER = /^Bearer +([^\s]+) *$/i;
 export function createFleetwardApi(fleet: Fleet, options: FleetwardApiOptions = {}): FleetwardApi {
   const opts = validate(FleetwardApiOptionsSchema, options, 'FleetwardApiOptions');
   const tooLarge = `the body is larger than ${opts.maxBodyBytes} bytes`;
-  const onError = opts.onError ?? defaultOnError;
-  const background = new BackgroundRuns(
-    (error, what) => onError(error, { method: 'BACKGROUND', path: `(${what})` }),
-    opts.signal,
-  );
+  const logger = opts.logger ? fleet.logger.to(opts.logger) : fleet.logger;
+  const log = logger.child({ component: 'http' });
+  const onError = opts.onError ?? (logger.silent ? defaultOnError : () => undefined);
+  const failed = (error: unknown, request: { method: string; path: string }, status: number) => {
+    const e = toFleetwardError(error, `${request.method} ${request.path}`);
+    log.error({ ...request, status, code: e.code, error: e.message }, 'request failed');
+    onError(error, request);
+  };
+  const background = new BackgroundRuns((error, what) => {
+    log.error({ run: what, err: error }, 'background work failed');
+    onError(error, { method: 'BACKGROUND', path: `(${what})` });
+  }, opts.signal);
   const verify = createTokenVerifier(fleet);
   const mfaVerifiedAt = opts.mfaVerifiedAt;
 
@@ -201,7 +220,8 @@ export function createFleetwardApi(fleet: Fleet, options: FleetwardApiOptions = 
 
   app.onError((error, c) => {
     if (error instanceof FleetwardError || error instanceof HttpProblemError) {
-      if (problemStatusOf(error) >= 500) onError(error, { method: c.req.method, path: c.req.path });
+      const status = problemStatusOf(error);
+      if (status >= 500) failed(error, { method: c.req.method, path: c.req.path }, status);
       return problemResponse(c, error);
     }
     if (error instanceof HTTPException) {
@@ -217,8 +237,9 @@ export function createFleetwardApi(fleet: Fleet, options: FleetwardApiOptions = 
         return problemResponse(c, new RequestValidationError('body', [{ path: [], message: error.message }]));
       }
     }
-    onError(error, { method: c.req.method, path: c.req.path });
-    return problemResponse(c, toFleetwardError(error, 'handling the request'));
+    const answer = toFleetwardError(error, 'handling the request');
+    failed(error, { method: c.req.method, path: c.req.path }, problemStatusOf(answer));
+    return problemResponse(c, answer);
   });
   app.notFound((c) =>
     problemResponse(

@@ -10,6 +10,10 @@ export const ServeOptionsSchema = z.strictObject({
   /** Interface to listen on. Loopback unless you mean to expose the API. @default '127.0.0.1' */
   hostname: z.string().min(1).default('127.0.0.1'),
 });
+/**
+ * Where to listen, and the options of {@link createFleetwardApi}. `logger` (the Fleet's when not
+ * given) also gets an info record once the server listens and once it has closed.
+ */
 export type ServeOptions = z.input<typeof ServeOptionsSchema> & Omit<FleetwardApiOptions, 'signal'>;
 
 /** A running API server. */
@@ -40,9 +44,15 @@ export async function serveFleetwardApi(fleet: Fleet, options: ServeOptions = {}
     server.once('error', reject);
   });
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${host}:${address.port}`;
+  // createFleetwardApi checked the option.
+  const log = (apiOptions.logger ? fleet.logger.to(apiOptions.logger) : fleet.logger).child({
+    component: 'http',
+  });
+  log.info({ url }, 'Fleetward API listening');
   let closing: Promise<void> | undefined;
   return {
-    url: `http://${host}:${address.port}`,
+    url,
     app,
     close: () => {
       closing ??= (async () => {
@@ -52,6 +62,7 @@ export async function serveFleetwardApi(fleet: Fleet, options: ServeOptions = {}
         await backgroundOf(app).shutdown();
         if ('closeIdleConnections' in server) server.closeIdleConnections();
         await stopped;
+        log.info({ url }, 'Fleetward API closed');
       })();
       return closing;
     },

@@ -28,7 +28,15 @@ import { enqueueEvent } from '../kernel/outbox.js';
 import type { Runtime } from '../kernel/runtime.js';
 import type { StoreScope } from '../ports/store.js';
 import { parsePublicKey } from './authorized-keys.js';
-import { certifyGrant, installGrantOn, removeGrantFrom } from './grants.js';
+import {
+  certifyGrant,
+  checkServersForGrant,
+  installationOf,
+  installGrantOn,
+  removeGrantFrom,
+  serverCheckError,
+  withTargets,
+} from './grants.js';
 import { canCertify } from './ssh-cert.js';
 
 export { type AccessOptions, AccessOptionsSchema };
@@ -141,11 +149,67 @@ function selectorOf(targets: z.output<typeof TargetsSchema>, servers: Server[]):
 }
 
 const SERVER_QUEUE_CONCURRENCY = 16;
+/** How long a server may take to say whether a requested login exists on it. */
+const SERVER_CHECK_TIMEOUT_MS = 20_000;
 
 /** A target that could not be reached when its grant started: tried again by every sweep while the grant lasts. */
 const unreachableBefore = (target: AccessGrant['targets'][number]) =>
   target.state === 'failed' &&
   (target.error?.code === 'TRANSPORT_FAILED' || target.error?.code === 'TIMEOUT');
+
+/**
+ * Records on the grant why its servers in `serverIds` were left alone: their state is unchanged
+ * and their `error` says why (a pending target with an error is not in effect, see
+ * {@link installationOf}).
+ */
+async function noteNotStarted(
+  fleet: Runtime,
+  grant: AccessGrant,
+  serverIds: readonly string[],
+  error: { code: string; message: string },
+): Promise<AccessGrant> {
+  const skipped = new Set(serverIds);
+  for (let attempt = 1; ; attempt++) {
+    const current = await fleet.store.accessGrants.require(grant.tenantId, grant.id);
+    if (skipped.size === 0) return current;
+    const targets = current.targets.map((t) => (skipped.has(t.serverId) ? { ...t, error } : t));
+    try {
+      return await fleet.store.accessGrants.update(grant.tenantId, grant.id, withTargets(current, targets), {
+        expectedVersion: current.version,
+      });
+    } catch (e) {
+      if (!(e instanceof ConflictError) || attempt >= 10) throw e;
+    }
+  }
+}
+
+/**
+ * Keeps the request of an open `ssh-key` or `ssh-cert` grant from reading as a success while the
+ * grant is not in effect everywhere: `install-failed` while its installation is `partial` or
+ * `failed`, `approved` again once a sweep has installed it on every server. Requests in any
+ * other state (revoked, ended) are left as they are.
+ */
+async function settleRequestStatus(fleet: Runtime, grant: AccessGrant): Promise<void> {
+  if (grant.mode === 'actions' || grant.status !== 'active') return;
+  const installation = installationOf(grant.targets);
+  const wanted = installation === 'failed' || installation === 'partial' ? 'install-failed' : 'approved';
+  for (let attempt = 1; ; attempt++) {
+    const request = await fleet.store.accessRequests.require(grant.tenantId, grant.requestId);
+    if (request.status === wanted) return;
+    if (request.status !== 'approved' && request.status !== 'install-failed') return;
+    try {
+      await fleet.store.accessRequests.update(
+        grant.tenantId,
+        request.id,
+        { status: wanted },
+        { expectedVersion: request.version },
+      );
+      return;
+    } catch (e) {
+      if (!(e instanceof ConflictError) || attempt >= 10) throw e;
+    }
+  }
+}
 
 /**
  * Records on the grant why its servers in `notStarted` were left alone (their state unchanged),
@@ -159,26 +223,10 @@ async function recordGrantStop(
   action: 'access.grant.install' | 'access.grant.remove',
 ): Promise<void> {
   const why = stop.stopped!;
-  const skipped = new Set(notStarted);
-  const error = {
+  await noteNotStarted(fleet, grant, notStarted, {
     code: 'NOT_STARTED',
     message: `${action === 'access.grant.install' ? 'not installed' : 'not removed'}: ${why.reason}`,
-  };
-  for (let attempt = 1; skipped.size > 0; attempt++) {
-    const current = await fleet.store.accessGrants.require(grant.tenantId, grant.id);
-    const targets = current.targets.map((t) => (skipped.has(t.serverId) ? { ...t, error } : t));
-    try {
-      await fleet.store.accessGrants.update(
-        grant.tenantId,
-        grant.id,
-        { targets },
-        { expectedVersion: current.version },
-      );
-      break;
-    } catch (e) {
-      if (!(e instanceof ConflictError) || attempt >= 10) throw e;
-    }
-  }
+  });
   await fleet.audit(fleet.store, {
     tenantId: grant.tenantId,
     actor: { principalId: 'system', kind: 'system' },
@@ -211,9 +259,16 @@ async function reconcileGrant(fleet: Runtime, given: AccessGrant, result: SweepR
     try {
       grant = await certifyGrant(fleet, grant, request.publicKey!);
     } catch (error) {
-      const message = toFleetwardError(error, `signing the certificate of grant ${grant.id}`).message;
+      const failure = toFleetwardError(error, `signing the certificate of grant ${grant.id}`);
       for (const t of grant.targets)
-        result.failures.push({ grantId: grant.id, serverId: t.serverId, message });
+        result.failures.push({ grantId: grant.id, serverId: t.serverId, message: failure.message });
+      // Still pending (the next sweep signs again), but shown as not in effect until then.
+      const pending = grant.targets.filter((t) => t.state === 'pending').map((t) => t.serverId);
+      grant = await noteNotStarted(fleet, grant, pending, {
+        code: failure.code,
+        message: `not installed: the certificate could not be signed: ${failure.message}`.slice(0, 4000),
+      });
+      await settleRequestStatus(fleet, grant);
       return grant;
     }
   }
@@ -292,6 +347,7 @@ async function reconcileGrant(fleet: Runtime, given: AccessGrant, result: SweepR
     );
   }
   const updated = await fleet.store.accessGrants.require(tenantId, grant.id);
+  if (!over) await settleRequestStatus(fleet, updated);
   if (
     over &&
     !updated.cleanedUp &&
@@ -340,7 +396,7 @@ async function startActionsGrant(
   return tx.accessGrants.update(
     grant.tenantId,
     grant.id,
-    { roleId, bindingId: binding.id, status: 'active' },
+    { roleId, bindingId: binding.id, status: 'active', installation: 'installed' },
     { expectedVersion: grant.version },
   );
 }
@@ -432,7 +488,7 @@ export async function sweepAccess(fleet: Runtime, tenantId: string): Promise<Swe
             { expectedVersion: current.version },
           );
           const request = await tx.accessRequests.require(tenantId, grant.requestId);
-          if (request.status === 'approved') {
+          if (request.status === 'approved' || request.status === 'install-failed') {
             await tx.accessRequests.update(
               tenantId,
               request.id,
@@ -506,19 +562,40 @@ export interface AccessApi {
    * the servers are fixed at request time so approvers approve exactly what will be granted.
    * The requester must be allowed `access.request` on every one of them. The request waits for
    * approval until `pendingTtlMinutes` have passed, and is announced as `access.requested`.
+   *
+   * For modes `ssh-key` and `ssh-cert`, every server is then asked, the way the grant will reach
+   * it (its adapter, as root), whether `login` exists there: `getent passwd -- <login>`, the login
+   * one argv element, never shell text; `checkServers.concurrency` servers at a time (default 16),
+   * each within `checkServers.timeoutMs` (default 20 s). A server that lacks the login or cannot be
+   * asked refuses the whole request: nothing is stored, and the refusal is audited as a failure
+   * of `access.request` naming each server and why (`details.refusedBy`). `createFleet({ access:
+   * { checkServers: false } })` skips the check.
    * @default options.mode 'ssh-key'
    * @throws ValidationError for options that do not fit {@link AccessRequestOptionsSchema}, a
    *   duration above `maxDurationMinutes` (default 480), a ticket `validateTicket` refuses,
-   *   `ssh-cert` without a SecretStore, servers that choose none, or a start in the past.
-   * @throws AuthorizationError without `access.request` on a server.
+   *   `ssh-cert` without a SecretStore, servers that choose none, or a start in the past; and
+   *   when the login does not exist on a server: an issue at `login` naming every server without
+   *   it (and one at `servers` naming any that could not be asked); `details.servers` lists each
+   *   failing server with its `problem`, `code` and `message`.
+   * @throws TransportError when the login exists wherever it could be checked but some servers
+   *   could not be asked (unreachable, no answer in time, a changed host key, no adapter with
+   *   `exec`, the lookup refused there): the message names each with its code, `details.servers`
+   *   lists them all; `retryable` when every one of them is.
+   * @throws AuthorizationError without `access.request` on a server (checked before any server
+   *   is asked).
    */
   request(options: AccessRequestOptions): Promise<AccessRequest>;
   /**
    * Approves a request as the calling principal, who must not be the requester and must be
    * allowed `access.approve` on every server of it. The last approval needed (`requiredApprovals`,
    * default 1) creates the grant: its window starts now (or at `startAt`), and for `ssh-key` and
-   * `ssh-cert` its key is installed at once (a server that fails is reported on the grant's
-   * targets and tried again by the sweep).
+   * `ssh-cert` its key is installed at once. The result says whether that worked: the grant's
+   * `installation` is `installed`, `partial` or `failed` (`pending` for a later start), each
+   * target says `installed` or `failed` with its error, and a request whose grant is not in effect
+   * on every server comes back `install-failed`, not `approved`. A server that could not be
+   * reached is tried again by every sweep while the grant lasts; once all are installed the grant
+   * reads `installed` and the request `approved`. Other failures (a key with standing access, a
+   * login gone since the request, an unsafe path) stay `failed` until the grant ends.
    * @throws ValidationError for unknown options; NotFoundError for an unknown request.
    * @throws AuthorizationError without `access.approve`, or (audited) for the requester.
    * @throws ConflictError when the request is not pending, has expired or was approved by the
@@ -582,6 +659,46 @@ export interface AccessApi {
   sweep(): Promise<SweepResult>;
 }
 
+/**
+ * Refuses a request (audited as a failure of `access.request`, nothing stored) when one of its
+ * servers cannot take the grant: the login is missing there, or the server cannot be asked. The
+ * caller is authorized first, so only those allowed to request access to a server learn anything
+ * about its logins.
+ */
+async function checkRequestedServers(
+  ctx: CallContext,
+  request: { id: string; servers: Server[]; login: string; ticket: string },
+  options: { timeoutMs: number; concurrency: number },
+): Promise<void> {
+  const target = { type: 'access-request', id: request.id };
+  const resources = request.servers.map((server) => ({ type: 'server' as const, server }));
+  const { principal, rule } = await ctx.decide('access.request', resources, target);
+  const failures = await checkServersForGrant(ctx.runtime, request.servers, request.login, options);
+  if (failures.length === 0) return;
+  const error = serverCheckError(failures, request.servers.length, request.login);
+  await ctx.runtime.audit(ctx.runtime.store, {
+    tenantId: ctx.tenantId,
+    actor: { principalId: principal.id, kind: principal.kind },
+    action: 'access.request',
+    target,
+    decision: 'allow',
+    ...(rule ? { rule } : {}),
+    result: 'failure',
+    reason: error.message.slice(0, 2000),
+    ticket: request.ticket,
+    details: {
+      code: error.code,
+      login: request.login,
+      checked: request.servers.length,
+      refusedBy: failures
+        .slice(0, 100)
+        .map((f) => ({ serverId: f.serverId, problem: f.problem, code: f.code, message: f.message })),
+      refused: failures.length,
+    },
+  });
+  throw error;
+}
+
 /** Just-in-time access: requests, approvals, grants enforced by the servers, revocation. */
 export function createAccessApi(internals: () => CallContext): AccessApi {
   const optionsOf = (ctx: CallContext) => {
@@ -591,6 +708,13 @@ export function createAccessApi(internals: () => CallContext): AccessApi {
       pendingTtlMinutes: o.pendingTtlMinutes ?? 24 * 60,
       maxDurationMinutes: o.maxDurationMinutes ?? 8 * 60,
       validateTicket: o.validateTicket,
+      checkServers:
+        o.checkServers === false
+          ? (false as const)
+          : {
+              timeoutMs: o.checkServers?.timeoutMs ?? SERVER_CHECK_TIMEOUT_MS,
+              concurrency: o.checkServers?.concurrency ?? SERVER_QUEUE_CONCURRENCY,
+            },
     };
   };
 
@@ -769,6 +893,8 @@ export function createAccessApi(internals: () => CallContext): AccessApi {
     });
     if (outcome.grant?.status === 'active' && outcome.grant.mode !== 'actions') {
       outcome.grant = await reconcileGrant(fleet, outcome.grant, emptySweep());
+      // Reads `install-failed` when the grant did not take effect on every server.
+      outcome.request = await store.accessRequests.require(ctx.tenantId, outcome.request.id);
     }
     return outcome;
   }
@@ -807,9 +933,17 @@ export function createAccessApi(internals: () => CallContext): AccessApi {
         throw new ValidationError('AccessRequestOptions', [{ path: ['startAt'], message: 'is in the past' }]);
       }
       const id = randomUUID();
+      const resources = servers.map((server) => ({ type: 'server' as const, server }));
+      if (opts.mode !== 'actions' && config.checkServers) {
+        await checkRequestedServers(
+          ctx,
+          { id, servers, login: opts.login!, ticket: opts.ticket },
+          config.checkServers,
+        );
+      }
       return ctx.write(
         'access.request',
-        servers.map((server) => ({ type: 'server', server })),
+        resources,
         { type: 'access-request', id },
         async (tx) => {
           const created = await tx.accessRequests.create({

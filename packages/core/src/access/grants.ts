@@ -1,6 +1,24 @@
-import type { AccessGrant, AuditInput, GrantTarget, Server } from '../domain/index.js';
-import { ConflictError, toFleetwardError, ValidationError } from '../errors.js';
+import PQueue from 'p-queue';
+import {
+  type AccessGrant,
+  type AuditInput,
+  type GrantTarget,
+  LoginSchema,
+  type Server,
+  validate,
+} from '../domain/index.js';
+import { runCommand } from '../engine/exec.js';
+import {
+  CommandFailedError,
+  ConflictError,
+  type FleetwardError,
+  TimeoutError,
+  TransportError,
+  toFleetwardError,
+  ValidationError,
+} from '../errors.js';
 import type { Runtime } from '../kernel/runtime.js';
+import type { Command } from '../ports/adapter.js';
 import {
   type AuthorizedKeyEntry,
   fleetwardMarker,
@@ -43,6 +61,33 @@ function grantLine(grant: AccessGrant, publicKey: string, expiry: { name: string
 const isEntry = (line: ReturnType<typeof parseAuthorizedKeys>[number]): line is AuthorizedKeyEntry =>
   line.kind === 'key';
 
+/** A target on whose server the grant is not in effect and will not be until something changes. */
+const notInEffect = (t: GrantTarget) =>
+  t.state === 'failed' || (t.state === 'pending' && t.error !== undefined);
+
+/**
+ * The grant's `installation` for these targets: `installed` everywhere, `partial`, `failed`
+ * (installed nowhere, failed somewhere) or `pending` (nothing failed, something still to do).
+ */
+export function installationOf(targets: readonly GrantTarget[]): AccessGrant['installation'] {
+  const failed = targets.some(notInEffect);
+  const installed = targets.some((t) => t.state === 'installed');
+  if (failed) return installed ? 'partial' : 'failed';
+  return targets.every((t) => t.state === 'installed') ? 'installed' : 'pending';
+}
+
+/**
+ * The grant's targets replaced, with the `installation` they sum up to while the grant is open;
+ * once it has ended, removal does not rewrite what its installation was.
+ */
+export function withTargets(
+  grant: AccessGrant,
+  targets: GrantTarget[],
+): Pick<AccessGrant, 'targets'> & Partial<Pick<AccessGrant, 'installation'>> {
+  const open = grant.status === 'active' || grant.status === 'scheduled';
+  return open && grant.mode !== 'actions' ? { targets, installation: installationOf(targets) } : { targets };
+}
+
 /** Records one target's new state on the grant, retrying on concurrent updates of other targets. */
 async function updateTarget(
   fleet: Runtime,
@@ -61,12 +106,9 @@ async function updateTarget(
       return next;
     });
     try {
-      return await fleet.store.accessGrants.update(
-        tenantId,
-        grantId,
-        { targets },
-        { expectedVersion: grant.version },
-      );
+      return await fleet.store.accessGrants.update(tenantId, grantId, withTargets(grant, targets), {
+        expectedVersion: grant.version,
+      });
     } catch (error) {
       if (!(error instanceof ConflictError) || attempt >= 10) throw error;
     }
@@ -243,6 +285,173 @@ export async function removeGrantFrom(
     await auditStep(fleet, grant, server, 'access.grant.remove', { ok: false, error: err });
     return updated.targets.find((t) => t.serverId === server.id)!;
   }
+}
+
+/** Why one server cannot take a grant for a login, found before the request is stored. */
+export interface ServerCheckFailure {
+  serverId: string;
+  /** The server's name, as messages use it. */
+  server: string;
+  /**
+   * `no-such-login`: the server answered and has no such login. `unreachable`: it could not be
+   * asked — not reached, no answer in time, a changed host key, no adapter with `exec`, or the
+   * lookup itself failed there (e.g. sudo refused).
+   */
+  problem: 'no-such-login' | 'unreachable';
+  code: string;
+  message: string;
+  retryable: boolean;
+}
+
+/** getent's exit code for "no such entry". */
+const GETENT_NOT_FOUND = 2;
+
+/**
+ * The command that asks a server whether `login` exists: argv with the login as one element after
+ * `--`, never shell text, and as root like the grant's own edits of `authorized_keys`, so a server
+ * where those would be refused is found now too.
+ * @throws ValidationError for anything but a POSIX login name.
+ */
+export function loginLookupCommand(login: string): Command {
+  return { argv: ['getent', 'passwd', '--', validate(LoginSchema, login, 'login')], sudo: true };
+}
+
+/** Asks one server for `login`, through the adapter that will install the grant, within `timeoutMs`. */
+async function checkServer(
+  fleet: Runtime,
+  server: Server,
+  command: Command,
+  login: string,
+  timeoutMs: number,
+): Promise<ServerCheckFailure | undefined> {
+  const failure = (
+    problem: ServerCheckFailure['problem'],
+    error: Pick<FleetwardError, 'code' | 'message' | 'retryable'>,
+  ): ServerCheckFailure => ({
+    serverId: server.id,
+    server: server.name,
+    problem,
+    code: error.code,
+    message: error.message.slice(0, 500),
+    retryable: error.retryable,
+  });
+  // The adapter is told to stop at the deadline, but a hung one is not waited for.
+  const controller = new AbortController();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(new TimeoutError(`no answer within ${timeoutMs} ms`));
+      controller.abort();
+    }, timeoutMs);
+  });
+  try {
+    const asking = (async () =>
+      runCommand(fleet.adapterFor(server), server, command, {
+        timeoutMs,
+        maxOutputBytes: 4096,
+        signal: controller.signal,
+      }))();
+    asking.catch(() => {});
+    const out = await Promise.race([asking, deadline]);
+    if (out.exitCode === 0) return undefined;
+    if (out.exitCode === GETENT_NOT_FOUND) {
+      return failure('no-such-login', {
+        code: 'NOT_FOUND',
+        message: `login ${login} does not exist on ${server.name}`,
+        retryable: false,
+      });
+    }
+    const stderr = out.stderr.trim().slice(0, 300);
+    return failure(
+      'unreachable',
+      new CommandFailedError(
+        `looking up login ${login} failed: getent ${out.exitCode === null ? 'was ended by a signal' : `exited with ${out.exitCode}`}${stderr ? ` (${stderr})` : ''}`,
+      ),
+    );
+  } catch (error) {
+    return failure('unreachable', toFleetwardError(error, `asking ${server.name} for login ${login}`));
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Asks every server whether `login` exists there, the way the grant will reach it (the server's
+ * adapter, as root), `concurrency` servers at a time, each within `timeoutMs`. Resolves the
+ * servers that cannot take the grant, in the order given; none when every one can.
+ * @throws ValidationError for a login that is not a POSIX login name (no server is asked).
+ */
+export async function checkServersForGrant(
+  fleet: Runtime,
+  servers: readonly Server[],
+  login: string,
+  options: { timeoutMs: number; concurrency: number },
+): Promise<ServerCheckFailure[]> {
+  const command = loginLookupCommand(login);
+  const queue = new PQueue({ concurrency: options.concurrency });
+  const results = await Promise.all(
+    servers.map((server) => queue.add(() => checkServer(fleet, server, command, login, options.timeoutMs))),
+  );
+  return results.filter((r): r is ServerCheckFailure => r !== undefined);
+}
+
+/** Up to `max` items joined, then how many more there are. */
+function listed(items: readonly string[], max: number): string {
+  const more = items.length > max ? `; and ${items.length - max} more` : '';
+  return `${items.slice(0, max).join('; ')}${more}`;
+}
+
+/**
+ * The error that refuses a request whose servers failed the check, naming each server and why
+ * (the first 20 of each kind in the message, up to 1000 in `details.servers`): a
+ * `ValidationError` when the login is missing anywhere (asking again will not help), with an
+ * issue at `login` naming the servers without it and one at `servers` naming those that could not
+ * be asked; else a `TransportError`, retryable when every failure is.
+ */
+export function serverCheckError(
+  failures: readonly ServerCheckFailure[],
+  total: number,
+  login: string,
+): FleetwardError {
+  const details = {
+    login,
+    servers: failures.slice(0, 1000).map((f) => ({
+      serverId: f.serverId,
+      problem: f.problem,
+      code: f.code,
+      message: f.message,
+    })),
+  };
+  const missing = failures.filter((f) => f.problem === 'no-such-login').map((f) => f.server);
+  const unasked = failures
+    .filter((f) => f.problem === 'unreachable')
+    .map((f) => `${f.server} (${f.code}): ${f.message}`);
+  if (missing.length > 0) {
+    return new ValidationError(
+      'AccessRequestOptions',
+      [
+        {
+          path: ['login'],
+          message: `${login} does not exist on ${listed(missing, 20)}`,
+          code: 'no-such-login',
+        },
+        ...(unasked.length
+          ? [
+              {
+                path: ['servers'],
+                message: `could not be asked: ${listed(unasked, 20)}`,
+                code: 'unreachable',
+              },
+            ]
+          : []),
+      ],
+      { details },
+    );
+  }
+  return new TransportError(
+    `cannot check ${unasked.length} of ${total} server(s) for login ${login}, so the request was not stored: ${listed(unasked, 20)}`,
+    { retryable: failures.every((f) => f.retryable), details },
+  );
 }
 
 /** The comment that marks the tenant user CA's `cert-authority` lines. */

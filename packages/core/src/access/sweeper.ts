@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { toFleetwardError } from '../errors.js';
+import type { RedactingLogger } from '../kernel/log.js';
 import type { Runtime } from '../kernel/runtime.js';
 import { Ticker } from '../util/ticker.js';
 import { type SweepResult, sweepAccess } from './api.js';
@@ -10,7 +11,7 @@ export interface AccessSweeperOptions {
   fleet: Runtime;
   /** Also rotate managed keys that are due under their projects' policies. @default true */
   rotateKeys?: boolean;
-  /** Called with failures; never throws into the loop. */
+  /** Called with failures; never throws into the loop. Each is also logged (error) to the fleet's `logger`. */
   onError?: (error: unknown, context: { tenantId?: string; credentialId?: string }) => void;
   /** Identifies this process in leases. @default a random id */
   holder?: string;
@@ -30,15 +31,22 @@ export class AccessSweeper {
   readonly #fleet: Runtime;
   readonly #options: AccessSweeperOptions;
   readonly holder: string;
+  readonly #log: RedactingLogger;
   readonly #ticker = new Ticker(
     () => this.tick(),
-    (error) => this.#options.onError?.(error, {}),
+    (error) => this.#failed(error, {}, 'access sweeper tick failed'),
   );
 
   constructor(options: AccessSweeperOptions) {
     this.#fleet = options.fleet;
     this.#options = options;
     this.holder = options.holder ?? `access-sweeper-${randomUUID()}`;
+    this.#log = options.fleet.logger.child({ component: 'access-sweeper', holder: this.holder });
+  }
+
+  #failed(error: unknown, context: { tenantId?: string; credentialId?: string }, message: string): void {
+    this.#log.error({ ...context, err: error }, message);
+    this.#options.onError?.(error, context);
   }
 
   /** One pass over every tenant. */
@@ -66,16 +74,32 @@ export class AccessSweeper {
                 ),
               );
             } catch (error) {
-              this.#options.onError?.(toFleetwardError(error, `rotating ${due.credential.id}`), {
-                tenantId,
-                credentialId: due.credential.id,
-              });
+              this.#failed(
+                toFleetwardError(error, `rotating ${due.credential.id}`),
+                { tenantId, credentialId: due.credential.id },
+                'scheduled key rotation failed',
+              );
             }
           }
         }
         tenants.push({ tenantId, sweep, rotations });
+        for (const failure of sweep.failures) {
+          // Access that should have ended may still work on that server until its own expiry.
+          this.#log.warn(
+            { tenantId, grantId: failure.grantId, serverId: failure.serverId, error: failure.message },
+            'access grant change failed on a server',
+          );
+        }
+        this.#log.debug(
+          { tenantId, ...sweepCounts(sweep), rotations: rotations.length },
+          'access sweep done',
+        );
       } catch (error) {
-        this.#options.onError?.(toFleetwardError(error, `access sweep of ${tenantId}`), { tenantId });
+        this.#failed(
+          toFleetwardError(error, `access sweep of ${tenantId}`),
+          { tenantId },
+          'access sweep failed',
+        );
       } finally {
         await store.leases.release(lease).catch(() => {});
       }
@@ -93,6 +117,15 @@ export class AccessSweeper {
     return this.#ticker.stop();
   }
 }
+
+const sweepCounts = (sweep: SweepResult) => ({
+  expiredRequests: sweep.expiredRequests.length,
+  startedGrants: sweep.started.length,
+  expiredGrants: sweep.expiredGrants.length,
+  installed: sweep.installed,
+  removed: sweep.removed,
+  failures: sweep.failures.length,
+});
 
 /** Creates an {@link AccessSweeper}. */
 export function createAccessSweeper(options: AccessSweeperOptions): AccessSweeper {

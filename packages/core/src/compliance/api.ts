@@ -11,6 +11,7 @@ import {
   validate,
 } from '../domain/index.js';
 import { checkEntityInput, RemoveOptionsSchema, validateOptions } from '../domain/options.js';
+import { NotFoundError } from '../errors.js';
 import { resolveTargets, type Targets, validateTargets } from '../inventory/targets.js';
 import type { CallContext } from '../kernel/context.js';
 import type { StoreScope } from '../ports/store.js';
@@ -84,6 +85,12 @@ export interface ComplianceStandardsApi {
    * @throws ConflictError for a stale version; ValidationError for a malformed id; AuthorizationError.
    */
   remove(id: string, options?: { expectedVersion?: number }): Promise<boolean>;
+  /**
+   * The standard with this id. Needs `patch.read` on its scope: its project, or the whole tenant
+   * for a tenant-wide standard.
+   * @throws NotFoundError when there is none; ValidationError for a malformed id; AuthorizationError.
+   */
+  get(id: string): Promise<ComplianceStandard>;
   /**
    * The tenant's standards; with `projectId`, those that apply to the project's servers (its own
    * and the tenant-wide ones), readable with `patch.read` on that project alone.
@@ -269,6 +276,20 @@ export function createComplianceApi(internals: () => CallContext): ComplianceApi
           { type: 'compliance-standard', id },
           (tx) => tx.complianceStandards.delete(ctx.tenantId, id, opts),
         );
+      },
+      get: async (id: string): Promise<ComplianceStandard> => {
+        const ctx = internals();
+        validate(IdSchema, id, 'standardId');
+        const standard = await ctx.runtime.store.complianceStandards.get(ctx.tenantId, id);
+        // An unknown standard has no scope: telling that it is not there takes patch.read tenant-wide.
+        const found = await ctx.read(
+          'patch.read',
+          [standardScope(standard?.projectId)],
+          { type: 'compliance-standard', id },
+          async () => standard,
+        );
+        if (!found) throw new NotFoundError('compliance standard', id);
+        return found;
       },
       list: async (options: ListStandardsOptions = {}): Promise<ComplianceStandard[]> => {
         const ctx = internals();

@@ -58,7 +58,23 @@ export const AccessRequestFields = {
   startAt: TimestampSchema.optional(),
   reason: z.string().trim().min(10, 'must explain the need in at least 10 characters').max(2000),
   ticket: z.string().trim().min(1, 'is required').max(128),
-  status: z.enum(['pending', 'approved', 'rejected', 'expired', 'cancelled', 'revoked', 'ended']),
+  /**
+   * `pending` until decided; `approved` once the last approval made the grant (in effect on every
+   * server, or not tried yet); `install-failed` when the grant is NOT in effect on at least one of
+   * its servers because installing it there failed (see the grant's `installation` and its
+   * targets; a later sweep that installs it everywhere makes the request `approved` again);
+   * `rejected`, `cancelled`, `expired` (not decided in time); `revoked` or `ended` once its grant is.
+   */
+  status: z.enum([
+    'pending',
+    'approved',
+    'install-failed',
+    'rejected',
+    'expired',
+    'cancelled',
+    'revoked',
+    'ended',
+  ]),
   /** Approvals from distinct principals other than the requester needed to approve. */
   requiredApprovals: z.number().int().min(1).max(10),
   approvals: z.array(DecisionSchema).default([]),
@@ -76,7 +92,10 @@ export const GrantTargetSchema = z.strictObject({
    * `pending`: not on the server yet. `installed`: the line is on the server (sshd enforces its
    * expiry; for `ssh-cert`, the login trusts the tenant's user CA and sshd enforces the certificate's
    * validity). For `ssh-cert`, `removed` means this grant no longer holds the CA line there: it is
-   * gone, or kept because another grant of that login still needs it. `removed`: taken off and checked gone. `failed`: could not install (see `error`).
+   * gone, or kept because another grant of that login still needs it. `removed`: taken off and checked gone. `failed`: could not install (see `error`;
+   * a server that could not be reached, `TRANSPORT_FAILED` or `TIMEOUT`, is tried again by every
+   * sweep while the grant lasts). `pending` with an `error`: not started, and why (a changed host
+   * key elsewhere stopped the installation, or the certificate could not be signed).
    * `remove-failed`: removal could not be done or verified; retried by every sweep.
    */
   state: z.enum(['pending', 'installed', 'failed', 'removed', 'remove-failed']),
@@ -109,6 +128,15 @@ export const AccessGrantFields = {
   /** `scheduled` until `notBefore`, `active` until `notAfter`, then `expired`, or `revoked` early. */
   status: z.enum(['scheduled', 'active', 'expired', 'revoked']),
   targets: z.array(GrantTargetSchema).default([]),
+  /**
+   * Whether the grant is in effect on its servers, summed up from `targets` while the grant is
+   * open (kept as it was once it has ended): `pending` while no server has failed and some are
+   * still to do (a scheduled grant); `installed` on every server (mode `actions`: its role binding
+   * exists); `partial` installed on some servers and NOT in effect on the others (targets
+   * `failed`, or `pending` with an `error`); `failed` NOT in effect on any server. The request of
+   * a `partial` or `failed` grant reads `install-failed`.
+   */
+  installation: z.enum(['pending', 'installed', 'partial', 'failed']).default('pending'),
   /** Mode `actions`: the role and binding that carry the grant (the binding expires at `notAfter`). */
   roleId: IdSchema.optional(),
   bindingId: IdSchema.optional(),
@@ -191,6 +219,16 @@ export interface AccessOptions {
    * @default any non-empty reference
    */
   validateTicket?: (ticket: string) => string | undefined | Promise<string | undefined>;
+  /**
+   * Before a request of mode `ssh-key` or `ssh-cert` is stored, every one of its servers is asked,
+   * through the adapter that will install the grant and as root (`sudo -n` where the adapter's
+   * login is not root), whether the login exists there (`getent passwd -- <login>`, as argv). A
+   * server that cannot be reached within `timeoutMs`, or lacks the login, refuses the request.
+   * `concurrency` servers are asked at a time. `false` skips the check (logins made only after
+   * approval, servers switched on for the window): the grant then reports such servers `failed`.
+   * @default { timeoutMs: 20000, concurrency: 16 }
+   */
+  checkServers?: false | { timeoutMs?: number; concurrency?: number };
 }
 
 export const AccessOptionsSchema = z.strictObject({
@@ -211,5 +249,14 @@ export const AccessOptionsSchema = z.strictObject({
     .custom<NonNullable<AccessOptions['validateTicket']>>((v) => typeof v === 'function', {
       message: 'must be a function (ticket => problem | undefined)',
     })
+    .optional(),
+  checkServers: z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        timeoutMs: z.number().int().min(1).max(600_000).optional(),
+        concurrency: z.number().int().min(1).max(256).optional(),
+      }),
+    ])
     .optional(),
 });

@@ -410,6 +410,39 @@ export const ENTITY_SCHEMAS = {
 export type EntityKind = keyof typeof ENTITY_SCHEMAS;
 export const ENTITY_KINDS = Object.keys(ENTITY_SCHEMAS) as EntityKind[];
 
+/** Each kind in words, as messages name it (`patch policy "x" not found`). */
+export const ENTITY_NOUNS: Readonly<Record<EntityKind, string>> = {
+  tenants: 'tenant',
+  accounts: 'account',
+  servers: 'server',
+  projects: 'project',
+  principals: 'principal',
+  roles: 'role',
+  roleBindings: 'role binding',
+  patchPolicies: 'patch policy',
+  patchPlans: 'patch plan',
+  scripts: 'script',
+  scriptApprovals: 'script approval',
+  scriptRuns: 'script run',
+  runbooks: 'runbook',
+  runbookRuns: 'runbook run',
+  jobs: 'job',
+  taskResults: 'task result',
+  scanResults: 'scan result',
+  credentials: 'credential',
+  accessRequests: 'access request',
+  accessGrants: 'access grant',
+  keyRotationPolicies: 'key rotation policy',
+  keyInventories: 'key inventory',
+  complianceStandards: 'compliance standard',
+  scanSchedules: 'scan schedule',
+  webhookEndpoints: 'webhook endpoint',
+  outbox: 'outbox message',
+  integrations: 'integration',
+  changeRequests: 'change request',
+  apiTokens: 'API token',
+};
+
 export interface EntityTypes {
   tenants: Tenant;
   accounts: Account;

@@ -8,7 +8,7 @@ import { type ComplianceApi, createComplianceApi } from '../compliance/api.js';
 import type { AuditRecord, EntityInputs, ScanResult, Server, ServerSelector } from '../domain/index.js';
 import { objectArgument, validateOptions } from '../domain/options.js';
 import { AlreadyExistsError, ConflictError } from '../errors.js';
-import { createIamApi, type IamApi } from '../iam/api.js';
+import { createIamApi, type IamApi, TENANT_ADMIN_ROLE_ID } from '../iam/api.js';
 import { type AccountsApi, createInventoryApi, type ProjectsApi, type ServersApi } from '../inventory/api.js';
 import { latestScans, type ScanOptions, type ScanOutcome, scanTargets } from '../inventory/scan.js';
 import type { Targets } from '../inventory/targets.js';
@@ -26,11 +26,14 @@ import { createRunbookApi, type RunbookApi } from '../sop/runbook.js';
 
 export type { Actor } from '../kernel/actor.js';
 
-/** Options of {@link createFleet}: the store, the adapters, and the runtime's settings. */
+/**
+ * Options of {@link createFleet}: the store, the adapters, and the runtime's settings, among them
+ * `logger`: where operator logs go (a pino logger fits as it is; see `Logger` for what is logged
+ * at which level). Every record is redacted before the logger sees it. @default nothing is logged
+ */
 export interface FleetOptions extends RuntimeOptions {}
 
-/** The built-in role a bootstrapped tenant's first admin gets. */
-export const TENANT_ADMIN_ROLE_ID = 'tenant-admin';
+export { TENANT_ADMIN_ROLE_ID };
 
 export interface BootstrapTenantInput {
   tenant: { id: string; name: string };

@@ -2,6 +2,7 @@ import type { Resource } from '../authz/evaluate.js';
 import {
   type Account,
   type AccountInput,
+  IdSchema,
   matchesSelector,
   type Project,
   type ProjectInput,
@@ -18,7 +19,7 @@ import {
   RemoveOptionsSchema,
   validateOptions,
 } from '../domain/options.js';
-import { NotFoundError } from '../errors.js';
+import { ConflictError, NotFoundError } from '../errors.js';
 import type { CallContext } from '../kernel/context.js';
 import type { ListOptions } from '../ports/store.js';
 
@@ -67,6 +68,18 @@ export interface AccountsApi {
   add(input: Omit<AccountInput, 'tenantId'>): Promise<Account>;
   /** Every account of the tenant. @throws AuthorizationError. */
   list(): Promise<Account[]>;
+  /**
+   * The account, or undefined when there is none.
+   * @throws ValidationError for a malformed id; AuthorizationError.
+   */
+  get(id: string): Promise<Account | undefined>;
+  /**
+   * Removes an account that no server belongs to (with `expectedVersion`, only that version).
+   * Resolves false when there was none.
+   * @throws ConflictError while servers belong to it (the error says how many) or for a stale
+   * version; ValidationError for a malformed id or options; AuthorizationError.
+   */
+  remove(id: string, options?: { expectedVersion?: number }): Promise<boolean>;
 }
 
 /** Projects: named server selectors that policies, schedules, reports and bindings refer to. */
@@ -189,6 +202,33 @@ export function createInventoryApi(ctx: CallContext): InventoryApi {
       ctx.read('inventory.read', [{ type: 'account' }], { type: 'account', id: '*' }, () =>
         ctx.runtime.store.accounts.listAll(ctx.tenantId),
       ),
+    get: async (id: string) => {
+      validate(IdSchema, id, 'accountId');
+      return ctx.read('inventory.read', [{ type: 'account' }], { type: 'account', id }, () =>
+        ctx.runtime.store.accounts.get(ctx.tenantId, id),
+      );
+    },
+    remove: async (id: string, options: { expectedVersion?: number } = {}) => {
+      validate(IdSchema, id, 'accountId');
+      const opts = validateOptions(RemoveOptionsSchema, options, 'RemoveOptions');
+      return ctx.write(
+        'inventory.write',
+        [{ type: 'account' }],
+        { type: 'account', id },
+        async (tx) => {
+          if (!(await tx.accounts.get(ctx.tenantId, id))) return false;
+          const servers = await tx.servers.listAll(ctx.tenantId, { where: { accountId: id } });
+          if (servers.length) {
+            throw new ConflictError(
+              `account ${id} still has ${servers.length} server${servers.length === 1 ? '' : 's'}; remove ${servers.length === 1 ? 'it' : 'them'} first`,
+              { retryable: false },
+            );
+          }
+          return tx.accounts.delete(ctx.tenantId, id, opts);
+        },
+        (removed) => ({ accountId: id, ...(removed ? {} : { removed: false }) }),
+      );
+    },
   };
 
   const projects: ProjectsApi = {

@@ -7,7 +7,14 @@ import { scanServer } from '../engine/scan.js';
 import { OperationStopLatch } from '../engine/stop.js';
 import { AbortedError, ConflictError, toFleetwardError } from '../errors.js';
 import type { CallContext } from '../kernel/context.js';
-import { startJob, taskId as taskIdOf } from '../kernel/jobs.js';
+import {
+  jobLogger,
+  logJobFinished,
+  logJobStarted,
+  logServerFailed,
+  startJob,
+  taskId as taskIdOf,
+} from '../kernel/jobs.js';
 import type { StoreScope } from '../ports/store.js';
 import { newestScan } from './scans.js';
 import { resolveTargets, type Targets, validateTargets } from './targets.js';
@@ -114,6 +121,8 @@ export async function scanTargets(
   });
   let job = begun.created;
   begun.emit();
+  const log = jobLogger(fleet.logger, job);
+  logJobStarted(log, job, { concurrency });
 
   const queue = new PQueue({ concurrency });
   const results: ScanResult[] = [];
@@ -196,6 +205,7 @@ export async function scanTargets(
         return saved;
       });
       fleet.events.emit('scan.server.failed', { tenantId, jobId, serverId: server.id, error: failure });
+      if (!options.signal?.aborted) logServerFailed(log, server.id, failure);
     }
     results.push(result);
   };
@@ -274,6 +284,7 @@ export async function scanTargets(
   });
   job = ended.finished;
   ended.emit();
+  logJobFinished(log, job, fleet.clock.now(), notStarted.length ? { notStarted: notStarted.length } : {});
   if (succeeded > 0) {
     // Hooks never fail the scan: each one audits its own failures (see `AfterScanHook`).
     for (const hook of fleet.afterScan) await hook({ runtime: fleet, tenantId, jobId, actor, results });

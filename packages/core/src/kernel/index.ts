@@ -11,8 +11,17 @@ export { type Actor, ActorSchema } from './actor.js';
 export { audited, denied, refused } from './call-audit.js';
 export { type CallContext, createCallContext, type Occurrence } from './context.js';
 export type { Escalation, FleetEvents, RunbookEvents, ScriptEvents } from './events.js';
-export { type StartJobInput, startJob, taskId } from './jobs.js';
+export {
+  jobLogger,
+  logJobFinished,
+  logJobStarted,
+  logServerFailed,
+  type StartJobInput,
+  startJob,
+  taskId,
+} from './jobs.js';
 export { RunLease } from './lease.js';
+export { errorFields, noteSecrets, RedactingLogger, SecretValues } from './log.js';
 export {
   type EnqueueEventInput,
   type EnqueueInput,

@@ -1,6 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import type { EventEmitter } from 'eventemitter3';
 import type { EntityInputs, Job, TaskResult } from '../domain/index.js';
 import type { StoreScope } from '../ports/store.js';
+import type { FleetEvents } from './events.js';
+import type { RedactingLogger } from './log.js';
 
 /** What {@link startJob} needs: the job's fields and how each server's task starts. */
 export interface StartJobInput {
@@ -59,4 +62,96 @@ export async function startJob(
     );
   }
   return { job, tasks };
+}
+
+const JOB_NAMES: Record<Job['kind'], string> = {
+  scan: 'scan',
+  patch: 'patch run',
+  script: 'script run',
+  'key-rotation': 'key rotation',
+  access: 'access job',
+};
+
+/** A job's records: bound to its tenant, id and kind. */
+export function jobLogger(
+  logger: RedactingLogger,
+  job: Pick<Job, 'tenantId' | 'id' | 'kind'>,
+): RedactingLogger {
+  return logger.child({ tenantId: job.tenantId, jobId: job.id, kind: job.kind });
+}
+
+/**
+ * Tells the operator (info) that `job` started, or was resumed, once its start has committed:
+ * how many servers, who asked, and the workflow's own ids in `fields`.
+ */
+export function logJobStarted(log: RedactingLogger, job: Job, fields: Record<string, unknown> = {}): void {
+  log.info(
+    { servers: job.serverIds.length, requestedBy: job.requestedBy, ...fields },
+    `${JOB_NAMES[job.kind]} ${fields['resumed'] === true ? 'resumed' : 'started'}`,
+  );
+}
+
+/**
+ * Tells the operator that `job` ended (or paused: status `pending`), once its end has committed:
+ * its status, summary, reason and duration. A job that failed, partly failed or was stopped is a
+ * warning; any other end is information.
+ */
+export function logJobFinished(
+  log: RedactingLogger,
+  job: Job,
+  now: Date,
+  fields: Record<string, unknown> = {},
+): void {
+  const bad = job.status === 'failed' || job.status === 'partial' || job.status === 'stopped';
+  const started = job.startedAt ? Date.parse(job.startedAt) : Number.NaN;
+  log[bad ? 'warn' : 'info'](
+    {
+      status: job.status,
+      ...(job.summary ?? {}),
+      ...(job.reason ? { reason: job.reason } : {}),
+      ...(Number.isNaN(started) ? {} : { durationMs: Math.max(0, now.getTime() - started) }),
+      ...fields,
+    },
+    `${JOB_NAMES[job.kind]} ${job.status === 'pending' ? 'paused' : 'finished'}`,
+  );
+}
+
+/**
+ * Tells the operator that a server failed in a job: its id, the error's code and message (never
+ * the command's output). A changed host key is an error (a person must check the server before
+ * anything runs there again); any other failure a warning.
+ */
+export function logServerFailed(
+  log: RedactingLogger,
+  serverId: string,
+  error: { code: string; message: string },
+  fields: Record<string, unknown> = {},
+): void {
+  log[error.code === 'HOST_KEY_MISMATCH' ? 'error' : 'warn'](
+    { serverId, code: error.code, error: error.message, ...fields },
+    error.code === 'HOST_KEY_MISMATCH' ? 'server host key changed' : 'server failed',
+  );
+}
+
+/**
+ * Logs the end of every key rotation announced on `events` (`keys.rotation.completed` and
+ * `keys.rotation.failed`), as {@link logJobFinished} does for the other jobs. Nothing is attached
+ * for a silent logger.
+ */
+export function logKeyRotations(events: EventEmitter<FleetEvents>, logger: RedactingLogger): void {
+  if (logger.silent) return;
+  const log = (e: { tenantId: string; jobId: string }) =>
+    jobLogger(logger, { tenantId: e.tenantId, id: e.jobId, kind: 'key-rotation' });
+  events.on('keys.rotation.completed', (e) =>
+    log(e)[e.status === 'succeeded' ? 'info' : 'warn'](
+      { credentialId: e.credentialId, status: e.status },
+      'key rotation finished',
+    ),
+  );
+  events.on('keys.rotation.failed', (e) =>
+    log(e).warn(
+      { credentialId: e.credentialId, status: 'failed', reason: e.reason },
+      'key rotation finished',
+    ),
+  );
 }

@@ -8,9 +8,12 @@ import { CapabilityMissingError, toFleetwardError, ValidationError } from '../er
 import type { PackageManagerDriver } from '../os/driver.js';
 import { type Adapter, CAPABILITIES } from '../ports/adapter.js';
 import { type Clock, systemClock } from '../ports/clock.js';
+import { isLogger, type Logger } from '../ports/logger.js';
 import type { SecretStore } from '../ports/secret-store.js';
 import type { Store, StoreScope } from '../ports/store.js';
 import type { FleetEvents } from './events.js';
+import { logKeyRotations } from './jobs.js';
+import { noteSecrets, RedactingLogger, SecretValues } from './log.js';
 
 /** What a runtime is built from: the options of `createFleet`. */
 export interface RuntimeOptions {
@@ -30,6 +33,15 @@ export interface RuntimeOptions {
    * (`audit.checkpoint()`); see `generateAuditSigningKey`. Keep it out of the store.
    */
   auditSigningKey?: string | KeyObject;
+  /**
+   * Where operator logs go: jobs started and finished with their summary, servers failing in a
+   * job, runs taken over from a dead process, and (for the workers made over this runtime) outbox
+   * deliveries failing, scheduler and sweeper errors. A pino logger fits as it is; see
+   * {@link Logger} for the levels. Every record is redacted first: no private key, password,
+   * token, `Authorization` value, secret script parameter or SecretStore value reaches it.
+   * @default nothing is logged
+   */
+  logger?: Logger;
 }
 
 /** What an {@link AfterScanHook} is told about a finished scan. */
@@ -66,6 +78,11 @@ export class Runtime {
   readonly scanConcurrency: number;
   readonly accessOptions: AccessOptions;
   readonly auditSigningKey: { privateKey: KeyObject; publicKey: KeyObject } | undefined;
+  /**
+   * The `logger` option behind the SDK's redaction (see {@link RedactingLogger}); silent without
+   * one. Modules and workers log through it, never to the option directly.
+   */
+  readonly logger: RedactingLogger;
   /** Run after every scan with at least one success; see {@link AfterScanHook}. */
   readonly afterScan: AfterScanHook[] = [];
   readonly #adapters = new Map<string, Adapter>();
@@ -74,7 +91,18 @@ export class Runtime {
   constructor(options: RuntimeOptions) {
     this.store = options.store;
     this.clock = options.clock ?? systemClock;
-    this.secrets = options.secrets;
+    if (options.logger !== undefined && !isLogger(options.logger)) {
+      throw new ValidationError('FleetOptions', [
+        {
+          path: ['logger'],
+          message: 'must have the methods error, warn, info and debug (a pino logger fits)',
+        },
+      ]);
+    }
+    // Every value that passes through the SecretStore is known to the logger, which scrubs it.
+    const known = new SecretValues();
+    this.secrets = options.secrets ? noteSecrets(options.secrets, known) : undefined;
+    this.logger = new RedactingLogger(options.logger, known);
     this.drivers = options.drivers ?? DEFAULT_DRIVERS;
     this.scanConcurrency = options.scanConcurrency ?? 32;
     this.accessOptions = validate(AccessOptionsSchema, options.access ?? {}, 'FleetOptions.access');
@@ -102,6 +130,7 @@ export class Runtime {
       }
       this.#adapters.set(adapter.name, adapter);
     }
+    logKeyRotations(this.events, this.logger);
   }
 
   /**

@@ -3,7 +3,9 @@ import PQueue from 'p-queue';
 import { z } from 'zod';
 import { type OutboxMessage, validate } from '../domain/index.js';
 import { ConflictError, redact, toFleetwardError } from '../errors.js';
+import { noteSecrets, RedactingLogger, SecretValues } from '../kernel/log.js';
 import { type Clock, systemClock } from '../ports/clock.js';
+import { isLogger, type Logger } from '../ports/logger.js';
 import type { SecretStore } from '../ports/secret-store.js';
 import type { Store } from '../ports/store.js';
 import { listParked, replayMessage } from './outbox.js';
@@ -215,8 +217,21 @@ export const DispatcherOptionsSchema = z.strictObject({
   holder: z.string().min(1).max(200).optional(),
   /** The jitter source, in [0, 1). @default Math.random */
   random: fn<() => number>().optional(),
-  /** Errors of the `start` loop (a failing store). @default `process.emitWarning` */
+  /**
+   * Errors of the `start` loop (a failing store).
+   * @default logged to `logger` when there is one, else `process.emitWarning`
+   */
   onError: fn<(error: unknown) => void>().optional(),
+  /**
+   * Where the dispatcher tells the operator about deliveries: failed and retried (warn), given up
+   * and parked (error), delivered (debug), and errors of the `start` loop (error). Records carry
+   * the message's ids, channel, event type, attempt and error line; never its payload, the
+   * endpoint's URL or a header. Redacted like the Fleet's (pass `fleet.logger` to share its
+   * bindings and redaction). @default nothing is logged
+   */
+  logger: z
+    .custom<Logger>(isLogger, 'must have the methods error, warn, info and debug (a pino logger fits)')
+    .optional(),
 });
 /** Options of {@link createDispatcher}: the store, the SecretStore, and how to deliver and retry. */
 export type DispatcherOptions = z.input<typeof DispatcherOptionsSchema>;
@@ -265,6 +280,10 @@ export interface Dispatcher {
  */
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const o = validate(DispatcherOptionsSchema, options, 'DispatcherOptions');
+  // Signing secrets and integration credentials read through `secrets` are scrubbed from the log.
+  const known = new SecretValues();
+  const secrets = noteSecrets(o.secrets, known);
+  const log = new RedactingLogger(o.logger, known).child({ component: 'outbox-dispatcher' });
   const clock = o.clock ?? systemClock;
   const random = o.random ?? Math.random;
   const holder = o.holder ?? randomUUID();
@@ -277,8 +296,12 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   };
   const onError =
     o.onError ??
-    ((error: unknown) =>
-      process.emitWarning(`Fleetward outbox dispatcher: ${toFleetwardError(error, 'dispatching').message}`));
+    (o.logger
+      ? () => undefined
+      : (error: unknown) =>
+          process.emitWarning(
+            `Fleetward outbox dispatcher: ${toFleetwardError(error, 'dispatching').message}`,
+          ));
 
   const backoffMs = (attempts: number, retryAfter?: number) => {
     const ceiling = Math.min(o.backoff.capMs, o.backoff.baseMs * 2 ** Math.min(attempts - 1, 52));
@@ -328,7 +351,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       try {
         result = await handlers[message.channel]!(message, {
           store: o.store,
-          secrets: o.secrets,
+          secrets,
           clock,
           attempt: attempts,
         });
@@ -371,9 +394,35 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         }
         throw error;
       }
-      if (changes.status === 'delivered') summary.delivered++;
-      else if (changes.status === 'parked') summary.parked++;
-      else summary.retried++;
+      const about = {
+        tenantId: message.tenantId,
+        messageId: message.id,
+        deliveryId: message.deliveryId,
+        channel: message.channel,
+        eventType: message.eventType,
+        destinationId: message.destinationId,
+        attempt: attempts,
+      };
+      if (changes.status === 'delivered') {
+        summary.delivered++;
+        log.debug(about, 'outbox message delivered');
+      } else if (changes.status === 'parked') {
+        summary.parked++;
+        log.error(
+          {
+            ...about,
+            error: changes.lastError,
+            why: result.outcome === 'park' ? 'retrying cannot help' : `${o.maxAttempts} attempts spent`,
+          },
+          'outbox message given up: parked until replayed',
+        );
+      } else {
+        summary.retried++;
+        log.warn(
+          { ...about, error: changes.lastError, nextAttemptAt: changes.nextAttemptAt },
+          'outbox delivery failed; it will be retried',
+        );
+      }
     } finally {
       await o.store.leases.release(lease).catch(() => undefined);
     }
@@ -408,6 +457,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
           try {
             await runOnce();
           } catch (error) {
+            log.error({ err: error }, 'outbox dispatcher pass failed');
             onError(error);
           }
           if (stopping) break;

@@ -31,8 +31,9 @@ import {
 import { refused } from '../kernel/call-audit.js';
 import type { CallContext, Occurrence } from '../kernel/context.js';
 import type { Escalation } from '../kernel/events.js';
-import { startJob } from '../kernel/jobs.js';
+import { jobLogger, logJobFinished, logJobStarted, logServerFailed, startJob } from '../kernel/jobs.js';
 import { RunLease } from '../kernel/lease.js';
+import type { RedactingLogger } from '../kernel/log.js';
 import type { PackageManagerDriver, ResolvedTransaction } from '../os/driver.js';
 import type { Command } from '../ports/adapter.js';
 import { sleep } from '../util/sleep.js';
@@ -191,7 +192,13 @@ export async function executePlan(
 
   const holder = opts.holder ?? `${process.pid}-${randomUUID()}`;
   const leaseName = `patch-run:${tenantId}:${planId}`;
-  const lease = await RunLease.acquire(store, leaseName, holder, opts.leaseTtlMs);
+  const lease = await RunLease.acquire(
+    store,
+    leaseName,
+    holder,
+    opts.leaseTtlMs,
+    fleet.logger.child({ tenantId, planId }),
+  );
   if (!lease) throw await refuse(`plan ${planId} is being executed by another process`);
 
   const target = { type: 'patch-plan', id: planId };
@@ -236,9 +243,13 @@ export async function executePlan(
       }));
     } else {
       job = await store.jobs.require(tenantId, plan.jobId!);
+      // A job still running with its lease free: the process that ran it is gone.
+      if (job.status === 'running') lease.reportTakeover({ planId, jobId: job.id });
       ({ emit: announce } = await ctx.record(store, started(job.id, true, { resumed: true })));
     }
     announce();
+    const log = jobLogger(fleet.logger, job);
+    logJobStarted(log, job, { planId, resumed });
 
     const tasks = new Map(
       (await store.taskResults.listAll(tenantId, { where: { jobId: job.id } })).map((t) => [t.serverId, t]),
@@ -252,6 +263,10 @@ export async function executePlan(
         jobId: job.id,
         nextWindow: next?.start.toISOString() ?? null,
       });
+      log.info(
+        { planId, nextWindow: next?.start.toISOString() ?? null },
+        'patch run waiting for its maintenance window',
+      );
       if (!opts.waitForWindow || !next) {
         job = await store.jobs.update(
           tenantId,
@@ -262,6 +277,7 @@ export async function executePlan(
           },
           { expectedVersion: job.version },
         );
+        logJobFinished(log, job, fleet.clock.now(), { planId });
         return job;
       }
       // The Fleet's clock decides when the window opens, so it is read again after every nap
@@ -279,7 +295,7 @@ export async function executePlan(
       }
     }
 
-    const run = new RunState(ctx, plan, policy, job, tasks, servers, opts, signal, () => lease.held, {
+    const run = new RunState(ctx, plan, policy, job, tasks, servers, opts, signal, () => lease.held, log, {
       actor,
       ...(rule ? { rule } : {}),
     });
@@ -346,6 +362,11 @@ export async function executePlan(
     });
     job = ended.finished;
     ended.emit();
+    logJobFinished(log, job, fleet.clock.now(), {
+      planId,
+      skipped: counts.skipped,
+      notStarted: counts.notStarted,
+    });
     if (outcome.status === 'stopped' || outcome.status === 'pending') {
       run.escalate({ kind: 'run-stopped', reason: outcome.reason ?? 'stopped' });
     }
@@ -366,6 +387,7 @@ class RunState {
   readonly #opts: z.output<typeof ExecuteOptionsSchema>;
   readonly #signal: AbortSignal | undefined;
   readonly #leaseHeld: () => boolean;
+  readonly #log: RedactingLogger;
   readonly #by: Pick<AuditInput, 'actor' | 'rule'>;
   #failures = 0;
   #stopReason: string | undefined;
@@ -382,9 +404,11 @@ class RunState {
     opts: z.output<typeof ExecuteOptionsSchema>,
     signal: AbortSignal | undefined,
     leaseHeld: () => boolean,
+    log: RedactingLogger,
     by: Pick<AuditInput, 'actor' | 'rule'>,
   ) {
     this.#leaseHeld = leaseHeld;
+    this.#log = log;
     this.#by = by;
     this.#ctx = ctx;
     this.#plan = plan;
@@ -618,6 +642,11 @@ class RunState {
         status,
         ...(error ? { reason: error.message } : {}),
       });
+      const step = failure instanceof ServerFailure ? { step: failure.step } : {};
+      if (status === 'failed' && error) logServerFailed(this.#log, serverId, error, step);
+      if (status === 'skipped' && error) {
+        this.#log.info({ serverId, code: error.code, error: error.message, ...step }, 'server skipped');
+      }
       if (status === 'failed') {
         this.escalate({
           kind: 'server-failed',

@@ -12,7 +12,7 @@ import {
   type Server,
   validate,
 } from '../domain/index.js';
-import { checkEntityInput } from '../domain/options.js';
+import { checkEntityInput, RemoveOptionsSchema, validateOptions } from '../domain/options.js';
 import { runCommand } from '../engine/exec.js';
 import { AuthorizationError, ConflictError, toFleetwardError, ValidationError } from '../errors.js';
 import { scanTargets } from '../inventory/scan.js';
@@ -70,6 +70,16 @@ export interface PatchPoliciesApi {
   update(id: string, changes: PatchPolicyChanges, options: { expectedVersion: number }): Promise<PatchPolicy>;
   /** The policy. @throws NotFoundError when there is none; AuthorizationError. */
   get(id: string): Promise<PatchPolicy>;
+  /**
+   * Removes a policy (with `expectedVersion`, only that version); resolves `false` when there was
+   * none. Plans made from it stay as they are, content, hash and approvals, for the record; but
+   * approving or executing needs the policy, so its plans that still await approval or are
+   * approved can no longer go on.
+   * @throws ConflictError while a plan of it is executing (a run, or a paused one, reads the
+   * policy until it ends) or for a stale version; ValidationError for a malformed id or options;
+   * AuthorizationError (`patch.policy` on the policy's project).
+   */
+  remove(id: string, options?: { expectedVersion?: number }): Promise<boolean>;
   /** Every patch policy of the tenant. @throws AuthorizationError without `patch.read` anywhere. */
   list(): Promise<PatchPolicy[]>;
 }
@@ -407,6 +417,35 @@ export function createPatchApi(internals: () => CallContext): PatchApi {
           policyResources(policy.projectId),
           { type: 'patch-policy', id },
           async () => policy,
+        );
+      },
+      remove: async (id: string, options: { expectedVersion?: number } = {}): Promise<boolean> => {
+        const ctx = internals();
+        validate(IdSchema, id, 'policyId');
+        const opts = validateOptions(RemoveOptionsSchema, options, 'RemoveOptions');
+        const current = await ctx.runtime.store.patchPolicies.get(ctx.tenantId, id);
+        return ctx.write(
+          'patch.policy',
+          // An unknown policy has no project: telling that it is gone takes patch.policy tenant-wide.
+          current ? policyResources(current.projectId) : [{ type: 'patch-policy' }],
+          { type: 'patch-policy', id },
+          async (tx) => {
+            if (!current) return false;
+            const executing = (await tx.patchPlans.listAll(ctx.tenantId, { where: { policyId: id } })).filter(
+              (p) => p.status === 'executing',
+            );
+            if (executing.length) {
+              throw new ConflictError(
+                `patch policy ${id} is in use by executing plan ${executing.map((p) => p.id).join(', ')}; let the run end (or resume and finish it) first`,
+                { retryable: false },
+              );
+            }
+            return tx.patchPolicies.delete(ctx.tenantId, id, opts);
+          },
+          (removed) =>
+            removed && current
+              ? { policyId: id, projectId: current.projectId }
+              : { policyId: id, removed: false },
         );
       },
       list: async () => {

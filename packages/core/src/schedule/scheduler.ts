@@ -4,6 +4,7 @@ import type { ScanSchedule } from '../domain/index.js';
 import { ConflictError, toFleetwardError, ValidationError } from '../errors.js';
 import { scanTargets } from '../inventory/scan.js';
 import { createCallContext } from '../kernel/context.js';
+import type { RedactingLogger } from '../kernel/log.js';
 import type { Runtime } from '../kernel/runtime.js';
 import { Ticker } from '../util/ticker.js';
 
@@ -47,7 +48,10 @@ export interface SchedulerOptions {
   fleet: Runtime;
   /** Identifies this process in logs and jobs. @default a random id */
   holder?: string;
-  /** Called when a scheduled scan could not run or failed; never throws into the scheduler. */
+  /**
+   * Called when a scheduled scan could not run or failed; never throws into the scheduler. The
+   * failure is also logged (error) to the fleet's `logger`.
+   */
   onError?: (error: unknown, schedule: ScanSchedule) => void;
 }
 
@@ -67,15 +71,20 @@ export class ScanScheduler {
   readonly #fleet: Runtime;
   readonly holder: string;
   readonly #onError: SchedulerOptions['onError'];
+  readonly #log: RedactingLogger;
   readonly #ticker = new Ticker(
     () => this.tick(),
-    (error) => this.#onError?.(error, undefined as never),
+    (error) => {
+      this.#log.error({ err: error }, 'scan scheduler tick failed');
+      this.#onError?.(error, undefined as never);
+    },
   );
 
   constructor(options: SchedulerOptions) {
     this.#fleet = options.fleet;
     this.holder = options.holder ?? `scheduler-${randomUUID()}`;
     this.#onError = options.onError;
+    this.#log = options.fleet.logger.child({ component: 'scan-scheduler', holder: this.holder });
   }
 
   /** Looks at every enabled schedule once and runs the due ones. */
@@ -99,6 +108,10 @@ export class ScanScheduler {
           if (error instanceof ConflictError) continue; // another process claimed this slot
           throw error;
         }
+        this.#log.debug(
+          { tenantId, scheduleId: schedule.id, slot: slot.toISOString() },
+          'scheduled scan slot claimed',
+        );
         try {
           const outcome = await scanTargets(
             createCallContext(this.#fleet, { tenantId, principalId: schedule.runAs }),
@@ -115,7 +128,19 @@ export class ScanScheduler {
           ran.push({ tenantId, scheduleId: schedule.id, slot: slot.toISOString(), jobId: outcome.job.id });
         } catch (error) {
           ran.push({ tenantId, scheduleId: schedule.id, slot: slot.toISOString() });
-          this.#onError?.(toFleetwardError(error, `scheduled scan ${schedule.id}`), schedule);
+          const failure = toFleetwardError(error, `scheduled scan ${schedule.id}`);
+          this.#log.error(
+            {
+              tenantId,
+              scheduleId: schedule.id,
+              projectId: schedule.projectId,
+              runAs: schedule.runAs,
+              slot: slot.toISOString(),
+              err: failure,
+            },
+            'scheduled scan failed',
+          );
+          this.#onError?.(failure, schedule);
         }
       }
     }

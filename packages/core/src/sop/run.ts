@@ -33,8 +33,9 @@ import {
 import { resolveTargets, TargetsSchema } from '../inventory/targets.js';
 import { refused } from '../kernel/call-audit.js';
 import type { CallContext } from '../kernel/context.js';
-import { startJob } from '../kernel/jobs.js';
+import { jobLogger, logJobFinished, logJobStarted, logServerFailed, startJob } from '../kernel/jobs.js';
 import { RunLease } from '../kernel/lease.js';
+import type { RedactingLogger } from '../kernel/log.js';
 import type { ExecResult } from '../ports/adapter.js';
 import type { StoreScope } from '../ports/store.js';
 import { createFileInFolder, openFolder, type PendingFile, type SafeFolder } from '../util/safe-fs.js';
@@ -455,6 +456,7 @@ class RunExecution {
   readonly #secrets: Record<string, string>;
   #job!: Job;
   readonly #tasks = new Map<string, TaskResult>();
+  #log: RedactingLogger | undefined;
 
   constructor(
     ctx: CallContext,
@@ -482,6 +484,12 @@ class RunExecution {
     return scriptEvents(this.#ctx.runtime);
   }
 
+  /** The job's logger, which also scrubs the run's secret parameter values. */
+  #logger(): RedactingLogger {
+    this.#log ??= jobLogger(this.#ctx.runtime.logger, this.#job).withSecrets(Object.values(this.#secrets));
+    return this.#log;
+  }
+
   async execute(signal: AbortSignal | undefined, lease: RunLease): Promise<ScriptRunResults> {
     const ctx = this.#ctx;
     const onAbort = () => this.#abort.abort();
@@ -495,8 +503,17 @@ class RunExecution {
     );
     try {
       const resumed = this.#run.status !== 'awaiting-start';
+      // Still running with its lease free: the process that ran it is gone.
+      const abandoned = this.#run.status === 'running';
       if (resumed) await this.#prepareResume();
       else await this.#prepareStart();
+      if (abandoned) lease.reportTakeover({ runId: this.#run.id, jobId: this.#job.id });
+      logJobStarted(this.#logger(), this.#job, {
+        runId: this.#run.id,
+        script: this.#run.scriptName,
+        revision: this.#run.revision,
+        resumed,
+      });
       this.#events().emit('script.run.started', {
         tenantId: ctx.tenantId,
         runId: this.#run.id,
@@ -804,6 +821,13 @@ class RunExecution {
       (t) => serverAudit(ctx, this.#actor, run, t),
     );
     this.#tasks.set(serverId, saved);
+    if (state === 'failed' && error) {
+      logServerFailed(this.#logger(), serverId, error, {
+        ...(exitCode !== undefined ? { exitCode } : {}),
+        unreachable,
+        timedOut,
+      });
+    }
     this.#events().emit('script.server.completed', {
       tenantId: ctx.tenantId,
       runId: run.id,
@@ -937,6 +961,12 @@ class RunExecution {
       await ctx.runtime.secrets?.delete(this.#run.secretsRef).catch(() => undefined);
     }
     announce();
+    const all = [...this.#tasks.values()];
+    logJobFinished(this.#logger(), this.#job, ctx.runtime.clock.now(), {
+      runId: this.#run.id,
+      script: this.#run.scriptName,
+      notStarted: all.filter((t) => stateOf(t) === 'not-started').length,
+    });
   }
 
   /** Ends a run whose executing process is gone (or that never started executing) as cancelled. */
@@ -1025,6 +1055,7 @@ async function execute(
     `script-run:${ctx.tenantId}:${runId}`,
     holder,
     opts.leaseTtlMs,
+    ctx.runtime.logger.child({ tenantId: ctx.tenantId, runId }),
   );
   if (!lease) throw await refuse(`script run ${runId} is being executed by another process`);
   try {

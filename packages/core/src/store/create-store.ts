@@ -7,6 +7,7 @@ import {
   AuditInputSchema,
   type AuditRecord,
   ENTITY_KINDS,
+  ENTITY_NOUNS,
   ENTITY_SCHEMAS,
   type EntityInputs,
   type EntityKind,
@@ -97,7 +98,7 @@ class EntityRepository<K extends EntityKind> implements Repository<K> {
 
   async require(tenantId: string, id: string): Promise<EntityTypes[K]> {
     const found = await this.get(tenantId, id);
-    if (!found) throw new NotFoundError(this.#kind, id);
+    if (!found) throw new NotFoundError(ENTITY_NOUNS[this.#kind], id);
     return found;
   }
 

@@ -45,6 +45,8 @@ beforeEach(async () => {
     adapters: [unreachable],
     clock,
     access: {
+      // These tests are about the request workflow; the server check is tested in request-checks.test.ts.
+      checkServers: false,
       requiredApprovals: 2,
       pendingTtlMinutes: 60,
       maxDurationMinutes: 240,
@@ -338,7 +340,7 @@ describe('access.approve', () => {
       adapters: [unreachable],
       clock,
       secrets,
-      access: { requiredApprovals: 1 },
+      access: { requiredApprovals: 1, checkServers: false },
     });
     const carol = withSecrets.as({ tenantId: T, principalId: 'carol' });
     const request = await carol.access.request(certRequest);

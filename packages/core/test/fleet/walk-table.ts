@@ -43,6 +43,13 @@ export interface WalkIds {
   runId: string;
   runbookName: string;
   runbookRunId: string;
+  /** A principal with one role binding (`bindingId`), neither of them needed by anything else. */
+  principalId: string;
+  bindingId: string;
+  /** A role no binding uses. */
+  roleId: string;
+  /** An account no server belongs to. */
+  accountId: string;
   /** A folder a script repository was exported into. */
   repoDir: string;
   /** An empty folder for exports. */
@@ -99,9 +106,21 @@ export async function createWalkFixture(): Promise<WalkFixture> {
   await admin.iam.addPrincipal({ id: 'approver', name: 'Approver', kind: 'human', affiliation: 'employee' });
   await admin.iam.bindRole('approver', TENANT_ADMIN_ROLE_ID);
   await admin.iam.addPrincipal({ id: 'nobody', name: 'Nobody', kind: 'human', affiliation: 'employee' });
+  await admin.iam.addPrincipal({ id: 'leaver', name: 'Leaver', kind: 'human', affiliation: 'contractor' });
+  await admin.iam.addRole({
+    id: 'viewer',
+    name: 'Viewer',
+    rules: [{ effect: 'allow', actions: ['inventory.read'] }],
+  });
+  const unused = await admin.iam.addRole({
+    id: 'unused',
+    name: 'Unused',
+    rules: [{ effect: 'deny', actions: ['patch.*'] }],
+  });
   const approver = fleet.as({ tenantId: T, principalId: 'approver' });
 
   await admin.accounts.add({ id: 'dc', name: 'dc', provider: 'ssh' });
+  const spare = await admin.accounts.add({ id: 'spare', name: 'spare', provider: 'ssh' });
   const server = await admin.servers.add({
     id: 'web-1',
     name: 'web-1',
@@ -112,6 +131,7 @@ export async function createWalkFixture(): Promise<WalkFixture> {
     labels: { tier: 'web' },
   });
   const project = await admin.projects.add({ id: 'web', name: 'web', selector: { labels: { tier: 'web' } } });
+  const leaverBinding = await admin.iam.bindRole('leaver', 'viewer', { projectIds: [project.id] });
   const policy = await admin.patch.policies.add({ id: 'pol', name: 'Policy', projectId: project.id });
   // A real plan needs a successful install simulation; its record is all the methods need.
   const plan = await fleet.store.patchPlans.create({
@@ -211,6 +231,10 @@ export async function createWalkFixture(): Promise<WalkFixture> {
       runId: run.id,
       runbookName: runbook.name,
       runbookRunId: runbookRun.id,
+      principalId: 'leaver',
+      bindingId: leaverBinding.id,
+      roleId: unused.id,
+      accountId: spare.id,
       repoDir,
       exportDir,
     },
@@ -277,6 +301,8 @@ export const WALK_TABLE: Record<string, WalkRow> = {
   'servers.list': { args: () => [{}], action: 'inventory.read' },
   'accounts.add': { args: () => [{ id: 'dc2', name: 'dc2', provider: 'ssh' }], action: 'inventory.write' },
   'accounts.list': { args: () => [], action: 'inventory.read' },
+  'accounts.get': { args: (i) => [i.accountId], action: 'inventory.read' },
+  'accounts.remove': { args: (i) => [i.accountId, {}], action: 'inventory.write' },
   'projects.add': {
     args: () => [{ id: 'db', name: 'db', selector: { labels: { tier: 'db' } } }],
     action: 'inventory.write',
@@ -290,7 +316,7 @@ export const WALK_TABLE: Record<string, WalkRow> = {
   'projects.list': { args: () => [], action: 'inventory.read' },
   'projects.servers': { args: (i) => [i.projectId], action: 'inventory.read' },
 
-  // ---- principals
+  // ---- principals, roles and bindings
   'iam.addPrincipal': {
     args: () => [{ id: 'new-p', name: 'New', kind: 'human', affiliation: 'employee' }],
     action: 'iam.write',
@@ -300,6 +326,17 @@ export const WALK_TABLE: Record<string, WalkRow> = {
     action: 'iam.write',
   },
   'iam.listPrincipals': { args: () => [], action: 'iam.read' },
+  'iam.getPrincipal': { args: (i) => [i.principalId], action: 'iam.read' },
+  'iam.removePrincipal': { args: (i) => [i.principalId], action: 'iam.write' },
+  'iam.listBindings': { args: (i) => [{ principalId: i.principalId }], action: 'iam.read' },
+  'iam.unbindRole': { args: (i) => [i.bindingId], action: 'iam.write' },
+  'iam.addRole': {
+    args: () => [{ id: 'role-2', name: 'Role 2', rules: [{ effect: 'allow', actions: ['inventory.read'] }] }],
+    action: 'iam.write',
+  },
+  'iam.getRole': { args: (i) => [i.roleId], action: 'iam.read' },
+  'iam.listRoles': { args: () => [], action: 'iam.read' },
+  'iam.removeRole': { args: (i) => [i.roleId], action: 'iam.write' },
 
   // ---- reports
   'reports.compliance': {
@@ -335,6 +372,7 @@ export const WALK_TABLE: Record<string, WalkRow> = {
     action: 'patch.policy',
   },
   'patch.policies.get': { args: (i) => [i.policyId], action: 'patch.read' },
+  'patch.policies.remove': { args: (i) => [i.policyId, {}], action: 'patch.policy' },
   'patch.policies.list': {
     args: () => [],
     action: 'patch.read',
@@ -379,6 +417,7 @@ export const WALK_TABLE: Record<string, WalkRow> = {
   },
   'compliance.standards.remove': { args: (i) => [i.standardId, {}], action: 'patch.policy' },
   'compliance.standards.list': { args: () => [{}], action: 'patch.read' },
+  'compliance.standards.get': { args: (i) => [i.standardId], action: 'patch.read' },
   'compliance.evaluate': { args: (i) => [{ serverIds: [i.serverId] }], action: 'patch.read' },
   'compliance.summary': { args: (i) => [{ projectId: i.projectId }], action: 'patch.read' },
 
