@@ -57,6 +57,8 @@ const EXCLUDED = [
   ['e2e/**', 'end-to-end: lab hosts and packed tarballs (outside SELECTION anyway)'],
   ['packages/testkit/test/lab/**', 'the lab itself: root, network namespaces, overlayfs, sshd'],
   ['packages/adapter-ssh/test/lab-scan.test.ts', 'the lab'],
+  ['packages/adapter-ssh/test/access-checks-lab.test.ts', 'the lab'],
+  ['packages/cli/test/access-lab-cli.test.ts', 'the lab'],
   ['packages/adapter-ssh/test/ssh.test.ts', 'a real sshd started for the test'],
   ['packages/adapter-ssh/test/conformance.test.ts', 'a real sshd started for the test'],
   ['packages/adapter-ssh/test/non-root.test.ts', 'a real sshd and a non-root account (root)'],

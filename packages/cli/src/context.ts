@@ -9,6 +9,7 @@ import {
   createLocalAdapter,
   type Fleet,
   type FleetSession,
+  type Logger,
   NotFoundError,
   type SecretStore,
   type Server,
@@ -153,7 +154,7 @@ export async function openContext(
   config: ResolvedConfig,
   env: NodeJS.ProcessEnv,
   signal: AbortSignal,
-  options: { create?: boolean } = {},
+  options: { create?: boolean; logger?: Logger } = {},
 ): Promise<CliContext> {
   const store = await openStore(config, options.create ?? false);
   let secrets: SecretStore | undefined;
@@ -167,6 +168,7 @@ export async function openContext(
     store,
     adapters: [createLocalAdapter(), sshAdapterFrom(config.ssh, env)],
     ...(secrets ? { secrets } : {}),
+    ...(options.logger ? { logger: options.logger } : {}),
   });
   return {
     fleet,

@@ -16,6 +16,7 @@ import { type CliContext, initialise, openContext } from './context.js';
 import { type CommandDeps, EXIT } from './deps.js';
 import { registerIamCommands } from './iam-commands.js';
 import { registerInventoryCommands } from './inventory-commands.js';
+import { jsonLinesLogger, LOG_LEVELS, type LogLevel } from './log.js';
 import {
   defaultIds,
   describeError,
@@ -127,6 +128,12 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
     )
     .option('--json', 'the same as --output json')
     .option('--no-color', 'plain output (NO_COLOR is honoured too)')
+    .addOption(
+      new Option(
+        '--log-level <level>',
+        'operator log lines (JSON) on stderr: what runs, fails, retries (FLEETWARD_LOG_LEVEL; default off)',
+      ).choices([...LOG_LEVELS]),
+    )
     .addHelpText('after', `\n${PRECEDENCE_HELP}`)
     .configureHelp({ showGlobalOptions: true, sortSubcommands: false })
     .configureOutput({
@@ -146,6 +153,18 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
     return config;
   };
 
+  /** `--log-level`, else FLEETWARD_LOG_LEVEL (of `io.env`, not necessarily `process.env`), else off. */
+  const logLevel = (): LogLevel => {
+    const flag = program.opts<{ logLevel?: LogLevel }>().logLevel;
+    if (flag) return flag;
+    const fromEnv = io.env['FLEETWARD_LOG_LEVEL'];
+    if (fromEnv === undefined || fromEnv === '') return 'off';
+    if (!(LOG_LEVELS as readonly string[]).includes(fromEnv)) {
+      throw new InvalidArgumentError(`FLEETWARD_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
+    }
+    return fromEnv as LogLevel;
+  };
+
   const onSignal = (signal: NodeJS.Signals) =>
     controller.abort(new FleetwardError('ABORTED', `interrupted by ${signal}`));
   const withSignals = async <T>(fn: () => Promise<T>): Promise<T> => {
@@ -162,7 +181,11 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
   const open = async <T>(create: boolean, fn: (ctx: CliContext) => Promise<T>): Promise<T> =>
     withSignals(async () => {
       const cfg = configOf();
-      const ctx = await openContext(cfg, io.env, controller.signal, { create });
+      const level = logLevel();
+      const ctx = await openContext(cfg, io.env, controller.signal, {
+        create,
+        ...(level !== 'off' ? { logger: jsonLinesLogger(level, io.stderr) } : {}),
+      });
       try {
         if (!create && !(await ctx.fleet.store.tenants.get(cfg.tenant, cfg.tenant))) {
           throw new NotFoundError('tenant', cfg.tenant, {

@@ -63,6 +63,12 @@ export function planSummary(plan: PatchPlan, c: Colors): string {
   const installs = plan.servers.flatMap((s) =>
     s.resolved.map((p) => `  ${s.serverId}  ${p.name}=${p.version}${p.isNew ? ' (new dependency)' : ''}`),
   );
+  // What a reviewer decides on with `approve --exclusion`: each package and why it is held back.
+  const secondary = plan.servers.flatMap((s) =>
+    s.heldBack
+      .filter((h) => h.needsSecondaryApproval)
+      .map((h) => `  ${s.serverId}  ${h.name}=${h.version}: ${h.reason}`),
+  );
   return [
     `Plan ${plan.id} (${plan.status}) of policy ${plan.policyId}, project ${plan.projectId}`,
     `Hash ${plan.hash}`,
@@ -72,6 +78,7 @@ export function planSummary(plan: PatchPlan, c: Colors): string {
       rows,
     ),
     ...(installs.length ? ['', 'To install:', ...installs] : []),
+    ...(secondary.length ? ['', 'Held back until a secondary approval:', ...secondary] : []),
     ...(blocked.length ? ['', 'Blocked (skipped when the plan runs):', ...blocked] : []),
   ].join('\n');
 }
@@ -437,7 +444,8 @@ export function registerPatchCommands(program: Command, deps: CommandDeps): void
             signal: ctx.signal,
           });
           print(job, { human: (j) => runText(j, planId) });
-          setExit(runExit(job));
+          // Interrupted (SIGINT/SIGTERM): not a success, whatever the run's state.
+          setExit(ctx.signal.aborted ? EXIT.failure : runExit(job));
         } finally {
           stopFollowing();
         }

@@ -272,6 +272,22 @@ describe('fleetward — the frame every command shares', () => {
       expect(r.stdout).not.toContain('fleetward report');
     });
 
+    it('--log-level — operator records as JSON lines on stderr (job start and end, the failing server); off by default', async () => {
+      await run(['servers', 'add', 'gone', '--address', '127.0.0.1', '--port', '1', '--user', 'nobody']);
+      const quiet = await run(['scan', '--server', 'gone'], { SSH_AUTH_SOCK: join(work, 'no-agent') });
+      expect(quiet.stderr).toBe('');
+      const r = await run(['--log-level', 'info', 'scan', '--server', 'gone'], { SSH_AUTH_SOCK: join(work, 'no-agent') });
+      const records = r.stderr
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as { level: string; msg?: string; serverId?: string; tenantId?: string });
+      expect(records.some((x) => x.level === 'warn' && x.serverId === 'gone')).toBe(true);
+      expect(records.some((x) => x.level === 'info' && x.tenantId === 'default')).toBe(true);
+      expect(records.every((x) => ['error', 'warn', 'info'].includes(x.level))).toBe(true);
+      const env = await run(['scan', '--server', 'gone'], { SSH_AUTH_SOCK: join(work, 'no-agent'), FLEETWARD_LOG_LEVEL: 'debug' });
+      expect(env.stderr).toContain('"level":"warn"');
+    });
+
     it('accounts and projects — add, list, show, remove', async () => {
       expect((await run(['accounts', 'add', 'dc1', '--region', 'fra,ams'])).code).toBe(EXIT.ok);
       expect(JSON.parse((await run(['accounts', 'show', 'dc1', '--json'])).stdout)).toMatchObject({

@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { EXIT, runCli } from '@fleetward/cli';
 import { createFleet, createLocalAdapter, type Fleet, type PatchPlan } from '@fleetward/core';
 import { createSqliteStore } from '@fleetward/store-sqlite';
+import { createColors } from 'picocolors';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { planSummary } from '../src/patch-commands.js';
 import { type CliResult, runCliIn } from './support/run.js';
 
 let dir: string;
@@ -154,7 +156,7 @@ describe('fleetward plan, approve, patch', () => {
     expect((await run('plan', '--policy', 'sec', '--project', 'web')).code).toBe(EXIT.usage);
   });
 
-  it('patch --wait-for-window — shows when the window opens, holds the run lease while waiting, and SIGTERM cancels and releases it', async () => {
+  it('patch --wait-for-window — shows when the window opens, holds the run lease while waiting; SIGTERM stops waiting, releases it and leaves the plan approved', async () => {
     await unreachableFleet();
     const plan = await approvedPlan();
     let sawWaiting: () => void = () => {};
@@ -171,12 +173,15 @@ describe('fleetward plan, approve, patch', () => {
 
     expect(r.stderr).toContain(`Waiting for the maintenance window: opens ${nextNewYear()}`);
     expect(r.code).toBe(EXIT.failure);
-    expect(r.stdout).toMatch(/^Run \S+ cancelled/);
+    expect(r.stdout).toMatch(/^Not started: waiting for the maintenance window .*the caller stopped waiting/);
     expect(await runLease(plan.id)).toBeUndefined();
+    // Nothing was started and the approval stands: the next run waits (or runs) again.
     const again = await run('--as', 'bob', 'patch', plan.id);
-    expect(again.code).toBe(EXIT.failure);
+    expect(again.code, again.stderr).toBe(EXIT.ok);
     expect(again.stderr).not.toContain('being executed by another process');
-    expect(again.stderr).toContain('is cancelled');
+    expect(again.stdout).toContain(
+      `Not started: waiting for the maintenance window opening ${nextNewYear()}`,
+    );
   });
 
   it('patch --wait-for-window — says when the window opened, then a line per server', async () => {
@@ -212,5 +217,42 @@ describe('fleetward plan, approve, patch', () => {
     expect(r.code).toBe(EXIT.partial);
     expect(r.stdout).toMatch(/^Run \S+ partial: 0 of 1 server\(s\) patched, 0 failed/);
     expect(await runLease(id)).toBeUndefined();
+  });
+});
+
+describe('the plan as a reviewer reads it', () => {
+  it('planSummary — lists each package held back for a secondary approval with its reason, not the others', () => {
+    const plan = {
+      id: 'p1',
+      status: 'awaiting-approval',
+      policyId: 'db-security',
+      projectId: 'db',
+      hash: 'a'.repeat(64),
+      stopCondition: { maxFailures: 1 },
+      waves: [{ name: 'all', serverIds: ['db-1'] }],
+      servers: [
+        {
+          serverId: 'db-1',
+          scanId: 's1',
+          selected: [],
+          resolved: [],
+          heldBack: [
+            {
+              name: 'labdemo',
+              version: '1.1-1',
+              reason: 'excluded by labdemo',
+              needsSecondaryApproval: true,
+            },
+            { name: 'labtool', version: '2.1-1', reason: 'category bugfix', needsSecondaryApproval: false },
+          ],
+        },
+      ],
+    } as unknown as PatchPlan;
+    const text = planSummary(plan, createColors(false));
+    expect(text).toMatch(/^db-1 +all +0 +0 +2 +labdemo +ok$/m);
+    expect(text).toContain(
+      'Held back until a secondary approval:\n  db-1  labdemo=1.1-1: excluded by labdemo',
+    );
+    expect(text).not.toContain('labtool=2.1-1');
   });
 });

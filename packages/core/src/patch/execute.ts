@@ -267,19 +267,20 @@ export async function executePlan(
         { planId, nextWindow: next?.start.toISOString() ?? null },
         'patch run waiting for its maintenance window',
       );
-      if (!opts.waitForWindow || !next) {
+      const stillWaiting = async (why: string) => {
         job = await store.jobs.update(
           tenantId,
           job.id,
           {
             status: 'pending',
-            reason: `waiting for the maintenance window${next ? ` opening ${next.start.toISOString()}` : ' (none ahead)'}`,
+            reason: `waiting for the maintenance window${next ? ` opening ${next.start.toISOString()}` : ' (none ahead)'}${why}`,
           },
           { expectedVersion: job.version },
         );
         logJobFinished(log, job, fleet.clock.now(), { planId });
         return job;
-      }
+      };
+      if (!opts.waitForWindow || !next) return stillWaiting('');
       // The Fleet's clock decides when the window opens, so it is read again after every nap
       // rather than trusted to match one long timer (an injected clock need not follow the machine's).
       for (;;) {
@@ -289,9 +290,13 @@ export async function executePlan(
         if (!upcoming) break;
         const left = upcoming.start.getTime() - now.getTime();
         await sleep(Math.max(0, Math.min(left, opts.pollIntervalMs)), signal).catch((error: unknown) => {
-          // Cancelled while waiting: the run ends below as cancelled, with no server started.
           if (!(error instanceof AbortedError)) throw error;
         });
+      }
+      // Stopped while waiting, before any server was touched: only the waiting ends. The plan
+      // stays as approved and the run pending, so executing it again waits (or runs) anew.
+      if (signal?.aborted && !windowAt(policy.window, fleet.clock.now())) {
+        return stillWaiting(' (the caller stopped waiting; nothing was started)');
       }
     }
 

@@ -401,7 +401,7 @@ describe('executePlan — the maintenance window', () => {
     expect(hosts['s1']!.installed.get('demo')).toBe('1.1');
   });
 
-  it('executePlan — cancelled while waiting for the window, the run ends cancelled with no server started', async () => {
+  it('executePlan — stopped while waiting for the window: only the waiting ends; no server started, the plan stays approved and runs in its window', async () => {
     const clock = new ManualClock('2026-06-06T12:00:00.000Z');
     const { fleet, hosts, bob, approved, tasks } = await setup(['s1'], { window }, { clock });
     const plan = await approved();
@@ -409,9 +409,16 @@ describe('executePlan — the maintenance window', () => {
     const abort = new AbortController();
     fleet.events.on('patch.run.waiting', () => abort.abort());
     const job = await bob.patch.executePlan(plan.id, { waitForWindow: true, signal: abort.signal });
-    expect(job.status).toBe('cancelled');
-    expect((await tasks(job.id))['s1']!.status).toBe('cancelled');
+    expect(job.status).toBe('pending');
+    expect(job.reason).toContain('the caller stopped waiting');
+    expect((await tasks(job.id))['s1']!.status).toBe('pending');
     expect(hosts['s1']!.log).toEqual([]);
+    expect((await bob.patch.getPlan(plan.id)).status).not.toBe('cancelled');
+    clock.set(OPEN);
+    const resumed = await bob.patch.executePlan(plan.id);
+    expect(resumed.id).toBe(job.id);
+    expect(resumed.status).toBe('succeeded');
+    expect(hosts['s1']!.installed.get('demo')).toBe('1.1');
   });
 });
 
