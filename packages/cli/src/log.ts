@@ -21,7 +21,9 @@ export function jsonLinesLogger(
       if (LOG_LEVELS.indexOf(name) > rank || rank === 0) return;
       const fields = typeof fieldsOrMessage === 'string' ? {} : fieldsOrMessage;
       const msg = typeof fieldsOrMessage === 'string' ? fieldsOrMessage : message;
-      write(`${JSON.stringify({ time: now().toISOString(), level: name, ...bindings, ...fields, ...(msg ? { msg } : {}) })}\n`);
+      write(
+        `${JSON.stringify({ time: now().toISOString(), level: name, ...bindings, ...fields, ...(msg ? { msg } : {}) })}\n`,
+      );
     };
   return {
     error: at('error'),

@@ -276,15 +276,22 @@ describe('fleetward — the frame every command shares', () => {
       await run(['servers', 'add', 'gone', '--address', '127.0.0.1', '--port', '1', '--user', 'nobody']);
       const quiet = await run(['scan', '--server', 'gone'], { SSH_AUTH_SOCK: join(work, 'no-agent') });
       expect(quiet.stderr).toBe('');
-      const r = await run(['--log-level', 'info', 'scan', '--server', 'gone'], { SSH_AUTH_SOCK: join(work, 'no-agent') });
+      const r = await run(['--log-level', 'info', 'scan', '--server', 'gone'], {
+        SSH_AUTH_SOCK: join(work, 'no-agent'),
+      });
       const records = r.stderr
         .split('\n')
         .filter(Boolean)
-        .map((line) => JSON.parse(line) as { level: string; msg?: string; serverId?: string; tenantId?: string });
+        .map(
+          (line) => JSON.parse(line) as { level: string; msg?: string; serverId?: string; tenantId?: string },
+        );
       expect(records.some((x) => x.level === 'warn' && x.serverId === 'gone')).toBe(true);
       expect(records.some((x) => x.level === 'info' && x.tenantId === 'default')).toBe(true);
       expect(records.every((x) => ['error', 'warn', 'info'].includes(x.level))).toBe(true);
-      const env = await run(['scan', '--server', 'gone'], { SSH_AUTH_SOCK: join(work, 'no-agent'), FLEETWARD_LOG_LEVEL: 'debug' });
+      const env = await run(['scan', '--server', 'gone'], {
+        SSH_AUTH_SOCK: join(work, 'no-agent'),
+        FLEETWARD_LOG_LEVEL: 'debug',
+      });
       expect(env.stderr).toContain('"level":"warn"');
     });
 
