@@ -9,7 +9,7 @@ import {
   toFleetwardError,
   ValidationError,
 } from '../errors.js';
-import { startJob } from '../kernel/jobs.js';
+import { jobLogger, logJobFinished, logJobStarted, startJob } from '../kernel/jobs.js';
 import type { Runtime } from '../kernel/runtime.js';
 import type { SecretStore } from '../ports/secret-store.js';
 import {
@@ -261,7 +261,7 @@ async function finishJob(state: RotationState, status: Job['status'], reason?: s
   const { fleet, tenantId } = state;
   const job = await fleet.store.jobs.require(tenantId, state.job.id);
   const tasks = [...state.tasks.values()];
-  await fleet.store.jobs.update(
+  const finished = await fleet.store.jobs.update(
     tenantId,
     job.id,
     {
@@ -276,6 +276,9 @@ async function finishJob(state: RotationState, status: Job['status'], reason?: s
     },
     { expectedVersion: job.version },
   );
+  logJobFinished(jobLogger(fleet.logger, finished), finished, fleet.clock.now(), {
+    credentialId: state.credential.id,
+  });
 }
 
 function report(state: RotationState, status: RotationReport['status'], reason?: string): RotationReport {
@@ -464,6 +467,7 @@ export async function rotateCredential(
         return created;
       });
     }
+    logJobStarted(jobLogger(fleet.logger, job), job, { credentialId, resumed: Boolean(unfinished) });
     const newFingerprint = parsePublicKey(newPublicKey).fingerprint;
     const tasks = new Map(
       (await store.taskResults.listAll(tenantId, { where: { jobId: job.id } })).map((t) => [t.serverId, t]),

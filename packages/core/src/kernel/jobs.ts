@@ -1,8 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { EventEmitter } from 'eventemitter3';
 import type { EntityInputs, Job, TaskResult } from '../domain/index.js';
 import type { StoreScope } from '../ports/store.js';
-import type { FleetEvents } from './events.js';
 import type { RedactingLogger } from './log.js';
 
 /** What {@link startJob} needs: the job's fields and how each server's task starts. */
@@ -130,28 +128,5 @@ export function logServerFailed(
   log[error.code === 'HOST_KEY_MISMATCH' ? 'error' : 'warn'](
     { serverId, code: error.code, error: error.message, ...fields },
     error.code === 'HOST_KEY_MISMATCH' ? 'server host key changed' : 'server failed',
-  );
-}
-
-/**
- * Logs the end of every key rotation announced on `events` (`keys.rotation.completed` and
- * `keys.rotation.failed`), as {@link logJobFinished} does for the other jobs. Nothing is attached
- * for a silent logger.
- */
-export function logKeyRotations(events: EventEmitter<FleetEvents>, logger: RedactingLogger): void {
-  if (logger.silent) return;
-  const log = (e: { tenantId: string; jobId: string }) =>
-    jobLogger(logger, { tenantId: e.tenantId, id: e.jobId, kind: 'key-rotation' });
-  events.on('keys.rotation.completed', (e) =>
-    log(e)[e.status === 'succeeded' ? 'info' : 'warn'](
-      { credentialId: e.credentialId, status: e.status },
-      'key rotation finished',
-    ),
-  );
-  events.on('keys.rotation.failed', (e) =>
-    log(e).warn(
-      { credentialId: e.credentialId, status: 'failed', reason: e.reason },
-      'key rotation finished',
-    ),
   );
 }

@@ -12,7 +12,6 @@ import { isLogger, type Logger } from '../ports/logger.js';
 import type { SecretStore } from '../ports/secret-store.js';
 import type { Store, StoreScope } from '../ports/store.js';
 import type { FleetEvents } from './events.js';
-import { logKeyRotations } from './jobs.js';
 import { noteSecrets, RedactingLogger, SecretValues } from './log.js';
 
 /** What a runtime is built from: the options of `createFleet`. */
@@ -130,7 +129,6 @@ export class Runtime {
       }
       this.#adapters.set(adapter.name, adapter);
     }
-    logKeyRotations(this.events, this.logger);
   }
 
   /**

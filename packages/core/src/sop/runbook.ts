@@ -338,6 +338,7 @@ export function createRunbookApi(internals: () => CallContext): RunbookApi {
       `runbook-run:${ctx.tenantId}:${runId}`,
       holder,
       opts.leaseTtlMs,
+      ctx.runtime.logger.child({ tenantId: ctx.tenantId, runbookRunId: runId }),
     );
     if (!lease) {
       throw await refused(
@@ -749,6 +750,7 @@ export function createRunbookApi(internals: () => CallContext): RunbookApi {
         `runbook-run:${ctx.tenantId}:${runId}`,
         `cancel-${randomUUID()}`,
         opts.leaseTtlMs,
+        ctx.runtime.logger.child({ tenantId: ctx.tenantId, runbookRunId: runId }),
       );
       if (lease) {
         try {

@@ -255,6 +255,13 @@ describe('operator log — job lifecycle and failing servers', () => {
         }),
       },
     ]);
+    expect(logger.find('key rotation started')).toEqual([
+      {
+        level: 'info',
+        msg: 'key rotation started',
+        fields: expect.objectContaining({ jobId: job.id, kind: 'key-rotation', credentialId: credential.id }),
+      },
+    ]);
     expect(logger.text()).not.toContain(pair.privateKey.split('\n')[1]!);
   });
 });
