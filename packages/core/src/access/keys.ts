@@ -556,7 +556,17 @@ export function createKeysApi(internals: () => CallContext): KeysApi {
               }
               const inventory = await inventoryServer(ctx.runtime, server, credentials);
               stop.note(inventory.error, server);
-              return store.keyInventories.create({ ...inventory, tenantId: ctx.tenantId });
+              const stored = await store.keyInventories.create({ ...inventory, tenantId: ctx.tenantId });
+              ctx.runtime.events.emit('keys.inventory.server.completed', {
+                tenantId: ctx.tenantId,
+                serverId: server.id,
+                status: stored.status,
+                keys: stored.keys.length,
+                ...(stored.error
+                  ? { error: { code: stored.error.code, message: stored.error.message } }
+                  : {}),
+              });
+              return stored;
             }),
           ),
         )

@@ -23,6 +23,16 @@ export interface FleetEvents extends ScriptEvents, RunbookEvents {
     event: { tenantId: string; credentialId: string; jobId: string; status: 'succeeded' | 'partial' },
   ];
   'keys.rotation.failed': [event: { tenantId: string; credentialId: string; jobId: string; reason: string }];
+  /** One server of `keys.inventory` read (or not): for progress while the rest are read. */
+  'keys.inventory.server.completed': [
+    event: {
+      tenantId: string;
+      serverId: string;
+      status: 'succeeded' | 'failed';
+      keys: number;
+      error?: { code: string; message: string };
+    },
+  ];
   'authz.denied': [decision: Decision];
   'scan.started': [event: { tenantId: string; jobId: string; total: number }];
   'scan.server.started': [event: { tenantId: string; jobId: string; serverId: string }];
