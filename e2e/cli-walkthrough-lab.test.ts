@@ -64,7 +64,7 @@ interface Shell {
   run(script: string): Promise<Ran>;
 }
 
-describeWithLab('the README walkthroughs, with the installed fleetward, against lab hosts', () => {
+describeWithLab('README and guide walkthroughs, with the installed fleetward, on lab hosts', () => {
   let lab: Lab;
   let work: string;
   let shell: Shell;
@@ -300,8 +300,11 @@ describeWithLab('the README walkthroughs, with the installed fleetward, against 
       },
     },
     'access-certificate': {
-      promise: 'the certificate logged in; after the revocation web-2 has no CA line for deploy',
+      promise: 'sshd logged the certificate in; after the revocation web-2 has no CA line for deploy',
       check: async () => {
+        // sshd took the certificate, not the bare key: its log names the certificate's key ID.
+        const log = await lab.host('web-2').readFile('/var/log/fleetward-lab/sshd.log');
+        expect(log).toMatch(/Accepted publickey for deploy .*-CERT .*ID fleetward:default:\S+:INC-4711/);
         expect(await authorizedKeys('web-2')).not.toContain('cert-authority');
       },
     },
@@ -310,10 +313,10 @@ describeWithLab('the README walkthroughs, with the installed fleetward, against 
       check: async () => {
         const oldKey = readFileSync(join(work, 'cwd', 'deploy_key.pub'), 'utf8').split(/\s+/)[1]!;
         const listed = await shell.run('fleetward credentials list -o json');
+        expect(listed.code, listed.stderr).toBe(0);
         const [credential] = JSON.parse(listed.stdout) as {
           fingerprint: string;
           previousFingerprint?: string;
-          status: string;
         }[];
         expect(credential?.previousFingerprint).toBe(fingerprint(oldKey));
         expect(credential?.fingerprint).not.toBe(credential?.previousFingerprint);

@@ -198,12 +198,34 @@ async function settleRequestStatus(fleet: Runtime, grant: AccessGrant): Promise<
     if (request.status === wanted) return;
     if (request.status !== 'approved' && request.status !== 'install-failed') return;
     try {
-      await fleet.store.accessRequests.update(
-        grant.tenantId,
-        request.id,
-        { status: wanted },
-        { expectedVersion: request.version },
-      );
+      // The change and its webhook (`access.install-failed`, or `access.installed` once a sweep
+      // put the key everywhere) in one transaction: a subscriber that saw `access.approved` learns
+      // that the access is not (or now is) in effect.
+      await fleet.store.transaction(async (tx) => {
+        await tx.accessRequests.update(
+          grant.tenantId,
+          request.id,
+          { status: wanted },
+          { expectedVersion: request.version },
+        );
+        await enqueueEvent(tx, {
+          tenantId: grant.tenantId,
+          eventType: wanted === 'install-failed' ? 'access.install-failed' : 'access.installed',
+          payload: {
+            tenantId: grant.tenantId,
+            requestId: request.id,
+            grantId: grant.id,
+            requesterId: request.requesterId,
+            installation: installationOf(grant.targets),
+            servers: grant.targets.map((t) => ({
+              serverId: t.serverId,
+              state: t.state,
+              ...(t.error ? { error: { code: t.error.code, message: t.error.message } } : {}),
+            })),
+          },
+          now: fleet.clock.now(),
+        });
+      });
       return;
     } catch (e) {
       if (!(e instanceof ConflictError) || attempt >= 10) throw e;

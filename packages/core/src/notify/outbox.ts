@@ -12,6 +12,8 @@ export const WEBHOOK_EVENT_TYPES = [
   'authz.denied',
   'access.requested',
   'access.approved',
+  'access.install-failed',
+  'access.installed',
   'access.rejected',
   'access.expired',
   'access.revoked',

@@ -433,6 +433,39 @@ describe('access.approve — a grant not in effect reads failed', () => {
     });
   });
 
+  it('approve — webhooks: access.install-failed when the grant did not take effect, with each server; access.installed once a sweep put it everywhere', async () => {
+    const s = await setup({ secrets: new MemorySecretStore() });
+    await as(s, 'alice').notify.webhooks.add({
+      url: 'https://hooks.example.internal/in',
+      events: ['access.*'],
+    });
+    const request = await as(s, 'alice').access.request(sshRequest(['web-1', 'web-2'], 'deploy'));
+    s.hosts.host('web-2').down = true;
+    const { grant } = await as(s, 'bob').access.approve(request.id);
+    const messages = async () =>
+      (await s.fleet.store.outbox.listAll(T)).filter((m) => m.eventType.startsWith('access.install'));
+    const failed = await messages();
+    expect(failed.map((m) => m.eventType)).toEqual(['access.install-failed']);
+    expect(failed[0]!.payload).toMatchObject({
+      requestId: request.id,
+      grantId: grant!.id,
+      installation: 'partial',
+      servers: [
+        { serverId: 'web-1', state: 'installed' },
+        { serverId: 'web-2', state: 'failed', error: { code: 'TRANSPORT_FAILED' } },
+      ],
+    });
+    s.hosts.host('web-2').down = false;
+    await sweepAccess(s.fleet, T);
+    expect((await messages()).map((m) => m.eventType).sort()).toEqual([
+      'access.install-failed',
+      'access.installed',
+    ]);
+    // A sweep with nothing to change announces nothing again.
+    await sweepAccess(s.fleet, T);
+    expect(await messages()).toHaveLength(2);
+  });
+
   it('approve — a login gone since the request: partial, not retried by the sweep, audited; the request ends install-failed → ended', async () => {
     const s = await setup();
     const request = await as(s, 'alice').access.request(sshRequest(['web-1', 'web-2'], 'deploy'));
