@@ -431,7 +431,10 @@ async function untypedDeclarationImports(projectDir, packages) {
   for (const pkg of packages) {
     const installed = join(projectDir, 'node_modules', pkg.name);
     for (const file of declarationFiles(installed)) {
-      const text = readFileSync(file, 'utf8');
+      // Comments hold examples (`import pino from 'pino'` in a TSDoc block), not imports.
+      const text = readFileSync(file, 'utf8')
+        .replace(/\/\*[\s\S]*?\*\//g, '')
+        .replace(/^\s*\/\/.*$/gm, '');
       const specifiers = new Set(
         [...text.matchAll(/(?:from|import)\s*\(?\s*['"]([^'".][^'"]*)['"]/g)].map((m) => m[1]),
       );
