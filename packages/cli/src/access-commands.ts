@@ -871,16 +871,18 @@ function registerKeyCommands(program: Command, deps: CommandDeps): void {
     .option('-c, --concurrency <n>', 'servers read at once', positiveInt, 16)
     .action(async (o: TargetOptions & { concurrency: number }) => {
       const targets = targetsFrom(o);
-      await withContext(async ({ session }) => {
+      await withContext(async ({ fleet, session }) => {
         progress.line('Reading authorized_keys and the sshd log of the servers…');
-        const inventories = await session.keys.inventory(targets, { concurrency: o.concurrency });
-        for (const i of inventories) {
+        let done = 0;
+        fleet.events.on('keys.inventory.server.completed', (e) => {
+          done++;
           progress.line(
-            i.status === 'succeeded'
-              ? `${c.green('ok')}     ${i.serverId}: ${i.keys.length} key(s)`
-              : `${c.red('failed')} ${i.serverId}: ${i.error?.message ?? ''}`,
+            e.status === 'succeeded'
+              ? `[${done}] ${c.green('ok')}     ${e.serverId}: ${e.keys} key(s)`
+              : `[${done}] ${c.red('failed')} ${e.serverId}: ${e.error?.message ?? ''}`,
           );
-        }
+        });
+        const inventories = await session.keys.inventory(targets, { concurrency: o.concurrency });
         print(inventories, {
           human: (rows) => inventoryText(rows, c),
           ids: (rows) => rows.map((i) => i.serverId),

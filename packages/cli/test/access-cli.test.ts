@@ -7,6 +7,7 @@ import { createFleet, createLocalAdapter, generateEd25519KeyPair } from '@fleetw
 import { createSqliteStore } from '@fleetward/store-sqlite';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { runCliIn } from './support/run.js';
+import { runOnTerminal } from './support/terminal.js';
 
 let dir: string;
 
@@ -378,6 +379,14 @@ describe('fleetward credentials and keys', () => {
       expect(r.stderr).toContain('credential "nope" not found');
       expect(r.stderr).toContain('fleetward credentials list');
     }
+  });
+
+  it('keys inventory — at a terminal, a progress line per server as it is read, before the table', async () => {
+    await run(['servers', 'list']);
+    const r = await runOnTerminal(dir, ['keys', 'inventory', '-s', 'localhost']);
+    expect(r.stderr).toMatch(/^\[1\] (ok {5}localhost: \d+ key\(s\)|failed localhost: .+)$/m);
+    const piped = await run(['keys', 'inventory', '-s', 'localhost']);
+    expect(piped.stderr).not.toMatch(/^\[1\]/m);
   });
 
   it('keys inventory — choosing no server is a usage error naming the options', async () => {
