@@ -99,6 +99,20 @@ echo '@@fleetward:end'
 `;
 
 const MARKER_LINE = /^@@fleetward:([a-z][a-z-]*)(?: (.*))?$/;
+/**
+ * A count of apt's summary line. No machine has 2^53 packages: a count beyond that is output that
+ * was damaged or forged, refused rather than rounded into a number that compares equal to others.
+ */
+function summaryCount(digits: string, line: string): number {
+  const n = Number(digits);
+  if (!Number.isSafeInteger(n)) {
+    throw new ParseError(`apt-get summary has an impossible count ${digits.slice(0, 30)}`, {
+      details: { excerpt: line.slice(0, 500) },
+    });
+  }
+  return n;
+}
+
 const SUMMARY =
   /^(\d+) upgraded, (\d+) newly installed, ((?:\d+ (?:reinstalled|downgraded), )*)(\d+) to remove and (\d+) not upgraded\.$/;
 /** `Inst NAME [OLD] (NEW ORIGINS [ARCH])` with optional trailing bracket groups; no `[OLD]` means NEW. */
@@ -243,13 +257,13 @@ export function parseAptSimulation(text: string): AptSimulation {
     } else {
       const m = SUMMARY.exec(line);
       if (m) {
-        const other = [...m[3]!.matchAll(/(\d+) /g)].reduce((sum, x) => sum + Number(x[1]), 0);
+        const other = [...m[3]!.matchAll(/(\d+) /g)].reduce((sum, x) => sum + summaryCount(x[1]!, line), 0);
         summary = {
-          upgraded: Number(m[1]),
-          newlyInstalled: Number(m[2]),
-          other,
-          toRemove: Number(m[4]),
-          notUpgraded: Number(m[5]),
+          upgraded: summaryCount(m[1]!, line),
+          newlyInstalled: summaryCount(m[2]!, line),
+          other: summaryCount(String(other), line),
+          toRemove: summaryCount(m[4]!, line),
+          notUpgraded: summaryCount(m[5]!, line),
         };
       }
     }

@@ -3,6 +3,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { itIfAvailable, unavailableWithout } from '@fleetward/testkit';
+import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { PendingPatch } from '../../src/domain/index.js';
 import { PendingPatchSchema } from '../../src/domain/index.js';
@@ -732,4 +733,33 @@ describe('aptDriver on this host', () => {
       expect(sorted(result.patches.map((p) => p.name))).toEqual(result.patches.map((p) => p.name));
     },
   );
+});
+
+describe('parseAptSimulation — counts of the summary line', () => {
+  const summaryWith = (counts: string[]) =>
+    `Reading package lists...\nBuilding dependency tree...\nReading state information...\nCalculating upgrade...\n${counts[0]} upgraded, ${counts[1]} newly installed, ${counts[2]} reinstalled, ${counts[3]} to remove and ${counts[4]} not upgraded.\n`;
+
+  it('parseAptSimulation — a count beyond 2^53 in any place is a ParseError naming it, never a rounded number', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 4 }),
+        fc.bigInt({ min: BigInt(Number.MAX_SAFE_INTEGER) + 1n, max: 10n ** 40n }),
+        (place, huge) => {
+          const counts = ['0', '0', '0', '0', '0'];
+          counts[place] = huge.toString();
+          expect(() => parseAptSimulation(summaryWith(counts))).toThrow(ParseError);
+          expect(() => parseAptSimulation(summaryWith(counts))).toThrow(/impossible count/);
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+
+  it('parseAptSimulation — the largest safe count still parses (found by the fuzz test: 99999999999999999 not upgraded)', () => {
+    const sim = parseAptSimulation(summaryWith(['0', '0', '0', '0', String(Number.MAX_SAFE_INTEGER)]));
+    expect(sim.summary?.notUpgraded).toBe(Number.MAX_SAFE_INTEGER);
+    expect(() => parseAptSimulation(summaryWith(['0', '0', '0', '0', '99999999999999999']))).toThrow(
+      ParseError,
+    );
+  });
 });
