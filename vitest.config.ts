@@ -18,7 +18,12 @@ export default defineConfig({
       { find: '@fleetward/store-sqlite', replacement: src('store-sqlite') },
       { find: '@fleetward/store-postgres', replacement: src('store-postgres') },
       { find: '@fleetward/adapter-ssh', replacement: src('adapter-ssh') },
+      { find: '@fleetward/adapter-aws', replacement: src('adapter-aws') },
       { find: '@fleetward/http', replacement: src('http') },
+      {
+        find: '@fleetward/testkit/aws',
+        replacement: fileURLToPath(new URL('./packages/testkit/src/aws/index.ts', import.meta.url)),
+      },
       {
         find: '@fleetward/testkit/lab',
         replacement: fileURLToPath(new URL('./packages/testkit/src/lab/index.ts', import.meta.url)),

@@ -164,11 +164,21 @@ export type { BindRoleOptions, IamApi, ListBindingsOptions } from './iam/api.js'
 export type {
   AccountsApi,
   InventoryApi,
+  InventoryDiscoveryApi,
   ProjectChanges,
   ProjectsApi,
   ServerChanges,
   ServersApi,
 } from './inventory/api.js';
+export {
+  type AccountDiscovery,
+  type DiscoverOptions,
+  type DiscoveryError,
+  type DiscoveryOutcome,
+  discoveredLabelPrefix,
+  discoveredServerId,
+  tagsToLabels,
+} from './inventory/discover.js';
 export { carryHistory, type ScanOptions, type ScanOutcome } from './inventory/scan.js';
 export { resolveTargets, type Targets, TargetsSchema } from './inventory/targets.js';
 export type { Escalation, FleetEvents } from './kernel/events.js';
@@ -256,6 +266,14 @@ export type {
 } from './report/build.js';
 export * from './report/index.js';
 export type { AddScanScheduleInput, ScheduleApi } from './schedule/api.js';
+export {
+  createDiscoveryScheduler,
+  type DiscoveringFleet,
+  type DiscoverySchedule,
+  DiscoveryScheduler,
+  type DiscoverySchedulerOptions,
+  type DiscoveryTickResult,
+} from './schedule/discovery.js';
 export {
   createScanScheduler,
   latestSlot,

@@ -5,6 +5,8 @@
 export const ACTIONS = {
   'inventory.read': 'List and read servers, accounts and projects.',
   'inventory.write': 'Add, change and remove servers, accounts and projects.',
+  'inventory.discover':
+    "List an account's servers from its provider and store them (added, changed, marked gone).",
   'patch.scan': 'Scan servers for pending patches.',
   'patch.read': 'Read scan results, compliance and reports.',
   'patch.policy': 'Create, change and remove patch policies.',

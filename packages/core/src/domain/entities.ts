@@ -90,6 +90,11 @@ export const ServerSchemas = entity({
   adapter: z.string().min(1).max(64).optional(),
   os: OsFactsSchema.optional(),
   labels: LabelsSchema.default({}),
+  /**
+   * Set by discovery when the provider no longer lists the server (it is kept, never deleted);
+   * cleared when it is listed again. Absent for servers discovery does not own.
+   */
+  goneAt: TimestampSchema.optional(),
 });
 export const ServerSchema = ServerSchemas.stored;
 export type Server = z.infer<typeof ServerSchema>;

@@ -9,7 +9,13 @@ import type { AuditRecord, EntityInputs, ScanResult, Server, ServerSelector } fr
 import { objectArgument, validateOptions } from '../domain/options.js';
 import { AlreadyExistsError, ConflictError } from '../errors.js';
 import { createIamApi, type IamApi, TENANT_ADMIN_ROLE_ID } from '../iam/api.js';
-import { type AccountsApi, createInventoryApi, type ProjectsApi, type ServersApi } from '../inventory/api.js';
+import {
+  type AccountsApi,
+  createInventoryApi,
+  type InventoryDiscoveryApi,
+  type ProjectsApi,
+  type ServersApi,
+} from '../inventory/api.js';
 import { latestScans, type ScanOptions, type ScanOutcome, scanTargets } from '../inventory/scan.js';
 import type { Targets } from '../inventory/targets.js';
 import type { Actor } from '../kernel/actor.js';
@@ -161,6 +167,8 @@ export class FleetSession {
   readonly accounts: AccountsApi;
   /** Projects: named server selectors. */
   readonly projects: ProjectsApi;
+  /** Discovery of cloud accounts' servers (`inventory.discover`). */
+  readonly inventory: InventoryDiscoveryApi;
   /** Principals and role bindings. */
   readonly iam: IamApi;
   readonly #selectServers: (selector: ServerSelector) => Promise<Server[]>;
@@ -174,6 +182,7 @@ export class FleetSession {
     this.accounts = inventory.accounts;
     this.projects = inventory.projects;
     this.#selectServers = inventory.selectServers;
+    this.inventory = { discover: inventory.discover };
     this.iam = createIamApi(this.#ctx);
   }
 

@@ -22,6 +22,7 @@ import {
 import { ConflictError, NotFoundError } from '../errors.js';
 import type { CallContext } from '../kernel/context.js';
 import type { ListOptions } from '../ports/store.js';
+import { type DiscoverOptions, type DiscoveryOutcome, discoverInventory } from './discover.js';
 
 /** The fields of a server that `servers.update` may change. */
 export type ServerChanges = Partial<Omit<ServerInput, 'tenantId' | 'id'>>;
@@ -111,8 +112,29 @@ export interface ProjectsApi {
   servers(id: string): Promise<Server[]>;
 }
 
-/** The inventory module: servers, accounts and projects. */
-export interface InventoryApi {
+/** Discovery: the servers of cloud accounts, as their providers list them (see docs/discovery.md). */
+export interface InventoryDiscoveryApi {
+  /**
+   * Lists the servers of each account (every account of the tenant, or `accountIds`) through the
+   * `discover` capability of its provider's adapter, and stores them as servers of the tenant,
+   * matched by account and `providerId`: new ones are added (id `<provider>-<providerId>`, made
+   * safe), changed ones updated, ones no longer listed marked gone (`goneAt`, never deleted), and
+   * a gone one listed again is un-gone. Tags become labels under `tag.<provider>/`; labels set by
+   * hand under other keys are kept. Accounts are discovered one after the other, each in its own
+   * transaction with its audit record and an `inventory.discovered` event: an account that fails
+   * (or whose adapter throws) fails alone, with its error's code and message in the outcome; a
+   * region that fails leaves that region's servers as they were. Accounts of a provider without a
+   * `discover` adapter are `skipped`. Every account must be allowed `inventory.discover`, or
+   * nothing runs.
+   * @default every account of the tenant
+   * @throws ValidationError for bad options; AuthorizationError; NotFoundError for an unknown
+   * account id (after authorization); AbortedError when `signal` fired before it started.
+   */
+  discover(options?: DiscoverOptions): Promise<DiscoveryOutcome>;
+}
+
+/** The inventory module: servers, accounts, projects and discovery. */
+export interface InventoryApi extends InventoryDiscoveryApi {
   servers: ServersApi;
   accounts: AccountsApi;
   projects: ProjectsApi;
@@ -296,7 +318,9 @@ export function createInventoryApi(ctx: CallContext): InventoryApi {
       limit: 10_000,
     });
 
-  return { servers, accounts, projects, selectServers };
+  const discover = (options?: DiscoverOptions) => discoverInventory(ctx, options);
+
+  return { servers, accounts, projects, selectServers, discover };
 }
 
 /** The servers a selector given as input chooses, as resources; none for a selector that is not valid. */

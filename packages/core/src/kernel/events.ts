@@ -34,6 +34,19 @@ export interface FleetEvents extends ScriptEvents, RunbookEvents {
     },
   ];
   'authz.denied': [decision: Decision];
+  /** One account discovered (or not): its ids by outcome, as `inventory.discover` reports them. */
+  'inventory.discovered': [
+    event: {
+      tenantId: string;
+      accountId: string;
+      status: 'succeeded' | 'partial' | 'failed' | 'skipped';
+      added: number;
+      changed: number;
+      gone: number;
+      unchanged: number;
+      error?: { code: string; message: string };
+    },
+  ];
   'scan.started': [event: { tenantId: string; jobId: string; total: number }];
   'scan.server.started': [event: { tenantId: string; jobId: string; serverId: string }];
   'scan.server.completed': [event: { tenantId: string; jobId: string; serverId: string; result: ScanResult }];

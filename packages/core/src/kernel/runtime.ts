@@ -147,6 +147,11 @@ export class Runtime {
     return adapter;
   }
 
+  /** The adapter registered under `name` (an account's provider), or undefined. */
+  adapterNamed(name: string): Adapter | undefined {
+    return this.#adapters.get(name);
+  }
+
   /**
    * Appends an audit record through `scope` (a transaction, or the store for a record of its own)
    * and announces it as `audit.recorded` once the current job of the event loop is done.

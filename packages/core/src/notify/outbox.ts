@@ -7,6 +7,7 @@ import type { StoreScope } from '../ports/store.js';
 /** The webhook event types Fleetward sends today. */
 export const WEBHOOK_EVENT_TYPES = [
   'scan.completed',
+  'inventory.discovered',
   'patch.run.completed',
   'patch.escalation',
   'authz.denied',

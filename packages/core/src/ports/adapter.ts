@@ -62,19 +62,71 @@ export interface ExecCapability {
   exec(server: Server, command: Command, options?: ExecOptions): Promise<ExecResult>;
 }
 
-/** A server found by discovery, before it is stored. */
+/**
+ * A server found by discovery, before it is stored. Core validates every field: an entry it cannot
+ * store (no usable `providerId`, a malformed region) is reported as rejected, never thrown.
+ */
 export interface DiscoveredServer {
+  /**
+   * The provider's own id of the instance (`i-0abc…`, a VM resource id), unique in the account.
+   * Core matches stored servers by (account, providerId) and derives new servers' ids from it.
+   */
   providerId: string;
+  /** Display name (e.g. the `Name` tag); control characters are replaced, 200 characters kept. */
   name: string;
+  /**
+   * The region the instance runs in. Needed for region failures to protect it: a server without
+   * a region is only marked gone when no region of the account failed.
+   */
   region?: string;
+  /** The address Fleetward should reach it at (private or public, the adapter's choice). Dropped when malformed. */
   address?: string;
+  /** OS facts where the provider knows them. Dropped when they do not fit `OsFactsSchema`. */
   os?: OsFacts;
+  /**
+   * The provider's tags exactly as the provider holds them (any strings). Core maps them to
+   * labels under `tag.<provider>/<key>`, sanitized to the label rules; a tag that cannot be made
+   * a label is dropped and counted (see docs/discovery.md). Adapters must not sanitize them.
+   */
   labels: Record<string, string>;
+}
+
+/** A region that could not be listed, and why. */
+export interface DiscoveryRegionFailure {
+  region: string;
+  /** What failed: an `Error` (a `FleetwardError` keeps its code). Core redacts its message. */
+  error: unknown;
+}
+
+/**
+ * What {@link DiscoverCapability.discover} resolves when part of the account could not be
+ * listed. Servers of a failed region that were stored before are neither changed nor marked gone:
+ * they were not seen, which proves nothing.
+ */
+export interface DiscoveryResult {
+  /** The servers of every region that was listed completely. */
+  servers: DiscoveredServer[];
+  /** Regions that failed while the others were listed. @default [] */
+  failures?: DiscoveryRegionFailure[];
 }
 
 /** Lists the servers of an account from the provider's inventory. */
 export interface DiscoverCapability {
-  discover(account: Account, options?: { signal?: AbortSignal }): Promise<DiscoveredServer[]>;
+  /**
+   * Lists every server of `account` in every region it covers (`account.regions`, or all the
+   * provider's regions when empty), following pagination to the end. A region that fails is
+   * reported in `failures` and the others are still returned; resolving a plain array means
+   * every region was listed. A region that was only partly listed must be reported as failed,
+   * never returned partly: a server missing from the answer is marked gone.
+   * @throws AbortedError when `signal` fired.
+   * @throws FleetwardError (e.g. `TransportError`, `AuthorizationError`) when the account as a
+   * whole could not be listed (credentials refused, endpoint unreachable); that account alone
+   * fails, with this error's code and message.
+   */
+  discover(
+    account: Account,
+    options?: { signal?: AbortSignal },
+  ): Promise<DiscoveredServer[] | DiscoveryResult>;
 }
 
 export interface NativeScanResult {

@@ -296,6 +296,7 @@ export const WALK_TABLE: Record<string, WalkRow> = {
     args: (i) => [i.serverId, { labels: { tier: 'web', rack: 'r1' } }, { expectedVersion: i.serverVersion }],
     action: 'inventory.write',
   },
+  'inventory.discover': { args: (i) => [{ accountIds: [i.accountId] }], action: 'inventory.discover' },
   'servers.remove': { args: (i) => [i.serverId, {}], action: 'inventory.write' },
   'servers.get': { args: (i) => [i.serverId], action: 'inventory.read' },
   'servers.list': { args: () => [{}], action: 'inventory.read' },

@@ -1,0 +1,126 @@
+import { DescribeRegionsCommand, paginateDescribeInstances } from '@aws-sdk/client-ec2';
+import { type InstanceInformation, paginateDescribeInstanceInformation } from '@aws-sdk/client-ssm';
+import {
+  AbortedError,
+  type Account,
+  type DiscoverCapability,
+  type DiscoveredServer,
+  type DiscoveryRegionFailure,
+  type DiscoveryResult,
+  type OsFacts,
+} from '@fleetward/core';
+import { awsError, type ClientCache } from './clients.js';
+import type { AwsAdapterConfig } from './options.js';
+
+/** OS facts from what SSM knows of a managed instance, when its platform is recognised. */
+export function osFromSsm(info: InstanceInformation | undefined): OsFacts | undefined {
+  if (!info?.PlatformType) return undefined;
+  const name = (info.PlatformName ?? '').toLowerCase();
+  const versionId = info.PlatformVersion ?? '';
+  const prettyName = `${info.PlatformName ?? ''} ${versionId}`.trim();
+  if (info.PlatformType === 'Windows') return { family: 'windows', id: 'windows', versionId, prettyName };
+  const known: [RegExp, OsFacts['family'], string][] = [
+    [/ubuntu/, 'debian', 'ubuntu'],
+    [/debian/, 'debian', 'debian'],
+    [/amazon linux/, 'rhel', 'amzn'],
+    [/red hat|rhel/, 'rhel', 'rhel'],
+    [/centos/, 'rhel', 'centos'],
+    [/rocky/, 'rhel', 'rocky'],
+    [/alma/, 'rhel', 'almalinux'],
+    [/fedora/, 'rhel', 'fedora'],
+    [/suse|sles/, 'suse', 'sles'],
+  ];
+  const hit = known.find(([re]) => re.test(name));
+  return hit ? { family: hit[1], id: hit[2], versionId, prettyName } : undefined;
+}
+
+export function createAwsDiscover(config: AwsAdapterConfig, cache: ClientCache): DiscoverCapability {
+  async function regionsOf(account: Account, signal: AbortSignal | undefined): Promise<string[]> {
+    if (account.regions.length > 0) return [...account.regions];
+    const { ec2 } = cache.get(account.id, config.defaultRegion);
+    try {
+      const out = await ec2.send(new DescribeRegionsCommand({}), signal ? { abortSignal: signal } : {});
+      return (out.Regions ?? []).flatMap((r) => (r.RegionName ? [r.RegionName] : []));
+    } catch (error) {
+      if (signal?.aborted) throw new AbortedError(`Discovery of account ${account.id} aborted`);
+      throw awsError(error, 'DescribeRegions', `account ${account.id}`);
+    }
+  }
+
+  async function listRegion(
+    account: Account,
+    region: string,
+    signal?: AbortSignal,
+  ): Promise<DiscoveredServer[]> {
+    const { ec2, ssm } = cache.get(account.id, region);
+    const where = `account ${account.id} region ${region}`;
+    const managed = new Map<string, InstanceInformation>();
+    let operation = 'DescribeInstanceInformation';
+    const servers: DiscoveredServer[] = [];
+    try {
+      for await (const page of paginateDescribeInstanceInformation({ client: ssm }, { MaxResults: 50 })) {
+        for (const info of page.InstanceInformationList ?? []) {
+          if (info.InstanceId) managed.set(info.InstanceId, info);
+        }
+        if (signal?.aborted) throw new AbortedError();
+      }
+      operation = 'DescribeInstances';
+      for await (const page of paginateDescribeInstances(
+        { client: ec2 },
+        { Filters: [{ Name: 'instance-state-name', Values: config.instanceStates }] },
+      )) {
+        for (const reservation of page.Reservations ?? []) {
+          for (const instance of reservation.Instances ?? []) {
+            const providerId = instance.InstanceId;
+            if (!providerId) continue;
+            const labels: Record<string, string> = {};
+            for (const tag of instance.Tags ?? []) {
+              if (tag.Key !== undefined) labels[tag.Key] = tag.Value ?? '';
+            }
+            const address = instance.PrivateIpAddress ?? instance.PublicIpAddress;
+            const os = osFromSsm(managed.get(providerId));
+            servers.push({
+              providerId,
+              name: labels.Name || providerId,
+              region,
+              ...(address ? { address } : {}),
+              ...(os ? { os } : {}),
+              labels,
+            });
+          }
+        }
+        if (signal?.aborted) throw new AbortedError();
+      }
+    } catch (error) {
+      if (signal?.aborted || error instanceof AbortedError) {
+        throw new AbortedError(`Discovery of ${where} aborted`);
+      }
+      throw awsError(error, operation, where);
+    }
+    return servers;
+  }
+
+  return {
+    /**
+     * Lists the EC2 instances of `account` in each of its regions (all regions from
+     * `DescribeRegions` when it lists none), joined with SSM's view of their agents. A region
+     * that fails is reported in `failures`; when every region fails, the first failure is thrown.
+     * @throws AbortedError when `signal` fired.
+     * @throws AuthorizationError / TransportError when no region could be listed.
+     */
+    async discover(account: Account, options: { signal?: AbortSignal } = {}): Promise<DiscoveryResult> {
+      const { signal } = options;
+      const regions = await regionsOf(account, signal);
+      const settled = await Promise.allSettled(regions.map((region) => listRegion(account, region, signal)));
+      if (signal?.aborted) throw new AbortedError(`Discovery of account ${account.id} aborted`);
+      const servers: DiscoveredServer[] = [];
+      const failures: DiscoveryRegionFailure[] = [];
+      settled.forEach((result, i) => {
+        if (result.status === 'fulfilled') servers.push(...result.value);
+        else failures.push({ region: regions[i] as string, error: result.reason });
+      });
+      if (regions.length > 0 && failures.length === regions.length) throw failures[0]?.error;
+      return { servers, failures };
+    },
+  };
+}

@@ -1,0 +1,83 @@
+import type { EC2Client } from '@aws-sdk/client-ec2';
+import type { SSMClient } from '@aws-sdk/client-ssm';
+import { z } from 'zod';
+
+/** The SDK clients the adapter uses for one account and region. */
+export interface AwsClients {
+  ssm: SSMClient;
+  ec2: EC2Client;
+}
+
+/**
+ * Returns the clients for an account (Fleetward's account id, `server.accountId` / `account.id`)
+ * and a region. The adapter calls it once per pair and keeps the result.
+ */
+export type AwsClientsFactory = (accountId: string, region: string) => AwsClients;
+
+/** Static AWS credentials, or a provider of them (the SDK's `AwsCredentialIdentityProvider`). */
+export type AwsCredentialsOption =
+  | { accessKeyId: string; secretAccessKey: string; sessionToken?: string; expiration?: Date }
+  | (() => Promise<{
+      accessKeyId: string;
+      secretAccessKey: string;
+      sessionToken?: string;
+      expiration?: Date;
+    }>);
+
+const fn = <T>(what: string) =>
+  z.custom<T>((v) => typeof v === 'function', { message: `must be a function (${what})` });
+
+const StaticCredentialsSchema = z.object({
+  accessKeyId: z.string().min(1),
+  secretAccessKey: z.string().min(1),
+  sessionToken: z.string().min(1).optional(),
+  expiration: z.date().optional(),
+});
+
+/** Options of {@link createAwsAdapter}; see each field. */
+export const AwsAdapterOptionsSchema = z.strictObject({
+  /** Registration name of the adapter. @default 'aws' */
+  name: z.string().min(1).max(64).default('aws'),
+  /**
+   * Builds the SDK clients for an account and region. When absent the adapter creates an
+   * `SSMClient` and an `EC2Client` per region from `credentials`, `endpoint` and `maxAttempts`.
+   */
+  clients: fn<AwsClientsFactory>('(accountId, region) => ({ ssm, ec2 })').optional(),
+  /**
+   * Credentials for the clients the adapter creates. @default the SDK's default credential chain
+   */
+  credentials: z
+    .union([StaticCredentialsSchema, fn<() => Promise<unknown>>('credential provider')])
+    .optional(),
+  /** Endpoint for the clients the adapter creates (a VPC endpoint, a fake in tests). */
+  endpoint: z.url().optional(),
+  /** Attempts per SDK call, retries of throttling and 5xx included. @default 3 */
+  maxAttempts: z.number().int().min(1).max(20).default(3),
+  /** Delay between two `GetCommandInvocation` polls. @default 1000 */
+  pollIntervalMs: z.number().int().min(1).max(60_000).default(1000),
+  /** Longest delay between polls after throttling (the delay doubles per throttled poll). @default 15000 */
+  maxPollIntervalMs: z.number().int().min(1).max(300_000).default(15_000),
+  /**
+   * Ask SSM for the agent's `PingStatus` before sending a command, and fail at once with a
+   * `TransportError` when it is not `Online`. @default true
+   */
+  checkAgent: z.boolean().default(true),
+  /**
+   * Region listed when an account has no `regions` (through `DescribeRegions`), and the region of
+   * servers that have none. @default 'us-east-1'
+   */
+  defaultRegion: z.string().min(1).max(64).default('us-east-1'),
+  /**
+   * Instance states `discover` lists. Terminated instances are never listed.
+   * @default ['pending', 'running', 'stopping', 'stopped']
+   */
+  instanceStates: z
+    .array(z.enum(['pending', 'running', 'shutting-down', 'stopping', 'stopped']))
+    .min(1)
+    .default(['pending', 'running', 'stopping', 'stopped']),
+});
+
+/** Options of {@link createAwsAdapter}; see {@link AwsAdapterOptionsSchema}. */
+export type AwsAdapterOptions = z.input<typeof AwsAdapterOptionsSchema>;
+/** Validated options, defaults applied. */
+export type AwsAdapterConfig = z.output<typeof AwsAdapterOptionsSchema>;
