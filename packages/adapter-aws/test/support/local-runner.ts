@@ -8,14 +8,11 @@ import type { AwsFakeRunner } from '@fleetward/testkit/aws';
 export const localRunner: AwsFakeRunner = (script, { signal }) =>
   new Promise((resolve, reject) => {
     const child = spawn('sh', ['-c', script], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString('utf8');
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString('utf8');
-    });
+    // Bytes first, text at the end: a UTF-8 character split across two chunks stays whole.
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => stdout.push(d));
+    child.stderr.on('data', (d: Buffer) => stderr.push(d));
     const kill = () => {
       try {
         if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
@@ -28,6 +25,11 @@ export const localRunner: AwsFakeRunner = (script, { signal }) =>
     child.on('close', (code) => {
       signal.removeEventListener('abort', kill);
       if (signal.aborted) reject(new Error('cancelled'));
-      else resolve({ exitCode: code ?? 1, stdout, stderr });
+      else
+        resolve({
+          exitCode: code ?? 1,
+          stdout: Buffer.concat(stdout).toString('utf8'),
+          stderr: Buffer.concat(stderr).toString('utf8'),
+        });
     });
   });
