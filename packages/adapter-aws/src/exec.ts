@@ -53,6 +53,8 @@ const RETRY_POLL = new Set([
  */
 const RUNNER_LINES = [
   'set -f',
+  // The lists below are split on spaces, whatever IFS the agent's environment had.
+  "IFS=' '",
   // Found before any env value is exported, so a PATH in `env` cannot change the decoder.
   'fw_b64=$(command -v base64)',
   'fw_dec() { printf \'%s\' "$1" | "$fw_b64" -d; }',

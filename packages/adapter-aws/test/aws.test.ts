@@ -17,6 +17,7 @@ import {
 } from '@fleetward/core';
 import { type AwsFake, type AwsFakeRunner, startAwsFake } from '@fleetward/testkit/aws';
 import { ConfiguredRetryStrategy } from '@smithy/util-retry';
+import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { localRunner } from './support/local-runner.js';
 
@@ -280,6 +281,62 @@ describe('exec through SSM Run Command', () => {
     expect(a.slice(0, 4).every((line) => assignment.test(line))).toBe(true);
     expect(b.slice(0, 4).every((line) => assignment.test(line))).toBe(true);
     expect(a.slice(4)).toEqual(b.slice(4));
+  });
+
+  it('buildRunShellScript — for any argv, env values and stdin, the script is the same constant text after base64-only assignments', () => {
+    const assignment = /^(fw_argv|fw_env|fw_stdin)='[A-Za-z0-9_+/= ]*'$|^fw_has_stdin=[01]$/;
+    const constant = buildRunShellScript({ argv: ['true'] }).slice(4);
+    fc.assert(
+      fc.property(
+        fc.array(fc.string({ unit: 'binary' }), { minLength: 1, maxLength: 6 }),
+        fc.dictionary(fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_]{0,12}$/), fc.string({ unit: 'binary' }), {
+          maxKeys: 4,
+        }),
+        fc.option(fc.string({ unit: 'binary' }), { nil: undefined }),
+        (argv, env, stdin) => {
+          const lines = buildRunShellScript({ argv, env, ...(stdin === undefined ? {} : { stdin }) });
+          expect(lines.slice(0, 4).every((line) => assignment.test(line))).toBe(true);
+          expect(lines.slice(4)).toEqual(constant);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('exec — any strings as argv and env values reach the program exactly, through SSM and sh', async () => {
+    const { exec, server } = await setup();
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.string({ unit: 'grapheme' }), { minLength: 1, maxLength: 4 }),
+        fc.string({ unit: 'grapheme' }),
+        async (args, value) => {
+          const r = await exec.exec(server, {
+            argv: ['sh', '-c', ECHO_B64, 'sh', ...args],
+            env: { V: value, NAMES: 'V' },
+          });
+          expect(r.exitCode).toBe(0);
+          expect(decodeLines(r.stdout.text)).toEqual([...args, value]);
+        },
+      ),
+      { numRuns: 25 },
+    );
+  });
+
+  it('exec — an env name that is not a shell identifier is refused before anything is sent', async () => {
+    const { exec, server } = await setup();
+    await fc.assert(
+      fc.asyncProperty(
+        fc.string({ minLength: 1 }).filter((n) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(n)),
+        async (name) => {
+          const sent = calls('SendCommand');
+          await expect(exec.exec(server, { argv: ['true'], env: { [name]: 'x' } })).rejects.toBeInstanceOf(
+            ValidationError,
+          );
+          expect(calls('SendCommand')).toBe(sent);
+        },
+      ),
+      { numRuns: 50 },
+    );
   });
 
   it('maps SSM time-outs: DeliveryTimedOut to TransportError, ExecutionTimedOut to TimeoutError', async () => {
