@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
-import { IdSchema } from '../domain/index.js';
+import { IdSchema, ScanScheduleFields } from '../domain/index.js';
 import { validate } from '../domain/validate.js';
 import { toFleetwardError, ValidationError } from '../errors.js';
 import type { RedactingLogger } from '../kernel/log.js';
@@ -15,15 +15,11 @@ const DiscoveryScheduleSchema = z
     id: IdSchema,
     tenantId: IdSchema,
     /** The principal whose authority each run has (`inventory.discover` on the accounts). */
-    runAs: IdSchema,
-    cron: z.string().min(9).max(120).optional(),
-    intervalMinutes: z
-      .number()
-      .int()
-      .min(1)
-      .max(366 * 24 * 60)
-      .optional(),
-    timeZone: z.string().min(1).max(64).default('UTC'),
+    runAs: ScanScheduleFields.runAs,
+    // When it runs: the same fields, and the same limits, as a scan schedule's.
+    cron: ScanScheduleFields.cron,
+    intervalMinutes: ScanScheduleFields.intervalMinutes,
+    timeZone: ScanScheduleFields.timeZone,
     accountIds: z.array(IdSchema).min(1).max(1000).optional(),
   })
   .refine((s) => (s.cron === undefined) !== (s.intervalMinutes === undefined), {
