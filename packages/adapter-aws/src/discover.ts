@@ -9,7 +9,8 @@ import {
   type DiscoveryResult,
   type OsFacts,
 } from '@fleetward/core';
-import { awsError, type ClientCache } from './clients.js';
+import type { AccountScope, ClientCache } from './clients.js';
+import { awsError } from './errors.js';
 import type { AwsAdapterConfig } from './options.js';
 
 /** OS facts from what SSM knows of a managed instance, when its platform is recognised. */
@@ -34,12 +35,19 @@ export function osFromSsm(info: InstanceInformation | undefined): OsFacts | unde
   return hit ? { family: hit[1], id: hit[2], versionId, prettyName } : undefined;
 }
 
+const scopeOf = (account: Account): AccountScope => ({
+  tenantId: account.tenantId,
+  accountId: account.id,
+  account,
+});
+
 export function createAwsDiscover(config: AwsAdapterConfig, cache: ClientCache): DiscoverCapability {
   async function regionsOf(account: Account, signal: AbortSignal | undefined): Promise<string[]> {
     if (account.regions.length > 0) return [...account.regions];
-    const { ec2 } = cache.get(account.id, config.defaultRegion);
     try {
-      const out = await ec2.send(new DescribeRegionsCommand({}), signal ? { abortSignal: signal } : {});
+      const out = await cache.send(scopeOf(account), config.defaultRegion, ({ ec2 }) =>
+        ec2.send(new DescribeRegionsCommand({}), signal ? { abortSignal: signal } : {}),
+      );
       return (out.Regions ?? []).flatMap((r) => (r.RegionName ? [r.RegionName] : []));
     } catch (error) {
       if (signal?.aborted) throw new AbortedError(`Discovery of account ${account.id} aborted`);
@@ -52,12 +60,14 @@ export function createAwsDiscover(config: AwsAdapterConfig, cache: ClientCache):
     region: string,
     signal?: AbortSignal,
   ): Promise<DiscoveredServer[]> {
-    const { ec2, ssm } = cache.get(account.id, region);
+    const scope = scopeOf(account);
     const where = `account ${account.id} region ${region}`;
     const managed = new Map<string, InstanceInformation>();
     let operation = 'DescribeInstanceInformation';
     const servers: DiscoveredServer[] = [];
     try {
+      // Credentials are read (or a role assumed) here, so that their failure is the region's.
+      const { ssm } = await cache.get(scope, region);
       for await (const page of paginateDescribeInstanceInformation({ client: ssm }, { MaxResults: 50 })) {
         for (const info of page.InstanceInformationList ?? []) {
           if (info.InstanceId) managed.set(info.InstanceId, info);
@@ -65,6 +75,7 @@ export function createAwsDiscover(config: AwsAdapterConfig, cache: ClientCache):
         if (signal?.aborted) throw new AbortedError();
       }
       operation = 'DescribeInstances';
+      const { ec2 } = await cache.get(scope, region);
       for await (const page of paginateDescribeInstances(
         { client: ec2 },
         { Filters: [{ Name: 'instance-state-name', Values: config.instanceStates }] },

@@ -20,8 +20,9 @@ import {
   ValidationError,
   validateCommand,
 } from '@fleetward/core';
-import { awsCode, awsError, type ClientCache, sanitized } from './clients.js';
-import type { AwsAdapterConfig } from './options.js';
+import type { ClientCache } from './clients.js';
+import { awsCode, awsError, sanitized } from './errors.js';
+import type { AwsAdapterConfig, AwsClients } from './options.js';
 
 /** SSM keeps at most this many characters of standard output inline (`GetCommandInvocation`). */
 export const SSM_STDOUT_LIMIT = 24_000;
@@ -113,7 +114,9 @@ export function createAwsExec(config: AwsAdapterConfig, cache: ClientCache): Exe
       }
       const region = server.region ?? config.defaultRegion;
       const where = `${instanceId} (${region})`;
-      const { ssm } = cache.get(server.accountId, region);
+      const scope = { tenantId: server.tenantId, accountId: server.accountId };
+      const send = <T>(op: (ssm: AwsClients['ssm']) => Promise<T>): Promise<T> =>
+        cache.send(scope, region, ({ ssm }) => op(ssm));
       const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
       const maxOutputBytes = options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
       const userSignal = options.signal;
@@ -141,11 +144,13 @@ export function createAwsExec(config: AwsAdapterConfig, cache: ClientCache): Exe
       if (config.checkAgent) {
         let ping: string | undefined;
         try {
-          const info = await ssm.send(
-            new DescribeInstanceInformationCommand({
-              Filters: [{ Key: 'InstanceIds', Values: [instanceId] }],
-            }),
-            { abortSignal: callSignal() },
+          const info = await send((ssm) =>
+            ssm.send(
+              new DescribeInstanceInformationCommand({
+                Filters: [{ Key: 'InstanceIds', Values: [instanceId] }],
+              }),
+              { abortSignal: callSignal() },
+            ),
           );
           const entry = info.InstanceInformationList?.find((i) => i.InstanceId === instanceId);
           ping = entry?.PingStatus ?? 'NotRegistered';
@@ -165,20 +170,22 @@ export function createAwsExec(config: AwsAdapterConfig, cache: ClientCache): Exe
       const executionSeconds = Math.min(MAX_EXECUTION_SECONDS, Math.max(1, Math.ceil(timeoutMs / 1000)));
       let commandId: string;
       try {
-        const sent = await ssm.send(
-          new SendCommandCommand({
-            DocumentName: 'AWS-RunShellScript',
-            InstanceIds: [instanceId],
-            Parameters: {
-              commands: buildRunShellScript(command),
-              executionTimeout: [String(executionSeconds)],
-            },
-            // Delivery time-out: SSM accepts 30 s at the least.
-            TimeoutSeconds: Math.max(30, executionSeconds),
-            Comment: 'fleetward exec',
-          }),
-          // Not the caller's signal: once sent, the command must be cancelled by its id.
-          { abortSignal: AbortSignal.timeout(Math.max(1, Math.ceil(remaining()))) },
+        const sent = await send((ssm) =>
+          ssm.send(
+            new SendCommandCommand({
+              DocumentName: 'AWS-RunShellScript',
+              InstanceIds: [instanceId],
+              Parameters: {
+                commands: buildRunShellScript(command),
+                executionTimeout: [String(executionSeconds)],
+              },
+              // Delivery time-out: SSM accepts 30 s at the least.
+              TimeoutSeconds: Math.max(30, executionSeconds),
+              Comment: 'fleetward exec',
+            }),
+            // Not the caller's signal: once sent, the command must be cancelled by its id.
+            { abortSignal: AbortSignal.timeout(Math.max(1, Math.ceil(remaining()))) },
+          ),
         );
         commandId = sent.Command?.CommandId ?? '';
       } catch (error) {
@@ -188,9 +195,11 @@ export function createAwsExec(config: AwsAdapterConfig, cache: ClientCache): Exe
 
       const cancel = async (): Promise<void> => {
         try {
-          await ssm.send(new CancelCommandCommand({ CommandId: commandId, InstanceIds: [instanceId] }), {
-            abortSignal: AbortSignal.timeout(10_000),
-          });
+          await send((ssm) =>
+            ssm.send(new CancelCommandCommand({ CommandId: commandId, InstanceIds: [instanceId] }), {
+              abortSignal: AbortSignal.timeout(10_000),
+            }),
+          );
         } catch {
           // Best effort: the command's own executionTimeout still ends it on the instance.
         }
@@ -227,11 +236,10 @@ export function createAwsExec(config: AwsAdapterConfig, cache: ClientCache): Exe
           });
         }
         try {
-          out = await ssm.send(
-            new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }),
-            {
+          out = await send((ssm) =>
+            ssm.send(new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }), {
               abortSignal: callSignal(),
-            },
+            }),
           );
           interval = config.pollIntervalMs;
         } catch (error) {

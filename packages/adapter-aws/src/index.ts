@@ -31,10 +31,16 @@ export function createAwsAdapter(options: AwsAdapterOptions = {}): Adapter {
     name: config.name,
     exec: createAwsExec(config, cache),
     discover: createAwsDiscover(config, cache),
+    attach: (context) => cache.attach(context),
     close: async () => cache.close(),
   };
 }
 
+export {
+  type AwsAccountCredentials,
+  AwsAccountCredentialsSchema,
+  parseAccountCredentials,
+} from './credentials.js';
 export { osFromSsm } from './discover.js';
 export { buildRunShellScript, SSM_STDERR_LIMIT, SSM_STDOUT_LIMIT, ssmOutputSummary } from './exec.js';
 export {

@@ -1,4 +1,6 @@
 import type { EC2Client } from '@aws-sdk/client-ec2';
+import type { EC2InstanceConnectClient } from '@aws-sdk/client-ec2-instance-connect';
+import type { S3Client } from '@aws-sdk/client-s3';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
 
@@ -6,13 +8,18 @@ import { z } from 'zod';
 export interface AwsClients {
   ssm: SSMClient;
   ec2: EC2Client;
+  /** For output beyond what SSM keeps inline, when the account has an output bucket. */
+  s3?: S3Client;
+  /** For keyless SSH through EC2 Instance Connect. */
+  instanceConnect?: EC2InstanceConnectClient;
 }
 
 /**
- * Returns the clients for an account (Fleetward's account id, `server.accountId` / `account.id`)
- * and a region. The adapter calls it once per pair and keeps the result.
+ * Returns the clients for an account (Fleetward's account id, `server.accountId` / `account.id`,
+ * of tenant `tenantId`) and a region. The adapter calls it once per triple and keeps the result;
+ * the factory owns the clients' credentials (an account's `credentialsRef` is not read).
  */
-export type AwsClientsFactory = (accountId: string, region: string) => AwsClients;
+export type AwsClientsFactory = (accountId: string, region: string, tenantId: string) => AwsClients;
 
 /** Static AWS credentials, or a provider of them (the SDK's `AwsCredentialIdentityProvider`). */
 export type AwsCredentialsOption =
@@ -44,11 +51,23 @@ export const AwsAdapterOptionsSchema = z.strictObject({
    */
   clients: fn<AwsClientsFactory>('(accountId, region) => ({ ssm, ec2 })').optional(),
   /**
-   * Credentials for the clients the adapter creates. @default the SDK's default credential chain
+   * The adapter's own credentials: those of accounts without `credentialsRef`, and the ones that
+   * assume an account's role (`credentialsRef` → `{"type":"assume-role",…}`).
+   * @default the SDK's default credential chain
    */
   credentials: z
     .union([StaticCredentialsSchema, fn<() => Promise<unknown>>('credential provider')])
     .optional(),
+  /**
+   * Region of the STS client that assumes accounts' roles (a regional STS endpoint keeps the
+   * traffic in a region). @default `defaultRegion`
+   */
+  stsRegion: z.string().min(1).max(64).optional(),
+  /**
+   * Assumed-role credentials are renewed this long before they expire. @default 300000 (5 minutes,
+   * as the SDK itself does)
+   */
+  credentialsRefreshMarginMs: z.number().int().min(0).max(3_600_000).default(300_000),
   /** Endpoint for the clients the adapter creates (a VPC endpoint, a fake in tests). */
   endpoint: z.url().optional(),
   /** Attempts per SDK call, retries of throttling and 5xx included. @default 3 */

@@ -6,7 +6,7 @@ import { validate } from '../domain/index.js';
 import { DEFAULT_DRIVERS } from '../engine/scan.js';
 import { CapabilityMissingError, toFleetwardError, ValidationError } from '../errors.js';
 import type { PackageManagerDriver } from '../os/driver.js';
-import { type Adapter, CAPABILITIES } from '../ports/adapter.js';
+import { type Adapter, type AdapterContext, CAPABILITIES } from '../ports/adapter.js';
 import { type Clock, systemClock } from '../ports/clock.js';
 import { isLogger, type Logger } from '../ports/logger.js';
 import type { SecretStore } from '../ports/secret-store.js';
@@ -129,6 +129,12 @@ export class Runtime {
       }
       this.#adapters.set(adapter.name, adapter);
     }
+    const context: AdapterContext = {
+      secrets: this.secrets,
+      account: (tenantId, accountId) => this.store.accounts.get(tenantId, accountId),
+      logger: this.logger,
+    };
+    for (const adapter of this.#adapters.values()) adapter.attach?.(context);
   }
 
   /**

@@ -1,4 +1,6 @@
 import type { Account, OsFacts, OutputSummary, PendingPatch, Server } from '../domain/index.js';
+import type { Logger } from './logger.js';
+import type { SecretStore } from './secret-store.js';
 
 /**
  * A command to run on a server. It is data, never a shell string: values reach the server as
@@ -211,6 +213,22 @@ export interface SnapshotCapability {
 }
 
 /**
+ * What a Fleet gives the adapters registered with it (see {@link Adapter.attach}): its secret
+ * store, a read of the accounts servers belong to, and its logger.
+ */
+export interface AdapterContext {
+  /**
+   * The Fleet's secret store, or `undefined` when the Fleet has none. Values read through it are
+   * known to the Fleet's logger, which redacts them wherever they would appear.
+   */
+  readonly secrets: SecretStore | undefined;
+  /** The account `accountId` of tenant `tenantId` (a server's `tenantId` and `accountId`), or `undefined`. */
+  account(tenantId: string, accountId: string): Promise<Account | undefined>;
+  /** The Fleet's logger, behind its redaction. */
+  readonly logger: Logger;
+}
+
+/**
  * How Fleetward reaches one kind of target. Every capability is optional and independent: the core
  * uses a native capability when there is one and otherwise falls back to `exec` plus the OS
  * driver. An adapter with none of them is refused at registration.
@@ -225,6 +243,12 @@ export interface Adapter {
   readonly keys?: KeysCapability;
   readonly snapshot?: SnapshotCapability;
   readonly login?: LoginCapability;
+  /**
+   * Called once by `createFleet` with what the Fleet offers its adapters, before any capability is
+   * used; e.g. an adapter that reads an account's credentials by its `credentialsRef`. An adapter
+   * belongs to one Fleet at a time: it may throw when it is attached again before `close`.
+   */
+  attach?(context: AdapterContext): void;
   /** Releases connections and timers. Called once, by `fleet.close()`. */
   close?(): Promise<void>;
 }
