@@ -3,6 +3,7 @@ import { type InstanceInformation, paginateDescribeInstanceInformation } from '@
 import {
   AbortedError,
   type Account,
+  type AgentFacts,
   type DiscoverCapability,
   type DiscoveredServer,
   type DiscoveryRegionFailure,
@@ -40,6 +41,17 @@ const scopeOf = (account: Account): AccountScope => ({
   accountId: account.id,
   account,
 });
+
+/** The SSM agent of an instance as SSM reports it; `managed: false` when SSM does not list it. */
+export function agentFromSsm(info: InstanceInformation | undefined): AgentFacts {
+  if (!info) return { name: 'amazon-ssm-agent', managed: false };
+  return {
+    name: 'amazon-ssm-agent',
+    managed: true,
+    ...(info.PingStatus ? { status: info.PingStatus } : {}),
+    ...(info.AgentVersion ? { version: info.AgentVersion } : {}),
+  };
+}
 
 export function createAwsDiscover(config: AwsAdapterConfig, cache: ClientCache): DiscoverCapability {
   async function regionsOf(account: Account, signal: AbortSignal | undefined): Promise<string[]> {
@@ -89,13 +101,15 @@ export function createAwsDiscover(config: AwsAdapterConfig, cache: ClientCache):
               if (tag.Key !== undefined) labels[tag.Key] = tag.Value ?? '';
             }
             const address = instance.PrivateIpAddress ?? instance.PublicIpAddress;
-            const os = osFromSsm(managed.get(providerId));
+            const info = managed.get(providerId);
+            const os = osFromSsm(info);
             servers.push({
               providerId,
               name: labels.Name || providerId,
               region,
               ...(address ? { address } : {}),
               ...(os ? { os } : {}),
+              agent: agentFromSsm(info),
               labels,
             });
           }

@@ -436,8 +436,17 @@ describe('discover', () => {
       region: 'us-east-1',
       address: '10.0.0.1',
       labels: { Name: 'east-1', env: 'prod', 'odd key': 'a=b' },
+      agent: { name: 'amazon-ssm-agent', managed: true, status: 'Online', version: '3.3.1142.0' },
+      os: { family: 'debian', id: 'ubuntu', versionId: '22.04' },
     });
-    expect(byId.get(west[2]?.instanceId as string)).toMatchObject({ name: 'west-3', region: 'eu-west-1' });
+    expect(byId.get(west[2]?.instanceId as string)).toEqual(
+      expect.objectContaining({
+        name: 'west-3',
+        region: 'eu-west-1',
+        agent: { name: 'amazon-ssm-agent', managed: false },
+      }),
+    );
+    expect(byId.get(west[2]?.instanceId as string)?.os).toBeUndefined();
     // pageSize 2: three instances per region take two pages.
     expect(
       fake.requests.filter((r) => r.operation === 'DescribeInstances' && r.region === 'us-east-1').length,

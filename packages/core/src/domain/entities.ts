@@ -77,6 +77,21 @@ export const OsFactsSchema = z.strictObject({
 });
 export type OsFacts = z.infer<typeof OsFactsSchema>;
 
+/**
+ * The provider's management agent on a server (the SSM agent on AWS), as discovery last saw it:
+ * whether the provider manages the server through it, and the agent's status and version.
+ */
+export const AgentFactsSchema = z.strictObject({
+  /** The agent, e.g. `amazon-ssm-agent`. */
+  name: z.string().min(1).max(64),
+  /** Whether the provider manages the server through the agent (SSM: a managed instance). */
+  managed: z.boolean(),
+  /** The provider's word for the agent's state, e.g. SSM's `PingStatus`: `Online`, `ConnectionLost`, `Inactive`. */
+  status: z.string().min(1).max(64).optional(),
+  version: z.string().min(1).max(64).optional(),
+});
+export type AgentFacts = z.infer<typeof AgentFactsSchema>;
+
 export const ServerSchemas = entity({
   accountId: IdSchema,
   provider: ProviderSchema,
@@ -89,6 +104,8 @@ export const ServerSchemas = entity({
   /** Name of the registered adapter that reaches this server; defaults to the provider. */
   adapter: z.string().min(1).max(64).optional(),
   os: OsFactsSchema.optional(),
+  /** The provider's management agent, as discovery last saw it; absent for servers discovery does not own. */
+  agent: AgentFactsSchema.optional(),
   labels: LabelsSchema.default({}),
   /**
    * Set by discovery when the provider no longer lists the server (it is kept, never deleted);

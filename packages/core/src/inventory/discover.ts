@@ -3,6 +3,7 @@ import { z } from 'zod';
 import {
   type Account,
   AddressSchema,
+  AgentFactsSchema,
   type AuditInput,
   IdSchema,
   LabelKeySchema,
@@ -169,7 +170,7 @@ type Candidate =
   | {
       ok: true;
       providerId: string;
-      fields: Pick<ServerInput, 'name' | 'region' | 'address' | 'os' | 'labels'>;
+      fields: Pick<ServerInput, 'name' | 'region' | 'address' | 'os' | 'agent' | 'labels'>;
       tags: { dropped: number; sanitized: number };
     }
   | { ok: false; providerId?: string; error: DiscoveryError };
@@ -204,6 +205,7 @@ function candidateOf(provider: Provider, entry: DiscoveredServer): Candidate {
   const name = printable(raw['name']) || printable(providerId) || 'unnamed';
   const address = AddressSchema.safeParse(raw['address']);
   const os = OsFactsSchema.safeParse(raw['os']);
+  const agent = AgentFactsSchema.safeParse(raw['agent']);
   const { labels, ...tags } = tagsToLabels(provider, raw['labels']);
   return {
     ok: true,
@@ -213,6 +215,7 @@ function candidateOf(provider: Provider, entry: DiscoveredServer): Candidate {
       ...(region !== undefined ? { region } : {}),
       ...(address.success ? { address: address.data } : {}),
       ...(os.success ? { os: os.data } : {}),
+      ...(agent.success ? { agent: agent.data } : {}),
       labels,
     },
     tags,
@@ -311,6 +314,7 @@ async function updateListed(
     current.region === fields.region &&
     current.address === fields.address &&
     sameJson(current.os, fields.os) &&
+    sameJson(current.agent, fields.agent) &&
     sameJson(sortedLabels(current.labels), sortedLabels(labels));
   if (unchanged) {
     report.unchanged.push(current.id);
@@ -324,6 +328,7 @@ async function updateListed(
       region: fields.region,
       address: fields.address,
       os: fields.os,
+      agent: fields.agent,
       labels,
       goneAt: undefined,
     },

@@ -1,4 +1,4 @@
-import type { Account, OsFacts, OutputSummary, PendingPatch, Server } from '../domain/index.js';
+import type { Account, AgentFacts, OsFacts, OutputSummary, PendingPatch, Server } from '../domain/index.js';
 import type { Logger } from './logger.js';
 import type { SecretStore } from './secret-store.js';
 
@@ -85,6 +85,8 @@ export interface DiscoveredServer {
   address?: string;
   /** OS facts where the provider knows them. Dropped when they do not fit `OsFactsSchema`. */
   os?: OsFacts;
+  /** The provider's management agent (SSM agent), when the provider has one. Dropped when it does not fit `AgentFactsSchema`. */
+  agent?: AgentFacts;
   /**
    * The provider's tags exactly as the provider holds them (any strings). Core maps them to
    * labels under `tag.<provider>/<key>`, sanitized to the label rules; a tag that cannot be made

@@ -143,6 +143,30 @@ describe('inventory.discover', () => {
     expect((await f.store.servers.require(f.tenantId, 'aws-i-2')).version).toBe(before.version);
   });
 
+  it('discover — stores the management agent as listed, counts a change of its status as a change, drops a malformed one', async () => {
+    await addAccount('prod');
+    const agent = { name: 'amazon-ssm-agent', managed: true, status: 'Online', version: '3.3.1142.0' };
+    cloud['prod'] = {
+      regions: {
+        r1: [
+          vm('i-1', 'r1', { agent }),
+          vm('i-2', 'r1', { agent: { name: 'amazon-ssm-agent', managed: 'yes' } as never }),
+        ],
+      },
+    };
+    await inventory().discover();
+    expect((await f.store.servers.require(f.tenantId, 'aws-i-1')).agent).toEqual(agent);
+    expect((await f.store.servers.require(f.tenantId, 'aws-i-2')).agent).toBeUndefined();
+    const same = await inventory().discover();
+    expect(same.accounts[0]).toMatchObject({ changed: [], unchanged: ['aws-i-1', 'aws-i-2'] });
+    cloud['prod'] = {
+      regions: { r1: [vm('i-1', 'r1', { agent: { ...agent, status: 'ConnectionLost' } }), vm('i-2', 'r1')] },
+    };
+    const lost = await inventory().discover();
+    expect(lost.accounts[0]).toMatchObject({ changed: ['aws-i-1'] });
+    expect((await f.store.servers.require(f.tenantId, 'aws-i-1')).agent?.status).toBe('ConnectionLost');
+  });
+
   it('discover — marks servers no longer listed gone, keeps them, and un-gones them when listed again', async () => {
     await addAccount('prod');
     cloud['prod'] = { regions: { r1: [vm('i-1', 'r1'), vm('i-2', 'r1')] } };
