@@ -171,7 +171,7 @@ export class ClientCache {
       ssm: new SSMClient(common),
       ec2: new EC2Client(common),
       // Path-style: bucket names with dots, and endpoints that are not AWS (a VPC endpoint, a fake).
-      s3: new S3Client({ ...common, forcePathStyle: c.endpoint !== undefined }),
+      s3: new S3Client({ ...common, forcePathStyle: c.endpoint !== undefined, followRegionRedirects: true }),
       instanceConnect: new EC2InstanceConnectClient(common),
     };
   }

@@ -23,6 +23,9 @@ import {
 import type { ClientCache } from './clients.js';
 import { awsCode, awsError, sanitized } from './errors.js';
 import type { AwsAdapterConfig, AwsClients } from './options.js';
+import { type OutputLocation, outputKey, outputLocation, readOutput } from './output.js';
+import { PACK_RUN_LINES, PACK_SETUP_LINES, unpackStream } from './packed.js';
+import { buildRunPowerShellScript } from './powershell.js';
 
 /** SSM keeps at most this many characters of standard output inline (`GetCommandInvocation`). */
 export const SSM_STDOUT_LIMIT = 24_000;
@@ -58,6 +61,7 @@ const RUNNER_LINES = [
   "IFS=' '",
   // Found before any env value is exported, so a PATH in `env` cannot change the decoder.
   'fw_b64=$(command -v base64)',
+  ...PACK_SETUP_LINES,
   'fw_dec() { printf \'%s\' "$1" | "$fw_b64" -d; }',
   'set --',
   // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion, not a template
@@ -65,7 +69,7 @@ const RUNNER_LINES = [
   // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion, not a template
   'for fw_e in $fw_env; do fw_v=$(fw_dec "${fw_e#*=}"; printf x); export "${fw_e%%=*}=${fw_v%x}"; done',
   'unset fw_e fw_a fw_v fw_argv fw_env',
-  'if [ "$fw_has_stdin" = 1 ]; then fw_dec "$fw_stdin" | "$@"; else "$@" </dev/null; fi',
+  ...PACK_RUN_LINES,
 ] as const;
 
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
@@ -91,7 +95,8 @@ export function buildRunShellScript(command: Command): string[] {
 /**
  * The summary of one stream as SSM returned it. When SSM returned as many characters as it keeps
  * inline, the stream was (probably) cut by SSM: `truncated` is true, and `bytes` and `sha256`
- * cover only what SSM returned.
+ * cover only what SSM returned. (With an output bucket, `exec` reads such a stream from S3
+ * instead.)
  */
 export function ssmOutputSummary(text: string, ssmLimit: number, maxBytes: number): OutputSummary {
   const collector = new OutputCollector(maxBytes);
@@ -115,6 +120,10 @@ export function createAwsExec(config: AwsAdapterConfig, cache: ClientCache): Exe
       const region = server.region ?? config.defaultRegion;
       const where = `${instanceId} (${region})`;
       const scope = { tenantId: server.tenantId, accountId: server.accountId };
+      const windows = server.os?.family === 'windows';
+      const document = windows
+        ? { name: 'AWS-RunPowerShellScript', plugin: 'aws:runPowerShellScript' }
+        : { name: 'AWS-RunShellScript', plugin: 'aws:runShellScript' };
       const send = <T>(op: (ssm: AwsClients['ssm']) => Promise<T>): Promise<T> =>
         cache.send(scope, region, ({ ssm }) => op(ssm));
       const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -129,6 +138,7 @@ export function createAwsExec(config: AwsAdapterConfig, cache: ClientCache): Exe
         return userSignal ? AbortSignal.any([userSignal, timeout]) : timeout;
       };
       if (abortReason(userSignal)) throw aborted();
+      const location = outputLocation(await cache.account(scope), config);
 
       const beforeSend = (error: unknown, operation: string): Error => {
         if (abortReason(userSignal)) return aborted();
@@ -173,12 +183,18 @@ export function createAwsExec(config: AwsAdapterConfig, cache: ClientCache): Exe
         const sent = await send((ssm) =>
           ssm.send(
             new SendCommandCommand({
-              DocumentName: 'AWS-RunShellScript',
+              DocumentName: document.name,
               InstanceIds: [instanceId],
               Parameters: {
-                commands: buildRunShellScript(command),
+                commands: windows ? buildRunPowerShellScript(command) : buildRunShellScript(command),
                 executionTimeout: [String(executionSeconds)],
               },
+              ...(location
+                ? {
+                    OutputS3BucketName: location.bucket,
+                    ...(location.prefix ? { OutputS3KeyPrefix: location.prefix } : {}),
+                  }
+                : {}),
               // Delivery time-out: SSM accepts 30 s at the least.
               TimeoutSeconds: Math.max(30, executionSeconds),
               Comment: 'fleetward exec',
@@ -274,17 +290,26 @@ export function createAwsExec(config: AwsAdapterConfig, cache: ClientCache): Exe
               details,
             });
           }
-          const stdoutText = out?.StandardOutputContent ?? '';
-          const stderrText = out?.StandardErrorContent ?? '';
-          if (options.onOutput) {
-            if (stdoutText) options.onOutput('stdout', Buffer.from(stdoutText, 'utf8'));
-            if (stderrText) options.onOutput('stderr', Buffer.from(stderrText, 'utf8'));
-          }
+          const stream = (name: 'stdout' | 'stderr', inline: string, limit: number) =>
+            streamSummary({
+              name,
+              packed: !windows,
+              inline,
+              limit,
+              maxOutputBytes,
+              location,
+              key: (l) => outputKey(l, commandId, instanceId, document.plugin, name),
+              read: (op) => cache.send(scope, region, ({ s3 }) => op(s3)),
+              signal: userSignal,
+              onOutput: options.onOutput,
+            });
+          const stdout = await stream('stdout', out?.StandardOutputContent ?? '', SSM_STDOUT_LIMIT);
+          const stderr = await stream('stderr', out?.StandardErrorContent ?? '', SSM_STDERR_LIMIT);
           return {
             exitCode: code,
             signal: null,
-            stdout: ssmOutputSummary(stdoutText, SSM_STDOUT_LIMIT, maxOutputBytes),
-            stderr: ssmOutputSummary(stderrText, SSM_STDERR_LIMIT, maxOutputBytes),
+            stdout,
+            stderr,
             durationMs: Math.round(performance.now() - started),
           };
         }
@@ -311,4 +336,63 @@ export function createAwsExec(config: AwsAdapterConfig, cache: ClientCache): Exe
       }
     },
   };
+}
+
+/** How long reading one stream from S3 may take once the command has ended. */
+const S3_READ_TIMEOUT_MS = 60_000;
+
+/**
+ * The summary of one finished stream, passed to `onOutput` too. A stream that SSM cut inline
+ * (`limit` characters) is read in full from the output bucket, if there is one, and is then
+ * truncated only beyond `maxOutputBytes`. When that read fails (no object, no right, no S3
+ * client, the signal) the inline text stays, `truncated: true`.
+ */
+async function streamSummary(s: {
+  name: 'stdout' | 'stderr';
+  /** The stream is packed by the shell runner (gzip, base64): see `packed.ts`. */
+  packed: boolean;
+  inline: string;
+  limit: number;
+  maxOutputBytes: number;
+  location: OutputLocation | undefined;
+  key: (location: OutputLocation) => string;
+  read: <T>(op: (s3: AwsClients['s3']) => Promise<T>) => Promise<T>;
+  signal: AbortSignal | undefined;
+  onOutput: ExecOptions['onOutput'];
+}): Promise<OutputSummary> {
+  const location = s.location;
+  if (s.inline.length >= s.limit && location) {
+    const kept: Buffer[] = [];
+    try {
+      const summary = await s.read(async (s3) => {
+        if (!s3) throw new Error('no S3 client for this account');
+        kept.length = 0;
+        const timeout = AbortSignal.timeout(S3_READ_TIMEOUT_MS);
+        const signal = s.signal ? AbortSignal.any([s.signal, timeout]) : timeout;
+        return readOutput(
+          s3,
+          location,
+          s.key(location),
+          s.maxOutputBytes,
+          signal,
+          s.onOutput ? kept : undefined,
+          s.packed,
+        );
+      });
+      for (const chunk of kept) s.onOutput?.(s.name, chunk);
+      return summary;
+    } catch {
+      // The inline text is all there is; `truncated` says so.
+    }
+  }
+  if (s.packed) {
+    const { data, truncated } = unpackStream(s.inline, s.inline.length >= s.limit);
+    if (data.length > 0) s.onOutput?.(s.name, data);
+    const collector = new OutputCollector(s.maxOutputBytes);
+    collector.push(data);
+    const summary = collector.summary();
+    return truncated ? { ...summary, truncated: true } : summary;
+  }
+  if (s.inline) s.onOutput?.(s.name, Buffer.from(s.inline, 'utf8'));
+  return ssmOutputSummary(s.inline, s.limit, s.maxOutputBytes);
 }

@@ -94,6 +94,31 @@ export const AwsAdapterOptionsSchema = z.strictObject({
     .array(z.enum(['pending', 'running', 'shutting-down', 'stopping', 'stopped']))
     .min(1)
     .default(['pending', 'running', 'stopping', 'stopped']),
+  /**
+   * How long `snapshot` waits for every EBS snapshot of an instance to be `completed`. Snapshots
+   * still pending then are not deleted: they go on in EC2. @default 7200000 (2 hours)
+   */
+  snapshotTimeoutMs: z.number().int().min(1).max(172_800_000).default(7_200_000),
+  /**
+   * Delay between two `DescribeSnapshots` polls of `snapshot`; after throttling it doubles, up to
+   * four times this or `maxPollIntervalMs`, whichever is larger. @default 15000
+   */
+  snapshotPollIntervalMs: z.number().int().min(1).max(600_000).default(15_000),
+  /**
+   * S3 bucket where SSM writes the full output of every command, for accounts without the label
+   * `aws.fleetward.dev/ssm-output-bucket` (which wins). `exec` reads a stream from it when SSM cut
+   * the inline copy (24,000 / 8,000 characters). The instances' role must be allowed to
+   * `s3:PutObject` into it, the adapter's credentials to `s3:GetObject`. @default none
+   */
+  outputBucket: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name')
+    .optional(),
+  /**
+   * Key prefix of that output, for accounts without the label `aws.fleetward.dev/ssm-output-prefix`.
+   * @default none (keys start with the command id)
+   */
+  outputPrefix: z.string().min(1).max(500).optional(),
 });
 
 /** Options of {@link createAwsAdapter}; see {@link AwsAdapterOptionsSchema}. */

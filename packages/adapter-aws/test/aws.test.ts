@@ -1,4 +1,5 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EC2Client } from '@aws-sdk/client-ec2';
@@ -171,16 +172,43 @@ describe('exec through SSM Run Command', () => {
     }
   });
 
-  it('reports truncated when SSM cut the output at 24,000 / 8,000 characters', async () => {
+  it("packs output so that SSM's 24,000 / 8,000 characters hold more, and reports truncated when SSM still cut it", async () => {
     const { exec, server } = await setup();
+    // Text that compresses (a package list) comes back whole, far beyond the inline limits.
     const r = await exec.exec(server, {
-      argv: ['sh', '-c', 'head -c 30000 /dev/zero | tr "\\0" a; head -c 9000 /dev/zero | tr "\\0" b >&2'],
+      argv: [
+        'sh',
+        '-c',
+        'head -c 300000 /dev/zero | tr "\\0" a; head -c 90000 /dev/zero | tr "\\0" b >&2; exit 3',
+      ],
     });
-    expect(r.exitCode).toBe(0);
-    expect(r.stdout.text).toBe('a'.repeat(24_000));
-    expect(r.stdout.truncated).toBe(true);
-    expect(r.stderr.text).toBe('b'.repeat(8_000));
-    expect(r.stderr.truncated).toBe(true);
+    expect(r.exitCode).toBe(3);
+    expect(r.stdout).toMatchObject({ bytes: 300_000, truncated: false });
+    expect(r.stdout.text).toBe('a'.repeat(300_000).slice(0, r.stdout.text.length));
+    expect(r.stderr).toMatchObject({ text: 'b'.repeat(90_000), bytes: 90_000, truncated: false });
+    // Bytes that are not UTF-8 survive the trip.
+    const bin = await exec.exec(server, { argv: ['printf', '\\377\\000\\200x'] });
+    expect(bin.stdout).toMatchObject({
+      bytes: 4,
+      sha256: createHash('sha256')
+        .update(Buffer.from([0xff, 0, 0x80, 0x78]))
+        .digest('hex'),
+    });
+    // Random text does not compress: SSM cuts the packed stream, and what it kept decodes to a prefix.
+    const dir = mkdtempSync(join(tmpdir(), 'fw-aws-cut-'));
+    try {
+      const text = randomBytes(60_000).toString('base64');
+      writeFileSync(join(dir, 'out'), text);
+      const cut = await exec.exec(server, { argv: ['sh', '-c', 'cat "$0"; cat "$0" >&2', join(dir, 'out')] });
+      expect(cut.stdout.truncated).toBe(true);
+      expect(cut.stdout.bytes).toBeGreaterThan(10_000);
+      expect(cut.stdout.bytes).toBeLessThan(text.length);
+      expect(text.startsWith(cut.stdout.text)).toBe(true);
+      expect(cut.stderr.truncated).toBe(true);
+      expect(text.startsWith(cut.stderr.text)).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
 
     const capped = await exec.exec(server, { argv: ['printf', '%s', 'abcdefghij'] }, { maxOutputBytes: 4 });
     expect(capped.stdout).toMatchObject({ text: 'abcd', bytes: 10, truncated: true });

@@ -192,6 +192,21 @@ describe('account credentials by reference', () => {
     expect(requestsOf('SendCommand').length).toBe(0);
   });
 
+  it("instanceConnectCredentials — pushes the key with the server account's own credentials (an assumed role)", async () => {
+    const { alice, adapter } = await setup();
+    await alice.inventory.discover({ accountIds: ['cust-b'] });
+    const server = (await alice.servers.list()).find((s) => s.name === 'b-2')!;
+    const login = await adapter.instanceConnectCredentials({ osUser: 'admin' })(server);
+    expect(login?.username).toBe('admin');
+    expect(login?.privateKey).toContain('PRIVATE KEY');
+    const pushed = fake.instance(server.providerId!).sshPublicKeys();
+    expect(pushed.map((k) => k.osUser)).toEqual(['admin']);
+    const sent = fake.requests.filter((r) => r.operation === 'SendSSHPublicKey');
+    expect(sent.map((r) => [r.accountId, r.region, r.status])).toEqual([[B.id, 'eu-west-1', 200]]);
+    // A server that is not an EC2 instance is not this source's: the SSH adapter's own credentials apply.
+    expect(await adapter.instanceConnectCredentials()({ ...server, provider: 'ssh' })).toBeUndefined();
+  });
+
   it('createFleet — an adapter already attached to another Fleet is refused', async () => {
     const { adapter } = await setup();
     expect(() => createFleet({ store: createMemoryStore(), adapters: [adapter] })).toThrow(ConflictError);

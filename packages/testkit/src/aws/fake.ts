@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { NotFoundError, ValidationError } from '@fleetward/core';
@@ -8,11 +8,13 @@ import type {
   AwsFakeInstance,
   AwsFakeInstanceSpec,
   AwsFakeInvocationStatus,
+  AwsFakeIssuedCredentials,
   AwsFakeOptions,
   AwsFakePingStatus,
   AwsFakeRequest,
   AwsFakeRunner,
   AwsFakeRunResult,
+  AwsFakeSnapshot,
 } from './types.js';
 import {
   credentialScope,
@@ -67,11 +69,17 @@ interface InstanceRecord {
     | undefined;
   runner: AwsFakeRunner | undefined;
   sshKeys: { osUser: string; publicKey: string; expiresAt: Date }[];
+  onSshPublicKey: AwsFakeInstanceSpec['onSshPublicKey'];
+  volumes: { volumeId: string; device: string; sizeGiB: number }[];
 }
 
 interface Invocation {
   commandId: string;
   instance: InstanceRecord;
+  documentName: string;
+  /** `OutputS3BucketName` / `OutputS3KeyPrefix` of the command. */
+  outputBucket: string | undefined;
+  outputPrefix: string;
   comment: string;
   script: string;
   workingDirectory: string | undefined;
@@ -120,9 +128,15 @@ export async function startAwsFake(options: AwsFakeOptions): Promise<AwsFake> {
   const instances = new Map<string, InstanceRecord>();
   const commands = new Map<string, Invocation[]>();
   const requests: AwsFakeRequest[] = [];
+  const issued: AwsFakeIssuedCredentials[] = [];
   const throttles = new Map<string, number>();
   const serverErrors = new Map<string, { count: number; status: number; html: boolean }>();
   let ipCounter = 10;
+  const snapshotPendingPolls = options.snapshotPendingPolls ?? 1;
+  const snapshots = new Map<string, SnapshotRecord>();
+  const snapshotFailures = new Set<string>();
+  const buckets = new Map<string, { accountId: string; objects: Map<string, string> }>();
+  for (const a of options.accounts) for (const b of a.buckets ?? []) addBucket(a.id, b);
 
   function runOn(inv: Invocation): void {
     inv.status = 'InProgress';
@@ -135,10 +149,14 @@ export async function startAwsFake(options: AwsFakeOptions): Promise<AwsFake> {
     const context = {
       signal: abort.signal,
       instanceId: inv.instance.instanceId,
+      documentName: inv.documentName,
       ...(inv.workingDirectory !== undefined ? { workingDirectory: inv.workingDirectory } : {}),
     };
     new Promise<AwsFakeRunResult>((resolve) => resolve(runner(inv.script, context))).then(
-      (r) => finish(inv, r.exitCode === 0 ? 'Success' : 'Failed', r.exitCode, r.stdout, r.stderr),
+      (r) => {
+        if (!FINAL.has(inv.status)) storeOutput(inv, r.stdout, r.stderr);
+        finish(inv, r.exitCode === 0 ? 'Success' : 'Failed', r.exitCode, r.stdout, r.stderr);
+      },
       (e: unknown) => finish(inv, 'Failed', 1, '', e instanceof Error ? e.message : String(e)),
     );
   }
@@ -353,13 +371,17 @@ export async function startAwsFake(options: AwsFakeOptions): Promise<AwsFake> {
         };
       }
       case 'SendCommand': {
-        if (input.DocumentName !== 'AWS-RunShellScript') {
+        const documentName = String(input.DocumentName);
+        if (!PLUGINS[documentName]) {
           throw new WireError(
             400,
             'InvalidDocument',
-            `Document ${String(input.DocumentName)} does not exist in this fake (only AWS-RunShellScript).`,
+            `Document ${documentName} does not exist in this fake (only AWS-RunShellScript, AWS-RunPowerShellScript).`,
           );
         }
+        const outputBucket =
+          typeof input.OutputS3BucketName === 'string' ? input.OutputS3BucketName : undefined;
+        const outputPrefix = typeof input.OutputS3KeyPrefix === 'string' ? input.OutputS3KeyPrefix : '';
         const ids = input.InstanceIds;
         if (!Array.isArray(ids) || ids.length === 0 || ids.length > 50) {
           throw new WireError(
@@ -392,6 +414,9 @@ export async function startAwsFake(options: AwsFakeOptions): Promise<AwsFake> {
           (instance): Invocation => ({
             commandId,
             instance,
+            documentName,
+            outputBucket,
+            outputPrefix,
             comment,
             script: (lines as string[]).join('\n'),
             workingDirectory: wd,
@@ -414,7 +439,10 @@ export async function startAwsFake(options: AwsFakeOptions): Promise<AwsFake> {
         return {
           Command: {
             CommandId: commandId,
-            DocumentName: 'AWS-RunShellScript',
+            DocumentName: documentName,
+            ...(outputBucket !== undefined
+              ? { OutputS3BucketName: outputBucket, OutputS3KeyPrefix: outputPrefix }
+              : {}),
             Comment: comment,
             InstanceIds: ids,
             Parameters: params,
@@ -446,9 +474,9 @@ export async function startAwsFake(options: AwsFakeOptions): Promise<AwsFake> {
           CommandId: inv.commandId,
           InstanceId: inv.instance.instanceId,
           Comment: inv.comment,
-          DocumentName: 'AWS-RunShellScript',
+          DocumentName: inv.documentName,
           DocumentVersion: '$DEFAULT',
-          PluginName: 'aws:runShellScript',
+          PluginName: PLUGINS[inv.documentName],
           ResponseCode: inv.responseCode,
           ExecutionStartDateTime: iso(inv.startedAt),
           ExecutionEndDateTime: iso(inv.endedAt),
@@ -457,9 +485,9 @@ export async function startAwsFake(options: AwsFakeOptions): Promise<AwsFake> {
           Status: inv.status,
           StatusDetails: inv.statusDetails,
           StandardOutputContent: done ? inv.stdout : '',
-          StandardOutputUrl: '',
+          StandardOutputUrl: done ? outputUrl(inv, 'stdout') : '',
           StandardErrorContent: done ? inv.stderr : '',
-          StandardErrorUrl: '',
+          StandardErrorUrl: done ? outputUrl(inv, 'stderr') : '',
         };
       }
       case 'CancelCommand': {
@@ -490,12 +518,12 @@ export async function startAwsFake(options: AwsFakeOptions): Promise<AwsFake> {
     }
   }
 
-  function eicOperation(
+  async function eicOperation(
     operation: string,
     input: Record<string, unknown>,
     accountId: string,
     region: string,
-  ): unknown {
+  ): Promise<unknown> {
     if (operation !== 'SendSSHPublicKey') {
       throw new WireError(400, 'UnknownOperationException', `The fake does not implement ${operation}`);
     }
@@ -510,10 +538,12 @@ export async function startAwsFake(options: AwsFakeOptions): Promise<AwsFake> {
     if (r.state !== 'running') {
       throw new WireError(400, 'EC2InstanceStateInvalidException', 'Instance is not in a running state');
     }
+    // The service's own constraints: a login name of 1 to 32 characters and a one-line key.
     if (
       typeof input.InstanceOSUser !== 'string' ||
+      !/^[A-Za-z_][A-Za-z0-9@._-]{0,30}[A-Za-z0-9$_-]?$/.test(input.InstanceOSUser) ||
       typeof input.SSHPublicKey !== 'string' ||
-      !/^ssh-(ed25519|rsa) /.test(input.SSHPublicKey)
+      !/^ssh-(ed25519|rsa) [A-Za-z0-9+/]+={0,3}( [\x20-\x7e]*)?$/.test(input.SSHPublicKey)
     ) {
       throw new WireError(
         400,
@@ -521,11 +551,13 @@ export async function startAwsFake(options: AwsFakeOptions): Promise<AwsFake> {
         'InstanceOSUser and an ssh-ed25519 or ssh-rsa SSHPublicKey are required',
       );
     }
-    r.sshKeys.push({
+    const key = {
       osUser: input.InstanceOSUser,
       publicKey: input.SSHPublicKey,
       expiresAt: new Date(clock().getTime() + EIC_KEY_LIFETIME_MS),
-    });
+    };
+    await r.onSshPublicKey?.({ ...key, expiresAt: new Date(key.expiresAt) });
+    r.sshKeys.push(key);
     return { RequestId: randomUUID(), Success: true };
   }
 
@@ -538,6 +570,8 @@ export async function startAwsFake(options: AwsFakeOptions): Promise<AwsFake> {
     region: string,
     requestId: string,
   ): string {
+    if (operation === 'CreateSnapshots') return createSnapshots(form, accountId, region, requestId);
+    if (operation === 'DescribeSnapshots') return describeSnapshots(form, accountId, region, requestId);
     if (operation === 'DescribeRegions') {
       return el(
         'DescribeRegionsResponse',
@@ -642,6 +676,15 @@ export async function startAwsFake(options: AwsFakeOptions): Promise<AwsFake> {
     const secretAccessKey = randomBytes(30).toString('base64');
     const sessionToken = randomBytes(48).toString('base64');
     const expiresAt = new Date(clock().getTime() + duration * 1000);
+    const externalId = form.get('ExternalId') ?? undefined;
+    issued.push({
+      roleArn,
+      ...(externalId !== undefined ? { externalId } : {}),
+      accessKeyId,
+      secretAccessKey,
+      sessionToken,
+      expiresAt,
+    });
     const roleId = `AROA${hex(8).toUpperCase()}`;
     const arn = `arn:aws:sts::${account.id}:assumed-role/${role.name}/${sessionName}`;
     principals.set(accessKeyId, {
@@ -669,10 +712,301 @@ export async function startAwsFake(options: AwsFakeOptions): Promise<AwsFake> {
     );
   }
 
+  // --- EBS snapshots (EC2 query protocol) ---
+
+  function createSnapshots(
+    form: URLSearchParams,
+    accountId: string,
+    region: string,
+    requestId: string,
+  ): string {
+    const instanceId = form.get('InstanceSpecification.InstanceId') ?? '';
+    const r = instances.get(instanceId);
+    if (!r || r.accountId !== accountId || r.region !== region || r.state === 'terminated') {
+      throw new WireError(
+        400,
+        'InvalidInstanceID.NotFound',
+        `The instance ID '${instanceId}' does not exist`,
+      );
+    }
+    const copy = form.get('CopyTagsFromSource');
+    if (copy !== null && copy !== 'volume') {
+      throw new WireError(
+        400,
+        'InvalidParameterValue',
+        `Value (${copy}) for parameter CopyTagsFromSource is invalid`,
+      );
+    }
+    const tags: Record<string, string> = {};
+    for (let i = 1; form.has(`TagSpecification.${i}.ResourceType`); i++) {
+      const type = form.get(`TagSpecification.${i}.ResourceType`);
+      if (type !== 'snapshot') {
+        throw new WireError(
+          400,
+          'InvalidParameterValue',
+          `'${String(type)}' is not a valid taggable resource type for this operation.`,
+        );
+      }
+      for (let j = 1; form.has(`TagSpecification.${i}.Tag.${j}.Key`); j++) {
+        tags[form.get(`TagSpecification.${i}.Tag.${j}.Key`) as string] =
+          form.get(`TagSpecification.${i}.Tag.${j}.Value`) ?? '';
+      }
+    }
+    const volumes =
+      form.get('InstanceSpecification.ExcludeBootVolume') === 'true' ? r.volumes.slice(1) : r.volumes;
+    if (volumes.length === 0) {
+      throw new WireError(400, 'InvalidParameterCombination', 'The instance has no volumes to snapshot.');
+    }
+    const fails = snapshotFailures.delete(instanceId);
+    const made = volumes.map(
+      (v): SnapshotRecord => ({
+        snapshotId: `snap-${hex(17)}`,
+        volumeId: v.volumeId,
+        instanceId,
+        accountId,
+        region,
+        state: 'pending',
+        tags: { ...tags },
+        startTime: clock(),
+        volumeSizeGiB: v.sizeGiB,
+        description: form.get('Description') ?? '',
+        describes: 0,
+        fails,
+      }),
+    );
+    for (const s of made) snapshots.set(s.snapshotId, s);
+    return el(
+      'CreateSnapshotsResponse',
+      text('requestId', requestId),
+      el(
+        'snapshotSet',
+        ...made.map((s) =>
+          el(
+            'item',
+            text('snapshotId', s.snapshotId),
+            text('volumeId', s.volumeId),
+            text('state', s.state),
+            text('startTime', s.startTime.toISOString()),
+            text('progress', ''),
+            text('ownerId', s.accountId),
+            text('volumeSize', s.volumeSizeGiB),
+            text('description', s.description),
+            text('encrypted', false),
+            tagSetXml(s.tags),
+          ),
+        ),
+      ),
+    ).replace('<CreateSnapshotsResponse>', `<CreateSnapshotsResponse xmlns="${EC2_NS}">`);
+  }
+
+  function describeSnapshots(
+    form: URLSearchParams,
+    accountId: string,
+    region: string,
+    requestId: string,
+  ): string {
+    const ids = queryList(form, 'SnapshotId');
+    for (const id of ids) {
+      const s = snapshots.get(id);
+      if (!s || s.accountId !== accountId || s.region !== region) {
+        throw new WireError(400, 'InvalidSnapshot.NotFound', `The snapshot '${id}' does not exist.`);
+      }
+    }
+    const filters = queryFilters(form);
+    const all = [...snapshots.values()].filter(
+      (s) =>
+        s.accountId === accountId &&
+        s.region === region &&
+        (ids.length === 0 || ids.includes(s.snapshotId)) &&
+        filters.every((f) => matchesSnapshotFilter(s, f.name, f.values)),
+    );
+    const maxResults = form.has('MaxResults') ? Number(form.get('MaxResults')) : undefined;
+    const { page, nextToken } = pageOf(all, form.get('NextToken') ?? undefined, maxResults, pageSize, 'ec2');
+    for (const s of page) {
+      if (s.state !== 'pending') continue;
+      if (s.describes < snapshotPendingPolls) s.describes++;
+      else if (s.fails) {
+        s.state = 'error';
+        s.stateMessage = 'The snapshot failed: an internal error occurred (fake fault snapshotFails).';
+      } else s.state = 'completed';
+    }
+    return el(
+      'DescribeSnapshotsResponse',
+      text('requestId', requestId),
+      el(
+        'snapshotSet',
+        ...page.map((s) =>
+          el(
+            'item',
+            text('snapshotId', s.snapshotId),
+            text('volumeId', s.volumeId),
+            text('status', s.state),
+            text('statusMessage', s.stateMessage),
+            text('startTime', s.startTime.toISOString()),
+            text('progress', s.state === 'pending' ? '0%' : '100%'),
+            text('ownerId', s.accountId),
+            text('volumeSize', s.volumeSizeGiB),
+            text('description', s.description),
+            text('encrypted', false),
+            tagSetXml(s.tags),
+          ),
+        ),
+      ),
+      text('nextToken', nextToken),
+    ).replace('<DescribeSnapshotsResponse>', `<DescribeSnapshotsResponse xmlns="${EC2_NS}">`);
+  }
+
+  // --- S3 (path-style REST, XML errors) and SSM's output upload ---
+
+  function addBucket(accountId: string, name: string): void {
+    const issues: { path: string[]; message: string }[] = [];
+    if (!accounts.has(accountId))
+      issues.push({ path: ['accountId'], message: `unknown account ${accountId}` });
+    if (!BUCKET_NAME.test(name))
+      issues.push({ path: ['name'], message: 'must be an S3 bucket name (3 to 63 of a-z 0-9 . -)' });
+    if (buckets.has(name)) issues.push({ path: ['name'], message: `bucket ${name} already exists` });
+    if (issues.length) throw new ValidationError('AwsFakeBucket', issues);
+    buckets.set(name, { accountId, objects: new Map() });
+  }
+
+  /** The key SSM writes a stream of `inv` to, or undefined when the command has no output bucket. */
+  function outputKey(inv: Invocation, stream: 'stdout' | 'stderr'): string | undefined {
+    if (inv.outputBucket === undefined) return undefined;
+    const dir = (PLUGINS[inv.documentName] as string).replace(':', '');
+    const prefix = inv.outputPrefix.replace(/\/+$/, '');
+    return `${prefix ? `${prefix}/` : ''}${inv.commandId}/${inv.instance.instanceId}/${dir}/0.${dir}/${stream}`;
+  }
+
+  /** What the agent uploads: each non-empty stream, in full, when the instance may write the bucket. */
+  function storeOutput(inv: Invocation, stdout: string, stderr: string): void {
+    const bucket = inv.outputBucket === undefined ? undefined : buckets.get(inv.outputBucket);
+    // The agent writes with the instance's role: a bucket of another account refuses it.
+    if (!bucket || bucket.accountId !== inv.instance.accountId) return;
+    for (const [stream, content] of [
+      ['stdout', stdout],
+      ['stderr', stderr],
+    ] as const) {
+      if (content) bucket.objects.set(outputKey(inv, stream) as string, content);
+    }
+  }
+
+  function outputUrl(inv: Invocation, stream: 'stdout' | 'stderr'): string {
+    const key = outputKey(inv, stream);
+    const bucket = inv.outputBucket === undefined ? undefined : buckets.get(inv.outputBucket);
+    if (key === undefined || !bucket?.objects.has(key)) return '';
+    return `https://s3.${inv.instance.region}.amazonaws.com/${inv.outputBucket}/${key}`;
+  }
+
+  async function s3Request(
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: string,
+    requestId: string,
+  ): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://fake');
+    const path = url.pathname.slice(1);
+    const slash = path.indexOf('/');
+    const bucketName = decodeURIComponent(slash < 0 ? path : path.slice(0, slash));
+    const key = slash < 0 ? '' : decodeURIComponent(path.slice(slash + 1));
+    const operation =
+      req.method === 'GET'
+        ? 'GetObject'
+        : req.method === 'HEAD'
+          ? 'HeadObject'
+          : req.method === 'PUT'
+            ? 'PutObject'
+            : `S3.${req.method}`;
+    const entry: AwsFakeRequest = { service: 's3', operation, status: 200 };
+    requests.push(entry);
+    try {
+      const throttled = throttles.get(operation) ?? 0;
+      if (throttled > 0) {
+        throttles.set(operation, throttled - 1);
+        throw new WireError(503, 'SlowDown', 'Please reduce your request rate.');
+      }
+      const failure = serverErrors.get(operation);
+      if (failure && failure.count > 0) {
+        failure.count--;
+        throw new WireError(
+          failure.status,
+          'InternalError',
+          'We encountered an internal error. Please try again.',
+        );
+      }
+      let principal: Principal;
+      try {
+        principal = authenticate(req, 'ec2').principal;
+      } catch (e) {
+        if (!(e instanceof WireError)) throw e;
+        throw e.code === 'ExpiredToken'
+          ? e
+          : e.code === 'MissingAuthenticationToken'
+            ? new WireError(403, 'AccessDenied', 'Access Denied')
+            : new WireError(
+                403,
+                'InvalidAccessKeyId',
+                'The AWS Access Key Id you provided does not exist in our records.',
+              );
+      }
+      entry.accountId = principal.accountId;
+      if (!['GetObject', 'HeadObject', 'PutObject'].includes(operation) || !bucketName || !key) {
+        throw new WireError(
+          501,
+          'NotImplemented',
+          'The fake serves only path-style GetObject, HeadObject and PutObject.',
+        );
+      }
+      const bucket = buckets.get(bucketName);
+      if (!bucket)
+        throw new S3Error(404, 'NoSuchBucket', 'The specified bucket does not exist', {
+          BucketName: bucketName,
+        });
+      if (bucket.accountId !== principal.accountId) throw new WireError(403, 'AccessDenied', 'Access Denied');
+      if (operation === 'PutObject') {
+        bucket.objects.set(key, body);
+        res.writeHead(200, { 'x-amz-request-id': requestId, etag: `"${md5(body)}"` });
+        res.end();
+        return;
+      }
+      const content = bucket.objects.get(key);
+      if (content === undefined)
+        throw new S3Error(404, 'NoSuchKey', 'The specified key does not exist.', { Key: key });
+      const bytes = Buffer.from(content, 'utf8');
+      res.writeHead(200, {
+        'x-amz-request-id': requestId,
+        'content-type': 'text/plain; charset=utf-8',
+        'content-length': String(bytes.length),
+        etag: `"${md5(content)}"`,
+        'last-modified': clock().toUTCString(),
+      });
+      res.end(operation === 'HeadObject' ? undefined : bytes);
+    } catch (e) {
+      const err =
+        e instanceof WireError ? e : new WireError(500, 'InternalError', 'The fake failed; see its console');
+      if (!(e instanceof WireError)) console.error('AWS fake:', e);
+      entry.status = err.status;
+      entry.errorCode = err.code;
+      res.writeHead(err.status, { 'content-type': 'application/xml', 'x-amz-request-id': requestId });
+      // HEAD answers carry no body; the SDK names the error from the status alone.
+      res.end(
+        req.method === 'HEAD'
+          ? undefined
+          : `<?xml version="1.0" encoding="UTF-8"?>\n${el(
+              'Error',
+              text('Code', err.code),
+              text('Message', err.message),
+              ...Object.entries(err instanceof S3Error ? err.extra : {}).map(([k, v]) => text(k, v)),
+              text('RequestId', requestId),
+            )}`,
+      );
+    }
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const requestId = randomUUID();
     const body = await readBody(req);
     const target = req.headers['x-amz-target'];
+    if (typeof target !== 'string' && isS3Request(req)) return s3Request(req, res, body, requestId);
     let protocol: Protocol = 'json';
     let service: AwsFakeRequest['service'] = 'unknown';
     let operation = '';
@@ -725,7 +1059,7 @@ export async function startAwsFake(options: AwsFakeOptions): Promise<AwsFake> {
         const out =
           service === 'ssm'
             ? ssmOperation(operation, input, principal.accountId, region)
-            : eicOperation(operation, input, principal.accountId, region);
+            : await eicOperation(operation, input, principal.accountId, region);
         sendJson(res, 200, out, requestId);
       } else if (protocol === 'ec2') {
         sendXml(
@@ -771,6 +1105,9 @@ export async function startAwsFake(options: AwsFakeOptions): Promise<AwsFake> {
       roleArns: (a.roles ?? []).map((r) => `arn:aws:iam::${a.id}:role/${r.name}`),
     })),
     requests,
+    issuedCredentials() {
+      return issued.map((c) => ({ ...c, expiresAt: new Date(c.expiresAt) }));
+    },
     faults: {
       throttle(operation, count) {
         throttles.set(operation, count);
@@ -801,6 +1138,20 @@ export async function startAwsFake(options: AwsFakeOptions): Promise<AwsFake> {
         const past = new Date(clock().getTime() - 1);
         for (const p of principals.values()) if (p.expiresAt) p.expiresAt = past;
       },
+      snapshotFails(instanceId) {
+        snapshotFailures.add(record(instanceId).instanceId);
+      },
+    },
+    snapshots() {
+      return [...snapshots.values()].map(publicSnapshot);
+    },
+    createBucket(accountId, name) {
+      addBucket(accountId, name);
+    },
+    bucketObjects(name) {
+      const b = buckets.get(name);
+      if (!b) throw new NotFoundError('AWS fake bucket', name);
+      return Object.fromEntries(b.objects);
     },
     addInstance(spec: AwsFakeInstanceSpec): AwsFakeInstance {
       const issues: { path: string[]; message: string }[] = [];
@@ -843,6 +1194,12 @@ export async function startAwsFake(options: AwsFakeOptions): Promise<AwsFake> {
         },
         runner: spec.runner ?? options.defaultRunner,
         sshKeys: [],
+        onSshPublicKey: spec.onSshPublicKey,
+        volumes: (spec.volumes ?? [{}]).map((v, i) => ({
+          volumeId: v.volumeId ?? `vol-${hex(17)}`,
+          device: v.device ?? (i === 0 ? '/dev/xvda' : `/dev/sd${String.fromCharCode(101 + i)}`),
+          sizeGiB: v.sizeGiB ?? 8,
+        })),
       };
       instances.set(instanceId, r);
       return publicInstance(r);
@@ -931,4 +1288,72 @@ function elapsed(ms: number): string {
   const s = Math.floor(ms / 1000);
   const pad = (x: number): string => String(x).padStart(2, '0');
   return `PT${pad(Math.floor(s / 3600))}H${pad(Math.floor((s % 3600) / 60))}M${pad(s % 60)}.${String(ms % 1000).padStart(3, '0')}S`;
+}
+
+/** The plugin of each SSM document the fake runs; S3 output goes under the plugin's name without ':'. */
+const PLUGINS: Record<string, string> = {
+  'AWS-RunShellScript': 'aws:runShellScript',
+  'AWS-RunPowerShellScript': 'aws:runPowerShellScript',
+};
+const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+
+interface SnapshotRecord extends AwsFakeSnapshot {
+  description: string;
+  /** `DescribeSnapshots` calls that have seen it pending. */
+  describes: number;
+  /** Ends in `error` (fault `snapshotFails`). */
+  fails: boolean;
+}
+
+/** An S3 error, with the elements S3 adds to its `<Error>` document (`Key`, `BucketName`). */
+class S3Error extends WireError {
+  constructor(
+    status: number,
+    code: string,
+    message: string,
+    readonly extra: Record<string, string>,
+  ) {
+    super(status, code, message);
+  }
+}
+
+/** S3's REST protocol: anything but a `POST /` (which the query and JSON protocols use). */
+function isS3Request(req: IncomingMessage): boolean {
+  return req.method !== 'POST' || new URL(req.url ?? '/', 'http://fake').pathname !== '/';
+}
+
+function matchesSnapshotFilter(s: SnapshotRecord, name: string, values: string[]): boolean {
+  if (name === 'status') return values.includes(s.state);
+  if (name === 'volume-id') return values.includes(s.volumeId);
+  if (name === 'snapshot-id') return values.includes(s.snapshotId);
+  if (name === 'owner-id') return values.includes(s.accountId);
+  if (name === 'tag-key') return values.some((v) => v in s.tags);
+  if (name.startsWith('tag:')) {
+    const v = s.tags[name.slice(4)];
+    return v !== undefined && values.includes(v);
+  }
+  throw new WireError(400, 'InvalidParameterValue', `The filter '${name}' is invalid`);
+}
+
+function publicSnapshot(s: SnapshotRecord): AwsFakeSnapshot {
+  return {
+    snapshotId: s.snapshotId,
+    volumeId: s.volumeId,
+    instanceId: s.instanceId,
+    accountId: s.accountId,
+    region: s.region,
+    state: s.state,
+    ...(s.stateMessage !== undefined ? { stateMessage: s.stateMessage } : {}),
+    tags: { ...s.tags },
+    startTime: new Date(s.startTime),
+    volumeSizeGiB: s.volumeSizeGiB,
+  };
+}
+
+function tagSetXml(tags: Record<string, string>): string {
+  return el('tagSet', ...Object.entries(tags).map(([k, v]) => el('item', text('key', k), text('value', v))));
+}
+
+function md5(s: string): string {
+  return createHash('md5').update(s).digest('hex');
 }

@@ -5,7 +5,7 @@
  * @module @fleetward/testkit/aws
  */
 export { SSM_STDERR_LIMIT, SSM_STDOUT_LIMIT, startAwsFake } from './fake.js';
-export { LAB_SSM_ORCHESTRATION_DIR, labHostRunner } from './lab-runner.js';
+export { LAB_SSM_ORCHESTRATION_DIR, labHostInstanceConnect, labHostRunner } from './lab-runner.js';
 export type {
   AwsFake,
   AwsFakeAccountSpec,
@@ -14,10 +14,13 @@ export type {
   AwsFakeInstanceSpec,
   AwsFakeInstanceState,
   AwsFakeInvocationStatus,
+  AwsFakeIssuedCredentials,
   AwsFakeOptions,
   AwsFakePingStatus,
   AwsFakeRequest,
   AwsFakeRoleSpec,
   AwsFakeRunner,
   AwsFakeRunResult,
+  AwsFakeSnapshot,
+  AwsFakeVolumeSpec,
 } from './types.js';

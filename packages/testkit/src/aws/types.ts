@@ -27,6 +27,8 @@ export interface AwsFakeAccountSpec {
   roles?: AwsFakeRoleSpec[];
   /** Regions enabled for this account; a call signed for another region gets an auth failure. @default the fake's `regions` */
   regions?: string[];
+  /** S3 buckets this account owns (names are global across the fake's accounts). @default [] */
+  buckets?: string[];
 }
 
 /** Options of `startAwsFake`. */
@@ -51,6 +53,11 @@ export interface AwsFakeOptions {
   defaultRunner?: AwsFakeRunner;
   /** The fake's clock: credential expiry, delivery and execution time-outs, timestamps. @default () => new Date() */
   clock?: () => Date;
+  /**
+   * How many `DescribeSnapshots` calls report a new snapshot `pending` before it is `completed`
+   * (or `error`, see `faults.snapshotFails`), per snapshot. Counted in calls, not time. @default 1
+   */
+  snapshotPendingPolls?: number;
 }
 
 /** What an instance does with a Run Command script. */
@@ -68,7 +75,13 @@ export interface AwsFakeRunResult {
  */
 export type AwsFakeRunner = (
   script: string,
-  context: { signal: AbortSignal; workingDirectory?: string; instanceId: string },
+  context: {
+    signal: AbortSignal;
+    workingDirectory?: string;
+    instanceId: string;
+    /** The SSM document: `AWS-RunShellScript`, or `AWS-RunPowerShellScript` (a PowerShell script). */
+    documentName: string;
+  },
 ) => Promise<AwsFakeRunResult>;
 
 /** SSM's view of an instance's agent. */
@@ -82,6 +95,33 @@ export type AwsFakeInstanceState =
   | 'stopped'
   | 'shutting-down'
   | 'terminated';
+
+/** An EBS volume attached to an instance. */
+export interface AwsFakeVolumeSpec {
+  /** `vol-` and 17 hex digits. @default a generated one */
+  volumeId?: string;
+  /** @default '/dev/xvda' for the first volume, then '/dev/sdf', '/dev/sdg', … */
+  device?: string;
+  /** @default 8 */
+  sizeGiB?: number;
+}
+
+/** An EBS snapshot the fake holds (`CreateSnapshots`), as `fake.snapshots()` reports it. */
+export interface AwsFakeSnapshot {
+  snapshotId: string;
+  volumeId: string;
+  /** The instance whose volume it is. */
+  instanceId: string;
+  accountId: string;
+  region: string;
+  /** `pending` until `snapshotPendingPolls` describes have seen it. */
+  state: 'pending' | 'completed' | 'error';
+  /** Why it ended in `error`. */
+  stateMessage?: string;
+  tags: Record<string, string>;
+  startTime: Date;
+  volumeSizeGiB: number;
+}
 
 /** An instance to add with `fake.addInstance`. */
 export interface AwsFakeInstanceSpec {
@@ -119,6 +159,16 @@ export interface AwsFakeInstanceSpec {
       };
   /** What runs the instance's commands. @default the fake's `defaultRunner` */
   runner?: AwsFakeRunner;
+  /** Its EBS volumes, boot volume first. @default one 8 GiB volume on '/dev/xvda' */
+  volumes?: AwsFakeVolumeSpec[];
+  /**
+   * What the instance does with a key pushed by EC2 Instance Connect, as EC2's
+   * `AuthorizedKeysCommand` would serve it to sshd until `expiresAt` (60 s after the push); e.g.
+   * `labHostInstanceConnect(host)`. `SendSSHPublicKey` awaits it before it answers; when it
+   * rejects, the call fails with HTTP 500 `InternalFailure` and the key is not recorded.
+   * @default none: the key is only recorded (`instance.sshPublicKeys()`)
+   */
+  onSshPublicKey?: (key: { osUser: string; publicKey: string; expiresAt: Date }) => Promise<void>;
 }
 
 /** The status of one command invocation, as `GetCommandInvocation` reports it. */
@@ -149,7 +199,7 @@ export interface AwsFakeInstance {
 
 /** One request the fake answered, for assertions about retries and routing. */
 export interface AwsFakeRequest {
-  service: 'ssm' | 'ec2' | 'sts' | 'ec2-instance-connect' | 'unknown';
+  service: 'ssm' | 'ec2' | 'sts' | 'ec2-instance-connect' | 's3' | 'unknown';
   operation: string;
   accountId?: string;
   region?: string;
@@ -185,6 +235,23 @@ export interface AwsFakeFaults {
   agentOnline(instanceId: string): void;
   /** Every credential issued by `AssumeRole` so far expires now: calls with it get `ExpiredToken`. */
   expireCredentials(): void;
+  /**
+   * The next `CreateSnapshots` of this instance makes snapshots that end in `error` (with a
+   * `StateMessage`) instead of `completed`. @throws NotFoundError when no instance has this id.
+   */
+  snapshotFails(instanceId: string): void;
+}
+
+/** A credential `AssumeRole` issued. */
+export interface AwsFakeIssuedCredentials {
+  /** The role assumed (`arn:aws:iam::<account>:role/<name>`). */
+  roleArn: string;
+  /** The `ExternalId` the call passed, if any. */
+  externalId?: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken: string;
+  expiresAt: Date;
 }
 
 /** A running fake. */
@@ -195,6 +262,11 @@ export interface AwsFake {
   readonly accounts: readonly { id: string; roleArns: readonly string[] }[];
   /** Every request answered so far, oldest first. */
   readonly requests: readonly AwsFakeRequest[];
+  /**
+   * Every credential `AssumeRole` issued so far, oldest first: for tests that check a secret
+   * never leaks (into logs, errors, events). Read-only copies.
+   */
+  issuedCredentials(): AwsFakeIssuedCredentials[];
   readonly faults: AwsFakeFaults;
   /**
    * Adds an instance to an account and region.
@@ -203,6 +275,18 @@ export interface AwsFake {
   addInstance(spec: AwsFakeInstanceSpec): AwsFakeInstance;
   /** The instance of that id. @throws NotFoundError when there is none. */
   instance(instanceId: string): AwsFakeInstance;
+  /** Every EBS snapshot made so far, oldest first (copies). */
+  snapshots(): AwsFakeSnapshot[];
+  /**
+   * Creates an empty S3 bucket owned by `accountId`. SSM writes a command's output into it when
+   * `SendCommand` names it in `OutputS3BucketName` (key
+   * `<prefix>/<commandId>/<instanceId>/<plugin dir>/stdout|stderr`); path-style `GetObject`,
+   * `HeadObject` and `PutObject` read and write it.
+   * @throws ValidationError when the account is unknown or the name is taken or not a bucket name.
+   */
+  createBucket(accountId: string, name: string): void;
+  /** The objects of a bucket, key → text (a copy). @throws NotFoundError when there is no such bucket. */
+  bucketObjects(name: string): Record<string, string>;
   /** Stops listening, aborts running commands and closes open connections. Idempotent. */
   close(): Promise<void>;
 }

@@ -1,10 +1,13 @@
 import {
+  CreateSnapshotsCommand,
   DescribeInstancesCommand,
   DescribeRegionsCommand,
+  DescribeSnapshotsCommand,
   EC2Client,
   paginateDescribeInstances,
 } from '@aws-sdk/client-ec2';
 import { EC2InstanceConnectClient, SendSSHPublicKeyCommand } from '@aws-sdk/client-ec2-instance-connect';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import {
   CancelCommandCommand,
   DescribeInstanceInformationCommand,
@@ -487,5 +490,197 @@ describe('startAwsFake', () => {
     );
     expect(() => fake.addInstance({ accountId: A.id, region: 'ap-south-1' })).toThrow(/ap-south-1/);
     await expect(startAwsFake({ accounts: [{ ...A, id: '12' }] })).rejects.toThrow(ValidationError);
+  });
+});
+
+describe('startAwsFake — EBS snapshots, S3 output, PowerShell documents', () => {
+  it('CreateSnapshots — one snapshot per volume with the tags; DescribeSnapshots pages, filters, pending then completed', async () => {
+    await start();
+    const inst = fake.addInstance({
+      accountId: A.id,
+      region: 'us-east-1',
+      volumes: [{ volumeId: 'vol-0aaaaaaaaaaaaaaa1', sizeGiB: 20 }, { sizeGiB: 50 }, {}],
+    });
+    const client = ec2(A);
+    const created = await client.send(
+      new CreateSnapshotsCommand({
+        InstanceSpecification: { InstanceId: inst.instanceId, ExcludeBootVolume: false },
+        CopyTagsFromSource: 'volume',
+        TagSpecifications: [
+          { ResourceType: 'snapshot', Tags: [{ Key: 'fleetward:label', Value: 'pre <1>' }] },
+        ],
+      }),
+    );
+    const snaps = created.Snapshots ?? [];
+    expect(snaps.map((s) => [s.VolumeId?.startsWith('vol-'), s.State, s.VolumeSize, s.OwnerId])).toEqual([
+      [true, 'pending', 20, A.id],
+      [true, 'pending', 50, A.id],
+      [true, 'pending', 8, A.id],
+    ]);
+    expect(snaps[0]?.VolumeId).toBe('vol-0aaaaaaaaaaaaaaa1');
+    expect(snaps[0]?.StartTime).toEqual(new Date(now));
+    expect(snaps[0]?.Tags).toEqual([{ Key: 'fleetward:label', Value: 'pre <1>' }]);
+    const ids = snaps.map((s) => s.SnapshotId as string);
+
+    const listStates = async () => {
+      const states: string[] = [];
+      let token: string | undefined;
+      let pages = 0;
+      do {
+        const out = await client.send(
+          new DescribeSnapshotsCommand({
+            Filters: [{ Name: 'tag:fleetward:label', Values: ['pre <1>'] }],
+            ...(token ? { NextToken: token } : {}),
+          }),
+        );
+        pages++;
+        states.push(...(out.Snapshots ?? []).map((s) => `${s.SnapshotId}:${s.State}`));
+        token = out.NextToken;
+      } while (token);
+      return { states, pages };
+    };
+    expect(await listStates()).toEqual({ states: ids.map((id) => `${id}:pending`), pages: 2 });
+    expect(await listStates()).toEqual({ states: ids.map((id) => `${id}:completed`), pages: 2 });
+    expect(fake.snapshots().map((s) => [s.snapshotId, s.instanceId, s.state])).toEqual(
+      ids.map((id) => [id, inst.instanceId, 'completed']),
+    );
+    const none = await client.send(
+      new DescribeSnapshotsCommand({ Filters: [{ Name: 'tag:fleetward:label', Values: ['other'] }] }),
+    );
+    expect(none.Snapshots).toEqual([]);
+    const missing = await errorOf(
+      client.send(new DescribeSnapshotsCommand({ SnapshotIds: ['snap-0123456789abcdef0'] })),
+    );
+    expect(missing.name).toBe('InvalidSnapshot.NotFound');
+    // Snapshots are per account and region, as EC2 keeps them.
+    expect((await ec2(A, 'eu-west-1').send(new DescribeSnapshotsCommand({}))).Snapshots).toEqual([]);
+  });
+
+  it('snapshotFails — the next snapshots of the instance end in error with a StatusMessage; later ones complete', async () => {
+    now = Date.parse('2026-12-07T10:00:00Z');
+    fake = await startAwsFake({ accounts: [A], clock, snapshotPendingPolls: 0 });
+    const inst = fake.addInstance({ accountId: A.id, region: 'us-east-1' });
+    fake.faults.snapshotFails(inst.instanceId);
+    const client = ec2(A);
+    const make = async () => {
+      const out = await client.send(
+        new CreateSnapshotsCommand({ InstanceSpecification: { InstanceId: inst.instanceId } }),
+      );
+      const id = out.Snapshots?.[0]?.SnapshotId as string;
+      return (await client.send(new DescribeSnapshotsCommand({ SnapshotIds: [id] }))).Snapshots?.[0];
+    };
+    const failed = await make();
+    expect(failed?.State).toBe('error');
+    expect(failed?.StateMessage).toMatch(/failed/);
+    expect((await make())?.State).toBe('completed');
+    const unknown = await errorOf(
+      client.send(
+        new CreateSnapshotsCommand({ InstanceSpecification: { InstanceId: 'i-0123456789abcdef0' } }),
+      ),
+    );
+    expect(unknown.name).toBe('InvalidInstanceID.NotFound');
+    expect(() => fake.faults.snapshotFails('i-0123456789abcdef0')).toThrow(/i-0123456789abcdef0/);
+  });
+
+  it('S3 — SSM writes the full output to OutputS3BucketName; GetObject reads it path-style; errors as S3 sends them', async () => {
+    const runner: AwsFakeRunner = async () => ({
+      exitCode: 0,
+      stdout: 'o'.repeat(30_000),
+      stderr: 'e'.repeat(9_000),
+    });
+    now = Date.parse('2026-12-07T10:00:00Z');
+    fake = await startAwsFake({ accounts: [{ ...A, buckets: ['out-a'] }, B], clock, defaultRunner: runner });
+    fake.createBucket(B.id, 'out-b');
+    expect(() => fake.createBucket(A.id, 'out-b')).toThrow(ValidationError);
+    expect(() => fake.createBucket(A.id, 'Bad_Name')).toThrow(ValidationError);
+    const inst = fake.addInstance({ accountId: A.id, region: 'us-east-1' });
+    const sent = await ssm(A).send(
+      new SendCommandCommand({
+        DocumentName: 'AWS-RunShellScript',
+        InstanceIds: [inst.instanceId],
+        Parameters: { commands: ['true'] },
+        OutputS3BucketName: 'out-a',
+        OutputS3KeyPrefix: 'p/q',
+      }),
+    );
+    const commandId = sent.Command?.CommandId as string;
+    expect(sent.Command?.OutputS3BucketName).toBe('out-a');
+    const done = await poll(ssm(A), commandId, inst.instanceId);
+    expect(done.StandardOutputContent).toHaveLength(SSM_STDOUT_LIMIT);
+    const key = `p/q/${commandId}/${inst.instanceId}/awsrunShellScript/0.awsrunShellScript/stdout`;
+    expect(done.StandardOutputUrl).toBe(`https://s3.us-east-1.amazonaws.com/out-a/${key}`);
+    expect(Object.keys(fake.bucketObjects('out-a')).sort()).toEqual([key.replace(/stdout$/, 'stderr'), key]);
+
+    const s3 = new S3Client({ ...clientConfig(A, 'us-east-1'), forcePathStyle: true });
+    const got = await s3.send(new GetObjectCommand({ Bucket: 'out-a', Key: key }));
+    expect(await got.Body?.transformToString()).toBe('o'.repeat(30_000));
+    expect(got.ContentLength).toBe(30_000);
+    await s3.send(new PutObjectCommand({ Bucket: 'out-a', Key: 'dir/a b+ü.txt', Body: 'hello' }));
+    expect(fake.bucketObjects('out-a')['dir/a b+ü.txt']).toBe('hello');
+    expect(
+      (await s3.send(new HeadObjectCommand({ Bucket: 'out-a', Key: 'dir/a b+ü.txt' }))).ContentLength,
+    ).toBe(5);
+
+    const noKey = await errorOf(s3.send(new GetObjectCommand({ Bucket: 'out-a', Key: 'nope' })));
+    expect([noKey.name, noKey.$metadata?.httpStatusCode]).toEqual(['NoSuchKey', 404]);
+    const noBucket = await errorOf(s3.send(new GetObjectCommand({ Bucket: 'out-zzz', Key: 'k' })));
+    expect([noBucket.name, noBucket.$metadata?.httpStatusCode]).toEqual(['NoSuchBucket', 404]);
+    const denied = await errorOf(s3.send(new GetObjectCommand({ Bucket: 'out-b', Key: 'k' })));
+    expect([denied.name, denied.$metadata?.httpStatusCode]).toEqual(['AccessDenied', 403]);
+    const headMissing = await errorOf(s3.send(new HeadObjectCommand({ Bucket: 'out-a', Key: 'nope' })));
+    expect(headMissing.$metadata?.httpStatusCode).toBe(404);
+    expect(
+      fake.requests.filter((r) => r.service === 's3').map((r) => [r.operation, r.status, r.errorCode]),
+    ).toEqual([
+      ['GetObject', 200, undefined],
+      ['PutObject', 200, undefined],
+      ['HeadObject', 200, undefined],
+      ['GetObject', 404, 'NoSuchKey'],
+      ['GetObject', 404, 'NoSuchBucket'],
+      ['GetObject', 403, 'AccessDenied'],
+      ['HeadObject', 404, 'NoSuchKey'],
+    ]);
+    s3.destroy();
+
+    // The instance role of account A cannot write B's bucket: SSM keeps only the inline output.
+    const foreign = await ssm(A).send(
+      new SendCommandCommand({
+        DocumentName: 'AWS-RunShellScript',
+        InstanceIds: [inst.instanceId],
+        Parameters: { commands: ['true'] },
+        OutputS3BucketName: 'out-b',
+      }),
+    );
+    const foreignDone = await poll(ssm(A), foreign.Command?.CommandId as string, inst.instanceId);
+    expect(foreignDone.StandardOutputUrl).toBe('');
+    expect(fake.bucketObjects('out-b')).toEqual({});
+  });
+
+  it('SendCommand — AWS-RunPowerShellScript reaches the runner with its document name; unknown documents are refused', async () => {
+    const documents: string[] = [];
+    const runner: AwsFakeRunner = async (_script, { documentName }) => {
+      documents.push(documentName);
+      return { exitCode: 0, stdout: '', stderr: '' };
+    };
+    now = Date.parse('2026-12-07T10:00:00Z');
+    fake = await startAwsFake({ accounts: [A], clock, defaultRunner: runner });
+    const inst = fake.addInstance({ accountId: A.id, region: 'us-east-1', platform: 'windows' });
+    const send = (DocumentName: string) =>
+      ssm(A).send(
+        new SendCommandCommand({
+          DocumentName,
+          InstanceIds: [inst.instanceId],
+          Parameters: { commands: ['Get-Date'] },
+        }),
+      );
+    const sent = await send('AWS-RunPowerShellScript');
+    const done = await poll(ssm(A), sent.Command?.CommandId as string, inst.instanceId);
+    expect([done.DocumentName, done.PluginName]).toEqual([
+      'AWS-RunPowerShellScript',
+      'aws:runPowerShellScript',
+    ]);
+    await send('AWS-RunShellScript');
+    await vi.waitFor(() => expect(documents).toEqual(['AWS-RunPowerShellScript', 'AWS-RunShellScript']));
+    expect((await errorOf(send('AWS-ApplyPatchBaseline'))).name).toBe('InvalidDocument');
   });
 });
