@@ -227,6 +227,7 @@ describeWithLab(
         pollIntervalMs: 50,
         maxPollIntervalMs: 400,
         maxAttempts: 4,
+        snapshotPollIntervalMs: 50,
       });
       fleet = createFleet({ store: createMemoryStore(), secrets, adapters: [adapter], logger });
       const emit = fleet.events.emit.bind(fleet.events) as (name: string, ...args: unknown[]) => boolean;
@@ -407,12 +408,13 @@ describeWithLab(
       expect(new Set(sent.map((r) => r.accountId))).toEqual(new Set([A.id, B.id]));
     }, 60_000);
 
-    it('planPatchRun/executePlan — over the AWS servers, installs exactly the pinned versions (checked on the hosts)', async () => {
+    it('planPatchRun/executePlan — over the AWS servers, snapshots the EBS volumes before and after, installs exactly the pinned versions (checked on the hosts)', async () => {
       await alice.patch.policies.add({
         id: 'sec',
         name: 'Security',
         projectId: 'aws',
         categories: ['security'],
+        backups: 'both',
         rollout: {
           waves: [],
           maxConcurrency: 2,
@@ -438,6 +440,24 @@ describeWithLab(
         expect(await installedVersion(host, 'labtool'), host).toBe('2.0-1');
       }
       expect(await rpmVersion('rhel1', 'labextra')).toBe('0.9-1');
+      // Backups: each server's task names the snapshots the fake made of its instance's volumes,
+      // tagged with the plan, completed before the run went on.
+      const snapshots = fake.snapshots();
+      for (const [serverId, instanceId] of [
+        [DEB, ID.deb],
+        [RHEL, ID.rhel],
+      ] as const) {
+        const details = tasks.find((t) => t.serverId === serverId)?.details as Record<string, unknown>;
+        for (const phase of ['pre', 'post'] as const) {
+          const ids = String(details[`${phase}SnapshotId`] ?? '').split(',');
+          const made = snapshots.filter((x) => ids.includes(x.snapshotId));
+          expect(made.length, `${serverId} ${phase}`).toBeGreaterThan(0);
+          for (const x of made) {
+            expect(x).toMatchObject({ instanceId, state: 'completed' });
+            expect(x.tags['fleetward:label']).toBe(`fleetward-${plan.id}-${phase}`);
+          }
+        }
+      }
       expect(verifyAuditChain(await fleet.store.audit.list(TENANT, { limit: 10_000 })).ok).toBe(true);
     }, 90_000);
 
