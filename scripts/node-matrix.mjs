@@ -61,8 +61,12 @@ const EXCLUDED = [
   ['packages/cli/test/access-lab-cli.test.ts', 'the lab'],
   ['packages/testkit/test/aws/lab-runner.test.ts', 'the lab'],
   ['packages/adapter-aws/test/instance-connect-lab.test.ts', 'the lab'],
+  ['packages/adapter-aws/test/ephemeral-grant-lab.test.ts', 'the lab'],
   ['e2e/aws-lab.test.ts', 'the lab (AWS fleet over the SSM fake on lab hosts)'],
-  ['packages/adapter-aws/test/example.test.ts', 'this machine\'s apt, through a child process on the main Node'],
+  [
+    'packages/adapter-aws/test/example.test.ts',
+    "this machine's apt, through a child process on the main Node",
+  ],
   ['packages/adapter-ssh/test/ssh.test.ts', 'a real sshd started for the test'],
   ['packages/adapter-ssh/test/conformance.test.ts', 'a real sshd started for the test'],
   ['packages/adapter-ssh/test/non-root.test.ts', 'a real sshd and a non-root account (root)'],
