@@ -8,6 +8,8 @@ import {
   type InstanceConnectOptions,
   InstanceConnectOptionsSchema,
   instanceConnectCredentialsWith,
+  offerInstanceConnectKey,
+  type SendSshPublicKey,
 } from './instance-connect.js';
 import { type AwsAdapterOptions, AwsAdapterOptionsSchema } from './options.js';
 import { createAwsSnapshot } from './snapshot.js';
@@ -24,8 +26,9 @@ export interface AwsAdapter extends Adapter {
 }
 
 /**
- * An adapter for EC2 instances, with the `exec`, `discover` and `snapshot` capabilities. A server
- * is an instance: `server.providerId` is its instance id, `server.region` its region.
+ * An adapter for EC2 instances, with the `exec`, `discover`, `snapshot` and `ephemeralKeys`
+ * capabilities. A server is an instance: `server.providerId` is its instance id, `server.region`
+ * its region.
  *
  * - `exec` runs through SSM Run Command (`AWS-RunShellScript`). SSM has no argv: the script text
  *   is constant and argv, env and stdin travel base64-encoded in variable assignments that the
@@ -42,6 +45,9 @@ export interface AwsAdapter extends Adapter {
  *   `DescribeInstanceInformation` (OS facts of managed instances).
  * - `snapshot` takes EBS snapshots of every volume of the instance (`CreateSnapshots`) and waits
  *   until all are `completed`; `snapshotId` is their ids joined with `,`.
+ * - `ephemeralKeys` pushes a caller's public key for a login with EC2 Instance Connect
+ *   (`SendSSHPublicKey`, the server's account's own credentials): sshd accepts it for 60 seconds
+ *   and nothing stays on the instance. Just-in-time grants of mode `ephemeral-key` use it.
  * - SDK errors become `AuthorizationError` (credentials or rights refused) or `TransportError`,
  *   with a sanitized copy of the SDK error as the cause.
  *
@@ -50,6 +56,17 @@ export interface AwsAdapter extends Adapter {
 export function createAwsAdapter(options: AwsAdapterOptions = {}): AwsAdapter {
   const config = validate(AwsAdapterOptionsSchema, options, 'AwsAdapterOptions');
   const cache = new ClientCache(config);
+  const sendSshPublicKey: SendSshPublicKey = async (server, region, command) => {
+    const scope = { tenantId: server.tenantId, accountId: server.accountId };
+    await cache.send(scope, region, async ({ instanceConnect }) => {
+      if (!instanceConnect) {
+        throw new CapabilityMissingError(
+          `the clients given for account ${server.accountId} have no instanceConnect client`,
+        );
+      }
+      await instanceConnect.send(command);
+    });
+  };
   return {
     name: config.name,
     instanceConnectCredentials(icOptions = {}) {
@@ -58,18 +75,9 @@ export function createAwsAdapter(options: AwsAdapterOptions = {}): AwsAdapter {
         icOptions,
         'InstanceConnectOptions',
       );
-      return instanceConnectCredentialsWith(ic, async (server, region, command) => {
-        const scope = { tenantId: server.tenantId, accountId: server.accountId };
-        await cache.send(scope, region, async ({ instanceConnect }) => {
-          if (!instanceConnect) {
-            throw new CapabilityMissingError(
-              `the clients given for account ${server.accountId} have no instanceConnect client`,
-            );
-          }
-          await instanceConnect.send(command);
-        });
-      });
+      return instanceConnectCredentialsWith(ic, sendSshPublicKey);
     },
+    ephemeralKeys: { offer: (server, offer) => offerInstanceConnectKey(server, offer, sendSshPublicKey) },
     exec: createAwsExec(config, cache),
     discover: createAwsDiscover(config, cache),
     snapshot: createAwsSnapshot(config, cache),

@@ -1,9 +1,12 @@
 import { type EC2InstanceConnectClient, SendSSHPublicKeyCommand } from '@aws-sdk/client-ec2-instance-connect';
 import {
+  AbortedError,
   AuthorizationError,
+  type EphemeralKeyOffer,
   type FleetwardError,
   generateEd25519KeyPair,
   NotFoundError,
+  PublicKeyLineSchema,
   type Server,
   ValidationError,
   validate,
@@ -180,6 +183,65 @@ export function instanceConnectCredentialsWith(
     const key = JSON.stringify([server.tenantId, server.id, server.accountId, region, instanceId, username]);
     return { ...(await reused(key, () => push(server, instanceId, region, username))) };
   };
+}
+
+/**
+ * The AWS adapter's `ephemeralKeys.offer`: pushes the caller's own public key for `login` with
+ * `SendSSHPublicKey` (through `send`: the server's account's credentials), so that the instance's
+ * sshd accepts it for {@link INSTANCE_CONNECT_KEY_LIFETIME_MS}. Nothing is written on the instance.
+ * `expiresAt` counts from before the push: EC2's 60 seconds start no earlier.
+ * @throws ValidationError before any AWS call when the server is not an EC2 instance with a region
+ *   (provider `aws`, `providerId` `i-…`), the login is not a plain login name or the key is not
+ *   one OpenSSH public key line.
+ * @throws AbortedError when `signal` fired (before the push, or after it: the key may then be held).
+ * @throws NotFoundError, AuthorizationError, TransportError as {@link instanceConnectCredentials}.
+ */
+export async function offerInstanceConnectKey(
+  server: Server,
+  offer: EphemeralKeyOffer,
+  send: SendSshPublicKey,
+): Promise<{ expiresAt: string }> {
+  const instanceId = server.providerId;
+  const region = server.region;
+  if (server.provider !== 'aws' || !instanceId || !INSTANCE_ID.test(instanceId) || !region) {
+    throw new ValidationError('EphemeralKeyOffer', [
+      {
+        path: ['server'],
+        message: `${server.name} is not an EC2 instance Fleetward can push keys to (provider aws, an i-… providerId and a region)`,
+      },
+    ]);
+  }
+  const issues = [
+    ...(OsUserSchema.safeParse(offer.login).success
+      ? []
+      : [
+          {
+            path: ['login'],
+            message: 'must be a login name: a letter or _, then up to 31 of A-Z a-z 0-9 _ . -',
+          },
+        ]),
+    ...(PublicKeyLineSchema.safeParse(offer.publicKey).success
+      ? []
+      : [{ path: ['publicKey'], message: 'must be one OpenSSH public key line' }]),
+  ];
+  if (issues.length) throw new ValidationError('EphemeralKeyOffer', issues);
+  if (offer.signal?.aborted) throw new AbortedError('the key was not offered: aborted');
+  const started = Date.now();
+  try {
+    await send(
+      server,
+      region,
+      new SendSSHPublicKeyCommand({
+        InstanceId: instanceId,
+        InstanceOSUser: offer.login,
+        SSHPublicKey: offer.publicKey,
+      }),
+    );
+  } catch (error) {
+    throw instanceConnectError(error, instanceId, region);
+  }
+  if (offer.signal?.aborted) throw new AbortedError('aborted after the key was pushed');
+  return { expiresAt: new Date(started + INSTANCE_CONNECT_KEY_LIFETIME_MS).toISOString() };
 }
 
 function osUserOf(server: Server, fallback: string, label: string): string {

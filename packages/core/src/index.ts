@@ -7,6 +7,9 @@
  */
 export {
   type AccessApi,
+  type AccessConnection,
+  type AccessConnectOptions,
+  AccessConnectOptionsSchema,
   type AccessDecisionOptions,
   type AccessOptions,
   AccessOptionsSchema,

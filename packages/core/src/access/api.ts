@@ -29,6 +29,13 @@ import type { Runtime } from '../kernel/runtime.js';
 import type { StoreScope } from '../ports/store.js';
 import { parsePublicKey } from './authorized-keys.js';
 import {
+  type AccessConnection,
+  type AccessConnectOptions,
+  checkEphemeralServers,
+  connectThroughGrant,
+  settleEphemeralGrant,
+} from './ephemeral.js';
+import {
   certifyGrant,
   checkServersForGrant,
   installationOf,
@@ -39,6 +46,7 @@ import {
 } from './grants.js';
 import { canCertify } from './ssh-cert.js';
 
+export { type AccessConnection, type AccessConnectOptions, AccessConnectOptionsSchema } from './ephemeral.js';
 export { type AccessOptions, AccessOptionsSchema };
 
 /** Validates a ticket reference against a pattern, e.g. `/^(INC|CHG)-\d{3,}$/`. */
@@ -53,7 +61,7 @@ const NOT_GRANTABLE = new Set<string>(['iam.write', 'access.approve', 'keys.rota
 export const AccessRequestOptionsSchema = z
   .strictObject({
     servers: TargetsSchema,
-    mode: z.enum(['ssh-key', 'ssh-cert', 'actions']).default('ssh-key'),
+    mode: z.enum(['ssh-key', 'ssh-cert', 'actions', 'ephemeral-key']).default('ssh-key'),
     login: LoginSchema.optional(),
     publicKey: PublicKeyLineSchema.optional(),
     actions: z.array(z.string()).min(1).max(50).optional(),
@@ -74,6 +82,19 @@ export const AccessRequestOptionsSchema = z
           code: 'custom',
           path: ['publicKey'],
           message: `key type ${v.publicKey.split(' ')[0]} cannot be certified; use Ed25519, ECDSA or RSA`,
+        });
+      }
+      if (v.actions || v.scripts) {
+        ctx.addIssue({ code: 'custom', path: ['actions'], message: 'only for mode "actions"' });
+      }
+    } else if (v.mode === 'ephemeral-key') {
+      if (!v.login)
+        ctx.addIssue({ code: 'custom', path: ['login'], message: 'is required for ephemeral-key access' });
+      if (v.publicKey) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['publicKey'],
+          message: 'is not part of an ephemeral-key request: give it to access.connect for each login',
         });
       }
       if (v.actions || v.scripts) {
@@ -101,7 +122,11 @@ export const AccessRequestOptionsSchema = z
         ctx.addIssue({ code: 'custom', path: ['scripts'], message: 'needs the action script.run' });
       }
       if (v.login || v.publicKey) {
-        ctx.addIssue({ code: 'custom', path: ['login'], message: 'only for modes "ssh-key" and "ssh-cert"' });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['login'],
+          message: 'only for modes "ssh-key", "ssh-cert" and "ephemeral-key"',
+        });
       }
     }
   });
@@ -272,6 +297,7 @@ async function reconcileGrant(fleet: Runtime, given: AccessGrant, result: SweepR
   let grant = given;
   const tenantId = grant.tenantId;
   if (grant.mode === 'actions') return grant;
+  if (grant.mode === 'ephemeral-key') return settleEphemeralGrant(fleet, grant);
   const request = await fleet.store.accessRequests.require(tenantId, grant.requestId);
   const now = fleet.clock.now().getTime();
   const over = grant.status === 'expired' || grant.status === 'revoked';
@@ -585,10 +611,14 @@ export interface AccessApi {
    * The requester must be allowed `access.request` on every one of them. The request waits for
    * approval until `pendingTtlMinutes` have passed, and is announced as `access.requested`.
    *
-   * For modes `ssh-key` and `ssh-cert`, every server is then asked, the way the grant will reach
-   * it (its adapter, as root), whether `login` exists there: `getent passwd -- <login>`, the login
-   * one argv element, never shell text; `checkServers.concurrency` servers at a time (default 16),
-   * each within `checkServers.timeoutMs` (default 20 s). A server that lacks the login or cannot be
+   * Mode `ephemeral-key` (access through Fleetward, see {@link AccessApi.connect}) needs `login`
+   * and no `publicKey`, and every server's adapter must have the `ephemeralKeys` capability: a
+   * request naming a server without one is refused (audited, nothing stored).
+   *
+   * For modes `ssh-key`, `ssh-cert` and `ephemeral-key`, every server is then asked, the way the
+   * grant will reach it (its adapter, as root), whether `login` exists there: `getent passwd --
+   * <login>`, the login one argv element, never shell text; `checkServers.concurrency` servers at
+   * a time (default 16), each within `checkServers.timeoutMs` (default 20 s). A server that lacks the login or cannot be
    * asked refuses the whole request: nothing is stored, and the refusal is audited as a failure
    * of `access.request` naming each server and why (`details.refusedBy`). `createFleet({ access:
    * { checkServers: false } })` skips the check.
@@ -603,6 +633,9 @@ export interface AccessApi {
    *   could not be asked (unreachable, no answer in time, a changed host key, no adapter with
    *   `exec`, the lookup refused there): the message names each with its code, `details.servers`
    *   lists them all; `retryable` when every one of them is.
+   * @throws CapabilityMissingError for mode `ephemeral-key` when the adapter of a server lacks
+   *   `ephemeralKeys` (or no adapter is registered for it): the message names each such server,
+   *   `details.servers` lists them.
    * @throws AuthorizationError without `access.request` on a server (checked before any server
    *   is asked).
    */
@@ -617,7 +650,9 @@ export interface AccessApi {
    * on every server comes back `install-failed`, not `approved`. A server that could not be
    * reached is tried again by every sweep while the grant lasts; once all are installed the grant
    * reads `installed` and the request `approved`. Other failures (a key with standing access, a
-   * login gone since the request, an unsafe path) stay `failed` until the grant ends.
+   * login gone since the request, an unsafe path) stay `failed` until the grant ends. Mode
+   * `ephemeral-key` installs nothing: its targets read `installed` once the grant starts, without
+   * a server being touched, and the grantee connects with {@link AccessApi.connect}.
    * @throws ValidationError for unknown options; NotFoundError for an unknown request.
    * @throws AuthorizationError without `access.approve`, or (audited) for the requester.
    * @throws ConflictError when the request is not pending, has expired or was approved by the
@@ -642,7 +677,10 @@ export interface AccessApi {
   /**
    * Ends a grant now: the requester may end their own (`access.request`), others need
    * `access.approve` on its servers. The keys are removed from every server and the removal
-   * verified; a server that fails is reported on the grant and tried again by the sweep.
+   * verified; a server that fails is reported on the grant and tried again by the sweep. An
+   * `ephemeral-key` grant has nothing to remove: {@link AccessApi.connect} refuses it from now on,
+   * but a key it offered before stays accepted until that offer's `expiresAt` (60 s with EC2
+   * Instance Connect), and a session already open is not closed.
    * @throws ValidationError for unknown options; NotFoundError; AuthorizationError.
    * @throws ConflictError when the grant is neither active nor scheduled.
    */
@@ -671,6 +709,28 @@ export interface AccessApi {
    * @throws NotFoundError; AuthorizationError.
    */
   getGrant(grantId: string): Promise<AccessGrant>;
+  /**
+   * Access through Fleetward (grants of mode `ephemeral-key`): makes one server of the caller's
+   * grant accept `publicKey` for the grant's login for a short time, through the server adapter's
+   * `ephemeralKeys` capability (EC2 Instance Connect: `SendSSHPublicKey`, 60 s), and says where to
+   * log in. Nothing is installed on the server; call it again for every login. Only the grantee
+   * may call it (and must still be allowed `access.request` somewhere); the grant must be active
+   * by the Fleet's clock (`notBefore` ≤ now < `notAfter`) and not revoked, and the server one of
+   * its servers. Every call is audited as `access.connect` against the grant, refused or not,
+   * with its ticket, the server, the login and the key's fingerprint (never the key itself), and
+   * `expiresAt` when the key was accepted.
+   * @throws ValidationError for options that do not fit (`publicKey` not an OpenSSH public key
+   *   line, at `publicKey`), a grant of another mode (at `grantId`) or a server that is not one of
+   *   the grant's (at `serverId`); audited once the caller is known to be the grantee.
+   * @throws NotFoundError for an unknown grant, or a server of the grant no longer in the inventory.
+   * @throws AuthorizationError (audited as a deny of `access.request`) for anyone but the grantee,
+   *   or a grantee no longer allowed `access.request`.
+   * @throws ConflictError when the grant is revoked, has expired, or is outside its window.
+   * @throws CapabilityMissingError when the server's adapter (no longer) has `ephemeralKeys`.
+   * @throws FleetwardError as the adapter's `offer` threw it (e.g. `TransportError`,
+   *   `AuthorizationError` when the provider refused the adapter's credentials): nothing was offered.
+   */
+  connect(options: AccessConnectOptions): Promise<AccessConnection>;
   /**
    * Runs the tenant's access housekeeping now, as the caller: pending requests past their
    * deadline expire, scheduled grants whose start has come are installed, ended grants are removed
@@ -956,6 +1016,9 @@ export function createAccessApi(internals: () => CallContext): AccessApi {
       }
       const id = randomUUID();
       const resources = servers.map((server) => ({ type: 'server' as const, server }));
+      if (opts.mode === 'ephemeral-key') {
+        await checkEphemeralServers(ctx, { id, servers, ticket: opts.ticket });
+      }
       if (opts.mode !== 'actions' && config.checkServers) {
         await checkRequestedServers(
           ctx,
@@ -1164,6 +1227,8 @@ export function createAccessApi(internals: () => CallContext): AccessApi {
         async () => grant,
       );
     },
+
+    connect: (options: AccessConnectOptions) => connectThroughGrant(internals(), options),
 
     sweep: async () => {
       const ctx = internals();

@@ -32,14 +32,19 @@ export const AccessRequestFields = {
    * `ssh-cert`: an OpenSSH user certificate for `publicKey`, signed by the tenant's user CA, whose
    * validity sshd itself enforces; the servers trust the CA for `login` only.
    * `actions`: no shell at all; the grant allows only `actions` (and `scripts`) on the servers.
+   * `ephemeral-key`: access through Fleetward. Nothing is installed; while the grant is active its
+   * grantee asks Fleetward (`access.connect`) to have a server accept a public key for `login`
+   * for a short time (EC2 Instance Connect: 60 seconds), one login at a time. No `publicKey` at
+   * request time: the grantee may use any key, each use audited with its fingerprint. Every server
+   * of it needs an adapter with the `ephemeralKeys` capability.
    */
-  mode: z.enum(['ssh-key', 'ssh-cert', 'actions']).default('ssh-key'),
+  mode: z.enum(['ssh-key', 'ssh-cert', 'actions', 'ephemeral-key']).default('ssh-key'),
   /** The servers as the requester chose them. */
   servers: ServerSelectorSchema,
   /** The servers the selector chose at request time: approvers approve exactly these. */
   serverIds: z.array(IdSchema).min(1).max(10_000),
   login: LoginSchema.optional(),
-  /** The requester's own public key (mode `ssh-key`); the private key never leaves them. */
+  /** The requester's own public key (modes `ssh-key`, `ssh-cert`); the private key never leaves them. */
   publicKey: PublicKeyLineSchema.optional(),
   fingerprint: FingerprintSchema.optional(),
   /** Mode `actions`: action names from the catalogue. */
@@ -97,6 +102,11 @@ export const GrantTargetSchema = z.strictObject({
    * sweep while the grant lasts). `pending` with an `error`: not started, and why (a changed host
    * key elsewhere stopped the installation, or the certificate could not be signed).
    * `remove-failed`: removal could not be done or verified; retried by every sweep.
+   *
+   * Mode `ephemeral-key` installs nothing: its targets read `installed` from the moment the grant
+   * starts (the server is not touched, and `installedAt` is that moment), meaning "in effect: the
+   * grantee may connect through Fleetward"; when the grant ends they stay as they are and the grant
+   * is `cleanedUp` at once, since nothing on a server outlives the keys the adapter offered.
    */
   state: z.enum(['pending', 'installed', 'failed', 'removed', 'remove-failed']),
   /** The sshd version found on the server, e.g. `OpenSSH_9.2p1`. */
@@ -112,7 +122,7 @@ export type GrantTarget = z.infer<typeof GrantTargetSchema>;
 export const AccessGrantFields = {
   requestId: IdSchema,
   principalId: IdSchema,
-  mode: z.enum(['ssh-key', 'ssh-cert', 'actions']),
+  mode: z.enum(['ssh-key', 'ssh-cert', 'actions', 'ephemeral-key']),
   login: LoginSchema.optional(),
   fingerprint: FingerprintSchema.optional(),
   /**
@@ -132,8 +142,9 @@ export const AccessGrantFields = {
    * Whether the grant is in effect on its servers, summed up from `targets` while the grant is
    * open (kept as it was once it has ended): `pending` while no server has failed and some are
    * still to do (a scheduled grant); `installed` on every server (mode `actions`: its role binding
-   * exists); `partial` installed on some servers and NOT in effect on the others (targets
-   * `failed`, or `pending` with an `error`); `failed` NOT in effect on any server. The request of
+   * exists; mode `ephemeral-key`: the grant has started, nothing is written anywhere); `partial`
+   * installed on some servers and NOT in effect on the others (targets `failed`, or `pending`
+   * with an `error`); `failed` NOT in effect on any server. The request of
    * a `partial` or `failed` grant reads `install-failed`.
    */
   installation: z.enum(['pending', 'installed', 'partial', 'failed']).default('pending'),
@@ -141,7 +152,10 @@ export const AccessGrantFields = {
   roleId: IdSchema.optional(),
   bindingId: IdSchema.optional(),
   revokedBy: IdSchema.optional(),
-  /** True once every target is `removed` (or the grant never reached a server). */
+  /**
+   * True once every target is `removed` (or the grant never reached a server). Mode
+   * `ephemeral-key`: true as soon as the grant has ended, since nothing was ever installed.
+   */
   cleanedUp: z.boolean().default(false),
 };
 
@@ -220,12 +234,13 @@ export interface AccessOptions {
    */
   validateTicket?: (ticket: string) => string | undefined | Promise<string | undefined>;
   /**
-   * Before a request of mode `ssh-key` or `ssh-cert` is stored, every one of its servers is asked,
-   * through the adapter that will install the grant and as root (`sudo -n` where the adapter's
-   * login is not root), whether the login exists there (`getent passwd -- <login>`, as argv). A
-   * server that cannot be reached within `timeoutMs`, or lacks the login, refuses the request.
-   * `concurrency` servers are asked at a time. `false` skips the check (logins made only after
-   * approval, servers switched on for the window): the grant then reports such servers `failed`.
+   * Before a request of mode `ssh-key`, `ssh-cert` or `ephemeral-key` is stored, every one of its
+   * servers is asked, through the adapter that will install the grant and as root (`sudo -n`
+   * where the adapter's login is not root), whether the login exists there (`getent passwd --
+   * <login>`, as argv). A server that cannot be reached within `timeoutMs`, or lacks the login,
+   * refuses the request. `concurrency` servers are asked at a time. `false` skips the check
+   * (logins made only after approval, servers switched on for the window): the grant then reports
+   * such servers `failed` (mode `ephemeral-key`: `access.connect` fails there).
    * @default { timeoutMs: 20000, concurrency: 16 }
    */
   checkServers?: false | { timeoutMs?: number; concurrency?: number };

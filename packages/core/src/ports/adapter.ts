@@ -209,6 +209,44 @@ export interface LoginCapability {
   ): Promise<LoginProbe>;
 }
 
+/** What {@link EphemeralKeyCapability.offer} is asked to do. */
+export interface EphemeralKeyOffer {
+  /** The POSIX login the key is accepted for; core has validated it as a login name. */
+  login: string;
+  /** An OpenSSH public key line (`type base64 [comment]`); core has validated it. Public material. */
+  publicKey: string;
+  /** Cancels the offer: the call rejects with `AbortedError` (the key may still have been accepted). */
+  signal?: AbortSignal;
+}
+
+/**
+ * Makes a server accept a public key for a short time without installing anything that stays:
+ * EC2 Instance Connect's `SendSSHPublicKey` (the key is served to sshd for 60 seconds), or any
+ * mechanism with the same promise. Just-in-time grants of mode `ephemeral-key` use it: the grantee
+ * asks Fleetward (`access.connect`) for each login, and nothing is left to remove when the grant
+ * ends. Checked when such a request is made: every server of it must have this capability.
+ */
+export interface EphemeralKeyCapability {
+  /**
+   * Makes `server` accept `publicKey` for `login` from now until the returned `expiresAt`, and
+   * nothing longer. Must not write `authorized_keys`, create users or leave any other trace that
+   * outlives `expiresAt`; must never pass `login` or `publicKey` through a shell. Resolves only
+   * once the provider has accepted the key (a login may start at once).
+   * @returns `expiresAt`: an ISO 8601 UTC instant until which the key is accepted, so a login
+   *   started before it is let in. An adapter that cannot know the end exactly gives the earliest
+   *   it may be (EC2 Instance Connect: 60 s counted from before the push).
+   * @throws ValidationError when the server cannot take keys this way (not an instance of the
+   *   provider, no region) or the login is not one the provider accepts; nothing was sent.
+   * @throws NotFoundError when the provider does not know the server.
+   * @throws AuthorizationError when the provider refused the adapter's credentials or rights.
+   * @throws TransportError when the provider could not be reached or refused for another reason
+   *   (an instance that is not running, throttling once retries are spent); `retryable` says
+   *   whether trying again may help.
+   * @throws AbortedError when `signal` fired.
+   */
+  offer(server: Server, offer: EphemeralKeyOffer): Promise<{ expiresAt: string }>;
+}
+
 /** Backups before or after patching: a disk snapshot or an image. */
 export interface SnapshotCapability {
   snapshot(server: Server, options: { label: string; signal?: AbortSignal }): Promise<{ snapshotId: string }>;
@@ -245,6 +283,7 @@ export interface Adapter {
   readonly keys?: KeysCapability;
   readonly snapshot?: SnapshotCapability;
   readonly login?: LoginCapability;
+  readonly ephemeralKeys?: EphemeralKeyCapability;
   /**
    * Called once by `createFleet` with what the Fleet offers its adapters, before any capability is
    * used; e.g. an adapter that reads an account's credentials by its `credentialsRef`. An adapter
@@ -255,5 +294,14 @@ export interface Adapter {
   close?(): Promise<void>;
 }
 
-export const CAPABILITIES = ['discover', 'exec', 'scan', 'install', 'keys', 'snapshot', 'login'] as const;
+export const CAPABILITIES = [
+  'discover',
+  'exec',
+  'scan',
+  'install',
+  'keys',
+  'snapshot',
+  'login',
+  'ephemeralKeys',
+] as const;
 export type CapabilityName = (typeof CAPABILITIES)[number];

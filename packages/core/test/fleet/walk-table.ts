@@ -523,6 +523,12 @@ export const WALK_TABLE: Record<string, WalkRow> = {
   'access.listRequests': { args: () => [{}], action: 'audit.read' },
   'access.listGrants': { args: () => [{}], action: 'audit.read' },
   'access.getGrant': { args: (i) => [i.grantId], action: 'audit.read', allowAction: 'access.request' },
+  // The seeded grant is of mode `actions`: the admin (its grantee) is allowed, and refused for the mode.
+  'access.connect': {
+    args: (i) => [{ grantId: i.grantId, serverId: i.serverId, publicKey: i.newPublicKey }],
+    action: 'access.request',
+    allowAction: 'access.connect',
+  },
   'access.sweep': {
     args: () => [],
     action: 'access.approve',
