@@ -41,6 +41,41 @@ export const SshConfigSchema = z.strictObject({
 });
 export type SshConfig = z.infer<typeof SshConfigSchema>;
 
+/**
+ * The `aws` section: how the CLI's AWS adapter reaches AWS. Credentials are never here: each
+ * account's are in the secret store (`accounts add --role-arn`), else the SDK's default chain.
+ */
+export const AwsConfigSchema = z.strictObject({
+  /** An endpoint every AWS call goes to (a VPC endpoint). @default AWS's public endpoints */
+  endpoint: z
+    .url({ protocol: /^https?$/, message: 'must be an http(s) URL' })
+    .max(2048)
+    .refine((url) => {
+      const { username, password } = new URL(url);
+      return !username && !password;
+    }, 'must not hold a user or password')
+    .optional(),
+  /** Region of accounts without regions, of servers without one, and of STS. @default 'us-east-1' */
+  defaultRegion: z
+    .string()
+    .regex(/^[a-z]{2}(-[a-z0-9]+){2,3}$/, 'must be an AWS region, e.g. eu-west-1')
+    .optional(),
+  /** Delay between two polls of a running SSM command, in milliseconds. @default 1000 */
+  pollIntervalMs: z.number().int().min(1).max(60_000).optional(),
+});
+export type AwsConfig = z.infer<typeof AwsConfigSchema>;
+
+/** The AWS settings in effect, and where each came from (`config` or `default`). */
+export interface ResolvedAwsConfig {
+  endpoint?: string;
+  defaultRegion: string;
+  pollIntervalMs: number;
+  sources: { endpoint: Source; defaultRegion: Source; pollIntervalMs: Source };
+}
+
+/** The AWS adapter's defaults, as `config show` names them. */
+export const AWS_DEFAULTS = { defaultRegion: 'us-east-1', pollIntervalMs: 1000 } as const;
+
 /** The configuration file (`config.json`). Every field is optional. */
 export const CliConfigSchema = z.strictObject({
   /** A SQLite file, or a `postgres://` / `postgresql://` URL. */
@@ -60,6 +95,7 @@ export const CliConfigSchema = z.strictObject({
       passphraseEnv: z.string().min(1).max(128).optional(),
     })
     .optional(),
+  aws: AwsConfigSchema.optional(),
 });
 export type CliConfig = z.infer<typeof CliConfigSchema>;
 
@@ -82,6 +118,8 @@ export interface ResolvedConfig {
   principal: string;
   ssh: SshConfig;
   secrets?: { directory: string; keyFile?: string; passphraseEnv?: string };
+  /** The `aws` section with the defaults applied. */
+  aws: ResolvedAwsConfig;
   sources: { store: Source; tenant: Source; principal: Source };
 }
 
@@ -102,7 +140,7 @@ export const PRECEDENCE_HELP = `Configuration (highest first):
   1. flags: --store, --tenant, --as, --config
   2. environment: FLEETWARD_STORE, FLEETWARD_TENANT, FLEETWARD_PRINCIPAL, FLEETWARD_CONFIG
   3. the configuration file: --config, FLEETWARD_CONFIG, else $XDG_CONFIG_HOME/fleetward/config.json
-     (~/.config/fleetward/config.json); it names the store, tenant, principal, ssh and secrets
+     (~/.config/fleetward/config.json); it names the store, tenant, principal, ssh, secrets and aws
   4. defaults: store $XDG_DATA_HOME/fleetward/fleetward.db (~/.local/share/fleetward), tenant
      "default", principal "local-admin"
 "fleetward config show" prints the result and where each value came from.`;
@@ -249,6 +287,18 @@ export function resolveConfig(
     secrets = { directory: join(dir, 'secrets'), keyFile: join(dir, 'secrets.key') };
   }
 
+  const fromFile = config.aws ?? {};
+  const aws: ResolvedAwsConfig = {
+    ...(fromFile.endpoint ? { endpoint: fromFile.endpoint } : {}),
+    defaultRegion: fromFile.defaultRegion ?? AWS_DEFAULTS.defaultRegion,
+    pollIntervalMs: fromFile.pollIntervalMs ?? AWS_DEFAULTS.pollIntervalMs,
+    sources: {
+      endpoint: fromFile.endpoint ? 'config' : 'default',
+      defaultRegion: fromFile.defaultRegion ? 'config' : 'default',
+      pollIntervalMs: fromFile.pollIntervalMs ? 'config' : 'default',
+    },
+  };
+
   return {
     file,
     fileRead: read !== undefined,
@@ -257,6 +307,7 @@ export function resolveConfig(
     principal: principal.value,
     ssh,
     ...(secrets ? { secrets } : {}),
+    aws,
     sources: { store: storeSource, tenant: tenant.source, principal: principal.source },
   };
 }

@@ -2,9 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import type { AwsAdapterOptions } from '@fleetward/adapter-aws';
 import { createSshAdapter, type SshCredentials } from '@fleetward/adapter-ssh';
 import {
   type Adapter,
+  type AdapterContext,
+  CapabilityMissingError,
   createFleet,
   createLocalAdapter,
   type Fleet,
@@ -18,7 +21,13 @@ import {
 } from '@fleetward/core';
 import { openFileSecretStore } from '@fleetward/secret-store-file';
 import { createSqliteStore } from '@fleetward/store-sqlite';
-import { describeStore, LOCAL_ADMIN, type ResolvedConfig, type SshConfig } from './config.js';
+import {
+  describeStore,
+  LOCAL_ADMIN,
+  type ResolvedAwsConfig,
+  type ResolvedConfig,
+  type SshConfig,
+} from './config.js';
 
 export { DEFAULT_TENANT, LOCAL_ADMIN } from './config.js';
 export const LOCAL_SERVER = 'localhost';
@@ -106,6 +115,81 @@ export function sshAdapterFrom(ssh: SshConfig, env: NodeJS.ProcessEnv): Adapter 
   });
 }
 
+/**
+ * The AWS adapter the configuration describes. It makes no AWS call until a command uses it, and
+ * loads the AWS SDK only then (see {@link lazyAdapter}): the SDK clients take most of a second to
+ * load, which commands that reach no AWS server need not pay.
+ * Accounts with `credentialsRef` use the credentials stored under it; the others, and the
+ * assuming of roles, use `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`) of
+ * `env` when it has them, else the SDK's default chain (`AWS_PROFILE`, SSO, instance roles…).
+ */
+export function awsAdapterFrom(aws: ResolvedAwsConfig, env: NodeJS.ProcessEnv): Adapter {
+  const accessKeyId = env['AWS_ACCESS_KEY_ID'];
+  const secretAccessKey = env['AWS_SECRET_ACCESS_KEY'];
+  const sessionToken = env['AWS_SESSION_TOKEN'];
+  const options: AwsAdapterOptions = {
+    defaultRegion: aws.defaultRegion,
+    pollIntervalMs: aws.pollIntervalMs,
+    ...(aws.endpoint ? { endpoint: aws.endpoint } : {}),
+    ...(accessKeyId && secretAccessKey
+      ? { credentials: { accessKeyId, secretAccessKey, ...(sessionToken ? { sessionToken } : {}) } }
+      : {}),
+  };
+  return lazyAdapter('aws', AWS_CAPABILITIES, async () => {
+    const { createAwsAdapter } = await import('@fleetward/adapter-aws');
+    return createAwsAdapter(options);
+  });
+}
+
+/** The capabilities of `createAwsAdapter` (a test checks that they are all of them). */
+export const AWS_CAPABILITIES = ['exec', 'discover', 'snapshot', 'ephemeralKeys'] as const;
+
+/**
+ * An adapter named `name` with `capabilities` that creates the real one (`load`) on the first
+ * call of any of them, attaches it to the Fleet this one was attached to, and closes it with it.
+ * @throws CapabilityMissingError from a capability the loaded adapter turns out not to have.
+ */
+export function lazyAdapter(
+  name: string,
+  capabilities: readonly ('exec' | 'discover' | 'snapshot' | 'ephemeralKeys')[],
+  load: () => Promise<Adapter>,
+): Adapter {
+  let loaded: Promise<Adapter> | undefined;
+  let context: AdapterContext | undefined;
+  const real = () => {
+    loaded ??= load().then((adapter) => {
+      if (context) adapter.attach?.(context);
+      return adapter;
+    });
+    return loaded;
+  };
+  const need = async <C extends (typeof capabilities)[number]>(capability: C) => {
+    const found = (await real())[capability];
+    if (!found) throw new CapabilityMissingError(`adapter ${name} has no ${capability} capability`);
+    return found as NonNullable<Adapter[C]>;
+  };
+  const has = (c: (typeof capabilities)[number]) => capabilities.includes(c);
+  return {
+    name,
+    ...(has('exec') ? { exec: { exec: async (...a) => (await need('exec')).exec(...a) } } : {}),
+    ...(has('discover')
+      ? { discover: { discover: async (...a) => (await need('discover')).discover(...a) } }
+      : {}),
+    ...(has('snapshot')
+      ? { snapshot: { snapshot: async (...a) => (await need('snapshot')).snapshot(...a) } }
+      : {}),
+    ...(has('ephemeralKeys')
+      ? { ephemeralKeys: { offer: async (...a) => (await need('ephemeralKeys')).offer(...a) } }
+      : {}),
+    attach(c) {
+      context = c;
+    },
+    async close() {
+      if (loaded) await (await loaded).close?.();
+    },
+  };
+}
+
 async function openStore(config: ResolvedConfig, create: boolean): Promise<Store> {
   const where = config.store;
   if (where.kind === 'sqlite') {
@@ -146,7 +230,7 @@ async function openSecrets(
 }
 
 /**
- * Opens the store the configuration names with the local and SSH adapters, as the configured
+ * Opens the store the configuration names with the local, SSH and AWS adapters, as the configured
  * principal of the configured tenant. Creates nothing: a missing SQLite file is a NotFoundError
  * whose hint says to run `fleetward init` (only `init` passes `create`).
  */
@@ -158,15 +242,17 @@ export async function openContext(
 ): Promise<CliContext> {
   const store = await openStore(config, options.create ?? false);
   let secrets: SecretStore | undefined;
+  let aws: Adapter;
   try {
     secrets = await openSecrets(config, env, options.create ?? false);
+    aws = awsAdapterFrom(config.aws, env);
   } catch (error) {
     await store.close();
     throw error;
   }
   const fleet = createFleet({
     store,
-    adapters: [createLocalAdapter(), sshAdapterFrom(config.ssh, env)],
+    adapters: [createLocalAdapter(), sshAdapterFrom(config.ssh, env), aws],
     ...(secrets ? { secrets } : {}),
     ...(options.logger ? { logger: options.logger } : {}),
   });

@@ -14,6 +14,7 @@ import {
 } from './config.js';
 import { type CliContext, initialise, openContext } from './context.js';
 import { type CommandDeps, EXIT } from './deps.js';
+import { registerDiscoverCommand } from './discover-command.js';
 import { registerIamCommands } from './iam-commands.js';
 import { registerInventoryCommands } from './inventory-commands.js';
 import { jsonLinesLogger, LOG_LEVELS, type LogLevel } from './log.js';
@@ -273,6 +274,7 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
         sources: cfg.sources,
         ssh: cfg.ssh,
         secrets: cfg.secrets ?? null,
+        aws: cfg.aws,
       };
       print(shown, {
         human: (s) =>
@@ -282,6 +284,9 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
             `tenant       ${s.tenant}  [${s.sources.tenant}]`,
             `principal    ${s.principal}  [${s.sources.principal}]`,
             `ssh          host keys ${cfg.ssh.hostKeyPolicy}${cfg.ssh.user ? `, user ${cfg.ssh.user}` : ''}${cfg.ssh.jumpHost ? `, via ${cfg.ssh.jumpHost.host}` : ''}`,
+            `aws          endpoint ${s.aws.endpoint ?? "AWS's public endpoints"}  [${s.aws.sources.endpoint}]`,
+            `             default region ${s.aws.defaultRegion}  [${s.aws.sources.defaultRegion}]`,
+            `             poll interval ${s.aws.pollIntervalMs} ms  [${s.aws.sources.pollIntervalMs}]`,
           ].join('\n'),
         ids: () => [],
       });
@@ -308,6 +313,7 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
     });
 
   registerInventoryCommands(program, deps);
+  registerDiscoverCommand(program, deps);
   registerPatchCommands(program, deps);
   registerPlansCommands(program, deps);
   registerComplianceCommands(program, deps);

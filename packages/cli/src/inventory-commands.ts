@@ -12,6 +12,11 @@ import {
   ValidationError,
 } from '@fleetward/core';
 import { type Command, InvalidArgumentError, Option } from 'commander';
+import {
+  type AwsCredentialFlags,
+  awsCredentialsFromFlags,
+  awsCredentialsRef,
+} from './account-credentials.js';
 import { SSH_USER_LABEL } from './context.js';
 import {
   addTargetOptions,
@@ -24,7 +29,7 @@ import {
   targetsFrom,
 } from './deps.js';
 import type { Colors } from './output.js';
-import { buildReport, type Report } from './report.js';
+import { buildReport, type Report, type ServerSummary } from './report.js';
 import { renderTable } from './table.js';
 
 type ServerRow = Omit<ServerInput, 'tenantId'> & { id: string };
@@ -216,6 +221,64 @@ function renderReport(report: Report, c: Colors): string {
   return `${out.join('\n')}\n`;
 }
 
+/** What a cloud provider tells about a server (through discovery), for `servers list` and `show`. */
+interface DiscoveredFacts {
+  provider: Provider;
+  region?: string;
+  providerId?: string;
+  agent?: NonNullable<Server['agent']>;
+  goneAt?: string;
+}
+
+function discoveredFacts(server: Server): DiscoveredFacts {
+  return {
+    provider: server.provider,
+    ...(server.region ? { region: server.region } : {}),
+    ...(server.providerId ? { providerId: server.providerId } : {}),
+    ...(server.agent ? { agent: server.agent } : {}),
+    ...(server.goneAt ? { goneAt: server.goneAt } : {}),
+  };
+}
+
+/** `Online 3.3.1142.0`, `not managed`: the management agent in a few words. */
+function agentText(agent: DiscoveredFacts['agent']): string {
+  if (!agent) return '-';
+  if (!agent.managed) return 'not managed';
+  return [agent.status ?? 'managed', agent.version].filter(Boolean).join(' ');
+}
+
+/**
+ * The servers table. REGION and AGENT appear when some server has them (cloud servers), so an
+ * SSH-only inventory keeps its five columns; a server the provider no longer lists says `gone`.
+ */
+function serversTable(rows: (ServerSummary & DiscoveredFacts)[]): string {
+  const cloud = rows.some((r) => r.region !== undefined || r.agent !== undefined);
+  const headers = cloud
+    ? ['ID', 'NAME', 'REGION', 'OS', 'AGENT', 'LAST SCAN', 'STATUS']
+    : ['ID', 'NAME', 'OS', 'LAST SCAN', 'STATUS'];
+  return renderTable(
+    headers,
+    rows.map((s) => {
+      const status = s.goneAt ? `gone (${s.status})` : s.status;
+      return cloud
+        ? [s.id, s.name, s.region ?? '-', s.os ?? '-', agentText(s.agent), s.scannedAt ?? 'never', status]
+        : [s.id, s.name, s.os ?? '-', s.scannedAt ?? 'never', status];
+    }),
+  );
+}
+
+/** Why `accounts add` cannot keep credentials: there is no secret store, and how to have one. */
+function noSecretStore(passphraseEnv: string | undefined): ValidationError {
+  return new ValidationError('account', [
+    {
+      path: ['credentials'],
+      message: passphraseEnv
+        ? `Fleetward keeps account credentials only in its secret store, whose passphrase is read from ${passphraseEnv}: set that variable`
+        : 'Fleetward keeps account credentials only in its secret store: set "secrets" in the configuration file (a SQLite store has one beside it)',
+    },
+  ]);
+}
+
 /** `scan`, `report`, `servers`, `accounts`, `projects`: the inventory and its scans. */
 export function registerInventoryCommands(program: Command, deps: CommandDeps): void {
   const { withContext, print, progress, colors: c, setExit, err } = deps;
@@ -303,15 +366,14 @@ export function registerInventoryCommands(program: Command, deps: CommandDeps): 
   ).action(async (opts: TargetOptions) => {
     const targets = opts.server || opts.project || opts.label ? targetsFrom(opts) : undefined;
     await withContext(async ({ fleet, session }) => {
-      const report = buildReport(await session.latestScans(targets), fleet.clock.now());
-      print(report.servers, {
-        human: (rows) =>
-          rows.length === 0
+      const scans = await session.latestScans(targets);
+      const report = buildReport(scans, fleet.clock.now());
+      const rows = report.servers.map((summary, i) => ({ ...summary, ...discoveredFacts(scans[i]!.server) }));
+      print(rows, {
+        human: (list) =>
+          list.length === 0
             ? 'No servers. Add one with: fleetward servers add <id> --address <host>'
-            : renderTable(
-                ['ID', 'NAME', 'OS', 'LAST SCAN', 'STATUS'],
-                rows.map((s) => [s.id, s.name, s.os ?? '-', s.scannedAt ?? 'never', s.status]),
-              ),
+            : serversTable(list),
       });
     });
   });
@@ -429,6 +491,9 @@ export function registerInventoryCommands(program: Command, deps: CommandDeps): 
                 `Server ${s.id} (${s.name})`,
                 `  provider   ${s.provider}${s.address ? ` ${s.address}${s.port ? `:${s.port}` : ''}` : ''}`,
                 `  account    ${s.accountId}${s.region ? `, region ${s.region}` : ''}`,
+                ...(s.providerId && s.providerId !== s.address ? [`  provider id ${s.providerId}`] : []),
+                ...(s.agent ? [`  agent      ${s.agent.name}: ${agentText(s.agent)}`] : []),
+                ...(s.goneAt ? [`  gone       since ${s.goneAt} (the provider no longer lists it)`] : []),
                 `  labels     ${labelsText(s.labels)}`,
                 `  os         ${s.os?.prettyName || summary.os || '-'}`,
                 `  last scan  ${summary.scannedAt ?? 'never'} ${summary.status}${summary.status === 'succeeded' ? `: ${summary.pending} pending, ${summary.security} security` : summary.error ? `: ${summary.error.code} ${summary.error.message}` : ''}`,
@@ -524,28 +589,52 @@ export function registerInventoryCommands(program: Command, deps: CommandDeps): 
     )
     .option('--region <regions>', 'its regions (repeatable, or comma-separated)', collectList)
     .option('--credentials-ref <ref>', 'name of its credentials in the secret store')
+    .option(
+      '--role-arn <arn>',
+      'aws: the IAM role Fleetward assumes in the account (stored as its credentials)',
+    )
+    .option('--external-id <id>', "aws: the external id the role's trust policy asks for (with --role-arn)")
+    .option('--access-key-id <id>', "aws: an IAM user's access key id, instead of a role")
+    .option(
+      '--secret-access-key-env <name>',
+      "aws: the environment variable holding that access key's secret (never the secret itself)",
+    )
     .option('-l, --label <key=value>', 'label (repeatable)', keyValue)
     .action(
       async (
         id: string,
-        o: {
+        o: AwsCredentialFlags & {
           name?: string;
-          provider: Provider;
           region?: string[];
-          credentialsRef?: string;
           label?: Record<string, string>;
         },
       ) => {
-        await withContext(async ({ session }) => {
+        const document = await awsCredentialsFromFlags(o, deps.env);
+        await withContext(async ({ fleet, session, config }) => {
+          const ref = document ? awsCredentialsRef(config.tenant, id) : o.credentialsRef;
+          if (document && !fleet.secrets) throw noSecretStore(config.secrets?.passphraseEnv);
           const account = await session.accounts.add({
             id,
             name: o.name ?? id,
             provider: o.provider,
             regions: o.region ?? [],
-            ...(o.credentialsRef ? { credentialsRef: o.credentialsRef } : {}),
+            ...(ref ? { credentialsRef: ref } : {}),
             labels: o.label ?? {},
           });
-          print(account, { human: (a) => `Added account ${a.id} (${a.provider}).` });
+          // After the account: a caller refused the account (or an id taken) must not have
+          // written over the credentials another account refers to.
+          if (document && fleet.secrets) {
+            try {
+              await fleet.secrets.set(account.credentialsRef!, JSON.stringify(document));
+            } catch (error) {
+              await session.accounts.remove(account.id);
+              throw error;
+            }
+          }
+          print(account, {
+            human: (a) =>
+              `Added account ${a.id} (${a.provider}).${document ? `\nIts credentials are in the secret store as ${a.credentialsRef}. Next: fleetward discover -a ${a.id}` : ''}`,
+          });
         });
       },
     );
@@ -565,11 +654,19 @@ export function registerInventoryCommands(program: Command, deps: CommandDeps): 
   accounts
     .command('remove <id>')
     .alias('rm')
-    .description('Remove an account that no server belongs to.')
+    .description(
+      'Remove an account that no server belongs to (and the credentials "accounts add" stored for it).',
+    )
     .action(async (id: string) => {
-      await withContext(async ({ session }) => {
+      await withContext(async ({ fleet, session, config }) => {
+        const account = await session.accounts.get(id);
         const removed = await session.accounts.remove(id);
         if (!removed) throw new NotFoundError('account', id);
+        const ref = awsCredentialsRef(config.tenant, id);
+        if (account?.credentialsRef === ref && fleet.secrets) {
+          const others = (await session.accounts.list()).filter((a) => a.credentialsRef === ref);
+          if (others.length === 0) await fleet.secrets.delete(ref);
+        }
         print({ id, removed: true }, { human: () => `Removed account ${id}.` });
       });
     });

@@ -27,13 +27,18 @@ export async function runCliWith(args: string[], env: NodeJS.ProcessEnv = {}): P
 
 /**
  * Runs the CLI in process on the store in `dataDir`, which is initialised (`fleetward init`) the
- * first time, as a user would before their first command.
+ * first time, as a user would before their first command; `env` is the CLI's environment (of
+ * both, when it initialises).
  */
-export async function runCliIn(dataDir: string, args: string[]): Promise<CliResult> {
+export async function runCliIn(
+  dataDir: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<CliResult> {
   if (!initialised.has(dataDir)) {
-    const init = await runCliWith(['--data-dir', dataDir, 'init']);
+    const init = await runCliWith(['--data-dir', dataDir, 'init'], env);
     if (init.code !== 0) throw new Error(`fleetward init failed: ${init.stderr}`);
     initialised.add(dataDir);
   }
-  return runCliWith(['--data-dir', dataDir, ...args]);
+  return runCliWith(['--data-dir', dataDir, ...args], env);
 }
