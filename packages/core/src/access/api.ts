@@ -44,6 +44,7 @@ import {
   serverCheckError,
   withTargets,
 } from './grants.js';
+import { auditRefusedRequest } from './refusal.js';
 import { canCertify } from './ssh-cert.js';
 
 export { type AccessConnection, type AccessConnectOptions, AccessConnectOptionsSchema } from './ephemeral.js';
@@ -758,18 +759,13 @@ async function checkRequestedServers(
   const failures = await checkServersForGrant(ctx.runtime, request.servers, request.login, options);
   if (failures.length === 0) return;
   const error = serverCheckError(failures, request.servers.length, request.login);
-  await ctx.runtime.audit(ctx.runtime.store, {
-    tenantId: ctx.tenantId,
-    actor: { principalId: principal.id, kind: principal.kind },
-    action: 'access.request',
+  await auditRefusedRequest(ctx, {
+    principal,
+    rule,
     target,
-    decision: 'allow',
-    ...(rule ? { rule } : {}),
-    result: 'failure',
-    reason: error.message.slice(0, 2000),
     ticket: request.ticket,
+    error,
     details: {
-      code: error.code,
       login: request.login,
       checked: request.servers.length,
       refusedBy: failures

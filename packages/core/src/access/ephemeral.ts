@@ -20,6 +20,7 @@ import type { Runtime } from '../kernel/runtime.js';
 import type { Adapter } from '../ports/adapter.js';
 import { parsePublicKey } from './authorized-keys.js';
 import { withTargets } from './grants.js';
+import { auditRefusedRequest } from './refusal.js';
 
 /**
  * Grants of mode `ephemeral-key`: access through Fleetward. Nothing is installed on a server; while
@@ -95,18 +96,13 @@ export async function checkEphemeralServers(
       },
     },
   );
-  await ctx.runtime.audit(ctx.runtime.store, {
-    tenantId: ctx.tenantId,
-    actor: { principalId: principal.id, kind: principal.kind },
-    action: 'access.request',
+  await auditRefusedRequest(ctx, {
+    principal,
+    rule,
     target,
-    decision: 'allow',
-    ...(rule ? { rule } : {}),
-    result: 'failure',
-    reason: error.message.slice(0, 2000),
     ticket: request.ticket,
+    error,
     details: {
-      code: error.code,
       mode: 'ephemeral-key',
       checked: request.servers.length,
       refusedBy: lacking.slice(0, 100).map((s) => ({ serverId: s.id, code: error.code })),
