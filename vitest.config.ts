@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
@@ -37,5 +38,9 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Vitest's default is one worker fewer than the cores: one on a 2-core CI machine. Lab suites
+    // spend most of their time waiting for their hosts (sshd, apt, dnf), so two workers there
+    // halve the run (measured on 2 cores: 691 s with one, 381 s with two, same results).
+    maxWorkers: Math.max(2, availableParallelism() - 1),
   },
 });
