@@ -207,6 +207,32 @@ describe('account credentials by reference', () => {
     expect(await adapter.instanceConnectCredentials()({ ...server, provider: 'ssh' })).toBeUndefined();
   });
 
+  it('discover — a secret changed in the store takes effect within a minute, without a restart', async () => {
+    const { alice, secrets } = await setup({
+      type: 'assume-role',
+      roleArn: ROLE_B,
+      externalId: 'ext-wrong-0000',
+    });
+    const first = await alice.inventory.discover({ accountIds: ['cust-b'] });
+    expect(first.accounts[0]?.status).toBe('failed');
+    await secrets.set(
+      'aws/b',
+      JSON.stringify({ type: 'assume-role', roleArn: ROLE_B, externalId: 'ext-b-7f3a9c' }),
+    );
+    const now = Date.now();
+    const clock = vi.spyOn(Date, 'now');
+    try {
+      clock.mockReturnValue(now + 30_000);
+      expect((await alice.inventory.discover({ accountIds: ['cust-b'] })).accounts[0]?.status).toBe('failed');
+      clock.mockReturnValue(now + 61_000);
+      expect((await alice.inventory.discover({ accountIds: ['cust-b'] })).accounts[0]?.status).toBe(
+        'succeeded',
+      );
+    } finally {
+      clock.mockRestore();
+    }
+  });
+
   it('createFleet — an adapter already attached to another Fleet is refused', async () => {
     const { adapter } = await setup();
     expect(() => createFleet({ store: createMemoryStore(), adapters: [adapter] })).toThrow(ConflictError);
