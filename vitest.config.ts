@@ -20,7 +20,12 @@ export default defineConfig({
       { find: '@fleetward/store-postgres', replacement: src('store-postgres') },
       { find: '@fleetward/adapter-ssh', replacement: src('adapter-ssh') },
       { find: '@fleetward/adapter-aws', replacement: src('adapter-aws') },
+      { find: '@fleetward/adapter-winrm', replacement: src('adapter-winrm') },
       { find: '@fleetward/http', replacement: src('http') },
+      {
+        find: '@fleetward/testkit/winrm',
+        replacement: fileURLToPath(new URL('./packages/testkit/src/winrm/index.ts', import.meta.url)),
+      },
       {
         find: '@fleetward/testkit/aws',
         replacement: fileURLToPath(new URL('./packages/testkit/src/aws/index.ts', import.meta.url)),
