@@ -4,6 +4,7 @@ import { aptDriver } from '../os/apt.js';
 import { dnfDriver, yumDriver } from '../os/dnf.js';
 import type { PackageManagerDriver } from '../os/driver.js';
 import { parseOsRelease } from '../os/os-release.js';
+import { parseWindowsOs, windowsOsCommand, windowsUpdateDriver } from '../os/windows-update.js';
 import { zypperDriver } from '../os/zypper.js';
 import type { Adapter, Command, ExecCapability } from '../ports/adapter.js';
 import { runCommand } from './exec.js';
@@ -14,6 +15,7 @@ export const DEFAULT_DRIVERS: readonly PackageManagerDriver[] = [
   dnfDriver,
   yumDriver,
   zypperDriver,
+  windowsUpdateDriver,
 ];
 
 export interface ScanServerContext {
@@ -28,12 +30,27 @@ function run(exec: ExecCapability, server: Server, command: Command, ctx: ScanSe
   return runCommand({ name: 'scan', exec }, server, command, ctx);
 }
 
-/** Reads `/etc/os-release` (and kernel and architecture) over `exec`. */
+/**
+ * Whether a server is scanned as Windows: its stored OS family says so (discovery of Windows
+ * instances sets it, users can), or it is reached over WinRM, which only Windows hosts serve.
+ * Such a server must never be sent `cat /etc/os-release`.
+ */
+export function isWindowsServer(server: Server): boolean {
+  return server.os?.family === 'windows' || server.provider === 'winrm';
+}
+
+/**
+ * Reads the OS facts over `exec`: on a Windows server ({@link isWindowsServer}) PowerShell reads
+ * `Win32_OperatingSystem`; elsewhere `/etc/os-release`, then `uname -r -m` for kernel and architecture.
+ */
 export async function detectOs(
   exec: ExecCapability,
   server: Server,
   ctx: ScanServerContext,
 ): Promise<OsFacts> {
+  if (isWindowsServer(server)) {
+    return parseWindowsOs(await run(exec, server, windowsOsCommand(), ctx));
+  }
   const release = await run(exec, server, { argv: ['cat', '/etc/os-release'] }, ctx);
   if (release.exitCode !== 0) {
     throw new CommandFailedError(

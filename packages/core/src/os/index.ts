@@ -5,7 +5,13 @@
  * @module @fleetward/core/os
  */
 
-export { DEFAULT_DRIVERS, detectOs, type ScanServerContext, scanServer } from '../engine/scan.js';
+export {
+  DEFAULT_DRIVERS,
+  detectOs,
+  isWindowsServer,
+  type ScanServerContext,
+  scanServer,
+} from '../engine/scan.js';
 export {
   type AptKeptBack,
   type AptPolicy,
@@ -20,4 +26,16 @@ export {
 export { dnfDriver, dnfRefreshCommand, yumDriver, yumRefreshCommand } from './dnf.js';
 export type { CommandOutput, PackageManagerDriver, ParsedScan, ResolvedTransaction } from './driver.js';
 export { OS_RELEASE_COMMAND, parseOsRelease } from './os-release.js';
+export {
+  parseWindowsOs,
+  parseWindowsUpdateScan,
+  WINDOWS_CLASSIFICATION_CATEGORIES,
+  WINDOWS_OS_MARKER,
+  WINDOWS_UPDATE_HRESULTS,
+  WINDOWS_UPDATE_SCAN_MARKER,
+  type WindowsUpdateEntry,
+  windowsOsCommand,
+  windowsSeverity,
+  windowsUpdateDriver,
+} from './windows-update.js';
 export { zypperDriver, zypperRefreshCommand } from './zypper.js';

@@ -11,6 +11,7 @@ import { createTestCertificates } from './certificate.js';
 import { type ShellFaultState, ShellService, WSMAN_FAULT } from './shell.js';
 import { faultEnvelope, text } from './soap.js';
 import type { WinRmFake, WinRmFakeOptions, WinRmFakeRequest } from './types.js';
+import { withWindowsUpdate } from './windows-update.js';
 
 const SOAP_CONTENT_TYPE = 'application/soap+xml;charset=UTF-8';
 const MAX_BODY_BYTES = 512 * 1024;
@@ -28,7 +29,7 @@ export async function startWinRmFake(options: WinRmFakeOptions): Promise<WinRmFa
   if (schemes.length === 0) throw new Error('startWinRmFake: `auth` must name at least one scheme');
   const authenticator = new Authenticator(options.users, schemes, options.computerName ?? 'WINFAKE');
   const shellFaults: ShellFaultState = { receiveTimeouts: 0, slowReceiveMs: 0 };
-  const shells = new ShellService(options, shellFaults);
+  const shells = new ShellService(withWindowsUpdate(options), shellFaults);
   const requests: WinRmFakeRequest[] = [];
   const connections = new WeakMap<Socket, ConnectionState>();
   let connectionCount = 0;

@@ -27,5 +27,8 @@ export type {
   WinRmFakeRequest,
   WinRmFakeRunner,
   WinRmFakeShell,
+  WinRmFakeUpdate,
   WinRmFakeUser,
+  WinRmFakeWindowsUpdate,
 } from './types.js';
+export { answerWindowsUpdate } from './windows-update.js';

@@ -91,6 +91,49 @@ export interface WinRmFakeOptions {
   receiveTimeoutsPerCommand?: number;
   /** NetBIOS computer name of the host, in the NTLM challenge's target info. @default 'WINFAKE' */
   computerName?: string;
+  /**
+   * A modelled Windows Update state: Fleetward's Windows Update scan script and Windows OS script
+   * get what they would print on such a host (unless `powershell` is set, which then sees every
+   * script). Read on every command, so a test can change it between scans. @default none
+   */
+  windowsUpdate?: WinRmFakeWindowsUpdate;
+}
+
+/** An update the emulated host's Windows Update Agent offers (a not-installed, not-hidden software update). */
+export interface WinRmFakeUpdate {
+  /** `Identity.UpdateID`, a GUID. */
+  id: string;
+  /** `Identity.RevisionNumber`. @default 200 */
+  revision?: number;
+  title: string;
+  /** `KBArticleIDs`, digits only. @default [] */
+  kb?: string[];
+  /** The name of the category of type `UpdateClassification` (`Security Updates`, ...), or null. */
+  classification: string | null;
+  /** Every category name. @default [classification] */
+  categories?: string[];
+  /** `MsrcSeverity`. @default null */
+  severity?: 'Critical' | 'Important' | 'Moderate' | 'Low' | null;
+  /** `MaxDownloadSize` in bytes. @default 0 */
+  size?: number;
+  /** `InstallationBehavior.RebootBehavior`: 0 never, 1 always, 2 can request. @default 0 */
+  rebootBehavior?: 0 | 1 | 2;
+  /** `LastDeploymentChangeTime`. @default null */
+  released?: Date | string | null;
+}
+
+/** The Windows Update state of the emulated host. */
+export interface WinRmFakeWindowsUpdate {
+  /** What the searcher returns for `IsInstalled=0 and Type='Software' and IsHidden=0`. */
+  offered: WinRmFakeUpdate[];
+  /** A reboot is pending (the `WindowsUpdate\Auto Update\RebootRequired` key exists). @default false */
+  rebootPending?: boolean;
+  /** The reboot keys found, overriding `rebootPending` (`ComponentBasedServicing`, `WindowsUpdate`, `PendingFileRenameOperations`). */
+  rebootReasons?: string[];
+  /** The search fails with this HRESULT (e.g. `0x8024402C`), as the COM call throws it. */
+  searchError?: { hresult: string; message?: string };
+  /** `Win32_OperatingSystem`. @default Windows Server 2022 Datacenter, 10.0.20348, 64-bit */
+  os?: { caption?: string; version?: string; build?: string; arch?: string };
 }
 
 /** One HTTP request the fake answered, for assertions. */
