@@ -34,6 +34,7 @@ export {
   WINDOWS_UPDATE_HRESULTS,
   WINDOWS_UPDATE_SCAN_MARKER,
   type WindowsUpdateEntry,
+  WindowsUpdateEntrySchema,
   windowsOsCommand,
   windowsSeverity,
   windowsUpdateDriver,

@@ -132,7 +132,8 @@ export function parseWindowsOs(output: CommandOutput): OsFacts {
 
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-const WuUpdateSchema = z.strictObject({
+/** One update as the scan script prints it (validated strictly: the host's output is untrusted). */
+export const WindowsUpdateEntrySchema = z.strictObject({
   id: z.string().regex(GUID),
   revision: z
     .number()
@@ -150,13 +151,13 @@ const WuUpdateSchema = z.strictObject({
 });
 
 const WuScanSchema = z.strictObject({
-  updates: z.array(WuUpdateSchema).max(10_000),
+  updates: z.array(WindowsUpdateEntrySchema).max(10_000),
   rebootPending: z.boolean(),
   rebootReasons: z.array(z.string().max(128)).max(16),
 });
 
 /** One update as the scan script prints it. */
-export type WindowsUpdateEntry = z.infer<typeof WuUpdateSchema>;
+export type WindowsUpdateEntry = z.infer<typeof WindowsUpdateEntrySchema>;
 
 /**
  * Fleetward's category for a Windows Update classification (the category of type
