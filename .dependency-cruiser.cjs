@@ -173,6 +173,12 @@ const MODULE_IMPORTS = [
     comment: 'A plan re-scans servers whose latest scan is stale, and plans from the newest scan of each.',
   },
   {
+    from: 'patch',
+    to: 'sop/content\\.ts$',
+    comment:
+      "A policy's pre- and post-scripts run with the command a script run uses (PowerShell on Windows).",
+  },
+  {
     from: 'sop',
     to: 'inventory/scan\\.ts$',
     comment: 'A runbook has a `scan` step.',

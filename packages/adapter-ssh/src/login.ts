@@ -1,6 +1,7 @@
 import {
   FleetwardError,
   type LoginCapability,
+  type LoginCredentials,
   type LoginProbe,
   type Server,
   TransportError,
@@ -8,6 +9,7 @@ import {
 } from '@fleetward/core';
 import type { Client } from 'ssh2';
 import { dialHop, type Hop, labelOf, messageOf, type SshExecContext } from './connect.js';
+import type { SshCredentials } from './options.js';
 import { parseCredentials } from './transport.js';
 
 const DEFAULT_PROBE_TIMEOUT_MS = 20_000;
@@ -39,19 +41,32 @@ function runOnce(client: Client, command: string, timeoutMs: number): Promise<nu
   });
 }
 
+/** Exactly the one credential given: a probe never falls back from a key to a password. */
+function sshCredentialsOf(input: LoginCredentials): SshCredentials {
+  const key = 'privateKey' in input ? input.privateKey : undefined;
+  const password = 'password' in input ? input.password : undefined;
+  if (key !== undefined && password !== undefined) {
+    throw new ValidationError('LoginProbe.credentials', [
+      { path: [], message: 'give privateKey or password, not both' },
+    ]);
+  }
+  if (key !== undefined) return { username: input.username, privateKey: key };
+  // Neither (a caller outside TypeScript): the schema says what is missing.
+  return password === undefined ? { username: input.username } : { username: input.username, password };
+}
+
 /**
  * The `login` capability over SSH: a connection of its own for every probe — never one from the
  * pool, which may have logged in with another key — with the host key checked as for `exec`.
+ * A key is tried by `publickey` authentication, a password by `password` authentication only
+ * (never keyboard-interactive): a server that does not offer it answers `refused: true`.
  * Bastions are not used: a probe proves the key on the target itself, so a server behind a
  * bastion answers `{ ok: false, refused: false }` unless it is directly reachable.
  */
 export function createSshLogin(ctx: SshExecContext): LoginCapability {
   return {
     async probe(server: Server, input, options = {}): Promise<LoginProbe> {
-      const { credentials, keyType } = parseCredentials(
-        { username: input.username, privateKey: input.privateKey },
-        'LoginProbe.credentials',
-      );
+      const { credentials, keyType } = parseCredentials(sshCredentialsOf(input), 'LoginProbe.credentials');
       const host = server.address ?? server.name;
       const port = server.port ?? 22;
       const hop: Hop = { host, port, server, credentials, keyType, label: labelOf(server.name, host, port) };

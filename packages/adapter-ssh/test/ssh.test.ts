@@ -853,3 +853,76 @@ describeLab('SSH adapter: jump host', namespaceUnavailableReason(), () => {
     );
   });
 });
+
+describeLab('SSH adapter: login probe with a password', namespaceUnavailableReason(), () => {
+  // Exists only inside this sshd's private mount namespace; root may not log in with a password.
+  const OPS = { name: 'fleetward-probe', uid: 64211, password: 'Probe-Pass-Sentinel-3' };
+  let sshd: Sshd;
+  let dir: string;
+  let server: Server;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fleetward-probe-'));
+    rootKey = await generateKey(dir, 'id_ed25519', 'ed25519');
+    sshd = await startSshd({ users: [OPS], passwordAuthentication: true });
+    await sshd.authorize(OPS.name, rootKey.publicKey);
+    server = sshd.server({ id: 'srv-probe', name: 'probe-lab' });
+  });
+  afterEach(async () => {
+    await Promise.all(adapters.splice(0).map((a) => a.close?.()));
+  });
+  afterAll(async () => {
+    await disposeSshd(sshd);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const ssh = () =>
+    adapter({
+      credentials: { username: OPS.name, privateKey: rootKey.privateKey },
+      hostKeyPolicy: 'pinned',
+      pinnedHostKeys: pinsFor(sshd),
+    });
+  const accepted = (method: string) => sshd.log().split(`Accepted ${method} for ${OPS.name}`).length - 1;
+
+  it('login.probe — a password logs in by password authentication, over a connection of its own', async () => {
+    const on = ssh();
+    expect((await exec(on, server, { argv: ['true'] })).exitCode).toBe(0);
+    const keys = accepted('publickey');
+    const passwords = accepted('password');
+    expect(await on.login?.probe(server, { username: OPS.name, password: OPS.password })).toEqual({
+      ok: true,
+    });
+    // A new login, by password: not the pooled key connection, and no key offered first.
+    expect(accepted('password')).toBe(passwords + 1);
+    expect(accepted('publickey')).toBe(keys);
+  });
+
+  it('login.probe — a wrong password is refused, reported without the password, not thrown', async () => {
+    const wrong = 'Wrong-Probe-Sentinel-7';
+    const result = await ssh().login?.probe(server, { username: OPS.name, password: wrong });
+    expect(result).toMatchObject({ ok: false, refused: true });
+    expect(JSON.stringify(result)).not.toContain(wrong);
+  });
+
+  it('login.probe — a password probe still checks the host key first', async () => {
+    const on = adapter({
+      credentials: { username: OPS.name, privateKey: rootKey.privateKey },
+      hostKeyPolicy: 'pinned',
+      pinnedHostKeys: {
+        [`[${sshd.host}]:${sshd.port}`]: ['SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'],
+      },
+    });
+    const passwords = accepted('password');
+    await expect(
+      on.login?.probe(server, { username: OPS.name, password: OPS.password }),
+    ).rejects.toBeInstanceOf(HostKeyMismatchError);
+    expect(accepted('password')).toBe(passwords);
+  });
+
+  it('login.probe — a key and a password at once is a ValidationError, nothing is tried', async () => {
+    const both = { username: OPS.name, password: OPS.password, privateKey: rootKey.privateKey.toString() };
+    const before = sshd.log().length;
+    await expect(ssh().login?.probe(server, both)).rejects.toBeInstanceOf(ValidationError);
+    expect(sshd.log().length).toBe(before);
+  });
+});

@@ -1,12 +1,13 @@
 import type { Adapter } from '@fleetward/core';
 import { validate } from '@fleetward/core';
 import { createWinRmExec } from './exec.js';
+import { createWinRmLogin } from './login.js';
 import { type WinRmAdapterOptions, WinRmAdapterOptionsSchema } from './options.js';
 import { ConnectionPool } from './pool.js';
 
 /**
  * An adapter that runs commands on Windows servers over WinRM (WS-Management, WinRS), with the
- * `exec` capability.
+ * `exec` and `login` capabilities.
  *
  * - Target: `server.address ?? server.name`, port `server.port ?? options.port ?? 5986` (5985 over
  *   http), path `/wsman`; login from `credentialsFor(server)` or `credentials`, by NTLMv2 (the
@@ -28,6 +29,14 @@ import { ConnectionPool } from './pool.js';
  *   deleted.
  * - A refused login rejects with a non-retryable `TransportError` (`details.phase:
  *   'authentication'`); a SOAP fault with `WsmanFaultError` (its `wsmanCode`).
+ * - `login.probe(server, { username, password }, { timeoutMs })` proves a password on a
+ *   connection and shell of its own (never a pooled one): `cmd.exe /c exit 0`, then the shell is
+ *   deleted and the connection closed. The certificate is checked as for `exec` (a pin mismatch
+ *   throws `HostKeyMismatchError`, nothing sent); a 401 is `{ ok: false, refused: true }` (Windows
+ *   does not tell a wrong password from an expired one or a locked-out account, so the message
+ *   names all three); unreachable, timed out or untrusted is `refused: false`. A private key is
+ *   not tried (`refused: false`, saying WinRM logs in with passwords); `sudo` has no meaning on
+ *   Windows and is ignored.
  *
  * @throws ValidationError (subject `WinRmAdapterOptions`) when `options` are invalid; secrets are
  *   never part of the message.
@@ -44,6 +53,7 @@ export function createWinRmAdapter(options: WinRmAdapterOptions): Adapter {
   return {
     name: config.name,
     exec: createWinRmExec(config, pool),
+    login: createWinRmLogin(config),
     close: async () => pool.close(),
   };
 }

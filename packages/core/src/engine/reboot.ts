@@ -6,9 +6,11 @@ import {
   TimeoutError,
   toFleetwardError,
 } from '../errors.js';
+import { parseWindowsBootTime, windowsBootTimeCommand, windowsRebootCommand } from '../os/windows-host.js';
 import type { Adapter, Command } from '../ports/adapter.js';
 import { sleep } from '../util/sleep.js';
 import { runCommand } from './exec.js';
+import { isWindowsServer } from './scan.js';
 
 /** Reads the kernel's boot id: a fresh UUID every boot, so a changed one proves a reboot happened. */
 export const BOOT_ID_COMMAND: Command = { argv: ['cat', '/proc/sys/kernel/random/boot_id'] };
@@ -49,15 +51,27 @@ export interface VerifiedRebootOptions {
 
 const cancelledSleep = (ms: number, signal?: AbortSignal) => sleep(ms, signal, 'the reboot was cancelled');
 
+/**
+ * Reads what identifies the server's current boot: the kernel's boot id on Linux, the last boot
+ * time (`Win32_OperatingSystem.LastBootUpTime`, UTC) on Windows.
+ */
 async function readBootId(
   adapter: Adapter,
   server: Server,
   signal: AbortSignal | undefined,
 ): Promise<string> {
-  const out = await runCommand(adapter, server, BOOT_ID_COMMAND, {
+  const windows = isWindowsServer(server);
+  const out = await runCommand(adapter, server, windows ? windowsBootTimeCommand() : BOOT_ID_COMMAND, {
     timeoutMs: 30_000,
     ...(signal ? { signal } : {}),
   });
+  if (windows) {
+    try {
+      return parseWindowsBootTime(out);
+    } catch (error) {
+      throw new CommandFailedError(`${server.name}: ${(error as Error).message}`);
+    }
+  }
   const id = out.stdout.trim();
   if (out.exitCode !== 0 || !/^[0-9a-f-]{8,64}$/i.test(id)) {
     throw new CommandFailedError(
@@ -68,8 +82,9 @@ async function readBootId(
 }
 
 /**
- * Reboots a server and proves it came back: reads its boot id, asks for a detached reboot (as
- * root), then polls until the server answers with a different boot id. Each phase is recorded
+ * Reboots a server and proves it came back: reads its boot id (on Windows the last boot time),
+ * asks for a detached reboot (as root; `shutdown.exe /r` on Windows), then polls until the server
+ * answers with a different one. Each phase is recorded
  * through `record` before the next, and a call with earlier `progress` continues where it stopped:
  * a server whose boot id already changed is done, and one whose reboot was requested is waited for
  * rather than rebooted again. A reboot that was sent but not yet recorded when the caller died is
@@ -103,7 +118,9 @@ export async function verifiedReboot(
     const asked = await runCommand(
       adapter,
       server,
-      { interpreter: ['sh', '-s'], script: REBOOT_SCRIPT, sudo: true },
+      isWindowsServer(server)
+        ? windowsRebootCommand()
+        : { interpreter: ['sh', '-s'], script: REBOOT_SCRIPT, sudo: true },
       { timeoutMs: 60_000, ...(signal ? { signal } : {}) },
     ).catch((error: unknown) => {
       // Resumed, the reboot may have been asked for just before the crash and be under way now:

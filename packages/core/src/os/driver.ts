@@ -54,12 +54,58 @@ export interface PackageManagerDriver {
    * @throws ValidationError for an invalid name or version.
    */
   installCommand?(packages: readonly PinnedPackage[]): Command;
-  /** Checks the install's output: a failure is a CommandFailedError with the tool's message. */
-  parseInstall?(output: CommandOutput): { rebootRequired: boolean; warnings: string[] };
+  /**
+   * Checks the install's output: a failure is a CommandFailedError with the tool's message (a
+   * DriftedError when an approved package is no longer what the host offers).
+   */
+  parseInstall?(output: CommandOutput): ParsedInstall;
+  /**
+   * True when the driver installs exactly the selected packages and nothing else (no dependency
+   * resolution, nothing removed), so the selection is the transaction and no simulation is needed
+   * to plan it: Windows Update installs updates one by one, by identity.
+   */
+  readonly installsExactlySelection?: boolean;
   /** Lists the installed version of each of `names` (for verification after install). */
   installedVersionsCommand?(names: readonly string[]): Command;
-  /** Parses it: name to installed version; absent names are not installed. */
-  parseInstalledVersions?(output: CommandOutput): Map<string, string>;
+  /**
+   * Parses it: name to installed version; absent names are not installed. `pinned` (what was
+   * installed) lets a driver whose names are not unique on the host pick the pinned one.
+   */
+  parseInstalledVersions?(output: CommandOutput, pinned?: readonly PinnedPackage[]): Map<string, string>;
+}
+
+/** What an install did, as the driver read it from the tool's output. */
+export interface ParsedInstall {
+  rebootRequired: boolean;
+  warnings: string[];
+  /** The outcome per package, when the tool reports one (Windows Update does). */
+  results?: InstalledPackageResult[];
+}
+
+/** The outcome of installing one package, as the tool reported it. */
+export interface InstalledPackageResult {
+  name: string;
+  version: string;
+  /**
+   * `installed`, `installed-with-errors` (the tool says succeeded with errors), `already-installed`,
+   * `not-offered` (no longer offered at the pinned version: superseded, revised or withdrawn),
+   * `download-failed`, `failed`, `aborted`, or `skipped` (not attempted because another package of
+   * the same install drifted).
+   */
+  state:
+    | 'installed'
+    | 'installed-with-errors'
+    | 'already-installed'
+    | 'not-offered'
+    | 'download-failed'
+    | 'failed'
+    | 'aborted'
+    | 'skipped';
+  /** Whether this package needs a reboot to complete. */
+  rebootRequired: boolean;
+  /** The tool's error code (`0x80240022`), with its explanation where known. */
+  code?: string;
+  explanation?: string;
 }
 
 /** What a simulated install would do. */

@@ -24,14 +24,33 @@ export {
   refreshCommand as aptRefreshCommand,
 } from './apt.js';
 export { dnfDriver, dnfRefreshCommand, yumDriver, yumRefreshCommand } from './dnf.js';
-export type { CommandOutput, PackageManagerDriver, ParsedScan, ResolvedTransaction } from './driver.js';
+export type {
+  CommandOutput,
+  InstalledPackageResult,
+  PackageManagerDriver,
+  ParsedInstall,
+  ParsedScan,
+  ResolvedTransaction,
+} from './driver.js';
 export { OS_RELEASE_COMMAND, parseOsRelease } from './os-release.js';
+export {
+  parseWindowsBootTime,
+  parseWindowsPreflight,
+  WINDOWS_BOOT_MARKER,
+  WINDOWS_PREFLIGHT_MARKER,
+  WINDOWS_REBOOT_MARKER,
+  type WindowsPreflight,
+  WindowsPreflightSchema,
+  windowsBootTimeCommand,
+  windowsPreflightCommand,
+  windowsRebootCommand,
+} from './windows-host.js';
+export { explainHresult, WINDOWS_UPDATE_HRESULTS } from './windows-shared.js';
 export {
   parseWindowsOs,
   parseWindowsUpdateScan,
   WINDOWS_CLASSIFICATION_CATEGORIES,
   WINDOWS_OS_MARKER,
-  WINDOWS_UPDATE_HRESULTS,
   WINDOWS_UPDATE_SCAN_MARKER,
   type WindowsUpdateEntry,
   WindowsUpdateEntrySchema,
@@ -39,4 +58,13 @@ export {
   windowsSeverity,
   windowsUpdateDriver,
 } from './windows-update.js';
+export {
+  parseWindowsUpdateInstall,
+  parseWindowsUpdateInstalled,
+  WINDOWS_UPDATE_INSTALL_MARKER,
+  WINDOWS_UPDATE_INSTALLED_MARKER,
+  WINDOWS_UPDATE_PINS_ENV,
+  windowsUpdateInstallCommand,
+  windowsUpdateInstalledCommand,
+} from './windows-update-install.js';
 export { zypperDriver, zypperRefreshCommand } from './zypper.js';

@@ -8,14 +8,22 @@ import {
   type PackageManagerDriver,
   type ParsedScan,
 } from './driver.js';
+import {
+  POWERSHELL_STDIN,
+  parseWindowsJson as parseJson,
+  WINDOWS_UPDATE_HRESULTS,
+} from './windows-shared.js';
+import {
+  parseWindowsUpdateInstall,
+  parseWindowsUpdateInstalled,
+  windowsUpdateInstallCommand,
+  windowsUpdateInstalledCommand,
+} from './windows-update-install.js';
 
 /** First line of the scan script: lets a host emulation (the WinRM fake) recognise it. */
 export const WINDOWS_UPDATE_SCAN_MARKER = '# fleetward:windows-update-scan v1';
 /** First line of the Windows OS detection script. */
 export const WINDOWS_OS_MARKER = '# fleetward:windows-os v1';
-
-/** PowerShell reading a script from stdin: no profile, never a prompt. */
-const POWERSHELL_STDIN = ['powershell.exe', '-NoProfile', '-NonInteractive', '-Command', '-'] as const;
 
 /**
  * The scan script. Constant text: nothing is interpolated into it.
@@ -200,34 +208,9 @@ export function windowsSeverity(msrc: string | null): Severity {
   }
 }
 
-/** Common Windows Update HRESULTs, explained. */
-export const WINDOWS_UPDATE_HRESULTS: Readonly<Record<string, string>> = Object.freeze({
-  '0x8024402C':
-    'WU_E_PT_WINHTTP_NAME_NOT_RESOLVED: the update server cannot be reached (no connection, proxy or DNS)',
-  '0x80072EE2': 'WININET_E_TIMEOUT: the connection to the update server timed out',
-  '0x80240032': 'WU_E_INVALID_CRITERIA: the search criteria are not valid',
-  '0x80070005':
-    'E_ACCESSDENIED: access denied (the account is not an administrator, or the call is not allowed remotely)',
-  '0x8024001E': 'WU_E_SERVICE_STOP: the Windows Update service is not available (stopped or shutting down)',
-  '0x80240438':
-    'WU_E_PT_ENDPOINT_UNREACHABLE: there is no route or network connectivity to the update endpoint',
-  '0x8024002E': 'WU_E_WU_DISABLED: access to the update service is disabled by policy',
-  '0x80244022': 'WU_E_PT_HTTP_STATUS_SERVICE_UNAVAIL: the update server answered HTTP 503',
-  '0x8024401C': 'WU_E_PT_HTTP_STATUS_REQUEST_TIMEOUT: the update server timed out (HTTP 408)',
-});
-
 /** Any failure HRESULT, read on a failed run; on a run that exited 0 only a `WU_E_*` one counts. */
 const ANY_HRESULT = /\b0x8[0-9A-F]{7}\b/i;
 const WU_HRESULT = /\b0x8024[0-9A-F]{4}\b/i;
-
-function parseJson(stdout: string, what: string): unknown {
-  const text = stdout.replace(/^\uFEFF/, '').trim();
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new ParseError(`${what} output is not JSON`, { details: { excerpt: text.slice(0, 500) } });
-  }
-}
 
 function failure(output: CommandOutput): CommandFailedError | undefined {
   const hresult = (output.exitCode === 0 ? WU_HRESULT : ANY_HRESULT).exec(output.stderr)?.[0];
@@ -309,13 +292,20 @@ export function parseWindowsUpdateScan(output: CommandOutput): ParsedScan {
 }
 
 /**
- * The Windows Update driver (scan only; install is not built yet): pending software updates from
- * the Windows Update Agent searcher, run as PowerShell with the script on stdin. Serves hosts
- * whose OS family is `windows`.
+ * The Windows Update driver: pending software updates from the Windows Update Agent searcher, run
+ * as PowerShell with the script on stdin; installs exactly the pinned updates (UpdateID and
+ * revision) through a SYSTEM scheduled task with a result per update; verifies by the installed
+ * identities. Serves hosts whose OS family is `windows`. There is nothing to simulate: Windows
+ * Update installs each update by identity, with no dependency pulled in and nothing removed.
  */
 export const windowsUpdateDriver: PackageManagerDriver = {
   manager: 'windows-update',
   supports: (os) => os.family === 'windows',
   scanCommand: () => ({ interpreter: [...POWERSHELL_STDIN], script: SCAN_SCRIPT }),
   parseScan: parseWindowsUpdateScan,
+  installsExactlySelection: true,
+  installCommand: windowsUpdateInstallCommand,
+  parseInstall: parseWindowsUpdateInstall,
+  installedVersionsCommand: windowsUpdateInstalledCommand,
+  parseInstalledVersions: parseWindowsUpdateInstalled,
 };

@@ -14,7 +14,7 @@ import { validate } from '../domain/index.js';
 import { objectArgument } from '../domain/options.js';
 import { runCommand } from '../engine/exec.js';
 import { verifiedReboot } from '../engine/reboot.js';
-import { scanServer } from '../engine/scan.js';
+import { isWindowsServer, scanServer } from '../engine/scan.js';
 import {
   AbortedError,
   CapabilityMissingError,
@@ -34,8 +34,10 @@ import type { Escalation } from '../kernel/events.js';
 import { jobLogger, logJobFinished, logJobStarted, logServerFailed, startJob } from '../kernel/jobs.js';
 import { RunLease } from '../kernel/lease.js';
 import type { RedactingLogger } from '../kernel/log.js';
-import type { PackageManagerDriver, ResolvedTransaction } from '../os/driver.js';
+import type { PackageManagerDriver, ParsedInstall, ResolvedTransaction } from '../os/driver.js';
+import { parseWindowsPreflight, windowsPreflightCommand } from '../os/windows-host.js';
 import type { Command } from '../ports/adapter.js';
+import { scriptCommand } from '../sop/content.js';
 import { sleep } from '../util/sleep.js';
 import { describeExclusions, unapprovedExclusions } from './selection.js';
 import { canStartWithin, nextWindow, windowAt } from './window.js';
@@ -53,7 +55,7 @@ export const ExecuteOptionsSchema = z.strictObject({
   rebootTimeoutMs: z.number().int().positive().default(600_000),
   /** How often to look for a rebooted host, and at the clock while waiting for the window. @default 2000 */
   pollIntervalMs: z.number().int().positive().default(2000),
-  /** Minimum free space on `/` before installing, in MiB. @default 200 */
+  /** Minimum free space on `/` (on Windows, the system drive) before installing, in MiB. @default 200 */
   minFreeRootMiB: z.number().int().min(0).default(200),
   /**
    * Resume a run paused by a spent error budget: the failures so far no longer count against it.
@@ -127,19 +129,6 @@ elif command -v zypper >/dev/null 2>&1; then
 fi
 exit 0
 `;
-
-function interpreterArgv(interpreter: string): string[] {
-  switch (interpreter) {
-    case 'bash':
-      return ['bash', '-s'];
-    case 'python':
-      return ['python3', '-'];
-    case 'powershell':
-      return ['pwsh', '-NoProfile', '-NonInteractive', '-Command', '-'];
-    default:
-      return ['sh', '-s'];
-  }
-}
 
 const samePins = (a: readonly PinnedPackage[], b: readonly PinnedPackage[]) =>
   JSON.stringify(a.map((p) => `${p.name}=${p.version}`).sort()) ===
@@ -622,20 +611,23 @@ class RunState {
           !this.#plan.stopCondition.unreachableCountsAsError
         );
       if (countsAgainstBudget) this.#failures++;
+      // A failed install keeps what the tool said of each package (Windows Update's per-update results).
+      const results = failure instanceof ServerFailure ? failure.error.details?.['results'] : undefined;
+      const installResults = Array.isArray(results) ? { installResults: results } : {};
       await this.#save(
         serverId,
         {
           status,
           finishedAt: this.#now(),
           ...(error ? { error } : {}),
-          details: { ...this.#tasks.get(serverId)!.details, countsAgainstBudget },
+          details: { ...this.#tasks.get(serverId)!.details, countsAgainstBudget, ...installResults },
         },
         failure instanceof ServerFailure && error
           ? {
               step: failure.step,
               result: 'failure',
               reason: `${error.code}: ${error.message}`,
-              details: { code: error.code, status },
+              details: { code: error.code, status, ...installResults },
             }
           : undefined,
       );
@@ -723,6 +715,12 @@ class RunState {
 
     if (!done('preflight')) {
       await this.#step(id, 'preflight');
+      if (isWindowsServer(server)) {
+        await this.#preflightWindows(server);
+        await markDone('preflight', { step: 'preflight' });
+      }
+    }
+    if (!done('preflight')) {
       if (
         (this.#policy.backups === 'pre' ||
           this.#policy.backups === 'both' ||
@@ -875,8 +873,9 @@ class RunState {
       }
       await this.#step(id, 'install');
       const installed = await this.#exec(server, 'install', driver.installCommand!(resolved));
+      let outcome: ParsedInstall | undefined;
       try {
-        driver.parseInstall?.(installed);
+        outcome = driver.parseInstall?.(installed);
         if (!driver.parseInstall && installed.exitCode !== 0)
           throw new CommandFailedError(`install exited ${installed.exitCode}`);
       } catch (error) {
@@ -887,9 +886,15 @@ class RunState {
           `${installed.stdout}\n${installed.stderr}`.slice(-2000),
         );
       }
+      if (outcome?.results) await this.#step(id, 'install', { installResults: outcome.results });
       await markDone('install', {
         step: 'install',
-        details: { packages: resolved.map((p) => `${p.name}=${p.version}`) },
+        details: {
+          packages: resolved.map((p) => `${p.name}=${p.version}`),
+          ...(outcome?.results ? { results: outcome.results } : {}),
+          ...(outcome?.warnings.length ? { warnings: outcome.warnings } : {}),
+          ...(outcome?.rebootRequired ? { rebootRequired: true } : {}),
+        },
       });
     }
 
@@ -987,6 +992,7 @@ class RunState {
     await this.#step(id, 'verify');
     const versions = driver.parseInstalledVersions!(
       await this.#exec(server, 'verify', driver.installedVersionsCommand!(resolved.map((p) => p.name))),
+      resolved,
     );
     const wrong = resolved.filter((p) => versions.get(p.name) !== p.version);
     if (wrong.length) {
@@ -1003,6 +1009,41 @@ class RunState {
       result: 'success',
       details: { versions: resolved.map((p) => `${p.name}=${p.version}`) },
     });
+  }
+
+  /**
+   * What a patch run checks first on Windows: an elevated administrator login (the Update Agent and
+   * Task Scheduler need one), `minFreeRootMiB` free on the system drive, the Windows Update service
+   * not disabled, and its installer not busy with another installation (retryable).
+   */
+  async #preflightWindows(server: Server) {
+    const out = await this.#exec(server, 'preflight', windowsPreflightCommand(), 120_000);
+    let facts: ReturnType<typeof parseWindowsPreflight>;
+    try {
+      facts = parseWindowsPreflight(out);
+    } catch (error) {
+      throw new ServerFailure(
+        'preflight',
+        toFleetwardError(error, 'Windows preflight'),
+        false,
+        `${out.stdout}\n${out.stderr}`.slice(-2000),
+      );
+    }
+    const refuse = (message: string, retryable = false) => {
+      throw new ServerFailure('preflight', new CommandFailedError(message, { retryable }), false);
+    };
+    if (!facts.admin) {
+      refuse('the login is not an elevated administrator: Windows Update and Task Scheduler need one');
+    }
+    if (facts.freeMiB < this.#opts.minFreeRootMiB) {
+      refuse(`only ${facts.freeMiB} MiB free on ${facts.drive}, need ${this.#opts.minFreeRootMiB}`);
+    }
+    if (facts.serviceStartMode.toLowerCase() === 'disabled') {
+      refuse('the Windows Update service (wuauserv) is disabled');
+    }
+    if (facts.installerBusy === true) {
+      refuse('Windows Update is busy with another installation', true);
+    }
   }
 
   /**
@@ -1029,11 +1070,9 @@ class RunState {
     await this.#step(server.id, step);
     for (const scriptId of scriptIds) {
       const script = await this.#ctx.runtime.store.scripts.require(this.#ctx.tenantId, scriptId);
-      const r = await this.#exec(server, step, {
-        interpreter: interpreterArgv(script.interpreter),
-        script: script.body,
-        sudo: true,
-      });
+      // As root on POSIX hosts; PowerShell on Windows runs as the (administrator) login.
+      const command = scriptCommand(script, server, {});
+      const r = await this.#exec(server, step, { ...command, sudo: !isWindowsServer(server) });
       if (r.exitCode !== 0) {
         throw new ServerFailure(
           step,

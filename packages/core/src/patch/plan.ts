@@ -222,7 +222,9 @@ export function createPatchApi(internals: () => CallContext): PatchApi {
     if (selected.length === 0) return { ...base, resolved: [] };
     const adapter = ctx.runtime.adapterFor(server);
     const driver = await driverFor(ctx, server);
-    if (adapter.install && !adapter.exec) {
+    // Nothing to resolve: the adapter installs by itself, or the driver installs exactly the
+    // selection (Windows Update), so the selection is the transaction.
+    if ((adapter.install && !adapter.exec) || (driver?.installsExactlySelection && driver.installCommand)) {
       return { ...base, resolved: selected.map((p) => ({ ...p, isNew: false })) };
     }
     if (!driver?.simulateInstallCommand || !driver.parseSimulateInstall) {

@@ -191,6 +191,45 @@ export type LoginProbe =
    */
   | { ok: false; refused: boolean; message: string };
 
+/** A key login for {@link LoginCapability.probe}: what SSH logs in with, and key rotation proves. */
+export interface KeyLoginCredentials {
+  username: string;
+  /** An OpenSSH or PEM private key, unencrypted. Secret: never logged or kept. */
+  privateKey: string;
+}
+
+/** A password login for {@link LoginCapability.probe}: what WinRM logs in with (SSH takes it too). */
+export interface PasswordLoginCredentials {
+  /** The login; on WinRM `DOMAIN\\user` names a domain account. */
+  username: string;
+  /** Secret: never logged or kept. */
+  password: string;
+}
+
+/**
+ * The credential a probe proves. Which ones an adapter takes:
+ * - SSH (`@fleetward/adapter-ssh`): both, a key by `publickey` and a password by `password`
+ *   authentication (the server must allow it).
+ * - WinRM (`@fleetward/adapter-winrm`): passwords only, by the adapter's configured scheme (NTLM or
+ *   Basic); a key answers `{ ok: false, refused: false }`, saying so.
+ *
+ * An adapter that cannot use the kind it is given answers `{ ok: false, refused: false }` with a
+ * message naming what it takes: that credential was not tried, so nothing is proven either way.
+ */
+export type LoginCredentials = KeyLoginCredentials | PasswordLoginCredentials;
+
+/** Options of {@link LoginCapability.probe}. */
+export interface LoginProbeOptions {
+  /**
+   * Also prove the login may run commands as root without a password (`sudo -n true`). Only for
+   * adapters with sudo (SSH); others document that it has no meaning there and ignore it.
+   * @default false
+   */
+  sudo?: boolean;
+  /** Bound on the probe's command (and, where the adapter says so, the whole probe). @default adapter-specific */
+  timeoutMs?: number;
+}
+
 /**
  * Proves that a credential logs in, over a connection of its own. Key rotation relies on it: a new
  * key is trusted only after it has logged in, and an old key is retired only once it is refused.
@@ -198,15 +237,14 @@ export type LoginProbe =
 export interface LoginCapability {
   /**
    * Opens a NEW connection to `server` (never a pooled or cached one) with exactly `credentials`,
-   * verifies the host key as `exec` does, runs `true` (and `sudo -n true` when `sudo`), closes it.
+   * verifies the host key (or certificate) as `exec` does, runs the smallest command the target
+   * has (`true`, and `sudo -n true` when `sudo`; `cmd /c exit 0` on Windows), closes it.
    * Never throws for a refused login: that is `{ ok: false, refused: true }`.
    * @throws HostKeyMismatchError when the host key is not the expected one; nothing was tried.
+   * @throws ValidationError when `credentials` cannot be used as given (an unreadable or encrypted
+   *   private key, an empty password, a key and a password at once); nothing was tried.
    */
-  probe(
-    server: Server,
-    credentials: { username: string; privateKey: string },
-    options?: { sudo?: boolean; timeoutMs?: number },
-  ): Promise<LoginProbe>;
+  probe(server: Server, credentials: LoginCredentials, options?: LoginProbeOptions): Promise<LoginProbe>;
 }
 
 /** What {@link EphemeralKeyCapability.offer} is asked to do. */

@@ -76,3 +76,111 @@ export function builtinCmd(commandLine: string): WinRmFakeCommandResult {
   }
   return { stdout, stderr, exitCode };
 }
+
+/** A piece of a command's output, in the order the host wrote it. */
+export interface OutputChunk {
+  stream: 'stdout' | 'stderr';
+  data: Buffer;
+}
+
+/**
+ * What a command has written and not yet been received, and how it ended: the buffer between the
+ * emulated host (a hook's result, or a child process's pipes) and `Receive`.
+ */
+export class CommandOutput {
+  #chunks: OutputChunk[] = [];
+  #pendingBytes = 0;
+  #exitCode: number | undefined;
+  #waiters = new Set<() => void>();
+  #drained: (() => void) | undefined;
+
+  /** Bytes written and not yet taken. */
+  get pendingBytes(): number {
+    return this.#pendingBytes;
+  }
+
+  /** The exit code once the command ended (its output may still be pending), else undefined. */
+  get exitCode(): number | undefined {
+    return this.#exitCode;
+  }
+
+  /** Appends what the command wrote; nothing once it ended. */
+  push(stream: OutputChunk['stream'], data: Buffer): void {
+    if (data.length === 0 || this.#exitCode !== undefined) return;
+    this.#chunks.push({ stream, data });
+    this.#pendingBytes += data.length;
+    this.#wake();
+  }
+
+  /** The command ended; later output is dropped. Only the first call counts. */
+  finish(exitCode: number): void {
+    if (this.#exitCode !== undefined) return;
+    this.#exitCode = exitCode;
+    this.#wake();
+  }
+
+  /** Called after every `take`, so that a paused producer can check `pendingBytes` and resume. */
+  onDrained(listener: () => void): void {
+    this.#drained = listener;
+  }
+
+  /** Resolves true as soon as there is output to take or the command ended, false after `ms`. */
+  async wait(ms: number): Promise<boolean> {
+    if (this.#ready()) return true;
+    return new Promise<boolean>((resolve) => {
+      const done = (ready: boolean) => {
+        clearTimeout(timer);
+        this.#waiters.delete(wake);
+        resolve(ready);
+      };
+      const wake = () => done(true);
+      const timer = setTimeout(() => done(false), ms);
+      timer.unref();
+      this.#waiters.add(wake);
+    });
+  }
+
+  /** Takes at most `maxBytes` of pending output, oldest first (a chunk is split if it must). */
+  take(maxBytes: number): OutputChunk[] {
+    const taken: OutputChunk[] = [];
+    let room = maxBytes;
+    while (room > 0 && this.#chunks.length > 0) {
+      const head = this.#chunks[0] as OutputChunk;
+      if (head.data.length <= room) {
+        this.#chunks.shift();
+        taken.push(head);
+        room -= head.data.length;
+      } else {
+        taken.push({ stream: head.stream, data: head.data.subarray(0, room) });
+        head.data = head.data.subarray(room);
+        room = 0;
+      }
+    }
+    this.#pendingBytes -= maxBytes - room;
+    this.#drained?.();
+    return taken;
+  }
+
+  #ready(): boolean {
+    return this.#chunks.length > 0 || this.#exitCode !== undefined;
+  }
+
+  #wake(): void {
+    for (const wake of [...this.#waiters]) wake();
+  }
+}
+
+/** Runs `command` with {@link runCommand} into a new {@link CommandOutput}. */
+export function runIntoOutput(command: WinRmFakeCommand, options: WinRmFakeOptions): CommandOutput {
+  const output = new CommandOutput();
+  void runCommand(command, options).then((result) => {
+    output.push('stdout', toBuffer(result.stdout));
+    output.push('stderr', toBuffer(result.stderr));
+    output.finish(result.exitCode ?? 0);
+  });
+  return output;
+}
+
+function toBuffer(data: Buffer | string | undefined): Buffer {
+  return typeof data === 'string' ? Buffer.from(data, 'utf8') : (data ?? Buffer.alloc(0));
+}

@@ -22,6 +22,7 @@ export type {
   WinRmFakeCommand,
   WinRmFakeCommandResult,
   WinRmFakeFaults,
+  WinRmFakeInstalledUpdate,
   WinRmFakeOptions,
   WinRmFakePowerShell,
   WinRmFakeRequest,

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { runCommand } from './commands.js';
+import { type CommandOutput, decodePowerShellCommand, type OutputChunk, runIntoOutput } from './commands.js';
+import { RunnerProcess } from './processes.js';
 import {
   CMD_RESOURCE_URI,
   durationMs,
@@ -12,13 +13,15 @@ import {
   NS,
   text,
 } from './soap.js';
-import type { WinRmFakeCommandResult, WinRmFakeOptions, WinRmFakeShell, WinRmFakeUser } from './types.js';
+import type { WinRmFakeOptions, WinRmFakeShell, WinRmFakeUser } from './types.js';
 
 const SHELL_ACTION = `${NS.shell}/`;
 const TRANSFER_ACTION = `${NS.transfer}/`;
 const STATE_RUNNING = `${NS.shell}/CommandState/Running`;
 const STATE_DONE = `${NS.shell}/CommandState/Done`;
 const CHUNK_BYTES = 32 * 1024;
+/** Output per Receive reply: in base64 with its XML it stays under the `MaxEnvelopeSize` of 153,600 clients send. */
+const RECEIVE_MAX_BYTES = 3 * CHUNK_BYTES;
 const SUPPORTED_ACTIONS = new Set([
   `${TRANSFER_ACTION}Create`,
   `${TRANSFER_ACTION}Delete`,
@@ -45,8 +48,12 @@ interface CommandRecord {
   controller: AbortController;
   stdin: Buffer[];
   stdinSent: boolean;
-  result: Promise<WinRmFakeCommandResult> | undefined;
-  outputSent: boolean;
+  /** Where the command's output collects: started by the first Receive, or at Command for a process. */
+  output: CommandOutput | undefined;
+  /** The child process running it, with the `processes` option. */
+  process: RunnerProcess | undefined;
+  /** A Receive answered `Running` already: Done never comes in the first answer. */
+  answered: boolean;
   done: boolean;
   timeoutsLeft: number;
 }
@@ -98,13 +105,14 @@ export class ShellService {
         arguments: [...c.arguments],
         state: c.done ? 'done' : 'running',
         signals: [...c.signals],
+        ...(c.process?.pid === undefined ? {} : { pid: c.process.pid }),
       })),
     }));
   }
 
-  /** Aborts every running command (the fake is closing). */
+  /** Aborts every running command and kills every child process (the fake is closing). */
   abortAll(): void {
-    for (const shell of this.#shells.values()) for (const c of shell.commands.values()) c.controller.abort();
+    for (const shell of this.#shells.values()) for (const c of shell.commands.values()) stop(c);
   }
 
   async handle(xml: string, user: WinRmFakeUser): Promise<ShellReply> {
@@ -180,16 +188,20 @@ export class ShellService {
 
   #command(xml: string, shell: ShellRecord, messageId: string | undefined): ShellReply {
     const commandId = randomUUID().toUpperCase();
+    const command = text(xml, 'Command') ?? '';
+    const args = elements(xml, 'Arguments').map((a) => a.text);
+    const runner = this.#options.processes ? runnerProcess([command, ...args].join(' '), shell) : undefined;
     shell.commands.set(commandId, {
       commandId,
-      command: text(xml, 'Command') ?? '',
-      arguments: elements(xml, 'Arguments').map((a) => a.text),
+      command,
+      arguments: args,
       signals: [],
       controller: new AbortController(),
       stdin: [],
       stdinSent: false,
-      result: undefined,
-      outputSent: false,
+      output: runner?.output,
+      process: runner,
+      answered: false,
       done: false,
       timeoutsLeft: this.#options.receiveTimeoutsPerCommand ?? 0,
     });
@@ -200,22 +212,26 @@ export class ShellService {
   #send(xml: string, command: CommandRecord, messageId: string | undefined): ShellReply {
     for (const stream of elements(xml, 'Stream')) {
       if (stream.attributes['Name'] !== 'stdin') continue;
-      command.stdin.push(Buffer.from(stream.text, 'base64'));
+      const bytes = Buffer.from(stream.text, 'base64');
+      command.stdin.push(bytes);
       command.stdinSent = true;
+      command.process?.stdin(bytes, stream.attributes['End'] === 'true');
     }
     return this.#ok('Send', `${SHELL_ACTION}SendResponse`, messageId, '<rsp:SendResponse/>');
   }
 
   #signal(xml: string, command: CommandRecord, messageId: string | undefined): ShellReply {
     const code = text(xml, 'Code') ?? '';
-    command.signals.push(code.split('/').pop() ?? code);
+    const name = code.split('/').pop() ?? code;
+    command.signals.push(name);
     command.controller.abort();
+    command.process?.kill(name === 'ctrl_c' || name === 'ctrl_break' ? 'SIGINT' : 'SIGKILL');
     if (code.endsWith('/terminate')) command.done = true;
     return this.#ok('Signal', `${SHELL_ACTION}SignalResponse`, messageId, '<rsp:SignalResponse/>');
   }
 
   #delete(shell: ShellRecord, messageId: string | undefined): ShellReply {
-    for (const command of shell.commands.values()) command.controller.abort();
+    for (const command of shell.commands.values()) stop(command);
     this.#shells.delete(shell.shellId);
     return this.#ok('Delete', `${TRANSFER_ACTION}DeleteResponse`, messageId, '');
   }
@@ -244,7 +260,7 @@ export class ShellService {
       command.timeoutsLeft--;
       return timedOut();
     }
-    command.result ??= runCommand(
+    command.output ??= runIntoOutput(
       {
         shellId: shell.shellId,
         commandId: command.commandId,
@@ -259,21 +275,22 @@ export class ShellService {
       },
       this.#options,
     );
+    const { output } = command;
     const operationTimeoutMs = durationMs(text(xml, 'OperationTimeout')) ?? 20_000;
-    const result = await Promise.race([command.result, sleep(operationTimeoutMs, undefined, { ref: false })]);
-    if (result === undefined) return timedOut();
+    if (!(await output.wait(operationTimeoutMs))) return timedOut();
     const id = command.commandId;
-    let body = '';
-    if (!command.outputSent) {
-      command.outputSent = true;
-      body += streams('stdout', id, result.stdout) + streams('stderr', id, result.stderr);
-      body += `<rsp:CommandState CommandId="${id}" State="${STATE_RUNNING}"/>`;
-    } else {
+    const chunks = output.take(RECEIVE_MAX_BYTES);
+    // Output first, with state Running; Done (and the exit code) in a reply of its own, after all of it.
+    let body = streams(id, chunks);
+    if (chunks.length === 0 && command.answered) {
       command.done = true;
       body +=
         `<rsp:Stream Name="stdout" CommandId="${id}" End="true"></rsp:Stream>` +
         `<rsp:Stream Name="stderr" CommandId="${id}" End="true"></rsp:Stream>` +
-        `<rsp:CommandState CommandId="${id}" State="${STATE_DONE}"><rsp:ExitCode>${result.exitCode ?? 0}</rsp:ExitCode></rsp:CommandState>`;
+        `<rsp:CommandState CommandId="${id}" State="${STATE_DONE}"><rsp:ExitCode>${output.exitCode}</rsp:ExitCode></rsp:CommandState>`;
+    } else {
+      command.answered = true;
+      body += `<rsp:CommandState CommandId="${id}" State="${STATE_RUNNING}"/>`;
     }
     return this.#ok(
       'Receive',
@@ -292,12 +309,30 @@ export class ShellService {
   }
 }
 
-function streams(name: 'stdout' | 'stderr', commandId: string, data: Buffer | string | undefined): string {
-  const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : (data ?? Buffer.alloc(0));
+/** The command's processes end with its shell or the fake, as a Windows job's do. */
+function stop(command: CommandRecord): void {
+  command.controller.abort();
+  command.process?.kill('SIGKILL');
+}
+
+/**
+ * A child process for `commandLine` when it is `powershell -EncodedCommand` of Fleetward's runner
+ * (or of its bootstrap); undefined for every other command, which the hooks answer.
+ */
+function runnerProcess(commandLine: string, shell: ShellRecord): RunnerProcess | undefined {
+  const script = decodePowerShellCommand(commandLine);
+  if (script === undefined || !RunnerProcess.accepts(script)) return undefined;
+  return new RunnerProcess(script, { env: shell.env, workingDirectory: shell.workingDirectory });
+}
+
+/** `rsp:Stream` elements for `chunks`, each at most 32 KiB before base64. */
+function streams(commandId: string, chunks: OutputChunk[]): string {
   let xml = '';
-  for (let offset = 0; offset < bytes.length; offset += CHUNK_BYTES) {
-    const chunk = bytes.subarray(offset, offset + CHUNK_BYTES).toString('base64');
-    xml += `<rsp:Stream Name="${name}" CommandId="${commandId}">${chunk}</rsp:Stream>`;
+  for (const { stream, data } of chunks) {
+    for (let offset = 0; offset < data.length; offset += CHUNK_BYTES) {
+      const chunk = data.subarray(offset, offset + CHUNK_BYTES).toString('base64');
+      xml += `<rsp:Stream Name="${stream}" CommandId="${commandId}">${chunk}</rsp:Stream>`;
+    }
   }
   return xml;
 }

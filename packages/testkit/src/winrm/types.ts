@@ -4,7 +4,7 @@
  * clients (pywinrm, Fleetward's own WinRM adapter). HTTPS with a certificate from a CA the fake
  * generates, Basic and NTLMv2 authentication checked for real, the shell and command lifecycle,
  * SOAP faults and injectable failures. What a command does is up to the test (`run`,
- * `powershell`); nothing is executed on this machine.
+ * `powershell`); nothing is executed on this machine unless `processes` is set.
  */
 
 /** An account of the emulated host. */
@@ -92,6 +92,19 @@ export interface WinRmFakeOptions {
   /** NetBIOS computer name of the host, in the NTLM challenge's target info. @default 'WINFAKE' */
   computerName?: string;
   /**
+   * The process backend: a command that is Fleetward's WinRM runner (`powershell.exe
+   * -EncodedCommand` of the runner, or of the bootstrap that reads the runner from the first stdin
+   * line) runs as a real child process on this machine, without a shell: argv from `$fw_argv`,
+   * `$fw_env` (over the shell's environment and this machine's `PATH`), stdin from the stdin line
+   * (closed at once when `$fw_has_stdin` is `'0'`). Output streams to `Receive` as the process
+   * writes it; Signal `terminate` and shell Delete kill its process group (SIGKILL), `ctrl_c`
+   * sends SIGINT; a death by signal is reported as exit code 128 + the signal number (WinRM
+   * carries no signal). An emulated Windows host whose commands run on a POSIX host: it proves the
+   * WS-Man transport end to end, not cmd.exe or PowerShell semantics. Every other command still
+   * goes to `powershell`, `run` and the built-ins. @default false
+   */
+  processes?: boolean;
+  /**
    * A modelled Windows Update state: Fleetward's Windows Update scan script and Windows OS script
    * get what they would print on such a host (unless `powershell` is set, which then sees every
    * script). Read on every command, so a test can change it between scans. @default none
@@ -120,6 +133,28 @@ export interface WinRmFakeUpdate {
   rebootBehavior?: 0 | 1 | 2;
   /** `LastDeploymentChangeTime`. @default null */
   released?: Date | string | null;
+  /**
+   * The UpdateID of an update that supersedes this one. While that update is offered or
+   * installed, this one is neither found by the scan nor installable (Windows Update stops
+   * offering a superseded update).
+   */
+  supersededBy?: string;
+  /**
+   * Installing this update fails: in `download` or `install` (default), with this HRESULT
+   * (`0x80070643`), as `IUpdateDownloadResult`/`IUpdateInstallationResult` report it
+   * (`ResultCode` 4 Failed).
+   */
+  failure?: { phase?: 'download' | 'install'; hresult: string };
+}
+
+/** An update installed on the emulated host. */
+export interface WinRmFakeInstalledUpdate {
+  id: string;
+  revision: number;
+  kb: string[];
+  title: string;
+  /** Installed, but completes only at the next restart (its `rebootBehavior` was not 0). */
+  pendingReboot?: boolean;
 }
 
 /** The Windows Update state of the emulated host. */
@@ -134,6 +169,26 @@ export interface WinRmFakeWindowsUpdate {
   searchError?: { hresult: string; message?: string };
   /** `Win32_OperatingSystem`. @default Windows Server 2022 Datacenter, 10.0.20348, 64-bit */
   os?: { caption?: string; version?: string; build?: string; arch?: string };
+  /**
+   * Installed updates (what `IsInstalled=1` and the installation history list). The install
+   * script moves offered updates here. @default []
+   */
+  installed?: WinRmFakeInstalledUpdate[];
+  /** `Win32_OperatingSystem.LastBootUpTime`; a restart sets it to the time of the restart. @default 2026-01-01T00:00:00Z */
+  lastBootTime?: Date | string;
+  /**
+   * How long a requested restart takes: until then every Windows script fails as if the host did
+   * not answer, and the boot time is the old one. @default 0
+   */
+  restartMs?: number;
+  /** Restarts the host went through (`shutdown.exe /r` from Fleetward's restart script). Counted by the fake. */
+  restarts?: number;
+  /** Every install the host was asked for: the pins (`name=UpdateID.revision`) of each, in order. Recorded by the fake. */
+  installRequests?: string[][];
+  /** The logged-on account is not an administrator (the preflight reports it). @default false */
+  notAdministrator?: boolean;
+  /** Free MiB on the system drive (the preflight reports it). @default 40960 */
+  freeMiB?: number;
 }
 
 /** One HTTP request the fake answered, for assertions. */
@@ -166,6 +221,8 @@ export interface WinRmFakeShell {
     arguments: string[];
     state: 'running' | 'done';
     signals: string[];
+    /** The child process (and process group) id, for a command run by the `processes` backend once it started. */
+    pid?: number;
   }[];
 }
 
