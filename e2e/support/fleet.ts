@@ -1,5 +1,12 @@
 import { createSshAdapter } from '@fleetward/adapter-ssh';
-import { type Clock, createFleet, type Fleet, type SecretStore, type Store } from '@fleetward/core';
+import {
+  type Adapter,
+  type Clock,
+  createFleet,
+  type Fleet,
+  type SecretStore,
+  type Store,
+} from '@fleetward/core';
 import type { Lab } from '@fleetward/testkit/lab';
 
 /** What a separate process needs to reach a lab: addresses, root keys and pinned host keys. */
@@ -19,8 +26,17 @@ export function labAccess(lab: Lab): LabAccess {
   };
 }
 
-/** A Fleet whose SSH adapter logs in to lab hosts as root with pinned host keys. */
-export function labFleet(access: LabAccess, store: Store, clock?: Clock, secrets?: SecretStore): Fleet {
+/**
+ * A Fleet whose SSH adapter logs in to lab hosts as root with pinned host keys; `adapters` are
+ * added beside it (a mixed fleet).
+ */
+export function labFleet(
+  access: LabAccess,
+  store: Store,
+  clock?: Clock,
+  secrets?: SecretStore,
+  adapters: Adapter[] = [],
+): Fleet {
   const ssh = createSshAdapter({
     credentials: { username: 'root', privateKey: access.hosts[0]!.privateKey },
     credentialsFor: async (server) => {
@@ -33,7 +49,7 @@ export function labFleet(access: LabAccess, store: Store, clock?: Clock, secrets
   });
   return createFleet({
     store,
-    adapters: [ssh],
+    adapters: [ssh, ...adapters],
     ...(clock ? { clock } : {}),
     ...(secrets ? { secrets } : {}),
   });
