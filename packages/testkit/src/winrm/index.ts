@@ -32,4 +32,4 @@ export type {
   WinRmFakeUser,
   WinRmFakeWindowsUpdate,
 } from './types.js';
-export { answerWindowsUpdate } from './windows-update.js';
+export { answerWindowsScript, answerWindowsUpdate } from './windows-update.js';

@@ -37,12 +37,18 @@ const DEFAULT_OS = {
   arch: '64-bit',
 };
 
-/** The texts a command carries: its `-EncodedCommand` script and every stdin line that decodes as base64 UTF-8. */
-function texts(script: string, command: WinRmFakeCommand): string[] {
+/**
+ * The texts a command carries: the script itself, every stdin line that decodes as base64 UTF-8
+ * (WinRM: the runner sends a script command's text on stdin), and the runner's `$fw_stdin`
+ * literal decoded (SSM's `AWS-RunPowerShellScript`, which has no stdin, carries it there).
+ */
+function texts(script: string, stdin: Buffer | undefined): string[] {
   const out = [script];
-  for (const line of (command.stdin?.toString('latin1') ?? '').split(/\r?\n/)) {
+  for (const line of (stdin?.toString('latin1') ?? '').split(/\r?\n/)) {
     if (/^[A-Za-z0-9+/]+=*$/.test(line)) out.push(Buffer.from(line, 'base64').toString('utf8'));
   }
+  const literal = /^\$fw_stdin = '([A-Za-z0-9+/=]*)'/m.exec(script)?.[1];
+  if (literal) out.push(Buffer.from(literal, 'base64').toString('utf8'));
   return out;
 }
 
@@ -195,7 +201,20 @@ export function answerWindowsUpdate(
   script: string,
   command: WinRmFakeCommand,
 ): WinRmFakeCommandResult | undefined {
-  const all = texts(script, command);
+  return answerWindowsScript(model, script, command.stdin);
+}
+
+/**
+ * {@link answerWindowsUpdate} for any transport: `text` is what the host was given to run (the
+ * `-EncodedCommand` script, or an `AWS-RunPowerShellScript` document's commands joined by
+ * newlines) and `stdin` what it read on standard input, if anything.
+ */
+export function answerWindowsScript(
+  model: WinRmFakeWindowsUpdate,
+  text: string,
+  stdin?: Buffer,
+): WinRmFakeCommandResult | undefined {
+  const all = texts(text, stdin);
   const marked = markedScript(all);
   if (marked === undefined) return undefined;
   if (settle(model)) {
