@@ -1,4 +1,5 @@
 import type { Command } from '@fleetward/core';
+import { buildPowerShellRunner } from '@fleetward/core/os';
 
 /** cmd.exe's command-line limit; the PowerShell command line is kept under it. */
 export const MAX_COMMAND_LINE = 8191;
@@ -10,40 +11,6 @@ const DECODE =
   'function fw_dec([string]$s) { [System.Text.Encoding]::UTF8.GetString([System.Convert]::FromBase64String($s)) }';
 
 /**
- * The constant part of every runner. The values come before it as single-quoted literal
- * assignments whose text holds only base64 characters, `_`, `=`, spaces and env names matching
- * `ENV_NAME_PATTERN`: no quote of any kind (PowerShell also ends a literal on the typographic
- * quotes ‘ ’ ‚ ‛), so nothing PowerShell could read as code. Each value is decoded from UTF-8
- * base64 into an argument or a process environment variable; the program runs with
- * `& $exe @args`, the call operator, which never parses its arguments as code. Standard input
- * arrives base64-encoded on one line of the command's stdin (sent with WS-Man `Send`).
- */
-const RUNNER_LINES = [
-  "$ErrorActionPreference = 'Stop'",
-  // Text piped to a native program is encoded with $OutputEncoding: ASCII by default in 5.1.
-  '$OutputEncoding = New-Object System.Text.UTF8Encoding $false',
-  DECODE,
-  "$fw_args = @(foreach ($fw_a in $fw_argv.Split(' ')) { if ($fw_a) { fw_dec ($fw_a.Substring(1)) } })",
-  "foreach ($fw_e in $fw_env.Split(' ')) { if ($fw_e) { $fw_i = $fw_e.IndexOf('='); [System.Environment]::SetEnvironmentVariable($fw_e.Substring(0, $fw_i), (fw_dec ($fw_e.Substring($fw_i + 1))), 'Process') } }",
-  '$fw_exe = $fw_args[0]',
-  '$fw_rest = @(if ($fw_args.Count -gt 1) { $fw_args[1..($fw_args.Count - 1)] })',
-  'Remove-Variable fw_argv, fw_env, fw_a, fw_e, fw_i -ErrorAction SilentlyContinue',
-  '$global:LASTEXITCODE = $null',
-  'try {',
-  "  if ($fw_has_stdin -eq '1') { fw_dec ([Console]::In.ReadLine()) | & $fw_exe @fw_rest } else { & $fw_exe @fw_rest }",
-  '  $fw_ok = $?',
-  '} catch [System.Management.Automation.CommandNotFoundException] {',
-  '  [Console]::Error.WriteLine($_.Exception.Message); exit 127',
-  '} catch {',
-  '  [Console]::Error.WriteLine($_.Exception.Message); exit 1',
-  '}',
-  // A native program sets $LASTEXITCODE; a cmdlet or script only reports success in $?.
-  'if ($null -ne $LASTEXITCODE) { exit $LASTEXITCODE }',
-  'if ($fw_ok) { exit 0 }',
-  'exit 1',
-] as const;
-
-/**
  * Used when the runner itself would make the command line too long (very long argv or env): it
  * reads the runner, base64-encoded, from the first line of stdin and runs it in the same scope.
  */
@@ -51,17 +18,13 @@ const BOOTSTRAP_LINES = [DECODE, '. ([scriptblock]::Create((fw_dec ([Console]::I
 
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
 
-/** The PowerShell runner script of `command`: four base64 literal assignments, then `RUNNER_LINES`. */
+/**
+ * The PowerShell runner script of `command`, CRLF-separated: core's runner (`buildPowerShellRunner`
+ * of `@fleetward/core/os`, which explains why no value can become code) reading its standard input
+ * base64-encoded from the first line of the process's stdin, sent with WS-Man `Send`.
+ */
 export function buildRunnerScript(command: Command): string {
-  const argv = 'interpreter' in command ? command.interpreter : command.argv;
-  const stdin = 'interpreter' in command ? command.script : command.stdin;
-  const env = Object.entries(command.env ?? {}).map(([name, value]) => `${name}=${b64(value)}`);
-  return [
-    `$fw_argv = '${argv.map((a) => `_${b64(a)}`).join(' ')}'`,
-    `$fw_env = '${env.join(' ')}'`,
-    `$fw_has_stdin = '${stdin === undefined ? '0' : '1'}'`,
-    ...RUNNER_LINES,
-  ].join('\r\n');
+  return buildPowerShellRunner(command, { stdin: 'stdin-line' }).join('\r\n');
 }
 
 /** `-EncodedCommand`'s argument: base64 of the UTF-16LE script. */

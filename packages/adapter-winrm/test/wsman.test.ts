@@ -9,6 +9,7 @@ import {
   WinRmAdapterOptionsSchema,
 } from '@fleetward/adapter-winrm';
 import { ParseError } from '@fleetward/core';
+import { buildPowerShellRunner } from '@fleetward/core/os';
 import fc from 'fast-check';
 import { XMLParser } from 'fast-xml-parser';
 import { describe, expect, it } from 'vitest';
@@ -175,12 +176,7 @@ describe('replies', () => {
 });
 
 describe('PowerShell runner', () => {
-  const assignment = /^\$fw_(argv|env) = '[A-Za-z0-9_+/= ]*'$|^\$fw_has_stdin = '[01]'$/;
-
-  it('buildRunnerScript — for any argv, env values and stdin, the script is constant text after base64-only literals', () => {
-    const constant = buildRunnerScript({ argv: ['x'] })
-      .split('\r\n')
-      .slice(3);
+  it("buildRunnerScript — is core's runner, CRLF-joined, reading stdin from a line of its own; the invocation's stdin is base64 lines only", () => {
     fc.assert(
       fc.property(
         fc.array(fc.string({ unit: 'binary' }), { minLength: 1, maxLength: 6 }),
@@ -190,14 +186,15 @@ describe('PowerShell runner', () => {
         fc.option(fc.string({ unit: 'binary' }), { nil: undefined }),
         (argv, env, stdin) => {
           const command = { argv, env, ...(stdin === undefined ? {} : { stdin }) };
-          const lines = buildRunnerScript(command).split('\r\n');
-          expect(lines.slice(0, 3).every((line) => assignment.test(line))).toBe(true);
-          expect(lines.slice(3)).toEqual(constant);
+          expect(buildRunnerScript(command)).toBe(
+            buildPowerShellRunner(command, { stdin: 'stdin-line' }).join('\r\n'),
+          );
           const invocation = buildPowerShellInvocation(command);
           expect(
             invocation.stdin === undefined ||
               /^[A-Za-z0-9+/=\r\n]*$/.test(invocation.stdin.toString('latin1')),
           ).toBe(true);
+          expect(invocation.stdin === undefined).toBe(stdin === undefined && !invocation.runnerOnStdin);
         },
       ),
       { numRuns: 300 },

@@ -85,7 +85,8 @@ export const RunbookScanStepSchema = z.strictObject({
 
 /**
  * Reboots the run's targets and verifies each came back: its boot id
- * (`/proc/sys/kernel/random/boot_id`) changed and it answers again within `timeoutMs`. Servers are
+ * (`/proc/sys/kernel/random/boot_id`; on Windows `Win32_OperatingSystem.LastBootUpTime`) changed
+ * and it answers again within `timeoutMs`. Servers are
  * rebooted as `rollout` says (one at a time by default, no failure allowed).
  */
 export const RunbookRebootStepSchema = z.strictObject({

@@ -1,6 +1,7 @@
 /**
- * The OS package-manager drivers and parsers (apt, dnf/yum, zypper, os-release), for adapter
- * authors and tools that scan without a Fleet.
+ * The OS package-manager drivers and parsers (apt, dnf/yum, zypper, Windows Update, os-release),
+ * the Windows host commands (preflight, boot time, restart) and the PowerShell runner transports
+ * share, for adapter authors and tools that scan without a Fleet.
  *
  * @module @fleetward/core/os
  */
@@ -33,6 +34,11 @@ export type {
   ResolvedTransaction,
 } from './driver.js';
 export { OS_RELEASE_COMMAND, parseOsRelease } from './os-release.js';
+export {
+  buildPowerShellRunner,
+  type PowerShellRunnerOptions,
+  type PowerShellStdinSource,
+} from './powershell-runner.js';
 export {
   parseWindowsBootTime,
   parseWindowsPreflight,

@@ -571,11 +571,6 @@ export class RunbookExecution {
       await save(serverId, { status: 'running' });
       try {
         if (!server) throw new CapabilityMissingError(`server ${serverId} no longer exists in the inventory`);
-        if (server.os?.family === 'windows') {
-          throw new CapabilityMissingError(
-            `${server.name} runs windows: a reboot step reboots Linux servers only`,
-          );
-        }
         const progress = serverState(serverId);
         const done = await verifiedReboot({
           adapter: ctx.runtime.adapterFor(server),

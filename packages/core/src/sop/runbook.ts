@@ -420,14 +420,6 @@ export function createRunbookApi(internals: () => CallContext): RunbookApi {
         if (!approval.satisfied) risky.push({ name: script.name, reason: approval.reason ?? 'not approved' });
         state.script = { name: script.name, revision: script.revision, contentHash: script.contentHash };
       }
-      if (step.kind === 'reboot') {
-        for (const s of servers.filter((x) => x.os?.family === 'windows').slice(0, 20)) {
-          issues.push({
-            path: ['targets'],
-            message: `${s.name} runs windows: step ${step.id} reboots Linux servers only`,
-          });
-        }
-      }
       states.push(state);
     }
     if (issues.length) throw new ValidationError(SUBJECT, issues);
