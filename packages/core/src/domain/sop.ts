@@ -55,9 +55,43 @@ const RESERVED_PREFIXES = [
   'SUDO_',
 ];
 
+/**
+ * Variables Windows, cmd.exe or PowerShell read on their own, matched without regard to case as
+ * Windows does (`Path` is `PATH` there): a caller choosing `PSModulePath` or `ComSpec` would make
+ * the script load or start code of their choice.
+ */
+const RESERVED_WINDOWS = new Set([
+  'PATH',
+  'PATHEXT',
+  'TEMP',
+  'TMP',
+  'COMSPEC',
+  'SYSTEMROOT',
+  'WINDIR',
+  'SYSTEMDRIVE',
+  'USERPROFILE',
+  'APPDATA',
+  'LOCALAPPDATA',
+  'PROGRAMDATA',
+  'PROGRAMFILES',
+  'PROGRAMFILES(X86)',
+  'COMMONPROGRAMFILES',
+  'PSMODULEPATH',
+  'PSEXECUTIONPOLICYPREFERENCE',
+  'PSMODULEANALYSISCACHEPATH',
+  '__PSLOCKDOWNPOLICY',
+]);
+const RESERVED_WINDOWS_PREFIXES = ['POWERSHELL_', 'FLEETWARD_', 'COR_', 'CORECLR_', 'COMPLUS_', 'DOTNET_'];
+
 /** Whether `name` may be a script parameter (see the reserved names above). */
 export function isReservedParameterName(name: string): boolean {
-  return RESERVED_EXACT.has(name) || RESERVED_PREFIXES.some((p) => name.startsWith(p));
+  const upper = name.toUpperCase();
+  return (
+    RESERVED_EXACT.has(name) ||
+    RESERVED_PREFIXES.some((p) => name.startsWith(p)) ||
+    RESERVED_WINDOWS.has(upper) ||
+    RESERVED_WINDOWS_PREFIXES.some((p) => upper.startsWith(p))
+  );
 }
 
 const ParameterValueSchema = z.union([z.string(), z.number(), z.boolean()]);

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { OsFamily, Script, ScriptInterpreter, ScriptParameter, Server } from '../domain/index.js';
 import { ScriptParametersSchema } from '../domain/index.js';
+import { isWindowsServer } from '../engine/scan.js';
 import type { ScriptCommand } from '../ports/adapter.js';
 import { canonicalJson } from '../util/canonical-json.js';
 import { versionId } from './versioned.js';
@@ -77,22 +78,85 @@ export const scriptFileSuffix = (interpreter: ScriptInterpreter) => POSIX_INTERP
 export const POSIX_ONLY: ReadonlySet<ScriptInterpreter> = new Set(['bash', 'sh', 'python']);
 
 /**
+ * The first line of {@link POWERSHELL_FILE_WRAPPER}, by which a host emulation recognises it.
+ */
+const POWERSHELL_FILE_MARKER = '# fleetward:powershell-file v1';
+
+/**
+ * The Windows counterpart of `POSIX_WRAPPER`, run with `-EncodedCommand` (which runs a script
+ * block whole, unlike `-Command -`). It copies standard input byte for byte into a new
+ * `%TEMP%\fleetward-<guid>.ps1` behind a UTF-8 byte order mark (without it Windows PowerShell 5.1
+ * reads a script file in the ANSI code page), and runs that file with `-File`, which inherits the
+ * environment. The bytes are not decoded on the way: `[Console]::In` would decode them with the
+ * console's OEM code page. After writing, the file is opened again without write or delete
+ * sharing and compared with what was written: a file swapped in between is refused, and it
+ * cannot be swapped while it runs. No cmdlet is used, so nothing is loaded from `PSModulePath`.
+ * Exit code: the script's, or 125 when the file could not be prepared or PowerShell not started.
+ */
+const POWERSHELL_FILE_WRAPPER = [
+  POWERSHELL_FILE_MARKER,
+  '$fw_code = 125',
+  '$fw_file = $null',
+  '$fw_hold = $null',
+  'try {',
+  '  $fw_data = [System.IO.MemoryStream]::new()',
+  '  $fw_data.Write([byte[]](0xEF, 0xBB, 0xBF), 0, 3)',
+  '  [Console]::OpenStandardInput().CopyTo($fw_data)',
+  '  $fw_bytes = $fw_data.ToArray()',
+  "  $fw_path = [System.IO.Path]::Combine([System.IO.Path]::GetTempPath(), 'fleetward-' + [guid]::NewGuid().ToString() + '.ps1')",
+  "  $fw_out = [System.IO.File]::Open($fw_path, 'CreateNew', 'Write', 'None')",
+  '  $fw_file = $fw_path',
+  '  try { $fw_out.Write($fw_bytes, 0, $fw_bytes.Length) } finally { $fw_out.Dispose() }',
+  "  $fw_hold = [System.IO.File]::Open($fw_file, 'Open', 'Read', 'Read')",
+  '  $fw_back = [System.IO.MemoryStream]::new()',
+  '  $fw_hold.CopyTo($fw_back)',
+  '  if ([Convert]::ToBase64String($fw_back.ToArray()) -cne [Convert]::ToBase64String($fw_bytes)) {',
+  '    throw "the temporary script file $fw_file changed after it was written"',
+  '  }',
+  "  & ([System.IO.Path]::Combine($PSHOME, 'powershell.exe')) -NoLogo -NoProfile -NonInteractive -ExecutionPolicy Bypass -File $fw_file",
+  '  $fw_code = $LASTEXITCODE',
+  '} catch {',
+  "  [Console]::Error.WriteLine('fleetward: ' + $_.Exception.Message)",
+  '} finally {',
+  '  if ($fw_hold) { $fw_hold.Dispose() }',
+  '  if ($fw_file) { [System.IO.File]::Delete($fw_file) }',
+  '}',
+  'exit $fw_code',
+].join('\n');
+
+/** `-EncodedCommand`'s argument for {@link POWERSHELL_FILE_WRAPPER}: base64 of its UTF-16LE text. */
+const POWERSHELL_FILE_WRAPPER_ENCODED = Buffer.from(POWERSHELL_FILE_WRAPPER, 'utf16le').toString('base64');
+
+/**
  * The command that runs `script` on `server` with `env` (parameters and the `FLEETWARD_*`
- * variables). PowerShell on Windows reads the script on standard input; everything else runs
- * through a constant `sh -c` wrapper that writes the script to a private temporary file and runs
- * the interpreter on that file.
+ * variables). Both ways run the script from a private temporary file, with the script's text as
+ * the command's standard input and its parameters only in the environment: the command line is
+ * constant text that no value ever becomes part of.
+ *
+ * - PowerShell on a Windows server (its OS family is `windows`, or it is reached over WinRM before
+ *   its OS was detected: see `isWindowsServer`) runs as `powershell.exe … -EncodedCommand` of a
+ *   constant wrapper that writes standard input to `%TEMP%\fleetward-<guid>.ps1` (UTF-8 with a
+ *   byte order mark), runs it with `powershell.exe -File`, deletes it and exits with its exit code.
+ *   Not `-Command -`: that runs standard input statement by statement, a multi-line block runs
+ *   only once a blank line follows it (PowerShell issue #3223) and prompts and `$input` read the
+ *   same stream. The argv holds only flags and base64, no quote, so Windows PowerShell 5.1's
+ *   re-quoting of native arguments cannot change it. It never uses `sudo`: it runs as the login.
+ * - Everything else runs through a constant `sh -c` wrapper that writes the script to a private
+ *   temporary directory and runs the interpreter on that file, through `sudo` when the script
+ *   runs as root.
  */
 export function scriptCommand(script: Script, server: Server, env: Record<string, string>): ScriptCommand {
-  if (script.interpreter === 'powershell' && server.os?.family === 'windows') {
+  if (script.interpreter === 'powershell' && isWindowsServer(server)) {
     return {
       interpreter: [
         'powershell.exe',
+        '-NoLogo',
         '-NoProfile',
         '-NonInteractive',
         '-ExecutionPolicy',
         'Bypass',
-        '-Command',
-        '-',
+        '-EncodedCommand',
+        POWERSHELL_FILE_WRAPPER_ENCODED,
       ],
       script: script.body,
       env,

@@ -89,6 +89,19 @@ describe('ScriptParametersSchema', () => {
     for (const name of ['LD_PRELOAD', 'BASH_ENV', 'PATH', 'IFS', 'FLEETWARD_RUN_ID', 'PYTHONPATH', 'lower']) {
       expect(ScriptParametersSchema.safeParse([{ name, type: 'string' }]).success, name).toBe(false);
     }
+    // What Windows, .NET and PowerShell read on their own (module path, profiler DLL, temp folder).
+    for (const name of [
+      'PSMODULEPATH',
+      'COMSPEC',
+      'TEMP',
+      'TMP',
+      'PATHEXT',
+      'COR_PROFILER',
+      'DOTNET_STARTUP_HOOKS',
+    ]) {
+      expect(ScriptParametersSchema.safeParse([{ name, type: 'string' }]).success, name).toBe(false);
+    }
+    expect(ScriptParametersSchema.safeParse([{ name: 'TEMPERATURE', type: 'string' }]).success).toBe(true);
     const duplicate = ScriptParametersSchema.safeParse([
       { name: 'A', type: 'string' },
       { name: 'A', type: 'integer' },
