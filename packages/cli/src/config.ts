@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
+import { CERTIFICATE_FINGERPRINT_PATTERN } from '@fleetward/adapter-winrm';
 import { ValidationError } from '@fleetward/core';
 import { z } from 'zod';
 
@@ -76,6 +77,45 @@ export interface ResolvedAwsConfig {
 /** The AWS adapter's defaults, as `config show` names them. */
 export const AWS_DEFAULTS = { defaultRegion: 'us-east-1', pollIntervalMs: 1000 } as const;
 
+/** A SHA-256 certificate fingerprint, as the WinRM adapter accepts it (colons and `sha256:` optional). */
+const CertificateFingerprint = z
+  .string()
+  .regex(CERTIFICATE_FINGERPRINT_PATTERN, 'must be a SHA-256 fingerprint (64 hex digits)');
+
+/**
+ * The `winrm` section: how the CLI's WinRM adapter reaches Windows servers (`provider: 'winrm'`).
+ * Passwords are never here: each login is a secret in the Fleet's secret store, named by the
+ * server's `fleetward.dev/winrm-credentials` label or by `credentialsRef`.
+ */
+export const WinRmConfigSchema = z
+  .strictObject({
+    /** `ntlm` (NTLMv2, domain or local accounts) or `basic` (local accounts only). @default 'ntlm' */
+    auth: z.enum(['ntlm', 'basic']).default('ntlm'),
+    /** WinRM over HTTPS; `false` is plain HTTP (messages readable on the network). @default true */
+    https: z.boolean().default(true),
+    /** Port of servers that have none. @default 5986 over https, 5985 over http */
+    port: z.number().int().min(1).max(65535).optional(),
+    /** PEM file of the CA(s) that sign the hosts' certificates. @default the system's CAs */
+    caFile: PathSchema.optional(),
+    /** Certificate fingerprints (SHA-256) per server id or address: that certificate, whoever signed it. */
+    pinnedCertificates: z.record(z.string().min(1).max(253), CertificateFingerprint).default({}),
+    /** Secret holding the login (`{"username","password"}`) of servers without the label. */
+    credentialsRef: z.string().min(1).max(256).optional(),
+    connectTimeoutSeconds: z.number().int().min(1).max(600).optional(),
+  })
+  .superRefine((w, ctx) => {
+    if (w.https) return;
+    if (w.caFile !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['caFile'], message: 'has no effect with https: false' });
+    if (Object.keys(w.pinnedCertificates).length > 0)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['pinnedCertificates'],
+        message: 'has no effect with https: false',
+      });
+  });
+export type WinRmConfig = z.infer<typeof WinRmConfigSchema>;
+
 /** The configuration file (`config.json`). Every field is optional. */
 export const CliConfigSchema = z.strictObject({
   /** A SQLite file, or a `postgres://` / `postgresql://` URL. */
@@ -96,6 +136,7 @@ export const CliConfigSchema = z.strictObject({
     })
     .optional(),
   aws: AwsConfigSchema.optional(),
+  winrm: WinRmConfigSchema.optional(),
 });
 export type CliConfig = z.infer<typeof CliConfigSchema>;
 
@@ -120,6 +161,8 @@ export interface ResolvedConfig {
   secrets?: { directory: string; keyFile?: string; passphraseEnv?: string };
   /** The `aws` section with the defaults applied. */
   aws: ResolvedAwsConfig;
+  /** The `winrm` section with the defaults applied, `caFile` made absolute. */
+  winrm: WinRmConfig;
   sources: { store: Source; tenant: Source; principal: Source };
 }
 
@@ -140,7 +183,8 @@ export const PRECEDENCE_HELP = `Configuration (highest first):
   1. flags: --store, --tenant, --as, --config
   2. environment: FLEETWARD_STORE, FLEETWARD_TENANT, FLEETWARD_PRINCIPAL, FLEETWARD_CONFIG
   3. the configuration file: --config, FLEETWARD_CONFIG, else $XDG_CONFIG_HOME/fleetward/config.json
-     (~/.config/fleetward/config.json); it names the store, tenant, principal, ssh, secrets and aws
+     (~/.config/fleetward/config.json); it names the store, tenant, principal, ssh, secrets, aws
+     and winrm
   4. defaults: store $XDG_DATA_HOME/fleetward/fleetward.db (~/.local/share/fleetward), tenant
      "default", principal "local-admin"
 "fleetward config show" prints the result and where each value came from.`;
@@ -299,6 +343,9 @@ export function resolveConfig(
     },
   };
 
+  const winrm = WinRmConfigSchema.parse(config.winrm ?? {});
+  if (winrm.caFile) winrm.caFile = paths(winrm.caFile);
+
   return {
     file,
     fileRead: read !== undefined,
@@ -308,6 +355,7 @@ export function resolveConfig(
     ssh,
     ...(secrets ? { secrets } : {}),
     aws,
+    winrm,
     sources: { store: storeSource, tenant: tenant.source, principal: principal.source },
   };
 }

@@ -6,8 +6,6 @@ import type { AwsAdapterOptions } from '@fleetward/adapter-aws';
 import { createSshAdapter, type SshCredentials } from '@fleetward/adapter-ssh';
 import {
   type Adapter,
-  type AdapterContext,
-  CapabilityMissingError,
   createFleet,
   createLocalAdapter,
   type Fleet,
@@ -28,8 +26,11 @@ import {
   type ResolvedConfig,
   type SshConfig,
 } from './config.js';
+import { lazyAdapter } from './lazy-adapter.js';
+import { winRmAdapterFrom } from './winrm.js';
 
 export { DEFAULT_TENANT, LOCAL_ADMIN } from './config.js';
+export { lazyAdapter } from './lazy-adapter.js';
 export const LOCAL_SERVER = 'localhost';
 /** Server label naming the SSH login for that server (else `ssh.user` of the configuration). */
 export const SSH_USER_LABEL = 'fleetward.dev/ssh-user';
@@ -144,52 +145,6 @@ export function awsAdapterFrom(aws: ResolvedAwsConfig, env: NodeJS.ProcessEnv): 
 /** The capabilities of `createAwsAdapter` (a test checks that they are all of them). */
 export const AWS_CAPABILITIES = ['exec', 'discover', 'snapshot', 'ephemeralKeys'] as const;
 
-/**
- * An adapter named `name` with `capabilities` that creates the real one (`load`) on the first
- * call of any of them, attaches it to the Fleet this one was attached to, and closes it with it.
- * @throws CapabilityMissingError from a capability the loaded adapter turns out not to have.
- */
-export function lazyAdapter(
-  name: string,
-  capabilities: readonly ('exec' | 'discover' | 'snapshot' | 'ephemeralKeys')[],
-  load: () => Promise<Adapter>,
-): Adapter {
-  let loaded: Promise<Adapter> | undefined;
-  let context: AdapterContext | undefined;
-  const real = () => {
-    loaded ??= load().then((adapter) => {
-      if (context) adapter.attach?.(context);
-      return adapter;
-    });
-    return loaded;
-  };
-  const need = async <C extends (typeof capabilities)[number]>(capability: C) => {
-    const found = (await real())[capability];
-    if (!found) throw new CapabilityMissingError(`adapter ${name} has no ${capability} capability`);
-    return found as NonNullable<Adapter[C]>;
-  };
-  const has = (c: (typeof capabilities)[number]) => capabilities.includes(c);
-  return {
-    name,
-    ...(has('exec') ? { exec: { exec: async (...a) => (await need('exec')).exec(...a) } } : {}),
-    ...(has('discover')
-      ? { discover: { discover: async (...a) => (await need('discover')).discover(...a) } }
-      : {}),
-    ...(has('snapshot')
-      ? { snapshot: { snapshot: async (...a) => (await need('snapshot')).snapshot(...a) } }
-      : {}),
-    ...(has('ephemeralKeys')
-      ? { ephemeralKeys: { offer: async (...a) => (await need('ephemeralKeys')).offer(...a) } }
-      : {}),
-    attach(c) {
-      context = c;
-    },
-    async close() {
-      if (loaded) await (await loaded).close?.();
-    },
-  };
-}
-
 async function openStore(config: ResolvedConfig, create: boolean): Promise<Store> {
   const where = config.store;
   if (where.kind === 'sqlite') {
@@ -230,7 +185,7 @@ async function openSecrets(
 }
 
 /**
- * Opens the store the configuration names with the local, SSH and AWS adapters, as the configured
+ * Opens the store the configuration names with the local, SSH, AWS and WinRM adapters, as the configured
  * principal of the configured tenant. Creates nothing: a missing SQLite file is a NotFoundError
  * whose hint says to run `fleetward init` (only `init` passes `create`).
  */
@@ -243,16 +198,18 @@ export async function openContext(
   const store = await openStore(config, options.create ?? false);
   let secrets: SecretStore | undefined;
   let aws: Adapter;
+  let winrm: Adapter;
   try {
     secrets = await openSecrets(config, env, options.create ?? false);
     aws = awsAdapterFrom(config.aws, env);
+    winrm = winRmAdapterFrom(config.winrm);
   } catch (error) {
     await store.close();
     throw error;
   }
   const fleet = createFleet({
     store,
-    adapters: [createLocalAdapter(), sshAdapterFrom(config.ssh, env), aws],
+    adapters: [createLocalAdapter(), sshAdapterFrom(config.ssh, env), aws, winrm],
     ...(secrets ? { secrets } : {}),
     ...(options.logger ? { logger: options.logger } : {}),
   });

@@ -27,6 +27,8 @@ export interface CommandDeps {
   signal: AbortSignal;
   /** The environment the command runs with (`runCli`'s, not necessarily `process.env`). */
   env: NodeJS.ProcessEnv;
+  /** All of standard input, as text (for secrets that must not travel on the command line). */
+  readStdin: () => Promise<string>;
 }
 
 /** Exit codes of `fleetward`. */

@@ -34,6 +34,7 @@ import { createProgress } from './progress.js';
 import { registerRunbookCommands } from './runbook-commands.js';
 import { registerScriptCommands } from './script-commands.js';
 import { registerServeCommands } from './serve-command.js';
+import { registerWinRmCommands } from './winrm-commands.js';
 
 export { COMPLETION_SHELLS, type CompletionShell, completionScript } from './completion.js';
 export { EXIT } from './deps.js';
@@ -50,6 +51,14 @@ export interface CliIo {
   isTTY: boolean;
   /** The folder relative paths are taken from. @default process.cwd() */
   cwd?: string;
+  /** All of standard input, as text (e.g. `--password-stdin`). @default reads `process.stdin` */
+  readStdin?: () => Promise<string>;
+}
+
+async function readProcessStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(Buffer.from(chunk as Buffer));
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 const defaultIo: CliIo = {
@@ -228,6 +237,7 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
     },
     signal: controller.signal,
     env: io.env,
+    readStdin: io.readStdin ?? readProcessStdin,
   };
 
   program
@@ -275,6 +285,7 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
         ssh: cfg.ssh,
         secrets: cfg.secrets ?? null,
         aws: cfg.aws,
+        winrm: cfg.winrm,
       };
       print(shown, {
         human: (s) =>
@@ -287,6 +298,7 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
             `aws          endpoint ${s.aws.endpoint ?? "AWS's public endpoints"}  [${s.aws.sources.endpoint}]`,
             `             default region ${s.aws.defaultRegion}  [${s.aws.sources.defaultRegion}]`,
             `             poll interval ${s.aws.pollIntervalMs} ms  [${s.aws.sources.pollIntervalMs}]`,
+            `winrm        ${s.winrm.https ? 'https' : 'http'}, ${s.winrm.auth}${s.winrm.port ? `, port ${s.winrm.port}` : ''}${s.winrm.caFile ? `, CA ${s.winrm.caFile}` : ''}${s.winrm.credentialsRef ? `, login ${s.winrm.credentialsRef}` : ''}`,
           ].join('\n'),
         ids: () => [],
       });
@@ -322,6 +334,7 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
   registerScriptCommands(program, deps);
   registerRunbookCommands(program, deps);
   registerServeCommands(program, deps);
+  registerWinRmCommands(program, deps);
 
   forEachCommand(program, (cmd) => {
     // Commander's help does not mark required options: say it in their description.
