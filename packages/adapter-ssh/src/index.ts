@@ -16,6 +16,11 @@ import { createSshExec } from './transport.js';
  * - The command reaches the remote login shell as one string built with `buildArgv` (env as
  *   `env K=V` words, `sudo -n --` for a non-root login asking for root) and `quoteArgv`: no value
  *   is ever shell syntax. Script text and `stdin` travel on the channel's standard input.
+ * - A Windows server (`server.os.family === 'windows'`, OpenSSH for Windows) gets no shell line:
+ *   the exec request is `powershell.exe` with `-EncodedCommand` of core's PowerShell runner (the
+ *   same invocation as the WinRM adapter), and stdin carries the input as base64. `sudo` does not
+ *   apply there: commands run as the login, which must be an administrator. A timeout or an
+ *   abort closes the channel (see the README's caveat on what Windows then does).
  * - Connections are pooled per server and login (`maxChannelsPerConnection` commands each, up to
  *   `maxConnectionsPerHost`), kept alive, closed when idle, and replaced after a drop. A command is
  *   retried on a fresh connection only when it provably never reached the server.

@@ -20,6 +20,7 @@ import {
   ValidationError,
   validate,
 } from '@fleetward/core';
+import { isWindowsServer } from '@fleetward/core/os';
 import ssh2, { type Client, type ClientChannel } from 'ssh2';
 import { z } from 'zod';
 import {
@@ -40,6 +41,7 @@ import {
   SshCredentialsSchema,
 } from './options.js';
 import type { Lease } from './pool.js';
+import { buildWindowsExec } from './windows.js';
 
 // ssh2 is CommonJS: Node's ESM loader sees only some of its names (not `utils`) as named exports.
 const ssh2Utils = ssh2.utils;
@@ -67,12 +69,20 @@ const ExecOptionsSchema = z.object({
 /** Everything decided before a connection is touched. */
 interface Plan extends Route {
   poolKey: string;
-  /** What the remote shell receives: the pid header, then `exec` of the words quoted by `quoteArgv`. */
+  /**
+   * What the remote shell receives: the pid header, then `exec` of the words quoted by `quoteArgv`;
+   * on a Windows server, `powershell.exe` and the flags and base64 of its invocation.
+   */
   line: string;
-  /** Marks the header line that carries the command's process group id on stdout. */
-  marker: Buffer;
-  stdin: string | undefined;
+  /** Marks the header line that carries the command's process group id on stdout (none on Windows). */
+  marker: Buffer | undefined;
+  stdin: Buffer | undefined;
   sudo: boolean;
+  /**
+   * A Windows server (OpenSSH for Windows): no process group to signal, so a timeout or an abort
+   * closes the channel instead.
+   */
+  windows: boolean;
 }
 
 /** The command never reached the server, so running it on another connection cannot run it twice. */
@@ -217,7 +227,7 @@ function runOnLease(args: RunArgs): Promise<ExecResult> {
     let channel: ClientChannel | undefined;
     /** The command's process group, from the header; until then stdout is held in `header`. */
     let pgid: number | undefined;
-    let header: Buffer | undefined = Buffer.alloc(0);
+    let header: Buffer | undefined = plan.marker === undefined ? undefined : Buffer.alloc(0);
     let exit: { code: number | null; signal: string | null } | undefined;
     let ended = false;
     let settled = false;
@@ -294,6 +304,16 @@ function runOnLease(args: RunArgs): Promise<ExecResult> {
     };
 
     /**
+     * On Windows the channel is all there is to end: OpenSSH for Windows has no signal requests and
+     * no header names a process. Whether the process ends with the channel is up to the server (see
+     * the README); the call settles once the channel closed, or after a bound.
+     */
+    const closeWindowsChannel = (opened: ClientChannel) => {
+      opened.close();
+      later(EXIT_AFTER_KILL_MS, () => finishKill(exit !== undefined));
+    };
+
+    /**
      * SIGTERM to the command's process group, SIGKILL after the grace period, then settle with
      * `error` once the server reports the end, or give up on it after a bound so the call ends.
      */
@@ -310,6 +330,10 @@ function runOnLease(args: RunArgs): Promise<ExecResult> {
       if (exit !== undefined) {
         opened.close();
         later(DRAIN_AFTER_KILL_MS, () => finishKill(true));
+        return;
+      }
+      if (plan.windows) {
+        closeWindowsChannel(opened);
         return;
       }
       signalGroup(ctx.config.killGraceMs === 0 ? 'KILL' : 'TERM');
@@ -397,16 +421,17 @@ function runOnLease(args: RunArgs): Promise<ExecResult> {
       if (held && held.length > 0) feedStdout(held);
     };
     const onStdout = (chunk: Buffer) => {
-      if (header === undefined) {
+      const marker = plan.marker;
+      if (header === undefined || marker === undefined) {
         feedStdout(chunk);
         return;
       }
       const held = Buffer.concat([header, chunk]);
       header = held;
-      const at = held.indexOf(plan.marker);
-      const newline = at < 0 ? -1 : held.indexOf(0x0a, at + plan.marker.length);
+      const at = held.indexOf(marker);
+      const newline = at < 0 ? -1 : held.indexOf(0x0a, at + marker.length);
       if (newline >= 0) {
-        const id = held.subarray(at + plan.marker.length, newline).toString('latin1');
+        const id = held.subarray(at + marker.length, newline).toString('latin1');
         if (/^[0-9]{1,10}$/.test(id) && Number(id) > 1) pgid = Number(id);
         header = undefined;
         // Whatever a login script printed before the header is not the command's output.
@@ -420,7 +445,8 @@ function runOnLease(args: RunArgs): Promise<ExecResult> {
       }
     };
 
-    const attach = (opened: ClientChannel) => {
+    /** `stdin: false` when the command is being stopped as it starts (Windows: nothing more to feed it). */
+    const attach = (opened: ClientChannel, { stdin = true } = {}) => {
       channel = opened;
       opened.on('data', onStdout);
       opened.stderr.on('data', feed('stderr', stderr));
@@ -454,8 +480,8 @@ function runOnLease(args: RunArgs): Promise<ExecResult> {
             }),
         ),
       );
-      if (plan.stdin === undefined) opened.end();
-      else opened.end(plan.stdin, 'utf8');
+      if (plan.stdin === undefined || !stdin) opened.end();
+      else opened.end(plan.stdin);
     };
 
     const onChannel = (
@@ -484,13 +510,19 @@ function runOnLease(args: RunArgs): Promise<ExecResult> {
       if (settled) {
         // The call was killed while the channel opened and has given up waiting: still make sure
         // nothing runs on. The header, once it comes, names the group to kill.
-        attach(opened);
+        attach(opened, { stdin: !plan.windows });
+        if (plan.windows) {
+          opened.close();
+          return;
+        }
         signalChannel(opened, 'KILL');
         setTimeout(() => opened.close(), EXIT_AFTER_KILL_MS).unref();
         return;
       }
-      attach(opened);
-      if (killing) {
+      attach(opened, { stdin: !(killing && plan.windows) });
+      if (killing && plan.windows) {
+        closeWindowsChannel(opened);
+      } else if (killing) {
         // Killed while opening: the group is signalled once the header names it.
         signalChannel(opened, 'KILL');
         later(EXIT_AFTER_KILL_MS, () => finishKill(false));
@@ -526,6 +558,28 @@ function runOnLease(args: RunArgs): Promise<ExecResult> {
       );
     }
   });
+}
+
+/**
+ * The exec request of `command` on a POSIX server: the pid header, then `exec` of the words
+ * `buildArgv` made (env as `env K=V` words, `sudo -n --` for a non-root login asking for root),
+ * quoted by `quoteArgv`.
+ */
+function buildPosixExec(
+  command: Command,
+  isRoot: boolean,
+): { line: string; marker: Buffer; stdin: Buffer | undefined } {
+  const built = buildArgv(command, { isRoot, envInArgv: true });
+  // sshd starts the login shell as a session (and process group) leader, and `exec` keeps its
+  // pid: so `$$` names the command's process group, which a timeout or an abort can then kill
+  // even where sshd ignores signal requests (OpenSSH does for root logins). The token tells
+  // the header apart from anything a login script printed before it.
+  const token = `fleetward-exec-${randomBytes(16).toString('hex')}:`;
+  return {
+    line: `printf '%s\\n' "${token}$$" && exec ${quoteArgv(built.argv)}`,
+    marker: Buffer.from(token),
+    stdin: built.stdin === undefined ? undefined : Buffer.from(built.stdin, 'utf8'),
+  };
 }
 
 /**
@@ -598,6 +652,8 @@ function beforeStart<T>(
  * commands travel as one string built by `buildArgv` + `quoteArgv`; connections are pooled per
  * server, login and bastion; a command is retried on a fresh connection only when it provably
  * never reached the server; timeouts and aborts kill the remote process group by signal request.
+ * A Windows server (`isWindowsServer`) runs the command as PowerShell instead, and a timeout or an
+ * abort closes its channel.
  */
 export function createSshExec(ctx: SshExecContext): ExecCapability {
   const salt = randomBytes(32);
@@ -660,14 +716,11 @@ export function createSshExec(ctx: SshExecContext): ExecCapability {
     const raw = await credentialsOf(server);
     const { credentials, keyType } = parseCredentials(raw, 'SshCredentials');
     const isRoot = credentials.username === 'root';
+    const windows = isWindowsServer(server);
     // Before any connection: an invalid command fails the same way whether the host is up or not.
-    const built = buildArgv(command, { isRoot, envInArgv: true });
-    // sshd starts the login shell as a session (and process group) leader, and `exec` keeps its
-    // pid: so `$$` names the command's process group, which a timeout or an abort can then kill
-    // even where sshd ignores signal requests (OpenSSH does for root logins). The token tells
-    // the header apart from anything a login script printed before it.
-    const token = `fleetward-exec-${randomBytes(16).toString('hex')}:`;
-    const line = `printf '%s\\n' "${token}$$" && exec ${quoteArgv(built.argv)}`;
+    const request = windows
+      ? { ...buildWindowsExec(command), marker: undefined }
+      : buildPosixExec(command, isRoot);
     const target: Hop = { host, port, server, credentials, keyType, label: labelOf(server.name, host, port) };
 
     let jump: Hop | undefined;
@@ -702,10 +755,11 @@ export function createSshExec(ctx: SshExecContext): ExecCapability {
       jump,
       poolKey,
       jumpKey,
-      line,
-      marker: Buffer.from(token),
-      stdin: built.stdin,
-      sudo: command.sudo === true && !isRoot,
+      line: request.line,
+      marker: request.marker,
+      stdin: request.stdin,
+      sudo: !windows && command.sudo === true && !isRoot,
+      windows,
       where: jump ? `${target.label} via bastion ${jump.label}` : target.label,
       context: { ...context, username: credentials.username, ...(jump ? { via: jump.label } : {}) },
     };

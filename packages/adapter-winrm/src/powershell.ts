@@ -1,79 +1,11 @@
-import type { Command } from '@fleetward/core';
-import { buildPowerShellRunner } from '@fleetward/core/os';
-
-/** cmd.exe's command-line limit; the PowerShell command line is kept under it. */
-export const MAX_COMMAND_LINE = 8191;
-
-/** Flags before `-EncodedCommand`: no profile, no prompts, scripts allowed for this process only. */
-const POWERSHELL_FLAGS = ['-NoLogo', '-NoProfile', '-NonInteractive', '-ExecutionPolicy', 'Bypass'] as const;
-
-const DECODE =
-  'function fw_dec([string]$s) { [System.Text.Encoding]::UTF8.GetString([System.Convert]::FromBase64String($s)) }';
-
-/**
- * Used when the runner itself would make the command line too long (very long argv or env): it
- * reads the runner, base64-encoded, from the first line of stdin and runs it in the same scope.
- */
-const BOOTSTRAP_LINES = [DECODE, '. ([scriptblock]::Create((fw_dec ([Console]::In.ReadLine()))))'] as const;
-
-const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
-
-/**
- * The PowerShell runner script of `command`, CRLF-separated: core's runner (`buildPowerShellRunner`
- * of `@fleetward/core/os`, which explains why no value can become code) reading its standard input
- * base64-encoded from the first line of the process's stdin, sent with WS-Man `Send`.
- */
-export function buildRunnerScript(command: Command): string {
-  return buildPowerShellRunner(command, { stdin: 'stdin-line' }).join('\r\n');
-}
-
-/** `-EncodedCommand`'s argument: base64 of the UTF-16LE script. */
-export function encodePowerShell(script: string): string {
-  return Buffer.from(script, 'utf16le').toString('base64');
-}
-
-/** The WinRS command line of one command, and what its stdin must carry. */
-export interface PowerShellInvocation {
-  /** `rsp:Command`. */
-  program: string;
-  /** `rsp:Arguments`, ending with `-EncodedCommand <base64>`. */
-  arguments: string[];
-  /** Lines for stdin (base64 text and CRLF), or undefined when the command reads nothing. */
-  stdin: Buffer | undefined;
-  /** Whether the runner travels on stdin because it did not fit the command line. */
-  runnerOnStdin: boolean;
-}
-
-/**
- * How `command` runs as PowerShell on a Windows host: `-EncodedCommand` of the runner when the
- * command line stays under {@link MAX_COMMAND_LINE} characters, else of a small bootstrap that
- * reads the runner from stdin. The command's stdin (or script) always travels on stdin, base64 on
- * one line, so its length never counts against the command line.
- */
-export function buildPowerShellInvocation(
-  command: Command,
-  powershell = 'powershell.exe',
-): PowerShellInvocation {
-  const input = 'interpreter' in command ? command.script : command.stdin;
-  const runner = buildRunnerScript(command);
-  const lineOf = (script: string) => [...POWERSHELL_FLAGS, '-EncodedCommand', encodePowerShell(script)];
-  const direct = lineOf(runner);
-  const inputLine = input === undefined ? '' : `${b64(input)}\r\n`;
-  if ([powershell, ...direct].join(' ').length <= MAX_COMMAND_LINE) {
-    return {
-      program: powershell,
-      arguments: direct,
-      stdin: input === undefined ? undefined : Buffer.from(inputLine, 'ascii'),
-      runnerOnStdin: false,
-    };
-  }
-  return {
-    program: powershell,
-    arguments: lineOf(BOOTSTRAP_LINES.join('\r\n')),
-    stdin: Buffer.from(`${b64(runner)}\r\n${inputLine}`, 'ascii'),
-    runnerOnStdin: true,
-  };
-}
+// Shared with the SSH adapter's Windows path: one invocation for every transport that starts PowerShell.
+export {
+  buildPowerShellInvocation,
+  buildPowerShellRunnerScript as buildRunnerScript,
+  encodePowerShell,
+  POWERSHELL_MAX_COMMAND_LINE as MAX_COMMAND_LINE,
+  type PowerShellInvocation,
+} from '@fleetward/core/os';
 
 const CLIXML_MARK = '#< CLIXML';
 

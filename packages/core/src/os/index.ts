@@ -35,6 +35,13 @@ export type {
 } from './driver.js';
 export { OS_RELEASE_COMMAND, parseOsRelease } from './os-release.js';
 export {
+  buildPowerShellInvocation,
+  buildPowerShellRunnerScript,
+  encodePowerShell,
+  POWERSHELL_MAX_COMMAND_LINE,
+  type PowerShellInvocation,
+} from './powershell-invocation.js';
+export {
   buildPowerShellRunner,
   type PowerShellRunnerOptions,
   type PowerShellStdinSource,
