@@ -23,6 +23,10 @@ export default defineConfig({
       { find: '@fleetward/adapter-winrm', replacement: src('adapter-winrm') },
       { find: '@fleetward/http', replacement: src('http') },
       {
+        find: '@fleetward/testkit/sim',
+        replacement: fileURLToPath(new URL('./packages/testkit/src/sim/index.ts', import.meta.url)),
+      },
+      {
         find: '@fleetward/testkit/winrm',
         replacement: fileURLToPath(new URL('./packages/testkit/src/winrm/index.ts', import.meta.url)),
       },

@@ -1,7 +1,8 @@
 import { packageConfig } from '../../tsup.config.base.ts';
 
 // An entry object, so the lab lands in dist/lab/ (the `./lab` export and the `fleetward-lab` bin)
-// the AWS fake in dist/aws/ (the `./aws` export) and the WinRM fake in dist/winrm/ (`./winrm`).
+// the AWS fake in dist/aws/ (the `./aws` export), the WinRM fake in dist/winrm/ (`./winrm`) and the
+// simulated fleet in dist/sim/ (`./sim`).
 export default packageConfig({
   entry: {
     index: 'src/index.ts',
@@ -9,5 +10,6 @@ export default packageConfig({
     'lab/bin': 'src/lab/bin.ts',
     'aws/index': 'src/aws/index.ts',
     'winrm/index': 'src/winrm/index.ts',
+    'sim/index': 'src/sim/index.ts',
   },
 });

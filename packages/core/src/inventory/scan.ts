@@ -16,6 +16,7 @@ import {
   taskId as taskIdOf,
 } from '../kernel/jobs.js';
 import type { StoreScope } from '../ports/store.js';
+import { AbortFanout } from '../util/abort-fanout.js';
 import { newestScan } from './scans.js';
 import { resolveTargets, type Targets, validateTargets } from './targets.js';
 
@@ -128,6 +129,8 @@ export async function scanTargets(
   const results: ScanResult[] = [];
   const stop = new OperationStopLatch();
   const notStarted: Server[] = [];
+  // Each server's scan gets a signal of its own: the caller's keeps one listener at any scale.
+  const serverSignals = new AbortFanout(options.signal);
   const scanOne = async (server: Server) => {
     const taskId = taskIdOf(jobId, server.id);
     // After a changed host key, or once the caller gave up (an HTTP client hanging up aborts the
@@ -146,12 +149,14 @@ export async function scanTargets(
     let result: ScanResult;
     try {
       const adapter = fleet.adapterFor(server);
-      const scanned = await scanServer(server, {
-        adapter,
-        drivers: fleet.drivers,
-        ...(options.signal ? { signal: options.signal } : {}),
-        ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
-      });
+      const scanned = await serverSignals.run((signal) =>
+        scanServer(server, {
+          adapter,
+          drivers: fleet.drivers,
+          ...(options.signal ? { signal } : {}),
+          ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
+        }),
+      );
       result = await store.transaction(async (tx) => {
         const scannedAt = fleet.clock.now().toISOString();
         const history = carryHistory(
@@ -209,7 +214,11 @@ export async function scanTargets(
     }
     results.push(result);
   };
-  await Promise.all(servers.map((server) => queue.add(() => scanOne(server))));
+  try {
+    await Promise.all(servers.map((server) => queue.add(() => scanOne(server))));
+  } finally {
+    serverSignals.close();
+  }
 
   const failed = results.filter((r) => r.status === 'failed').length;
   const succeeded = results.length - failed;

@@ -38,6 +38,7 @@ import { RunLease } from '../kernel/lease.js';
 import type { RedactingLogger } from '../kernel/log.js';
 import type { ExecResult } from '../ports/adapter.js';
 import type { StoreScope } from '../ports/store.js';
+import { AbortFanout } from '../util/abort-fanout.js';
 import { createFileInFolder, openFolder, type PendingFile, type SafeFolder } from '../util/safe-fs.js';
 import { scriptCommand } from './content.js';
 import { scriptEvents } from './events.js';
@@ -450,6 +451,8 @@ class RunExecution {
   readonly #opts: ParsedOptions;
   readonly #actor: AuditInput['actor'];
   readonly #abort = new AbortController();
+  /** Each server's exec gets a signal of its own: the run's signal keeps one listener at any scale. */
+  readonly #serverSignals = new AbortFanout(this.#abort.signal);
   #run: ScriptRun;
   readonly #script: Script;
   readonly #servers: Map<string, Server>;
@@ -556,6 +559,7 @@ class RunExecution {
       return runResults(ctx, this.#run.id);
     } finally {
       signal?.removeEventListener('abort', onAbort);
+      this.#serverSignals.close();
     }
   }
 
@@ -711,14 +715,17 @@ class RunExecution {
         FLEETWARD_SCRIPT_HASH: run.contentHash,
       };
       const sink = spill;
-      result = await adapter.exec.exec(server, scriptCommand(this.#script, server, env), {
-        timeoutMs: run.timeoutMs,
-        maxOutputBytes: this.#opts.maxOutputBytes,
-        signal: this.#abort.signal,
-        ...(sink
-          ? { onOutput: (stream: 'stdout' | 'stderr', chunk: Buffer) => sink.write(stream, chunk) }
-          : {}),
-      });
+      const exec = adapter.exec;
+      result = await this.#serverSignals.run((signal) =>
+        exec.exec(server, scriptCommand(this.#script, server, env), {
+          timeoutMs: run.timeoutMs,
+          maxOutputBytes: this.#opts.maxOutputBytes,
+          signal,
+          ...(sink
+            ? { onOutput: (stream: 'stdout' | 'stderr', chunk: Buffer) => sink.write(stream, chunk) }
+            : {}),
+        }),
+      );
     } catch (error) {
       failure = toFleetwardError(error, `running ${run.scriptName} on ${server?.name ?? serverId}`);
     }

@@ -27,6 +27,7 @@ import type { CallContext } from '../kernel/context.js';
 import type { RunLease } from '../kernel/lease.js';
 import { enqueue } from '../kernel/outbox.js';
 import type { StoreScope } from '../ports/store.js';
+import { AbortFanout } from '../util/abort-fanout.js';
 import { Mutex } from '../util/mutex.js';
 import { sleep } from '../util/sleep.js';
 import {
@@ -565,6 +566,8 @@ export class RunbookExecution {
     const missing = ids.filter((id) => !this.#servers.has(id));
     if (missing.length) waves.push({ name: 'missing', serverIds: missing });
     const stopCondition = stopConditionFor(step.rollout, ids.length);
+    // Each server's reboot gets a signal of its own: the run's keeps one listener at any scale.
+    const serverSignals = new AbortFanout(this.#abort.signal);
 
     const runServer = async (serverId: string): Promise<ServerOutcome> => {
       const server = this.#servers.get(serverId);
@@ -572,16 +575,18 @@ export class RunbookExecution {
       try {
         if (!server) throw new CapabilityMissingError(`server ${serverId} no longer exists in the inventory`);
         const progress = serverState(serverId);
-        const done = await verifiedReboot({
-          adapter: ctx.runtime.adapterFor(server),
-          server,
-          progress: { bootIdBefore: progress.bootIdBefore, rebootRequestedAt: progress.rebootRequestedAt },
-          record: (p) => save(serverId, p).then(() => undefined),
-          timeoutMs: step.timeoutMs,
-          pollIntervalMs: step.pollIntervalMs,
-          now: () => ctx.runtime.clock.now(),
-          signal: this.#abort.signal,
-        });
+        const done = await serverSignals.run((signal) =>
+          verifiedReboot({
+            adapter: ctx.runtime.adapterFor(server),
+            server,
+            progress: { bootIdBefore: progress.bootIdBefore, rebootRequestedAt: progress.rebootRequestedAt },
+            record: (p) => save(serverId, p).then(() => undefined),
+            timeoutMs: step.timeoutMs,
+            pollIntervalMs: step.pollIntervalMs,
+            now: () => ctx.runtime.clock.now(),
+            signal,
+          }),
+        );
         await save(serverId, {
           status: 'succeeded',
           bootIdAfter: done.bootIdAfter,
@@ -615,7 +620,7 @@ export class RunbookExecution {
       signal: this.#abort.signal,
       checkStop: () => (this.#lease.held ? undefined : 'this process lost the run’s lease'),
       runServer,
-    });
+    }).finally(() => serverSignals.close());
     for (const id of outcome.untouched) {
       await save(id, {
         status: outcome.status === 'cancelled' ? 'cancelled' : 'not-started',
