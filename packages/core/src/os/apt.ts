@@ -54,7 +54,9 @@ rc=$?
 echo '@@fleetward:apt-get-simulate'
 printf '%s\\n' "$sim"
 echo "@@fleetward:apt-get-simulate-exit $rc"
-names=$(printf '%s\\n' "$sim" | awk '
+names=''
+case $sim in
+*'have been kept back:'* | *'deferred due to phasing:'*) names=$(printf '%s\\n' "$sim" | awk '
   /^The following packages have been kept back:$/ { k = 1; next }
   /^The following upgrades have been deferred due to phasing:$/ { k = 1; next }
   k && /^[ \\t]/ {
@@ -62,7 +64,8 @@ names=$(printf '%s\\n' "$sim" | awk '
     next
   }
   { k = 0 }
-')
+') ;;
+esac
 echo '@@fleetward:apt-cache-policy'
 out=''
 rc=0
@@ -82,8 +85,14 @@ fi
 printf '%s\\n' "$out"
 echo "@@fleetward:apt-cache-policy-sources-exit $rc"
 echo '@@fleetward:apt-mark-showhold'
-out=$(apt-mark showhold 2>&1)
-rc=$?
+out=''
+rc=0
+# apt-mark loads the whole cache; dpkg's status file says whether any package is held at all.
+grep -q '^Status: hold ' /var/lib/dpkg/status 2>/dev/null
+if [ $? -ne 1 ]; then
+  out=$(apt-mark showhold 2>&1)
+  rc=$?
+fi
 printf '%s\\n' "$out"
 echo "@@fleetward:apt-mark-showhold-exit $rc"
 if [ -e /var/run/reboot-required ]; then
@@ -135,7 +144,9 @@ const KEPT_BACK_HEADERS = new Set([
  * The script prints, between `@@fleetward:` marker lines: the output and exit status of
  * `apt-get -s -V dist-upgrade`; `apt-cache policy` of the packages the simulation keeps back (held,
  * phased or blocked), plus the global `apt-cache policy` that names each source's release, both
- * only when something is kept back; `apt-mark showhold`; and the reboot-required flag and package list.
+ * only when something is kept back; `apt-mark showhold`, only when dpkg's status file records a
+ * hold; and the reboot-required flag and package list. On a host with nothing kept back or held,
+ * apt's cache is loaded once, by the simulation: the `Inst` lines carry the origins.
  *
  * It runs without sudo: a simulation with `Debug::NoLocking` reads only world-readable state, so
  * scanning needs no root and a login without sudo rights can still be scanned.

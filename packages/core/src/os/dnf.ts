@@ -71,6 +71,10 @@ type Marker = (typeof MARKERS)[number];
  *
  * Each tool's stderr goes to the script's stderr after the same marker, so the parser can tell which
  * tool said what, and the two streams are never merged into one parse.
+ *
+ * Every run loads the metadata again, so `updateinfo list` runs only when check-update listed
+ * updates (exit 100), and `updateinfo info` only when the list named advisories: a host with
+ * nothing pending costs one check-update (plus needs-restarting) and gets the same result.
  */
 function scanScript(tool: RpmTool): string {
   const checkUpdate =
@@ -98,15 +102,29 @@ rc=$?
 echo '@@fleetward:check-update'
 printf '%s\\n' "$out"
 echo "@@fleetward:check-update-exit $rc"
+cu=$rc
 echo '@@fleetward:updateinfo-list' >&2
-out=$(${tool} -C -q --color=never updateinfo list updates)
-rc=$?
+out=''
+rc=0
+# Each run loads the metadata again. With nothing to update (0), or a check-update that failed and
+# fails the scan, no advisory can classify anything.
+if [ "$cu" -eq 100 ]; then
+  out=$(${tool} -C -q --color=never updateinfo list updates)
+  rc=$?
+fi
+listed=$out
+listrc=$rc
 echo '@@fleetward:updateinfo-list'
 printf '%s\\n' "$out"
 echo "@@fleetward:updateinfo-list-exit $rc"
 echo '@@fleetward:updateinfo-info' >&2
-out=$(${tool} -C -q --color=never updateinfo info updates)
-rc=$?
+out=''
+rc=0
+# info only adds the severities of the advisories the list named.
+if [ "$listrc" -eq 0 ] && [ -n "$listed" ]; then
+  out=$(${tool} -C -q --color=never updateinfo info updates)
+  rc=$?
+fi
 echo '@@fleetward:updateinfo-info'
 printf '%s\\n' "$out"
 echo "@@fleetward:updateinfo-info-exit $rc"

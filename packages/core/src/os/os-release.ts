@@ -1,6 +1,7 @@
 import type { OsFacts, OsFamily, PackageManager } from '../domain/index.js';
 import { ParseError } from '../errors.js';
-import type { Command } from '../ports/adapter.js';
+import type { Command, ScriptCommand } from '../ports/adapter.js';
+import type { CommandOutput } from './driver.js';
 
 /** Reads the os-release file of a host; its stdout goes to {@link parseOsRelease}. */
 export const OS_RELEASE_COMMAND: Command = Object.freeze({ argv: Object.freeze(['cat', '/etc/os-release']) });
@@ -149,4 +150,83 @@ export function parseOsRelease(text: string): OsFacts {
   else if (family === 'rhel') facts.packageManager = rhelManager(basis, versionId);
   else if (family === 'suse') facts.packageManager = 'zypper';
   return facts;
+}
+
+/**
+ * Prints a host's OS facts in one round trip: `/etc/os-release` (each line prefixed with `|`, so
+ * no line of the file can pass for a marker; read by the shell itself, no process started), whether
+ * it could be read, and `uname -r -m`,
+ * between `@@fleetward:` markers, closed by `@@fleetward:os-end`. Constant text. A scan script can
+ * follow it in the same shell (see `scanServer`); its output then starts after `os-end`.
+ */
+export const OS_FACTS_SCRIPT = `echo '@@fleetward:os-release'
+rc=1
+if [ -r /etc/os-release ]; then
+  rc=0
+  while IFS= read -r l || [ -n "$l" ]; do printf '|%s\\n' "$l"; done < /etc/os-release
+else
+  echo 'cannot read /etc/os-release: it does not exist or is not readable' >&2
+fi
+echo "@@fleetward:os-release-exit $rc"
+echo '@@fleetward:uname'
+uname -r -m
+echo '@@fleetward:os-end'
+`;
+
+/** The line that ends {@link OS_FACTS_SCRIPT}'s output. */
+export const OS_FACTS_END = '@@fleetward:os-end';
+
+/** Runs {@link OS_FACTS_SCRIPT} alone, without sudo. */
+export const OS_FACTS_COMMAND: ScriptCommand = Object.freeze({
+  interpreter: Object.freeze(['sh', '-s']),
+  script: OS_FACTS_SCRIPT,
+});
+
+/** What {@link OS_FACTS_SCRIPT} printed, split from what a scan script printed after it. */
+export interface OsFactsOutput {
+  /** The os-release file, or `null` when it could not be read. */
+  osRelease: string | null;
+  /** Why it could not be read: the shell's message or the exit status. */
+  failure: string;
+  /** `uname -r -m`: kernel release and architecture, when uname printed them. */
+  kernel?: string;
+  arch?: string;
+  /** The rest of the output, for the scan script's parser (its stdout after `os-end`). */
+  rest: CommandOutput;
+}
+
+/**
+ * Splits the output of {@link OS_FACTS_SCRIPT} (alone or followed by a scan script) into the OS
+ * facts and the rest. Lines before the first marker (a login banner) are not ours.
+ * @throws ParseError when the markers are missing or out of order.
+ */
+export function splitOsFacts(output: CommandOutput): OsFactsOutput {
+  const lines = output.stdout.split('\n');
+  const start = lines.indexOf('@@fleetward:os-release');
+  const end = lines.indexOf(OS_FACTS_END, start + 1);
+  const exitAt = lines.findIndex((l, i) => i > start && l.startsWith('@@fleetward:os-release-exit '));
+  const unameAt = lines.indexOf('@@fleetward:uname', exitAt + 1);
+  if (start < 0 || exitAt < 0 || unameAt < 0 || end < unameAt) {
+    throw new ParseError('OS detection output does not have the expected @@fleetward markers', {
+      details: { excerpt: output.stdout.slice(0, 500) },
+    });
+  }
+  const status = lines[exitAt]!.slice('@@fleetward:os-release-exit '.length);
+  const release = lines
+    .slice(start + 1, exitAt)
+    .filter((l) => l.startsWith('|'))
+    .map((l) => l.slice(1))
+    .join('\n');
+  const [kernel, arch] = (lines[unameAt + 1] ?? '').trim().split(/\s+/);
+  // The shell's complaint about the file precedes any scan script's marked stderr.
+  const stderr = output.stderr.split('\n');
+  const firstMarker = stderr.findIndex((l) => l.startsWith('@@fleetward:'));
+  const ownStderr = (firstMarker < 0 ? stderr : stderr.slice(0, firstMarker)).join('\n').trim();
+  return {
+    osRelease: status === '0' ? release : null,
+    failure: ownStderr || `exit ${status}`,
+    ...(kernel && unameAt + 1 < end ? { kernel } : {}),
+    ...(arch && unameAt + 1 < end ? { arch } : {}),
+    rest: { ...output, stdout: lines.slice(end + 1).join('\n') },
+  };
 }

@@ -650,7 +650,9 @@ describe('the scan script run by sh against stand-in apt tools', () => {
       ),
     );
     writeFileSync(join(dir, 'apt-mark'), tool(`cat "${dir}/holds.txt"`));
-    for (const t of ['apt-get', 'apt-cache', 'apt-mark']) chmodSync(join(dir, t), 0o755);
+    // The script asks dpkg's status file whether anything is held before it runs apt-mark.
+    writeFileSync(join(dir, 'grep'), tool(holds.trim() === '' ? 'exit 1' : 'exit 0'));
+    for (const t of ['apt-get', 'apt-cache', 'apt-mark', 'grep']) chmodSync(join(dir, t), 0o755);
   }
 
   const PATH = `${dir}:${process.env.PATH ?? '/usr/bin:/bin'}`;
@@ -671,6 +673,7 @@ describe('the scan script run by sh against stand-in apt tools', () => {
     );
     expect(log).toContain('apt-cache policy acme-agent openssl python3-software-properties\n');
     expect(log).toContain('apt-cache policy\n');
+    expect(log).toContain('grep -q ^Status: hold  /var/lib/dpkg/status\n');
     expect(log).toContain('apt-mark showhold');
     const fromScript = aptDriver.parseScan(out);
     const fromFixture = scanFixture('ubuntu2204-scan.out');
@@ -684,6 +687,37 @@ describe('the scan script run by sh against stand-in apt tools', () => {
     const out = await runScript({ PATH });
     expect(readFileSync(join(dir, 'log.txt'), 'utf8')).not.toContain('apt-cache');
     expect(aptDriver.parseScan(out).patches).toHaveLength(124);
+  });
+
+  it('scanCommand — loads apt only once (the simulation) when nothing is kept back or held', async () => {
+    const s = sectionsOf(fixture('debian12-scan.out'));
+    install(s['apt-get-simulate']!, '', '', '');
+    const out = await runScript({ PATH });
+    const tools = readFileSync(join(dir, 'log.txt'), 'utf8')
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => l.split(' ')[0]);
+    expect(tools).toEqual(['apt-get', 'grep']);
+    const fixtureScan = scanFixture('debian12-scan.out');
+    expect(aptDriver.parseScan(out).patches).toEqual(fixtureScan.patches);
+    expect(aptDriver.parseScan(out).warnings).toEqual(fixtureScan.warnings);
+  });
+
+  it('scanCommand — asks apt-mark for holds when dpkg records one, and marks the held package', async () => {
+    const s = sectionsOf(fixture('debian12-held-scan.out'));
+    install(
+      s['apt-get-simulate']!,
+      s['apt-cache-policy']!,
+      s['apt-cache-policy-sources']!,
+      s['apt-mark-showhold']!,
+    );
+    const out = await runScript({ PATH });
+    expect(readFileSync(join(dir, 'log.txt'), 'utf8')).toContain('apt-mark showhold');
+    const fromScript = aptDriver.parseScan(out);
+    const fixtureScan = scanFixture('debian12-held-scan.out');
+    expect(fromScript.patches).toEqual(fixtureScan.patches);
+    expect(fromScript.warnings).toEqual(fixtureScan.warnings);
+    expect(fromScript.patches.filter((p) => p.held).length).toBeGreaterThan(0);
   });
 
   it('scanCommand — passes only well-formed package names to apt-cache, as argv, never through a shell', async () => {
