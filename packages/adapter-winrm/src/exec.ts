@@ -52,7 +52,15 @@ async function loginFor(config: WinRmAdapterConfig, server: Server): Promise<Win
       { path: [], message: `no credentials for server ${server.name}` },
     ]);
   }
-  const parsed = validate(WinRmCredentialsSchema, given, 'WinRmCredentials');
+  return toWinRmLogin(given, 'WinRmCredentials');
+}
+
+/**
+ * Validates a login and splits `DOMAIN\user` into domain and user (an explicit `domain` wins).
+ * @throws ValidationError (subject `subject`) naming the fields, never the password.
+ */
+export function toWinRmLogin(given: unknown, subject: string): WinRmLogin {
+  const parsed = validate(WinRmCredentialsSchema, given, subject);
   const slash = parsed.username.indexOf('\\');
   if (parsed.domain === undefined && slash > 0) {
     return {

@@ -7,11 +7,11 @@ import {
   type Server,
   TransportError,
   ValidationError,
-  validate,
 } from '@fleetward/core';
 import { WsmanFaultError } from './errors.js';
+import { toWinRmLogin } from './exec.js';
 import { normalizeFingerprint, type WinRmLogin, WsmanConnection } from './http.js';
-import { MAX_TIMER_MS, type WinRmAdapterConfig, WinRmCredentialsSchema } from './options.js';
+import { MAX_TIMER_MS, type WinRmAdapterConfig } from './options.js';
 import {
   ACTIONS,
   buildEnvelope,
@@ -32,16 +32,9 @@ const CLEANUP_TIMEOUT_MS = 5_000;
 const PROBE_PROGRAM = 'cmd.exe';
 const PROBE_ARGUMENTS = ['/c', 'exit', '0'];
 
-/** The one password login given; `DOMAIN\user` names a domain account, as for `credentials`. */
+/** The one password login given; `DOMAIN\\user` names a domain account, as for `credentials`. */
 function loginOf(credentials: { username: string; password: string }): WinRmLogin {
-  const parsed = validate(WinRmCredentialsSchema, credentials, 'LoginProbe.credentials');
-  const slash = parsed.username.indexOf('\\');
-  if (slash <= 0) return { username: parsed.username, password: parsed.password };
-  return {
-    username: parsed.username.slice(slash + 1),
-    password: parsed.password,
-    domain: parsed.username.slice(0, slash),
-  };
+  return toWinRmLogin(credentials, 'LoginProbe.credentials');
 }
 
 /** A password, or `undefined` for a key login (which WinRM cannot use). */
