@@ -1,5 +1,4 @@
-import { createWinRmAdapter } from '@fleetward/adapter-winrm';
-import { createFleet, createMemoryStore, type Fleet, type FleetSession } from '@fleetward/core';
+import type { Fleet, FleetSession } from '@fleetward/core';
 import {
   startWinRmFake,
   type WinRmFake,
@@ -7,13 +6,12 @@ import {
   type WinRmFakeWindowsUpdate,
 } from '@fleetward/testkit/winrm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { adapterFor, addWindowsServer, T, USER, windowsFleet } from './support/fleet.js';
 
 // Issue 15, Windows Update install: plans pin updates by UpdateID and revision, execution installs
 // exactly those through the (emulated) SYSTEM task, restarts when an update needs it and proves the
 // restart by the last boot time, then verifies the installed identities. Drift (a superseded
 // update), install failures with HRESULTs and a failed preflight stop the server, never the rule.
-const USER = { username: 'Administrator', password: 'S3cret!pass' };
-const T = 'win';
 
 const CU: WinRmFakeUpdate = {
   id: '5d7a1a3c-2b5c-4f0e-9d7e-2c1b3a4f5e6d',
@@ -64,32 +62,8 @@ describe('patching Windows servers through the WinRM adapter', () => {
       restartMs: 300,
     };
     fake = await startWinRmFake({ users: [USER], windowsUpdate: model });
-    fleet = createFleet({
-      store: createMemoryStore(),
-      adapters: [createWinRmAdapter({ credentials: USER, ca: fake.ca })],
-    });
-    await fleet.bootstrapTenant({
-      tenant: { id: T, name: 'Windows' },
-      admin: { id: 'alice', name: 'Alice', kind: 'human', affiliation: 'employee' },
-    });
-    await fleet.store.principals.create({
-      tenantId: T,
-      id: 'bob',
-      name: 'Bob',
-      kind: 'human',
-      affiliation: 'employee',
-    });
-    await fleet.store.roleBindings.create({ tenantId: T, principalId: 'bob', roleId: 'tenant-admin' });
-    alice = fleet.as({ tenantId: T, principalId: 'alice' });
-    bob = fleet.as({ tenantId: T, principalId: 'bob' });
-    await alice.servers.add({
-      id: 'win1',
-      name: 'localhost',
-      accountId: 'dc',
-      provider: 'winrm',
-      address: '127.0.0.1',
-      port: fake.port,
-    });
+    ({ fleet, alice, bob } = await windowsFleet([adapterFor(fake)]));
+    await addWindowsServer(alice, 'win1', fake);
     await alice.projects.add({ id: 'p', name: 'Windows', selector: { all: true } });
     await alice.patch.policies.add({
       id: 'sec',

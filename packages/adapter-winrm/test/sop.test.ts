@@ -1,11 +1,4 @@
-import { createWinRmAdapter } from '@fleetward/adapter-winrm';
-import {
-  createFleet,
-  createMemoryStore,
-  type Fleet,
-  type FleetSession,
-  type ScriptRunResults,
-} from '@fleetward/core';
+import type { Fleet, FleetSession, ScriptRunResults } from '@fleetward/core';
 import {
   answerWindowsUpdate,
   startWinRmFake,
@@ -16,13 +9,12 @@ import {
 } from '@fleetward/testkit/winrm';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { adapterFor, addWindowsServer, T, USER, windowsFleet } from './support/fleet.js';
 
 // PowerShell scripts on Windows servers, end to end through a Fleet and the WinRM adapter: the
 // host sees a constant command line (`-EncodedCommand` of a wrapper that runs the script from a
 // file), the script's exact text on stdin and each parameter as the exact value of its variable,
 // whatever the value holds.
-const USER = { username: 'Administrator', password: 'S3cret!pass' };
-const T = 'win';
 const MARKER = '# fleetward:powershell-file v1';
 const FLAGS = ['powershell.exe', '-NoLogo', '-NoProfile', '-NonInteractive', '-ExecutionPolicy', 'Bypass'];
 
@@ -73,6 +65,7 @@ describe('PowerShell scripts on Windows servers through the WinRM adapter', () =
   let fake: WinRmFake;
   let model: WinRmFakeWindowsUpdate;
   let alice: FleetSession;
+  let bob: FleetSession;
   let calls: HostCall[];
 
   /** The emulated host: Fleetward's file wrapper "runs" the script; Windows Update scripts get the model's answers. */
@@ -100,38 +93,9 @@ describe('PowerShell scripts on Windows servers through the WinRM adapter', () =
       ],
     };
     fake = await startWinRmFake({ users: [USER], powershell: host });
-    fleet = createFleet({
-      store: createMemoryStore(),
-      adapters: [
-        createWinRmAdapter({ credentials: USER, ca: fake.ca }),
-        createWinRmAdapter({ name: 'winrm-b', credentials: USER, ca: fake.ca }),
-      ],
-    });
-    await fleet.bootstrapTenant({
-      tenant: { id: T, name: 'Windows' },
-      admin: { id: 'alice', name: 'Alice', kind: 'human', affiliation: 'employee' },
-    });
-    alice = fleet.as({ tenantId: T, principalId: 'alice' });
-    // Reached over WinRM, its OS not detected yet: Windows because of its transport.
-    await alice.servers.add({
-      id: 'win-a',
-      name: 'localhost',
-      accountId: 'dc',
-      provider: 'winrm',
-      address: '127.0.0.1',
-      port: fake.port,
-    });
-    // Another provider, Windows because its stored OS family says so.
-    await alice.servers.add({
-      id: 'win-b',
-      name: 'localhost',
-      accountId: 'dc',
-      provider: 'local',
-      adapter: 'winrm-b',
-      address: '127.0.0.1',
-      port: fake.port,
-      os: { family: 'windows', id: 'windows' },
-    });
+    ({ fleet, alice, bob } = await windowsFleet([adapterFor(fake), adapterFor(fake, 'winrm-b')]));
+    await addWindowsServer(alice, 'win-a', fake);
+    await addWindowsServer(alice, 'win-b', fake, 'winrm-b');
   }, 60_000);
 
   afterEach(async () => {
@@ -302,15 +266,6 @@ describe('PowerShell scripts on Windows servers through the WinRM adapter', () =
       preScripts: [script.id],
       postScripts: [script.id],
     });
-    await fleet.store.principals.create({
-      tenantId: T,
-      id: 'bob',
-      name: 'Bob',
-      kind: 'human',
-      affiliation: 'employee',
-    });
-    await fleet.store.roleBindings.create({ tenantId: T, principalId: 'bob', roleId: 'tenant-admin' });
-    const bob = fleet.as({ tenantId: T, principalId: 'bob' });
     const plan = await alice.patch.planPatchRun({ policyId: 'sec' });
     await bob.patch.approvePlan(plan.id, { hash: plan.hash });
     const job = await bob.patch.executePlan(plan.id, { pollIntervalMs: 100 });
