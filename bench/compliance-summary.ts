@@ -25,7 +25,7 @@ import {
 import { createSqliteStore } from '@fleetward/store-sqlite';
 import Database from 'better-sqlite3';
 // The store-level read the compliance module uses internally (not part of the public API).
-import { loadLatestScans } from '../packages/core/src/compliance/api.js';
+import { evaluateStates, loadLatestScans } from '../packages/core/src/compliance/api.js';
 
 const TENANT = 'bench';
 const ADMIN = 'admin';
@@ -420,12 +420,30 @@ async function measure(path: string, runs: number, now: string): Promise<void> {
       });
     }
   }
-  summarize(evaluations(), servers, projects);
+  const full = summarize(evaluations(), servers, projects);
   const tEvaluate = performance.now() - t;
   console.log(
-    `phases (one run): load servers ${ms(tServers)}, load latest scans ${ms(tScans)}, ` +
-      `evaluate + summarize ${ms(tEvaluate)}`,
+    `full evaluation, phases (one run): load servers ${ms(tServers)}, load latest scans ${ms(tScans)}, ` +
+      `evaluate + summarize ${ms(tEvaluate)}, total ${ms(tServers + tScans + tEvaluate)}`,
   );
+
+  // What compliance.summary() does instead: one compact state per server, evaluated at `now`.
+  t = performance.now();
+  const states = await store.complianceStates.listAll(TENANT);
+  const tStates = performance.now() - t;
+  t = performance.now();
+  const fast = summarize(
+    evaluateStates(states, standards, projects, nowDate),
+    states.map((s) => s.server!),
+    projects,
+  );
+  const tFast = performance.now() - t;
+  const same = JSON.stringify(fast) === JSON.stringify(full);
+  console.log(
+    `compliance states, phases (one run): load states ${ms(tStates)}, evaluate + summarize ${ms(tFast)}; ` +
+      `same summary as the full evaluation: ${same ? 'yes' : 'NO'}`,
+  );
+  if (!same) process.exitCode = 1;
 
   t = performance.now();
   await session.compliance.evaluate({ serverIds: [servers[0]!.id] });

@@ -141,8 +141,19 @@ export {
   osKey,
   type StandardSummary,
   type SummarizeOptions,
+  type SummaryServer,
   summarize,
 } from './compliance/summary.js';
+export {
+  type ComplianceState,
+  type ComplianceStateAttempt,
+  ComplianceStateBackfill,
+  type ComplianceStateScan,
+  type ComplianceStateScanRef,
+  type ComplianceStateServer,
+  complianceStateOf,
+  type PatchDigest,
+} from './domain/compliance-state.js';
 export * from './domain/index.js';
 export * from './domain/runbook.js';
 export { type RunOptions, runCommand } from './engine/exec.js';

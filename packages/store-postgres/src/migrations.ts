@@ -1,3 +1,6 @@
+import { ComplianceStateBackfill, type ScanResult, type Server } from '@fleetward/core';
+import type pg from 'pg';
+
 /**
  * Versioned schema migrations. Applied in order, all pending ones in one transaction under an
  * advisory lock (so concurrent processes never race), recorded in `schema_migrations`. Each
@@ -8,6 +11,47 @@ export interface Migration {
   version: number;
   name: string;
   sql: string;
+  /** Fills what `sql` created from the data already stored, in the same transaction. */
+  backfill?: (client: Pick<pg.PoolClient, 'query'>) => Promise<void>;
+}
+
+const BACKFILL_PAGE = 5_000;
+
+/** Builds every server's compliance state from the stored servers and scan results. */
+async function backfillComplianceStates(client: Pick<pg.PoolClient, 'query'>): Promise<void> {
+  const fold = new ComplianceStateBackfill();
+  for (const kind of ['servers', 'scanResults'] as const) {
+    let after: [string, string] = ['', ''];
+    for (;;) {
+      const { rows } = await client.query<{ tenant_id: string; id: string; data: unknown }>(
+        `SELECT tenant_id, id, data FROM entities WHERE kind = $1 AND (tenant_id, id) > ($2, $3)
+         ORDER BY tenant_id, id LIMIT ${BACKFILL_PAGE}`,
+        [kind, after[0], after[1]],
+      );
+      for (const row of rows) {
+        if (kind === 'servers') fold.addServer(row.tenant_id, row.data as Server);
+        else fold.addScan(row.tenant_id, row.data as ScanResult);
+      }
+      if (rows.length < BACKFILL_PAGE) break;
+      const last = rows[rows.length - 1]!;
+      after = [last.tenant_id, last.id];
+    }
+  }
+  const batch: unknown[][] = [];
+  const flush = async () => {
+    if (!batch.length) return;
+    const rows = batch.splice(0);
+    await client.query(
+      `INSERT INTO compliance_states (tenant_id, server_id, has_server, data)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::boolean[], $4::jsonb[])`,
+      [rows.map((r) => r[0]), rows.map((r) => r[1]), rows.map((r) => r[2]), rows.map((r) => r[3])],
+    );
+  };
+  for (const [tenantId, state] of fold.states()) {
+    batch.push([tenantId, state.serverId, state.server !== undefined, JSON.stringify(state)]);
+    if (batch.length === BACKFILL_PAGE) await flush();
+  }
+  await flush();
 }
 
 /**
@@ -129,5 +173,19 @@ CREATE INDEX audit_log_record_action ON audit_log (tenant_id, ${RECORD_ACTION}, 
 CREATE INDEX audit_log_record_actor ON audit_log (tenant_id, ${RECORD_ACTOR}, seq);
 CREATE INDEX audit_log_record_at ON audit_log (tenant_id, ${RECORD_AT}, seq);
 `,
+  },
+  {
+    version: 4,
+    name: 'per-server compliance state, kept with every server and scan write',
+    sql: `
+CREATE TABLE compliance_states (
+  tenant_id TEXT COLLATE "C" NOT NULL,
+  server_id TEXT COLLATE "C" NOT NULL,
+  has_server BOOLEAN NOT NULL,
+  data JSONB NOT NULL CHECK (jsonb_typeof(data) = 'object'),
+  PRIMARY KEY (tenant_id, server_id)
+);
+`,
+    backfill: backfillComplianceStates,
   },
 ];

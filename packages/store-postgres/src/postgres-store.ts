@@ -1,6 +1,7 @@
 import {
   type BackendSession,
   type Clock,
+  type ComplianceState,
   createStore,
   ENTITY_KINDS,
   type EntityKind,
@@ -121,6 +122,7 @@ async function migrate(pool: pg.Pool, schema: string, migrations: readonly Migra
     for (const m of migrations) {
       if (applied.has(m.version)) continue;
       await client.query(m.sql);
+      await m.backfill?.(client);
       await client.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, now())', [
         m.version,
         m.name,
@@ -246,6 +248,7 @@ class PostgresBackend implements StoreBackend {
   readonly #ownsPool: boolean;
   readonly #schema: string;
   readonly #entities: string;
+  readonly #states: string;
   readonly #audit: string;
   readonly leases: Leases;
   #closed = false;
@@ -255,6 +258,7 @@ class PostgresBackend implements StoreBackend {
     this.#ownsPool = ownsPool;
     this.#schema = schema;
     this.#entities = `${quote(schema)}.entities`;
+    this.#states = `${quote(schema)}.compliance_states`;
     this.#audit = `${quote(schema)}.audit_log`;
     this.leases = new PostgresLeases(pool, clock, schema, () => this.#check());
   }
@@ -295,6 +299,7 @@ class PostgresBackend implements StoreBackend {
 
   #makeSession(db: Queryable, transactional: boolean): BackendSession {
     const entities = this.#entities;
+    const states = this.#states;
     const audit = this.#audit;
     const auditLockKey = `fleetward.audit:${this.#schema}`;
     return {
@@ -395,6 +400,32 @@ class PostgresBackend implements StoreBackend {
           ],
         );
         return rowCount === 1;
+      },
+      async getComplianceState(tenantId, serverId) {
+        const { rows } = await db.query<{ data: ComplianceState }>(
+          `SELECT data FROM ${states} WHERE tenant_id = $1 AND server_id = $2`,
+          [tenantId, serverId],
+        );
+        return rows[0]?.data;
+      },
+      async putComplianceState(tenantId, state) {
+        await db.query(
+          `INSERT INTO ${states} (tenant_id, server_id, has_server, data) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (tenant_id, server_id) DO UPDATE SET has_server = excluded.has_server, data = excluded.data`,
+          [tenantId, state.serverId, state.server !== undefined, JSON.stringify(state)],
+        );
+      },
+      async deleteComplianceState(tenantId, serverId) {
+        await db.query(`DELETE FROM ${states} WHERE tenant_id = $1 AND server_id = $2`, [tenantId, serverId]);
+      },
+      async listComplianceStates(tenantId, { after, limit }) {
+        const { rows } = await db.query<{ data: ComplianceState }>(
+          after === undefined
+            ? `SELECT data FROM ${states} WHERE tenant_id = $1 AND has_server ORDER BY server_id LIMIT $2`
+            : `SELECT data FROM ${states} WHERE tenant_id = $1 AND has_server AND server_id > $3 ORDER BY server_id LIMIT $2`,
+          after === undefined ? [tenantId, limit] : [tenantId, limit, after],
+        );
+        return rows.map((r) => r.data);
       },
       async auditList(tenantId, query) {
         const conditions = ['tenant_id = $1'];

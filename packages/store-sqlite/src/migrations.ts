@@ -1,3 +1,6 @@
+import { ComplianceStateBackfill, type ScanResult, type Server } from '@fleetward/core';
+import type Database from 'better-sqlite3';
+
 /**
  * Versioned schema migrations. Applied in order, each in its own transaction, recorded in
  * `schema_migrations`. A migration is never edited after release: add a new one instead.
@@ -6,6 +9,27 @@ export interface Migration {
   version: number;
   name: string;
   sql: string;
+  /** Fills what `sql` created from the data already stored, in the same transaction. */
+  backfill?: (db: Database.Database) => void;
+}
+
+/** Builds every server's compliance state from the stored servers and scan results. */
+function backfillComplianceStates(db: Database.Database): void {
+  const fold = new ComplianceStateBackfill();
+  const rows = db
+    .prepare("SELECT kind, tenant_id, data FROM entities WHERE kind IN ('servers', 'scanResults')")
+    .iterate() as Iterable<{ kind: string; tenant_id: string; data: string }>;
+  for (const row of rows) {
+    const data = JSON.parse(row.data);
+    if (row.kind === 'servers') fold.addServer(row.tenant_id, data as Server);
+    else fold.addScan(row.tenant_id, data as ScanResult);
+  }
+  const insert = db.prepare(
+    'INSERT INTO compliance_states (tenant_id, server_id, has_server, data) VALUES (?, ?, ?, ?)',
+  );
+  for (const [tenantId, state] of fold.states()) {
+    insert.run(tenantId, state.serverId, state.server ? 1 : 0, JSON.stringify(state));
+  }
 }
 
 /**
@@ -145,5 +169,19 @@ CREATE INDEX audit_log_record_action ON audit_log (tenant_id, ${RECORD_ACTION}, 
 CREATE INDEX audit_log_record_actor ON audit_log (tenant_id, ${RECORD_ACTOR}, seq);
 CREATE INDEX audit_log_record_at ON audit_log (tenant_id, ${RECORD_AT}, seq);
 `,
+  },
+  {
+    version: 6,
+    name: 'per-server compliance state, kept with every server and scan write',
+    sql: `
+CREATE TABLE compliance_states (
+  tenant_id TEXT NOT NULL,
+  server_id TEXT NOT NULL,
+  has_server INTEGER NOT NULL CHECK (has_server IN (0, 1)),
+  data TEXT NOT NULL CHECK (json_valid(data)),
+  PRIMARY KEY (tenant_id, server_id)
+) WITHOUT ROWID;
+`,
+    backfill: backfillComplianceStates,
   },
 ];

@@ -60,6 +60,7 @@ function migrate(db: Db, migrations: readonly Migration[]) {
     if (applied.has(m.version)) continue;
     db.transaction(() => {
       db.exec(m.sql);
+      m.backfill?.(db);
       db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(
         m.version,
         m.name,
@@ -251,6 +252,21 @@ class SqliteBackend implements StoreBackend {
     const auditInsert = db.prepare(
       'INSERT INTO audit_log (tenant_id, seq, id, at, action, actor_id, hash, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
     );
+    const getState = db.prepare('SELECT data FROM compliance_states WHERE tenant_id = ? AND server_id = ?');
+    const putState = db.prepare(
+      'INSERT INTO compliance_states (tenant_id, server_id, has_server, data) VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id, server_id) DO UPDATE SET has_server = excluded.has_server, data = excluded.data',
+    );
+    const deleteState = db.prepare('DELETE FROM compliance_states WHERE tenant_id = ? AND server_id = ?');
+    const listStates = db
+      .prepare(
+        'SELECT data FROM compliance_states WHERE tenant_id = ? AND has_server = 1 ORDER BY server_id LIMIT ?',
+      )
+      .pluck();
+    const listStatesAfter = db
+      .prepare(
+        'SELECT data FROM compliance_states WHERE tenant_id = ? AND has_server = 1 AND server_id > ? ORDER BY server_id LIMIT ?',
+      )
+      .pluck();
     const listCache = new Map<string, Database.Statement>();
     const indexes = new Set(
       (
@@ -337,6 +353,22 @@ class SqliteBackend implements StoreBackend {
             JSON.stringify(record),
           ).changes === 1
         );
+      },
+      async getComplianceState(tenantId, serverId) {
+        const r = getState.get(tenantId, serverId) as { data: string } | undefined;
+        return r && JSON.parse(r.data);
+      },
+      async putComplianceState(tenantId, state) {
+        putState.run(tenantId, state.serverId, state.server ? 1 : 0, JSON.stringify(state));
+      },
+      async deleteComplianceState(tenantId, serverId) {
+        deleteState.run(tenantId, serverId);
+      },
+      async listComplianceStates(tenantId, { after, limit }) {
+        const texts = (
+          after === undefined ? listStates.all(tenantId, limit) : listStatesAfter.all(tenantId, after, limit)
+        ) as string[];
+        return texts.map((text) => JSON.parse(text));
       },
       async auditList(tenantId, query) {
         const { sql, params } = auditListStatement(tenantId, query);

@@ -31,6 +31,7 @@ export const STORE_CONFORMANCE_GROUPS = [
   'audit',
   'leases',
   'persistence',
+  'compliance-states',
 ] as const;
 export type StoreConformanceGroup = (typeof STORE_CONFORMANCE_GROUPS)[number];
 
@@ -958,6 +959,104 @@ export function describeStoreConformance(name: string, options: StoreConformance
         });
         expect(next.prevHash).toBe(records[2]!.hash);
         expect(await store.leases.get('job')).toMatchObject({ holder: 'proc-a', token: lease.token });
+      });
+    });
+
+    group('compliance-states', () => {
+      const server = (id: string, fields: Record<string, unknown> = {}) =>
+        store.servers.create({ ...sampleInput('servers', T1), id, ...fields } as never);
+      const scan = (serverId: string, scannedAt: string, fields: Record<string, unknown> = {}) =>
+        store.scanResults.create({
+          tenantId: T1,
+          serverId,
+          scannedAt,
+          status: 'succeeded',
+          ...fields,
+        } as never);
+      const pending = (category: string, severity: string, firstSeenAt: string) => ({
+        name: `p-${category}-${severity}-${firstSeenAt}`,
+        arch: 'amd64',
+        installedVersion: '1',
+        candidateVersion: '2',
+        origins: [],
+        category,
+        severity,
+        firstSeenAt,
+      });
+
+      it('complianceStates.get — follows the newest scan and keeps failed attempts apart', async () => {
+        await server('s1', { name: 'one', labels: { env: 'prod' } });
+        const first = await scan('s1', '2026-02-20T00:00:00.000Z', {
+          patches: [
+            pending('security', 'critical', '2026-02-01T00:00:00.000Z'),
+            pending('security', 'critical', '2026-01-15T00:00:00.000Z'),
+            pending('bugfix', 'low', '2026-02-10T00:00:00.000Z'),
+          ],
+          lastUpdatedAt: '2026-02-01T00:00:00.000Z',
+        });
+        // An older scan recorded late changes nothing; a newer failed one is only the attempt.
+        await scan('s1', '2026-02-10T00:00:00.000Z', { patches: [] });
+        const failed = await scan('s1', '2026-02-25T00:00:00.000Z', { status: 'failed' });
+        const state = await store.complianceStates.get(T1, 's1');
+        expect(state?.server).toMatchObject({ id: 's1', name: 'one', labels: { env: 'prod' } });
+        expect(state?.succeeded).toMatchObject({
+          id: first.id,
+          scannedAt: '2026-02-20T00:00:00.000Z',
+          lastUpdatedAt: '2026-02-01T00:00:00.000Z',
+        });
+        expect([...state!.succeeded!.patches].sort((a, b) => (a.category < b.category ? -1 : 1))).toEqual([
+          { category: 'bugfix', severity: 'low', count: 1, oldestSeenAt: '2026-02-10T00:00:00.000Z' },
+          { category: 'security', severity: 'critical', count: 2, oldestSeenAt: '2026-01-15T00:00:00.000Z' },
+        ]);
+        expect(state?.attempt).toMatchObject({ id: failed.id, status: 'failed' });
+        // Deleting the newest success falls back to the next one.
+        await store.scanResults.delete(T1, first.id);
+        expect((await store.complianceStates.get(T1, 's1'))?.succeeded).toMatchObject({
+          scannedAt: '2026-02-10T00:00:00.000Z',
+          patches: [],
+        });
+      });
+
+      it('complianceStates.list — one per existing server, by id, paged, per tenant', async () => {
+        await server('b');
+        await server('a', { name: 'renamed later' });
+        await server('c');
+        await store.servers.update(T1, 'a', { name: 'alpha' }, { expectedVersion: 1 });
+        await store.servers.delete(T1, 'c');
+        await scan('ghost', '2026-02-20T00:00:00.000Z');
+        await store.servers.create({ ...sampleInput('servers', T2), id: 'other' } as never);
+        const all = await store.complianceStates.listAll(T1);
+        expect(all.map((s) => [s.serverId, s.server?.name])).toEqual([
+          ['a', 'alpha'],
+          ['b', sampleInput('servers', T1)['name']],
+        ]);
+        expect(
+          (await store.complianceStates.list(T1, { after: 'a', limit: 1 })).map((s) => s.serverId),
+        ).toEqual(['b']);
+        // A scan of a server that does not exist yet counts once the server is created.
+        await server('ghost');
+        expect((await store.complianceStates.get(T1, 'ghost'))?.succeeded?.scannedAt).toBe(
+          '2026-02-20T00:00:00.000Z',
+        );
+        expect(await store.complianceStates.get(T2, 'a')).toBeUndefined();
+      });
+
+      it('transaction — a rolled-back scan leaves the state as it was', async () => {
+        await server('s1');
+        await scan('s1', '2026-02-20T00:00:00.000Z');
+        const before = await store.complianceStates.get(T1, 's1');
+        await expect(
+          store.transaction(async (tx) => {
+            await tx.scanResults.create({
+              tenantId: T1,
+              serverId: 's1',
+              scannedAt: '2026-02-28T00:00:00.000Z',
+              status: 'succeeded',
+            } as never);
+            throw new Error('rollback');
+          }),
+        ).rejects.toThrow('rollback');
+        expect(await store.complianceStates.get(T1, 's1')).toEqual(before);
       });
     });
 

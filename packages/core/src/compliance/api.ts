@@ -1,10 +1,12 @@
 import { z } from 'zod';
 import type { Resource } from '../authz/evaluate.js';
 import { plainRecord } from '../domain/common.js';
+import { type ComplianceState, scansOfState } from '../domain/compliance-state.js';
 import {
   type ComplianceStandard,
   type ComplianceStandardInput,
   IdSchema,
+  matchesSelector,
   type Project,
   type ScanResult,
   type Server,
@@ -116,9 +118,11 @@ export interface ComplianceApi {
   evaluate(targets?: Targets): Promise<ServerEvaluation[]>;
   /**
    * The bird's-eye view (see `summarize`) of the tenant, or of one project's servers with
-   * `projectId`. Needs `patch.read` on every server in it. Loads the servers, the standards and the
-   * latest scans in a few paged queries (never one per server), then evaluates and aggregates in
-   * memory.
+   * `projectId`. Needs `patch.read` on every server in it. Reads one compact compliance state per
+   * server (see `ComplianceState`: kept by the store with every server and scan write) and the
+   * standards and projects, in a few paged queries, then evaluates every standard at the fleet
+   * clock's `now` and aggregates in memory: the same numbers as evaluating the servers' latest
+   * scans, without reading the scans.
    * @throws ValidationError for unknown options; NotFoundError for an unknown project;
    * AuthorizationError.
    */
@@ -176,6 +180,29 @@ export async function loadLatestScans(
     for (const scan of page) if (serverIds.has(scan.serverId)) keep(latest, scan);
     if (page.length < PAGE) return latest;
     after = page[page.length - 1]!.id;
+  }
+}
+
+/**
+ * Evaluations of compliance states (see `scansOfState`), without reasons, for the summary. The
+ * projects a server belongs to are matched here, at summary time, as standards are read here.
+ */
+export function* evaluateStates(
+  states: readonly ComplianceState[],
+  standards: readonly ComplianceStandard[],
+  projects: readonly Project[],
+  now: Date,
+): Generator<ServerEvaluation> {
+  for (const state of states) {
+    if (!state.server) continue;
+    yield evaluateServer({
+      server: state.server,
+      ...scansOfState(state),
+      standards,
+      projectIds: projectsOf(state.server, projects),
+      now,
+      explain: false,
+    });
   }
 }
 
@@ -338,36 +365,41 @@ export function createComplianceApi(internals: () => CallContext): ComplianceApi
       const ctx = internals();
       const store = ctx.runtime.store;
       const { projectId } = validate(ComplianceSummaryOptionsSchema, options, 'ComplianceSummaryOptions');
-      const projects = await store.projects.listAll(ctx.tenantId);
-      let servers: Server[];
-      if (projectId === undefined) servers = await store.servers.listAll(ctx.tenantId);
-      else {
+      const [projects, allStates] = await Promise.all([
+        store.projects.listAll(ctx.tenantId),
+        store.complianceStates.listAll(ctx.tenantId),
+      ]);
+      let states = allStates;
+      if (projectId !== undefined) {
         const project = await store.projects.require(ctx.tenantId, projectId);
-        servers = await store.servers.listAll(ctx.tenantId, { selector: project.selector });
+        states = allStates.filter((s) => s.server && matchesSelector(s.server, project.selector));
       }
+      const servers = states.map((s) => s.server!);
       return ctx.read(
         'patch.read',
         [
           projectId === undefined ? { type: 'compliance' } : { type: 'compliance', projectId },
-          ...serverResources(servers),
+          // Authorization reads of a server its id and the fields selectors match (`Selectable`),
+          // which the state keeps; loading the full servers would cost more than the summary.
+          ...servers.map((server): Resource => ({ type: 'server', server: server as unknown as Server })),
         ],
         { type: 'compliance-summary', id: projectId ?? '*' },
         async () => {
-          const [inputs, accounts] = await Promise.all([
-            loadInputs(ctx, servers),
+          const [standards, accounts] = await Promise.all([
+            store.complianceStandards.listAll(ctx.tenantId),
             store.accounts.listAll(ctx.tenantId),
           ]);
           const now = ctx.runtime.clock.now();
-          const memberships = membershipsOf(servers, projects);
           let shown: readonly Project[] = projects;
           if (projectId !== undefined) {
             // A project's view lists only the projects its servers belong to, not the whole tenant.
-            const present = new Set<string>();
-            for (const ids of memberships.values()) for (const id of ids) present.add(id);
-            shown = projects.filter((p) => p.id === projectId || present.has(p.id));
+            const present = new Set<string>([projectId]);
+            for (const server of servers) for (const id of projectsOf(server, projects)) present.add(id);
+            shown = projects.filter((p) => present.has(p.id));
           }
+          const enabled = standards.filter((s) => s.enabled);
           // Evaluated lazily without reasons: each evaluation is folded in and dropped at once.
-          const summary = summarize(evaluations(servers, memberships, inputs, now, false), servers, shown, {
+          const summary = summarize(evaluateStates(states, enabled, projects, now), servers, shown, {
             accountNames: new Map(accounts.map((a) => [a.id, a.name])),
           });
           return {

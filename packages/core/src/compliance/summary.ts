@@ -1,5 +1,14 @@
+import { type ComplianceStateServer, osKey } from '../domain/compliance-state.js';
 import type { Project, Server } from '../domain/index.js';
 import type { ServerEvaluation } from './evaluate.js';
+
+/**
+ * The fields of a server that {@link summarize} groups and labels by: a stored server, or the
+ * server part of its compliance state (which carries the OS key instead of the OS).
+ */
+export type SummaryServer =
+  | Pick<Server, 'id' | 'name' | 'accountId' | 'provider' | 'region' | 'os'>
+  | ComplianceStateServer;
 
 /** Shares of a group in percent, with one decimal; the three always add up to exactly 100 (or all 0). */
 export interface CompliancePercentages {
@@ -150,13 +159,7 @@ function counts(t: Omit<ComplianceCounts, 'percent'>): ComplianceCounts {
   };
 }
 
-/** The OS grouping key of a server. */
-export function osKey(server: Pick<Server, 'os'>): string | null {
-  const os = server.os;
-  if (!os) return null;
-  if (os.prettyName) return os.prettyName;
-  return `${os.id || os.family}${os.versionId ? ` ${os.versionId}` : ''}`;
-}
+export { osKey };
 
 class Dimension {
   readonly #tallies = new Map<string | null, Tally>();
@@ -196,11 +199,11 @@ class Dimension {
  */
 export function summarize(
   evaluations: Iterable<ServerEvaluation>,
-  servers: readonly Server[],
+  servers: readonly SummaryServer[],
   projects: readonly Project[],
   options: SummarizeOptions = {},
 ): ComplianceSummary {
-  const serverById = new Map<string, Server>();
+  const serverById = new Map<string, SummaryServer>();
   for (const server of servers) serverById.set(server.id, server);
   const projectById = new Map<string, Project>();
   for (const project of projects) projectById.set(project.id, project);
@@ -233,7 +236,7 @@ export function summarize(
     byAccount.tally(server.accountId).add(evaluation, scanned, updated);
     byRegion.tally(server.region ?? null).add(evaluation, scanned, updated);
     byProvider.tally(server.provider).add(evaluation, scanned, updated);
-    byOs.tally(osKey(server)).add(evaluation, scanned, updated);
+    byOs.tally('osKey' in server ? server.osKey : osKey(server)).add(evaluation, scanned, updated);
 
     for (const result of evaluation.results) {
       let s = byStandard.get(result.standardId);

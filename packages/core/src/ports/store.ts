@@ -1,3 +1,4 @@
+import type { ComplianceState } from '../domain/compliance-state.js';
 import type {
   AuditInput,
   AuditRecord,
@@ -180,6 +181,23 @@ export interface Leases {
   get(name: string): Promise<Lease | undefined>;
 }
 
+/**
+ * The per-server compliance inputs (see `ComplianceState`), read-only: the store keeps them up to
+ * date itself, in the same transaction as every write of a server or of a scan result, so they
+ * always agree with the servers and scans they are built from. Ordered by server id.
+ */
+export interface ComplianceStates {
+  /** The state of one server id, or `undefined` when the store has none (no server, no scan). */
+  get(tenantId: string, serverId: string): Promise<ComplianceState | undefined>;
+  /**
+   * The tenant's states whose server exists, ordered by server id, after `after`, at most `limit`.
+   * @default limit 1000, at most 10_000
+   */
+  list(tenantId: string, options?: { after?: string; limit?: number }): Promise<ComplianceState[]>;
+  /** Every state of the tenant whose server exists, paging internally. */
+  listAll(tenantId: string): Promise<ComplianceState[]>;
+}
+
 /** What a transaction sees: the repositories and the audit log, all inside the transaction. */
 export interface StoreScope {
   readonly tenants: Repository<'tenants'>;
@@ -212,6 +230,8 @@ export interface StoreScope {
   readonly changeRequests: Repository<'changeRequests'>;
   readonly apiTokens: Repository<'apiTokens'>;
   readonly audit: AuditLog;
+  /** Per-server compliance inputs, maintained by the store (see {@link ComplianceStates}). */
+  readonly complianceStates: ComplianceStates;
 }
 
 /**
@@ -285,6 +305,23 @@ export interface BackendSession {
     tenantId: string,
     query: Required<Pick<AuditQuery, 'limit'>> & AuditQuery,
   ): Promise<StoredAuditRow[]>;
+  /**
+   * The stored compliance state of one server id. `createStore` computes states; a backend only
+   * keeps them, as opaque JSON, beside the entities (a SQL backend in its own table).
+   */
+  getComplianceState(tenantId: string, serverId: string): Promise<ComplianceState | undefined>;
+  /** Stores `state` for `(tenantId, state.serverId)`, replacing the one there. */
+  putComplianceState(tenantId: string, state: ComplianceState): Promise<void>;
+  /** Removes the state of one server id; nothing happens when there is none. */
+  deleteComplianceState(tenantId: string, serverId: string): Promise<void>;
+  /**
+   * The tenant's states that have a `server`, ordered by server id (byte order), after `after`,
+   * at most `limit`. A SQL backend keeps whether the server is present in a column to filter on.
+   */
+  listComplianceStates(
+    tenantId: string,
+    options: { after?: string; limit: number },
+  ): Promise<ComplianceState[]>;
 }
 
 /**

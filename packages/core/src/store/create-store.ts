@@ -41,6 +41,7 @@ import type {
   StoreScope,
 } from '../ports/store.js';
 import { matchesAuditQuery } from './audit-query.js';
+import { keepComplianceState, StoredComplianceStates, tracksComplianceState } from './compliance-states.js';
 
 const DEFAULT_LIMIT = 1000;
 const MAX_LIMIT = 10_000;
@@ -52,6 +53,12 @@ export interface CreateStoreOptions {
 }
 
 type Run = <T>(fn: (session: BackendSession) => Promise<T>) => Promise<T>;
+
+/** How a scope runs work: `run` for reads, `atomic` for writes that must commit with derived rows. */
+interface Runners {
+  run: Run;
+  atomic: Run;
+}
 
 function checkLimit(limit: number | undefined, subject: string): number {
   const value = limit ?? DEFAULT_LIMIT;
@@ -79,12 +86,15 @@ function checkId(id: unknown, subject: string): asserts id is string {
 class EntityRepository<K extends EntityKind> implements Repository<K> {
   readonly #kind: K;
   readonly #run: Run;
+  readonly #write: Run;
   readonly #clock: Clock;
   readonly #subject: string;
 
-  constructor(kind: K, run: Run, clock: Clock) {
+  constructor(kind: K, runners: Runners, clock: Clock) {
     this.#kind = kind;
-    this.#run = run;
+    this.#run = runners.run;
+    // A server's or scan's write also updates the server's compliance state: both commit together.
+    this.#write = tracksComplianceState(kind) ? runners.atomic : runners.run;
     this.#clock = clock;
     this.#subject = kind;
   }
@@ -163,7 +173,11 @@ class EntityRepository<K extends EntityKind> implements Repository<K> {
       this.#subject,
     ) as Record<string, unknown>;
     const row: EntityRow = { kind: this.#kind, tenantId, id, version: 1, data: entity };
-    const inserted = await this.#run((s) => s.insertRow(row));
+    const inserted = await this.#write(async (s) => {
+      if (!(await s.insertRow(row))) return false;
+      await keepComplianceState(s, this.#kind, tenantId, entity);
+      return true;
+    });
     if (!inserted) throw new AlreadyExistsError(this.#kind, id);
     return entity as EntityTypes[K];
   }
@@ -188,7 +202,7 @@ class EntityRepository<K extends EntityKind> implements Repository<K> {
         forbidden.map((k) => ({ path: [k], message: 'cannot be changed' })),
       );
     }
-    return this.#run(async (s) => {
+    return this.#write(async (s) => {
       const current = await s.getRow(this.#kind, tenantId, id);
       if (!current) throw new NotFoundError(this.#kind, id);
       if (current.version !== options.expectedVersion) {
@@ -207,6 +221,7 @@ class EntityRepository<K extends EntityKind> implements Repository<K> {
       if (!(await s.updateRow(row, current.version))) {
         throw new ConflictError(`${this.#kind} ${JSON.stringify(id)} changed while it was being updated`);
       }
+      await keepComplianceState(s, this.#kind, tenantId, entity, current.data);
       return entity as EntityTypes[K];
     });
   }
@@ -214,17 +229,21 @@ class EntityRepository<K extends EntityKind> implements Repository<K> {
   async delete(tenantId: string, id: string, options: { expectedVersion?: number } = {}): Promise<boolean> {
     checkTenant(tenantId, this.#subject);
     checkId(id, this.#subject);
-    return this.#run(async (s) => {
-      if (options.expectedVersion !== undefined) {
-        const current = await s.getRow(this.#kind, tenantId, id);
+    return this.#write(async (s) => {
+      const tracked = tracksComplianceState(this.#kind);
+      let current: EntityRow | undefined;
+      if (options.expectedVersion !== undefined || tracked) {
+        current = await s.getRow(this.#kind, tenantId, id);
         if (!current) return false;
-        if (current.version !== options.expectedVersion) {
-          throw new ConflictError(
-            `${this.#kind} ${JSON.stringify(id)} is at version ${current.version}, not ${options.expectedVersion}`,
-          );
-        }
       }
-      return s.deleteRow(this.#kind, tenantId, id, options.expectedVersion);
+      if (options.expectedVersion !== undefined && current && current.version !== options.expectedVersion) {
+        throw new ConflictError(
+          `${this.#kind} ${JSON.stringify(id)} is at version ${current.version}, not ${options.expectedVersion}`,
+        );
+      }
+      if (!(await s.deleteRow(this.#kind, tenantId, id, options.expectedVersion))) return false;
+      if (current) await keepComplianceState(s, this.#kind, tenantId, undefined, current.data);
+      return true;
     });
   }
 
@@ -373,13 +392,14 @@ class ChainedAuditLog implements AuditLog {
   }
 }
 
-function scope(run: Run, clock: Clock, backend: StoreBackend, inTransaction: boolean): StoreScope {
+function scope(runners: Runners, clock: Clock, backend: StoreBackend, inTransaction: boolean): StoreScope {
   const repos = Object.fromEntries(
-    ENTITY_KINDS.map((kind) => [kind, new EntityRepository(kind, run, clock)]),
+    ENTITY_KINDS.map((kind) => [kind, new EntityRepository(kind, runners, clock)]),
   );
   return {
-    ...(repos as unknown as Omit<StoreScope, 'audit'>),
-    audit: new ChainedAuditLog(run, clock, backend, inTransaction),
+    ...(repos as unknown as Omit<StoreScope, 'audit' | 'complianceStates'>),
+    audit: new ChainedAuditLog(runners.run, clock, backend, inTransaction),
+    complianceStates: new StoredComplianceStates(runners.run),
   };
 }
 
@@ -403,7 +423,11 @@ export function createStore(backend: StoreBackend, options: CreateStoreOptions =
     guard();
     return backend.session(fn, { transactional: false });
   };
-  const base = scope(run, clock, backend, false);
+  const atomic: Run = (fn) => {
+    guard();
+    return backend.session(fn, { transactional: true });
+  };
+  const base = scope({ run, atomic }, clock, backend, false);
   return {
     ...base,
     leases: backend.leases,
@@ -418,7 +442,9 @@ export function createStore(backend: StoreBackend, options: CreateStoreOptions =
             return inner(session);
           };
           try {
-            return await inTransaction.run(true, () => fn(scope(txRun, clock, backend, true)));
+            return await inTransaction.run(true, () =>
+              fn(scope({ run: txRun, atomic: txRun }, clock, backend, true)),
+            );
           } finally {
             open = false;
           }

@@ -1,4 +1,5 @@
 import { auditColumnsOf } from '../audit/columns.js';
+import type { ComplianceState } from '../domain/compliance-state.js';
 import type { AuditRecord, EntityKind } from '../domain/index.js';
 import { LeaseNotHeldError } from '../errors.js';
 import type { Clock } from '../ports/clock.js';
@@ -72,6 +73,7 @@ class MemoryLeases implements Leases {
 class MemoryBackend implements StoreBackend {
   readonly #rows = new Map<string, EntityRow>();
   readonly #audit = new Map<string, AuditRecord[]>();
+  readonly #states = new Map<string, ComplianceState>();
   readonly #mutex = new Mutex();
   readonly leases: Leases;
 
@@ -96,10 +98,17 @@ class MemoryBackend implements StoreBackend {
   #session(undo: (() => void)[] | undefined): BackendSession {
     const rows = this.#rows;
     const audit = this.#audit;
+    const states = this.#states;
     const remember = (k: string) => {
       if (!undo) return;
       const before = rows.get(k);
       undo.push(() => (before ? rows.set(k, before) : rows.delete(k)));
+    };
+    const stateKey = (tenantId: string, serverId: string) => `${tenantId}\u0000${serverId}`;
+    const rememberState = (k: string) => {
+      if (!undo) return;
+      const before = states.get(k);
+      undo.push(() => (before ? states.set(k, before) : states.delete(k)));
     };
     return {
       async listTenantIds() {
@@ -160,6 +169,32 @@ class MemoryBackend implements StoreBackend {
           chain.pop();
         });
         return true;
+      },
+      async getComplianceState(tenantId, serverId) {
+        const state = states.get(stateKey(tenantId, serverId));
+        return state && clone(state);
+      },
+      async putComplianceState(tenantId, state) {
+        const k = stateKey(tenantId, state.serverId);
+        rememberState(k);
+        states.set(k, clone(state));
+      },
+      async deleteComplianceState(tenantId, serverId) {
+        const k = stateKey(tenantId, serverId);
+        if (!states.has(k)) return;
+        rememberState(k);
+        states.delete(k);
+      },
+      async listComplianceStates(tenantId, { after, limit }) {
+        const prefix = stateKey(tenantId, '');
+        const out: ComplianceState[] = [];
+        for (const [k, state] of states) {
+          if (!k.startsWith(prefix) || !state.server) continue;
+          if (after !== undefined && state.serverId <= after) continue;
+          out.push(state);
+        }
+        out.sort((a, b) => (a.serverId < b.serverId ? -1 : a.serverId > b.serverId ? 1 : 0));
+        return out.slice(0, limit).map(clone);
       },
       async auditList(tenantId, query) {
         const chain = audit.get(tenantId) ?? [];
