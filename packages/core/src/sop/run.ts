@@ -327,28 +327,47 @@ function serverAudit(
   };
 }
 
-/** Saves a task's change with optimistic concurrency, and its audit record when `audit` says so. */
+/** How {@link saveTask} writes: the version last seen, the change's audit record, the transaction. */
+interface SaveTaskOptions {
+  /** The task as this execution last saved or read it: its version is tried first. */
+  known?: TaskResult | undefined;
+  /** The audit record of the change, written in the same transaction. */
+  audit?: (task: TaskResult) => AuditInput;
+  /** The transaction to write in. @default a transaction of its own, or none for a change without audit */
+  scope?: StoreScope;
+}
+
+/**
+ * Saves a task's change with optimistic concurrency, and its audit record when `audit` says so.
+ * The version this execution last saw is tried first (reading the row again before each write cost
+ * a read per write); a conflict means another writer moved the task on, and the change is applied
+ * over the version read then. A change without an audit record is a single conditional row update,
+ * atomic on its own, so it opens no transaction.
+ */
 async function saveTask(
   ctx: CallContext,
   taskId: string,
   changes: Partial<TaskResult>,
-  audit?: (task: TaskResult) => AuditInput,
-  scope?: StoreScope,
+  options: SaveTaskOptions = {},
 ): Promise<TaskResult> {
-  const write = async (tx: StoreScope) => {
-    const current = await tx.taskResults.require(ctx.tenantId, taskId);
-    const saved = await tx.taskResults.update(ctx.tenantId, taskId, changes as never, {
-      expectedVersion: current.version,
-    });
+  const { known, audit, scope } = options;
+  const write = async (tx: StoreScope, knownVersion: number | undefined) => {
+    const expectedVersion = knownVersion ?? (await tx.taskResults.require(ctx.tenantId, taskId)).version;
+    const saved = await tx.taskResults.update(ctx.tenantId, taskId, changes as never, { expectedVersion });
     if (audit) await ctx.runtime.audit(tx, audit(saved));
     return saved;
   };
-  if (scope) return write(scope);
+  const store = ctx.runtime.store;
   for (let attempt = 0; ; attempt++) {
+    const knownVersion = attempt === 0 ? known?.version : undefined;
     try {
-      return await ctx.runtime.store.transaction(write);
+      if (scope) return await write(scope, knownVersion);
+      if (!audit) return await write(store, knownVersion);
+      return await store.transaction((tx) => write(tx, knownVersion));
     } catch (error) {
-      if (!(error instanceof ConflictError) || attempt >= 3) throw error;
+      // Inside the caller's transaction only a stale known version is retried, over a fresh read.
+      const retries = scope ? (known ? 1 : 0) : 3;
+      if (!(error instanceof ConflictError) || attempt >= retries) throw error;
     }
   }
 }
@@ -638,8 +657,7 @@ class RunExecution {
           error: INTERRUPTED,
           details: { ...task.details, countsAgainstBudget: true, interrupted: true },
         },
-        (t) => serverAudit(this.#ctx, this.#actor, this.#run, t),
-        tx,
+        { known: task, audit: (t) => serverAudit(this.#ctx, this.#actor, this.#run, t), scope: tx },
       );
       this.#tasks.set(task.serverId, saved);
       interrupted.push(task.serverId);
@@ -677,11 +695,12 @@ class RunExecution {
     const server = this.#servers.get(serverId);
     const taskId = this.#taskId(serverId);
     const previous = this.#tasks.get(serverId);
-    const running = await saveTask(ctx, taskId, {
-      status: 'running',
-      attempt: (previous?.attempt ?? 0) + 1,
-      startedAt: nowIso(ctx),
-    });
+    const running = await saveTask(
+      ctx,
+      taskId,
+      { status: 'running', attempt: (previous?.attempt ?? 0) + 1, startedAt: nowIso(ctx) },
+      { known: previous },
+    );
     this.#tasks.set(serverId, running);
     this.#events().emit('script.server.started', {
       tenantId: ctx.tenantId,
@@ -825,7 +844,7 @@ class RunExecution {
           ...(spilled && 'error' in spilled ? { fullOutputError: spilled.error.slice(0, 1000) } : {}),
         },
       },
-      (t) => serverAudit(ctx, this.#actor, run, t),
+      { known: running, audit: (t) => serverAudit(ctx, this.#actor, run, t) },
     );
     this.#tasks.set(serverId, saved);
     if (state === 'failed' && error) {
@@ -882,8 +901,7 @@ class RunExecution {
                   ),
               },
             },
-            undefined,
-            tx,
+            { known: this.#tasks.get(serverId), scope: tx },
           );
           this.#tasks.set(serverId, saved);
         }
