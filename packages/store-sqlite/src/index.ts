@@ -1,2 +1,2 @@
-export { MIGRATIONS, type Migration } from './migrations.js';
+export { MIGRATIONS, type Migration, type MigrationDatabase } from './migrations.js';
 export { createSqliteStore, type SqliteStoreOptions, SqliteStoreOptionsSchema } from './sqlite-store.js';

@@ -1,5 +1,4 @@
 import { ComplianceStateBackfill, type ScanResult, type Server } from '@fleetward/core';
-import type Database from 'better-sqlite3';
 
 /**
  * Versioned schema migrations. Applied in order, each in its own transaction, recorded in
@@ -10,11 +9,22 @@ export interface Migration {
   name: string;
   sql: string;
   /** Fills what `sql` created from the data already stored, in the same transaction. */
-  backfill?: (db: Database.Database) => void;
+  backfill?: (db: MigrationDatabase) => void;
+}
+
+/**
+ * What a backfill uses of the database: a better-sqlite3 `Database` has it. Declared here so that
+ * the package's types do not need better-sqlite3's.
+ */
+export interface MigrationDatabase {
+  prepare(sql: string): {
+    iterate(...params: unknown[]): Iterable<unknown>;
+    run(...params: unknown[]): unknown;
+  };
 }
 
 /** Builds every server's compliance state from the stored servers and scan results. */
-function backfillComplianceStates(db: Database.Database): void {
+function backfillComplianceStates(db: MigrationDatabase): void {
   const fold = new ComplianceStateBackfill();
   const rows = db
     .prepare("SELECT kind, tenant_id, data FROM entities WHERE kind IN ('servers', 'scanResults')")
