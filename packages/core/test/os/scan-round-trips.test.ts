@@ -2,6 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { itIfAvailable } from '@fleetward/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { OsFacts, Server } from '../../src/domain/index.js';
 import { DEFAULT_DRIVERS, detectOs, scanServer } from '../../src/engine/scan.js';
@@ -93,8 +94,9 @@ describe('scanServer round trips', () => {
   chmodSync(join(dir, 'apt-get'), 0o755);
   const PATH = `${dir}:${process.env.PATH ?? '/usr/bin:/bin'}`;
 
-  it.runIf(onDebian)(
+  itIfAvailable(
     'scanServer — a server whose stored OS names apt is detected and scanned in one command',
+    onDebian ? undefined : 'needs a Debian host (its /etc/os-release names apt)',
     async () => {
       const commands: Command[] = [];
       const ctx = { adapter: localAdapter(PATH, commands), drivers: DEFAULT_DRIVERS };
@@ -115,8 +117,9 @@ describe('scanServer round trips', () => {
     },
   );
 
-  it.runIf(onDebian)(
+  itIfAvailable(
     'scanServer — a host reinstalled with another package manager is scanned with the right driver',
+    onDebian ? undefined : 'needs a Debian host (its /etc/os-release names apt)',
     async () => {
       const commands: Command[] = [];
       const stale: OsFacts = {
@@ -138,16 +141,22 @@ describe('scanServer round trips', () => {
     },
   );
 
-  it.runIf(thisHost !== undefined)('detectOs — reads os-release and uname in one command', async () => {
-    const commands: Command[] = [];
-    const os = await detectOs(localAdapter(PATH, commands).exec!, server(), {
-      adapter: localAdapter(PATH, []),
-      drivers: DEFAULT_DRIVERS,
-    });
-    expect(commands).toEqual([OS_FACTS_COMMAND]);
-    const [kernel, arch] = spawnSync('uname', ['-r', '-m'], { encoding: 'utf8' }).stdout.trim().split(/\s+/);
-    expect(os).toEqual({ ...thisHost, kernel, arch });
-  });
+  itIfAvailable(
+    'detectOs — reads os-release and uname in one command',
+    thisHost ? undefined : 'needs /etc/os-release',
+    async () => {
+      const commands: Command[] = [];
+      const os = await detectOs(localAdapter(PATH, commands).exec!, server(), {
+        adapter: localAdapter(PATH, []),
+        drivers: DEFAULT_DRIVERS,
+      });
+      expect(commands).toEqual([OS_FACTS_COMMAND]);
+      const [kernel, arch] = spawnSync('uname', ['-r', '-m'], { encoding: 'utf8' })
+        .stdout.trim()
+        .split(/\s+/);
+      expect(os).toEqual({ ...thisHost, kernel, arch });
+    },
+  );
 });
 
 describe('splitOsFacts', () => {
