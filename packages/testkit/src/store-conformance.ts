@@ -441,6 +441,38 @@ export function describeStoreConformance(name: string, options: StoreConformance
       it('list — limit applies after the selector', async () => {
         expect(await ids({ selector: { labels: { env: 'prod' } }, limit: 2 })).toEqual(['a', 'c']);
       });
+
+      it('list — named ids give what walking the tenant in id order would, for every subset, cursor, limit and where', async () => {
+        const all = await store.servers.listAll(T1);
+        const names = ['a', 'b', 'c', 'd', 'x', 'z'];
+        const subsets = Array.from({ length: 1 << names.length }, (_, mask) =>
+          names.filter((_, i) => mask & (1 << i)),
+        );
+        for (const subset of subsets) {
+          // Reversed and repeated: order and duplicates in the selector change nothing.
+          const named = [...subset].reverse().concat(subset.slice(0, 1));
+          for (const after of [undefined, 'a', 'b0', 'c']) {
+            for (const limit of [1, 2, 10]) {
+              for (const where of [undefined, { provider: 'aws' as const }]) {
+                const selector = { ids: named, ...(subset.length % 2 ? { labels: { env: 'prod' } } : {}) };
+                const expected = all
+                  .filter((s) => subset.includes(s.id) && (after === undefined || s.id > after))
+                  .filter((s) => !where || s.provider === where.provider)
+                  .filter((s) => !('labels' in selector) || s.labels['env'] === 'prod')
+                  .slice(0, limit)
+                  .map((s) => s.id);
+                const got = await ids({
+                  selector,
+                  limit,
+                  ...(after === undefined ? {} : { after }),
+                  ...(where ? { where } : {}),
+                });
+                expect(got, JSON.stringify({ named, after, limit, where, selector })).toEqual(expected);
+              }
+            }
+          }
+        }
+      });
     });
 
     group('concurrency', () => {
