@@ -333,6 +333,7 @@ export {
   type ApprovalState,
 } from './sop/repository.js';
 export {
+  decideRolloutEnd,
   type ExecuteRolloutOptions,
   executeRollout,
   type KnownServerState,
@@ -340,6 +341,7 @@ export {
   type RolloutOutcome,
   type RolloutPolicy,
   type RolloutPolicyInput,
+  type RolloutTally,
   type ServerOutcome,
   type ServerRunState,
   stopConditionFor,

@@ -7,7 +7,7 @@ import { AuditQuerySchema } from '../audit/options.js';
 import { type ComplianceApi, createComplianceApi } from '../compliance/api.js';
 import type { AuditRecord, EntityInputs, ScanResult, Server, ServerSelector } from '../domain/index.js';
 import { objectArgument, validateOptions } from '../domain/options.js';
-import { AlreadyExistsError, ConflictError } from '../errors.js';
+import { AlreadyExistsError, ConflictError, ValidationError } from '../errors.js';
 import { createIamApi, type IamApi, TENANT_ADMIN_ROLE_ID } from '../iam/api.js';
 import {
   type AccountsApi,
@@ -24,10 +24,12 @@ import { Runtime, type RuntimeOptions } from '../kernel/runtime.js';
 import { createNotifyApi, type NotifyApi } from '../notify/api.js';
 import { openChangeRequestsAfterScan } from '../patch/change-requests.js';
 import { createPatchApi, type PatchApi } from '../patch/plan.js';
+import type { RolloutKind, RolloutRef, RolloutWork } from '../ports/rollouts.js';
 import type { AuditQuery } from '../ports/store.js';
 import { createReportsApi, type ReportsApi } from '../report/build.js';
 import { createScheduleApi, type ScheduleApi } from '../schedule/api.js';
 import { createScriptApi, type ScriptApi } from '../sop/api.js';
+import { createScriptRolloutWork } from '../sop/run.js';
 import { createRunbookApi, type RunbookApi } from '../sop/runbook.js';
 
 export type { Actor } from '../kernel/actor.js';
@@ -58,7 +60,28 @@ export class Fleet extends Runtime {
     super(options);
     // A scan opens change requests for the projects whose policy asks for them.
     this.afterScan.push(openChangeRequestsAfterScan);
+    const byKind: Record<RolloutKind, RolloutWork> = { script: createScriptRolloutWork(this) };
+    const of = (ref: RolloutRef): RolloutWork => {
+      const work = byKind[ref.kind];
+      if (!work)
+        throw new ValidationError('RolloutRef', [
+          { path: ['kind'], message: `unknown rollout kind ${JSON.stringify(ref.kind)}` },
+        ]);
+      return work;
+    };
+    this.rolloutWork = {
+      runServer: (ref, serverId, options) => of(ref).runServer(ref, serverId, options),
+      finish: (ref, end) => of(ref).finish(ref, end),
+      cancelRequested: (ref) => of(ref).cancelRequested(ref),
+    };
   }
+
+  /**
+   * What worker processes do for a {@link RolloutQueue}: one server's task of a submitted run, and
+   * the recording of its end, acting as the principal who started the run. `@fleetward/worker`
+   * calls it; an application does not need to.
+   */
+  readonly rolloutWork: RolloutWork;
 
   /**
    * Calls made as `actor`: authorized and audited one by one.

@@ -9,6 +9,7 @@ import type { PackageManagerDriver } from '../os/driver.js';
 import { type Adapter, type AdapterContext, CAPABILITIES } from '../ports/adapter.js';
 import { type Clock, systemClock } from '../ports/clock.js';
 import { isLogger, type Logger } from '../ports/logger.js';
+import type { RolloutQueue } from '../ports/rollouts.js';
 import type { SecretStore } from '../ports/secret-store.js';
 import type { Store, StoreScope } from '../ports/store.js';
 import type { FleetEvents } from './events.js';
@@ -41,6 +42,14 @@ export interface RuntimeOptions {
    * @default nothing is logged
    */
   logger?: Logger;
+  /**
+   * Where started runs are carried out: without it (the embedded default) the process that starts a
+   * run executes it; with a queue (`@fleetward/worker` on PostgreSQL) the run is submitted and
+   * worker processes carry out its servers, while the starting call waits for the end. Script
+   * runs go through it; the other workflows still run in the starting process.
+   * @default undefined: in process
+   */
+  rollouts?: RolloutQueue;
 }
 
 /** What an {@link AfterScanHook} is told about a finished scan. */
@@ -82,6 +91,8 @@ export class Runtime {
    * one. Modules and workers log through it, never to the option directly.
    */
   readonly logger: RedactingLogger;
+  /** The `rollouts` option: where started runs are carried out, or undefined for this process. */
+  readonly rollouts: RolloutQueue | undefined;
   /** Run after every scan with at least one success; see {@link AfterScanHook}. */
   readonly afterScan: AfterScanHook[] = [];
   readonly #adapters = new Map<string, Adapter>();
@@ -102,6 +113,7 @@ export class Runtime {
     const known = new SecretValues();
     this.secrets = options.secrets ? noteSecrets(options.secrets, known) : undefined;
     this.logger = new RedactingLogger(options.logger, known);
+    this.rollouts = options.rollouts;
     this.drivers = options.drivers ?? DEFAULT_DRIVERS;
     this.scanConcurrency = options.scanConcurrency ?? 32;
     this.accessOptions = validate(AccessOptionsSchema, options.access ?? {}, 'FleetOptions.access');

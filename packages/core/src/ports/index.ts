@@ -12,6 +12,7 @@ export { systemClock } from './clock.js';
 export type * from './integrations.js';
 export type { LogFn, Logger } from './logger.js';
 export { isLogger, silentLogger } from './logger.js';
+export type * from './rollouts.js';
 export type { SecretStore } from './secret-store.js';
 export { MemorySecretStore } from './secret-store.js';
 export type * from './store.js';

@@ -83,6 +83,8 @@ export interface ServerOutcome {
   countsAgainstBudget: boolean;
   /** Stop the whole rollout after this server, with this reason (e.g. a changed host key). */
   stopRollout?: string;
+  /** The failure's error code, for metrics (`COMMAND_FAILED`, `TIMEOUT`, …). */
+  code?: string;
 }
 
 /** A server's state as the store has it when the rollout (re)starts. */
@@ -183,20 +185,50 @@ export async function executeRollout(options: ExecuteRolloutOptions): Promise<Ro
   const all = options.waves.flatMap((w) => w.serverIds);
   const untouched = all.filter((id) => (states.get(id) ?? 'pending') === 'pending');
   const count = (s: ServerRunState) => all.filter((id) => states.get(id) === s).length;
-  const counts = {
-    succeeded: count('succeeded'),
-    failed: count('failed'),
-    cancelled: count('cancelled'),
-    untouched: untouched.length,
-  };
-  const budgetText = `${failures} failed server${failures === 1 ? '' : 's'} counted, at most ${stopCondition.maxFailures} allowed`;
+  return decideRolloutEnd({
+    failures,
+    maxFailures: stopCondition.maxFailures,
+    onBudgetSpent: stopCondition.onBudgetSpent,
+    ...(stopReason !== undefined ? { stopReason } : {}),
+    cancelled: signal?.aborted === true,
+    untouched,
+    counts: { succeeded: count('succeeded'), failed: count('failed'), cancelled: count('cancelled') },
+  });
+}
+
+/** What a rollout's end is decided on: its counters when no server of it runs any more. */
+export interface RolloutTally {
+  /** Failures that counted against the budget. */
+  failures: number;
+  maxFailures: number;
+  onBudgetSpent: 'stop' | 'pause';
+  /** The first reason given to stop (a changed host key, a lost lease). */
+  stopReason?: string;
+  cancelled: boolean;
+  /** Servers never started, in wave order. */
+  untouched: string[];
+  /** Servers that ended each way (before this rollout or in it). */
+  counts: { succeeded: number; failed: number; cancelled: number };
+}
+
+/**
+ * How a rollout ended, from its tally: cancelled; stopped (or paused) when its budget was spent or
+ * it was told to stop with servers left; otherwise succeeded, failed or partial by its servers.
+ * {@link executeRollout} and the worker queue (`@fleetward/worker`) decide with it, so a run
+ * ends the same way in one process and across many.
+ */
+export function decideRolloutEnd(tally: RolloutTally): RolloutOutcome {
+  const { failures, maxFailures, untouched } = tally;
+  const counts = { ...tally.counts, untouched: untouched.length };
+  const budgetSpent = failures > maxFailures;
+  const budgetText = `${failures} failed server${failures === 1 ? '' : 's'} counted, at most ${maxFailures} allowed`;
   const base = { failures, untouched, counts };
-  if (signal?.aborted) return { ...base, status: 'cancelled', reason: 'cancelled' };
+  if (tally.cancelled) return { ...base, status: 'cancelled', reason: 'cancelled' };
   // A run that spent its budget or was told to stop, with servers left, stopped (or paused);
   // one that had nothing left to stop ended like any other, and says why it exceeded its budget.
-  const why = budgetSpent() ? `error budget spent (${budgetText})` : stopReason;
+  const why = budgetSpent ? `error budget spent (${budgetText})` : tally.stopReason;
   if (why && untouched.length > 0) {
-    if (budgetSpent() && stopCondition.onBudgetSpent === 'pause') {
+    if (budgetSpent && tally.onBudgetSpent === 'pause') {
       return {
         ...base,
         status: 'paused',

@@ -32,11 +32,20 @@ import {
 } from '../errors.js';
 import { resolveTargets, TargetsSchema } from '../inventory/targets.js';
 import { refused } from '../kernel/call-audit.js';
-import type { CallContext } from '../kernel/context.js';
+import { type CallContext, createCallContext } from '../kernel/context.js';
 import { jobLogger, logJobFinished, logJobStarted, logServerFailed, startJob } from '../kernel/jobs.js';
 import { RunLease } from '../kernel/lease.js';
 import type { RedactingLogger } from '../kernel/log.js';
+import type { Runtime } from '../kernel/runtime.js';
 import type { ExecResult } from '../ports/adapter.js';
+import type {
+  RolloutEnd,
+  RolloutQueue,
+  RolloutRef,
+  RolloutServerOutcome,
+  RolloutWork,
+  SubmittedServerState,
+} from '../ports/rollouts.js';
 import type { StoreScope } from '../ports/store.js';
 import { AbortFanout } from '../util/abort-fanout.js';
 import { createFileInFolder, openFolder, type PendingFile, type SafeFolder } from '../util/safe-fs.js';
@@ -372,6 +381,26 @@ async function saveTask(
   }
 }
 
+const INTERRUPTED_ON_WORKER = {
+  code: 'INTERRUPTED',
+  message:
+    'the worker running the script here stopped (its heartbeat ended): whether the script finished is unknown, and it is not run again',
+};
+
+/** How a task that already ended counts in its rollout, read back from the store. */
+function outcomeOfTask(task: TaskResult, server: Pick<Server, 'id' | 'name'> | undefined): ServerOutcome {
+  const state = task.status === 'succeeded' ? 'succeeded' : task.status === 'failed' ? 'failed' : 'cancelled';
+  const stop = task.error
+    ? stopsOperation(task.error, server ?? { id: task.serverId, name: task.serverId })
+    : undefined;
+  return {
+    state,
+    countsAgainstBudget: state === 'failed' && task.details?.['countsAgainstBudget'] !== false,
+    ...(stop ? { stopRollout: stop.reason } : {}),
+    ...(task.error ? { code: task.error.code } : {}),
+  };
+}
+
 const INTERRUPTED = {
   code: 'INTERRUPTED',
   message:
@@ -483,7 +512,7 @@ class RunExecution {
   constructor(
     ctx: CallContext,
     opts: ParsedOptions,
-    principal: Principal,
+    actor: AuditInput['actor'],
     run: ScriptRun,
     script: Script,
     servers: Map<string, Server>,
@@ -491,7 +520,7 @@ class RunExecution {
   ) {
     this.#ctx = ctx;
     this.#opts = opts;
-    this.#actor = { principalId: principal.id, kind: principal.kind };
+    this.#actor = actor;
     this.#run = run;
     this.#script = script;
     this.#servers = servers;
@@ -691,8 +720,6 @@ class RunExecution {
 
   async #runServer(serverId: string): Promise<ServerOutcome> {
     const ctx = this.#ctx;
-    const run = this.#run;
-    const server = this.#servers.get(serverId);
     const taskId = this.#taskId(serverId);
     const previous = this.#tasks.get(serverId);
     const running = await saveTask(
@@ -702,6 +729,144 @@ class RunExecution {
       { known: previous },
     );
     this.#tasks.set(serverId, running);
+    return this.#carryOut(serverId, running, (fn) => this.#serverSignals.run(fn));
+  }
+
+  /**
+   * Starts the run's job and tasks (or settles a resumed run's tasks left running) and hands its
+   * servers to `queue`, where workers carry them out ({@link RolloutWork}).
+   */
+  async submit(queue: RolloutQueue): Promise<void> {
+    const ctx = this.#ctx;
+    const resumed = this.#run.status !== 'awaiting-start';
+    if (resumed) await this.#prepareResume();
+    else await this.#prepareStart();
+    logJobStarted(this.#logger(), this.#job, {
+      runId: this.#run.id,
+      script: this.#run.scriptName,
+      revision: this.#run.revision,
+      resumed,
+      workers: queue.name,
+    });
+    this.#events().emit('script.run.started', {
+      tenantId: ctx.tenantId,
+      runId: this.#run.id,
+      jobId: this.#job.id,
+      scriptName: this.#run.scriptName,
+      contentHash: this.#run.contentHash,
+      resumed,
+    });
+    const states: Record<string, SubmittedServerState> = {};
+    for (const task of this.#tasks.values()) {
+      states[task.serverId] = {
+        state: stateOf(task),
+        countsAgainstBudget: task.details?.['countsAgainstBudget'] !== false,
+      };
+    }
+    await queue.submit({
+      kind: 'script',
+      tenantId: ctx.tenantId,
+      runId: this.#run.id,
+      jobId: this.#job.id,
+      waves: this.#run.waves,
+      maxConcurrency: this.#run.rollout.maxConcurrency,
+      maxFailures: this.#run.stopCondition.maxFailures,
+      onBudgetSpent: this.#run.stopCondition.onBudgetSpent,
+      states,
+      acknowledgeFailures: this.#opts.acknowledgeFailures,
+    });
+  }
+
+  /**
+   * A worker's part: the task of `serverId` as {@link RolloutWork.runServer} says. Taking a pending
+   * task is a conditional update on the version read, so of two workers handed the same server
+   * only one starts it; the other finds it running (owner alive: nothing to do) or finished.
+   */
+  async workOn(
+    serverId: string,
+    workerId: string,
+    signal: AbortSignal,
+    ownerAlive: (workerId: string) => Promise<boolean>,
+  ): Promise<ServerOutcome | undefined> {
+    const ctx = this.#ctx;
+    const store = ctx.runtime.store;
+    const id = this.#taskId(serverId);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const task = await store.taskResults.require(ctx.tenantId, id);
+      try {
+        if (task.status === 'pending') {
+          const running = await store.taskResults.update(
+            ctx.tenantId,
+            id,
+            {
+              status: 'running',
+              attempt: task.attempt + 1,
+              startedAt: nowIso(ctx),
+              details: { ...task.details, workerId },
+            },
+            { expectedVersion: task.version },
+          );
+          return await this.#carryOut(serverId, running, (fn) => fn(signal));
+        }
+        if (task.status === 'running') {
+          const owner = task.details?.['workerId'];
+          if (owner === workerId) return undefined;
+          if (typeof owner === 'string' && (await ownerAlive(owner))) return undefined;
+          const saved = await store.transaction(async (tx) => {
+            const failed = await tx.taskResults.update(
+              ctx.tenantId,
+              id,
+              {
+                status: 'failed',
+                finishedAt: nowIso(ctx),
+                error: INTERRUPTED_ON_WORKER,
+                details: { ...task.details, countsAgainstBudget: true, interrupted: true },
+              },
+              { expectedVersion: task.version },
+            );
+            await ctx.runtime.audit(tx, serverAudit(ctx, this.#actor, this.#run, failed));
+            return failed;
+          });
+          logServerFailed(this.#logger(), serverId, INTERRUPTED_ON_WORKER, { workerId: owner });
+          return outcomeOfTask(saved, this.#servers.get(serverId));
+        }
+        return outcomeOfTask(task, this.#servers.get(serverId));
+      } catch (error) {
+        if (!(error instanceof ConflictError)) throw error;
+        // Another worker moved the task on between the read and the write: read it again.
+      }
+    }
+    throw new ConflictError(`task ${id} kept changing while worker ${workerId} tried to take it`);
+  }
+
+  /** Loads the job and every task: what {@link RunExecution.finish} counts over. */
+  async loadTasks(): Promise<void> {
+    const store = this.#ctx.runtime.store;
+    this.#job = await store.jobs.require(this.#ctx.tenantId, this.#run.jobId!);
+    for (const task of await store.taskResults.listAll(this.#ctx.tenantId, {
+      where: { jobId: this.#job.id },
+    })) {
+      this.#tasks.set(task.serverId, task);
+    }
+  }
+
+  /** Points the execution at the run's job without loading its tasks (a worker reads each task itself). */
+  async loadJob(): Promise<void> {
+    this.#job = await this.#ctx.runtime.store.jobs.require(this.#ctx.tenantId, this.#run.jobId!);
+  }
+
+  /**
+   * Runs the script on one server whose task is `running`, records the result with its audit
+   * record, and says how it ended. `withSignal` gives the exec its abort signal.
+   */
+  async #carryOut(
+    serverId: string,
+    running: TaskResult,
+    withSignal: <T>(fn: (signal: AbortSignal) => Promise<T>) => Promise<T>,
+  ): Promise<ServerOutcome> {
+    const ctx = this.#ctx;
+    const run = this.#run;
+    const server = this.#servers.get(serverId);
     this.#events().emit('script.server.started', {
       tenantId: ctx.tenantId,
       runId: run.id,
@@ -735,7 +900,7 @@ class RunExecution {
       };
       const sink = spill;
       const exec = adapter.exec;
-      result = await this.#serverSignals.run((signal) =>
+      result = await withSignal((signal) =>
         exec.exec(server, scriptCommand(this.#script, server, env), {
           timeoutMs: run.timeoutMs,
           maxOutputBytes: this.#opts.maxOutputBytes,
@@ -863,7 +1028,12 @@ class RunExecution {
       exitCode: exitCode ?? null,
       ...(error ? { reason: error.message } : {}),
     });
-    return { state, countsAgainstBudget, ...(stopRollout ? { stopRollout } : {}) };
+    return {
+      state,
+      countsAgainstBudget,
+      ...(stopRollout ? { stopRollout } : {}),
+      ...(error ? { code: error.code } : {}),
+    };
   }
 
   /**
@@ -1091,11 +1261,88 @@ async function execute(
         `script run ${runId} changed while it was being started (${fresh.status}); try again`,
       );
     }
-    return await new RunExecution(ctx, opts, principal, run, script, servers, secrets).execute(signal, lease);
+    const execution = new RunExecution(ctx, opts, actorOf(principal), run, script, servers, secrets);
+    const queue = ctx.runtime.rollouts;
+    if (!queue) return await execution.execute(signal, lease);
+    await submitToWorkers(ctx, queue, execution, run, mode, opts, refuse);
   } finally {
     await lease.release();
   }
+  // Workers carry it out now; this call waits for its end like an in-process run would.
+  return waitForEnd(ctx, runId, signal, opts.cancelPollMs);
 }
+
+/**
+ * Hands a run to the worker queue: its job and tasks (or, on resume, the settling of tasks left
+ * running) commit first, then the submission; a crash between the two leaves a running run that
+ * no worker has, which `resumeRun` submits again.
+ */
+async function submitToWorkers(
+  ctx: CallContext,
+  queue: RolloutQueue,
+  execution: RunExecution,
+  run: ScriptRun,
+  mode: 'start' | 'resume',
+  opts: ParsedOptions,
+  refuse: (message: string) => Promise<Error>,
+): Promise<void> {
+  const ref: RolloutRef = { kind: 'script', tenantId: ctx.tenantId, runId: run.id };
+  if (mode === 'resume' && (await queue.isActive(ref))) {
+    throw await refuse(
+      `script run ${run.id} is being carried out by workers (${queue.name}); it cannot be resumed now`,
+    );
+  }
+  if (run.secretParams.length > 0 && (opts.secrets || !run.secretsRef || !ctx.runtime.secrets)) {
+    throw await refuse(
+      `script run ${run.id} has secret parameters: workers read them from the SecretStore, so a Fleet with workers needs \`secrets\` when the run is planned, and takes no \`secrets\` option on start or resume`,
+    );
+  }
+  if (opts.outputDir) {
+    throw await refuse(
+      '`outputDir` writes output files on the executing machine: it is not available when workers carry out runs',
+    );
+  }
+  await execution.submit(queue);
+}
+
+/**
+ * Waits for a run carried out by workers to end (or pause), polling the store every `everyMs`. An
+ * abort of `signal` asks for the run's cancellation once, then keeps waiting for its end.
+ */
+async function waitForEnd(
+  ctx: CallContext,
+  runId: string,
+  signal: AbortSignal | undefined,
+  everyMs: number,
+): Promise<ScriptRunResults> {
+  const store = ctx.runtime.store;
+  let cancelAsked = false;
+  for (;;) {
+    const run = await store.scriptRuns.require(ctx.tenantId, runId);
+    if (TERMINAL.has(run.status) || run.status === 'paused') return runResults(ctx, runId);
+    if (signal?.aborted && !cancelAsked && !run.cancelRequested) {
+      cancelAsked = true;
+      await store.scriptRuns
+        .update(
+          ctx.tenantId,
+          runId,
+          { cancelRequested: true, reason: 'cancelled: the starting call was aborted' },
+          { expectedVersion: run.version },
+        )
+        .catch((error: unknown) => {
+          if (!(error instanceof ConflictError)) throw error;
+          cancelAsked = false; // the run moved on; look again
+        });
+    }
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+  }
+}
+
+/** How a principal appears in audit records. */
+const actorOf = (principal: Principal): AuditInput['actor'] => ({
+  principalId: principal.id,
+  kind: principal.kind,
+});
 
 /**
  * Starts a planned run and resolves when it has ended (or paused): servers wave by wave, at most
@@ -1156,18 +1403,22 @@ export async function cancelRun(
     if (run.secretsRef) await ctx.runtime.secrets?.delete(run.secretsRef).catch(() => undefined);
     return cancelled;
   }
-  const lease = await RunLease.acquire(
-    ctx.runtime.store,
-    `script-run:${ctx.tenantId}:${runId}`,
-    `cancel-${randomUUID()}`,
-    60_000,
-  );
+  // Workers carrying the run out hold no lease: they watch for the request and end the run.
+  const onWorkers = await ctx.runtime.rollouts?.isActive({ kind: 'script', tenantId: ctx.tenantId, runId });
+  const lease = onWorkers
+    ? undefined
+    : await RunLease.acquire(
+        ctx.runtime.store,
+        `script-run:${ctx.tenantId}:${runId}`,
+        `cancel-${randomUUID()}`,
+        60_000,
+      );
   if (lease) {
     try {
       const execution = new RunExecution(
         ctx,
         validate(ExecuteRunOptionsSchema, {}, 'ExecuteRunOptions'),
-        principal,
+        actorOf(principal),
         run,
         script,
         servers,
@@ -1243,4 +1494,63 @@ export async function runResults(ctx: CallContext, runId: string): Promise<Scrip
   };
   for (const s of servers) counts[s.state]++;
   return { run, ...(job ? { job } : {}), servers, counts };
+}
+
+/** Runs a worker keeps loaded: enough for every run a worker is likely to be sharing at once. */
+const LOADED_RUNS = 64;
+
+/**
+ * The worker side of script runs ({@link RolloutWork}): carries out one server's task of a run
+ * handed to a {@link RolloutQueue}, and records a run's end. Each call acts as the principal who
+ * started the run (that start was authorized and audited); runs are loaded once per worker and
+ * kept for the next of their servers.
+ */
+export function createScriptRolloutWork(runtime: Runtime): RolloutWork {
+  const context = (tenantId: string, principalId: string) =>
+    createCallContext(runtime, { tenantId, principalId });
+  const loaded = new Map<string, Promise<RunExecution>>();
+  const load = async (ref: RolloutRef): Promise<RunExecution> => {
+    const { tenantId, runId } = ref;
+    const run = await runtime.store.scriptRuns.require(tenantId, runId);
+    const ctx = context(tenantId, run.requestedBy);
+    const principal = await ctx.principal();
+    const actor: AuditInput['actor'] = { principalId: run.requestedBy, kind: principal?.kind ?? 'human' };
+    const script = await ctx.runtime.store.scripts.require(tenantId, run.scriptId);
+    const servers = await loadServers(ctx, run.serverIds);
+    const secrets = await secretValues(ctx, run, script, undefined);
+    const opts = validate(ExecuteRunOptionsSchema, {}, 'ExecuteRunOptions');
+    return new RunExecution(ctx, opts, actor, run, script, servers, secrets);
+  };
+  const cached = (ref: RolloutRef): Promise<RunExecution> => {
+    const key = `${ref.tenantId}\u0000${ref.runId}`;
+    let execution = loaded.get(key);
+    if (!execution) {
+      execution = load(ref).then(async (e) => {
+        await e.loadJob();
+        return e;
+      });
+      execution.catch(() => loaded.delete(key));
+      if (loaded.size >= LOADED_RUNS) loaded.delete(loaded.keys().next().value as string);
+      loaded.set(key, execution);
+    }
+    return execution;
+  };
+  return {
+    async runServer(ref, serverId, options): Promise<RolloutServerOutcome | undefined> {
+      const execution = await cached(ref);
+      return execution.workOn(serverId, options.workerId, options.signal, options.ownerAlive);
+    },
+    async finish(ref, end: RolloutEnd): Promise<void> {
+      loaded.delete(`${ref.tenantId}\u0000${ref.runId}`);
+      const run = await runtime.store.scriptRuns.require(ref.tenantId, ref.runId);
+      // A redelivered end, or a run already ended another way (cancelled while it was paused).
+      if (run.status !== 'running') return;
+      const execution = await load(ref);
+      await execution.loadTasks();
+      await execution.finish(end);
+    },
+    async cancelRequested(ref): Promise<boolean> {
+      return (await runtime.store.scriptRuns.get(ref.tenantId, ref.runId))?.cancelRequested === true;
+    },
+  };
 }

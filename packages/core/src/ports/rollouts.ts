@@ -1,0 +1,98 @@
+import type { Wave } from '../domain/index.js';
+
+/** The workflows whose per-server tasks a {@link RolloutQueue} can carry. */
+export type RolloutKind = 'script';
+
+/** Names one run of one workflow: what a worker loads to carry out a task of it. */
+export interface RolloutRef {
+  kind: RolloutKind;
+  tenantId: string;
+  runId: string;
+}
+
+/** A server's state when its rollout is handed over: only `pending` servers are started. */
+export interface SubmittedServerState {
+  state: 'pending' | 'running' | 'succeeded' | 'failed' | 'not-started' | 'cancelled';
+  /** False for a failure that does not count against the budget (unreachable, when allowed). */
+  countsAgainstBudget?: boolean;
+}
+
+/**
+ * A run handed to a {@link RolloutQueue}: its waves, limits and every server's state. The run's
+ * job, tasks and start audit record are committed before it is submitted.
+ */
+export interface RolloutSubmission extends RolloutRef {
+  jobId: string;
+  /** The waves in order; each wave's servers in the order they start. */
+  waves: readonly Wave[];
+  /** Servers of this run running at once, over all workers. */
+  maxConcurrency: number;
+  /** The run stops starting servers once more than this many counted failures were recorded. */
+  maxFailures: number;
+  /** What a spent budget does: stop (untouched servers are not started) or pause (they wait for a resume). */
+  onBudgetSpent: 'stop' | 'pause';
+  /** Every server's state now (a resumed run has servers past `pending`). */
+  states: Readonly<Record<string, SubmittedServerState>>;
+  /** Failures recorded before this submission no longer count (a resume that acknowledges them). */
+  acknowledgeFailures: boolean;
+}
+
+/** How one server's task ended, as a worker reports it to the queue. */
+export interface RolloutServerOutcome {
+  state: 'succeeded' | 'failed' | 'cancelled';
+  /** False for a failure that does not count against the budget. */
+  countsAgainstBudget: boolean;
+  /** Stop starting servers of the whole run, with this reason (e.g. a changed host key). */
+  stopRollout?: string;
+  /** The failure's error code (`COMMAND_FAILED`, `TIMEOUT`, `INTERRUPTED`, …), for metrics. */
+  code?: string;
+}
+
+/** How a whole rollout ended, as the queue hands it to the worker that records the end. */
+export interface RolloutEnd {
+  status: 'succeeded' | 'failed' | 'partial' | 'stopped' | 'paused' | 'cancelled';
+  reason?: string;
+  /** Servers never started: recorded as not started (or cancelled), or kept pending by a pause. */
+  untouched: string[];
+}
+
+/**
+ * Where a run's per-server tasks go when they are carried out by worker processes rather than by
+ * the process that started the run (`@fleetward/worker` implements it on PostgreSQL). Set as the
+ * `rollouts` option of `createFleet`: a started run is then submitted here, and whichever workers
+ * are up carry it out, keeping its waves, concurrency and error budget across all of them.
+ */
+export interface RolloutQueue {
+  /** For error messages and logs. */
+  readonly name: string;
+  /**
+   * Hands a run over. Idempotent for a run whose rollout is already active (a second submit is a
+   * no-op); a run whose earlier rollout ended (paused) is submitted afresh.
+   */
+  submit(submission: RolloutSubmission): Promise<void>;
+  /** True while the run's rollout has servers queued or running on workers, or its end is not yet recorded. */
+  isActive(ref: RolloutRef): Promise<boolean>;
+}
+
+/**
+ * The work a worker process does for a {@link RolloutQueue}: one server's task of a run, and the
+ * recording of a run's end. A `Fleet` provides it as `fleet.rolloutWork`.
+ */
+export interface RolloutWork {
+  /**
+   * Carries out the task of `serverId` in the run and persists its result, unless the task is
+   * already past `pending`: a finished task answers its recorded outcome; a task left `running`
+   * by a worker that died (`ownerAlive` false) is settled as the workflow's takeover rule says (a
+   * script is failed as interrupted); one whose owner is still alive answers `undefined` (the owner
+   * reports it).
+   */
+  runServer(
+    ref: RolloutRef,
+    serverId: string,
+    options: { workerId: string; signal: AbortSignal; ownerAlive: (workerId: string) => Promise<boolean> },
+  ): Promise<RolloutServerOutcome | undefined>;
+  /** Records the run's end (untouched servers, job, run, audit, outbox). A run that already ended is left alone. */
+  finish(ref: RolloutRef, end: RolloutEnd): Promise<void>;
+  /** Whether someone asked for the run to be cancelled: its running tasks are then aborted. */
+  cancelRequested(ref: RolloutRef): Promise<boolean>;
+}
