@@ -18,6 +18,7 @@ export default defineConfig({
       { find: '@fleetward/integrations', replacement: src('integrations') },
       { find: '@fleetward/store-sqlite', replacement: src('store-sqlite') },
       { find: '@fleetward/store-postgres', replacement: src('store-postgres') },
+      { find: '@fleetward/worker', replacement: src('worker') },
       { find: '@fleetward/adapter-ssh', replacement: src('adapter-ssh') },
       { find: '@fleetward/adapter-aws', replacement: src('adapter-aws') },
       { find: '@fleetward/adapter-winrm', replacement: src('adapter-winrm') },

@@ -73,6 +73,8 @@ const EXCLUDED = [
   ['packages/core/test/access/real-sshd.test.ts', 'a real sshd started for the test'],
   ['packages/core/test/report/browser.test.ts', 'Chromium'],
   ['packages/store-postgres/**', 'a PostgreSQL server on 127.0.0.1:5432'],
+  ['packages/worker/**', 'a PostgreSQL server on 127.0.0.1:5432 (and worker processes)'],
+  ['packages/cli/test/worker-cli.test.ts', 'a PostgreSQL server and worker processes'],
   // Suites of real apt-get runs on this machine, seconds each, with at most a trivial pure test.
   ['packages/core/test/patch/execute-gates.test.ts', 'real apt-get runs on this machine'],
   ['packages/core/test/patch/plan.test.ts', 'real apt-get runs on this machine'],

@@ -116,6 +116,31 @@ export const WinRmConfigSchema = z
   });
 export type WinRmConfig = z.infer<typeof WinRmConfigSchema>;
 
+/** The names a rollout queue's schema may take (as `@fleetward/worker` accepts them). */
+export const QUEUE_SCHEMA_PATTERN = /^[a-z_][a-z0-9_]{0,40}$/;
+export const DEFAULT_QUEUE_SCHEMA = 'fleetward_worker';
+
+/**
+ * The `workers` section: whether script runs started by this CLI are carried out by `fleetward
+ * worker` processes, which share a queue through the PostgreSQL store.
+ */
+export const WorkersConfigSchema = z.strictObject({
+  /**
+   * Script runs started here are submitted to the queue and carried out by the workers; the
+   * command waits for their end. Needs a PostgreSQL store. @default false: the command runs them
+   */
+  enabled: z.boolean().default(false),
+  /**
+   * Schema of the queue's tables (pg-boss's are in `<schema>_boss`); every worker and every CLI
+   * that submits must name the same one. @default 'fleetward_worker'
+   */
+  schema: z
+    .string()
+    .regex(QUEUE_SCHEMA_PATTERN, 'must be a lower-case SQL name of at most 41 characters')
+    .default(DEFAULT_QUEUE_SCHEMA),
+});
+export type WorkersConfig = z.infer<typeof WorkersConfigSchema>;
+
 /** The configuration file (`config.json`). Every field is optional. */
 export const CliConfigSchema = z.strictObject({
   /** A SQLite file, or a `postgres://` / `postgresql://` URL. */
@@ -137,6 +162,7 @@ export const CliConfigSchema = z.strictObject({
     .optional(),
   aws: AwsConfigSchema.optional(),
   winrm: WinRmConfigSchema.optional(),
+  workers: WorkersConfigSchema.optional(),
 });
 export type CliConfig = z.infer<typeof CliConfigSchema>;
 
@@ -163,6 +189,8 @@ export interface ResolvedConfig {
   aws: ResolvedAwsConfig;
   /** The `winrm` section with the defaults applied, `caFile` made absolute. */
   winrm: WinRmConfig;
+  /** The `workers` section with the defaults applied. */
+  workers: WorkersConfig;
   sources: { store: Source; tenant: Source; principal: Source };
 }
 
@@ -183,8 +211,9 @@ export const PRECEDENCE_HELP = `Configuration (highest first):
   1. flags: --store, --tenant, --as, --config
   2. environment: FLEETWARD_STORE, FLEETWARD_TENANT, FLEETWARD_PRINCIPAL, FLEETWARD_CONFIG
   3. the configuration file: --config, FLEETWARD_CONFIG, else $XDG_CONFIG_HOME/fleetward/config.json
-     (~/.config/fleetward/config.json); it names the store, tenant, principal, ssh, secrets, aws
-     and winrm
+     (~/.config/fleetward/config.json); it names the store, tenant, principal, ssh, secrets, aws,
+     winrm and workers ({"workers": {"enabled": true}}: script runs are carried out by
+     "fleetward worker" processes sharing the PostgreSQL store)
   4. defaults: store $XDG_DATA_HOME/fleetward/fleetward.db (~/.local/share/fleetward), tenant
      "default", principal "local-admin"
 "fleetward config show" prints the result and where each value came from.`;
@@ -356,6 +385,7 @@ export function resolveConfig(
     ...(secrets ? { secrets } : {}),
     aws,
     winrm,
+    workers: WorkersConfigSchema.parse(config.workers ?? {}),
     sources: { store: storeSource, tenant: tenant.source, principal: principal.source },
   };
 }

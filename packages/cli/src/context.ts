@@ -19,6 +19,7 @@ import {
 } from '@fleetward/core';
 import { openFileSecretStore } from '@fleetward/secret-store-file';
 import { createSqliteStore } from '@fleetward/store-sqlite';
+import type { PostgresRolloutQueue } from '@fleetward/worker';
 import {
   describeStore,
   LOCAL_ADMIN,
@@ -41,6 +42,20 @@ export interface CliContext {
   config: ResolvedConfig;
   /** Aborted on SIGINT and SIGTERM: long operations stop and release what they hold. */
   signal: AbortSignal;
+  /** The queue the Fleet submits script runs to, when workers carry them out. */
+  queue?: PostgresRolloutQueue;
+  /** Closes the Fleet (adapters and store), then the queue. */
+  close(): Promise<void>;
+}
+
+/** A rollout queue to open with the Fleet: its script runs are then carried out by `fleetward worker` processes. */
+export interface QueueChoice {
+  /** Schema of the queue's tables. @default the configuration's `workers.schema` */
+  schema?: string;
+  /** Run pg-boss's maintenance (archiving, expiry) in this process: workers do, submitters need not. */
+  supervise: boolean;
+  /** Who asks for the queue, for the error on a SQLite store: `fleetward worker`, say. */
+  purpose: string;
 }
 
 const DEFAULT_IDENTITIES = ['id_ed25519', 'id_ecdsa', 'id_rsa'];
@@ -184,17 +199,65 @@ async function openSecrets(
   return openFileSecretStore({ directory: s.directory, key: readKey(s.keyFile, 'secrets.keyFile') });
 }
 
+/** The queue `options` ask for, else the configured one (`workers.enabled`), else none. */
+function queueChoice(config: ResolvedConfig, asked: QueueChoice | undefined): QueueChoice | undefined {
+  const choice =
+    asked ??
+    (config.workers.enabled
+      ? { supervise: false, purpose: '"workers": {"enabled": true} in the configuration' }
+      : undefined);
+  if (choice && config.store.kind === 'sqlite') {
+    throw new ValidationError(
+      'store',
+      [
+        {
+          path: [],
+          message: `${config.store.path} is SQLite: ${choice.purpose} needs a PostgreSQL store, through which the workers share their queue`,
+        },
+      ],
+      {
+        details: {
+          hint: `Give a postgres:// store (--store, FLEETWARD_STORE or "store" in the configuration)${asked ? '' : ', or remove "workers" from the configuration'}. On SQLite, script runs are carried out by the command that starts them.`,
+        },
+      },
+    );
+  }
+  return choice;
+}
+
+async function openQueue(
+  url: string,
+  schema: string,
+  choice: QueueChoice,
+  store: Store,
+): Promise<PostgresRolloutQueue> {
+  try {
+    // Loaded only when asked for, like the PostgreSQL store: most commands never need pg-boss.
+    const { createRolloutQueue } = await import('@fleetward/worker');
+    return await createRolloutQueue({ connectionString: url, schema, supervise: choice.supervise });
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+}
+
 /**
  * Opens the store the configuration names with the local, SSH, AWS and WinRM adapters, as the configured
  * principal of the configured tenant. Creates nothing: a missing SQLite file is a NotFoundError
  * whose hint says to run `fleetward init` (only `init` passes `create`).
+ *
+ * With `queue`, or when the configuration says workers carry out runs (`workers.enabled`), it also
+ * opens the rollout queue on the PostgreSQL store and builds the Fleet with `rollouts: queue`.
+ *
+ * @throws ValidationError when a queue is asked for on a SQLite store.
  */
 export async function openContext(
   config: ResolvedConfig,
   env: NodeJS.ProcessEnv,
   signal: AbortSignal,
-  options: { create?: boolean; logger?: Logger } = {},
+  options: { create?: boolean; logger?: Logger; queue?: QueueChoice } = {},
 ): Promise<CliContext> {
+  const choice = queueChoice(config, options.queue);
   const store = await openStore(config, options.create ?? false);
   let secrets: SecretStore | undefined;
   let aws: Adapter;
@@ -207,17 +270,30 @@ export async function openContext(
     await store.close();
     throw error;
   }
+  const queue =
+    choice && config.store.kind === 'postgres'
+      ? await openQueue(config.store.url, choice.schema ?? config.workers.schema, choice, store)
+      : undefined;
   const fleet = createFleet({
     store,
     adapters: [createLocalAdapter(), sshAdapterFrom(config.ssh, env), aws, winrm],
     ...(secrets ? { secrets } : {}),
     ...(options.logger ? { logger: options.logger } : {}),
+    ...(queue ? { rollouts: queue } : {}),
   });
   return {
     fleet,
     session: fleet.as({ tenantId: config.tenant, principalId: config.principal }),
     config,
     signal,
+    ...(queue ? { queue } : {}),
+    async close() {
+      try {
+        await fleet.close();
+      } finally {
+        await queue?.close();
+      }
+    },
   };
 }
 

@@ -1,13 +1,21 @@
 import type { Targets } from '@fleetward/core';
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import type { CliContext } from './context.js';
+import type { CliContext, QueueChoice } from './context.js';
 import type { Colors, OutputFormat, Printable } from './output.js';
 import type { Progress } from './progress.js';
 
+/** How `withContext` opens the Fleet where a command needs more than the configuration says. */
+export interface ContextOptions {
+  /** Open this rollout queue and build the Fleet with `rollouts: queue`. @default the configured one, if any */
+  queue?: QueueChoice;
+  /** Do not require the configured tenant to exist: for commands that serve every tenant (`worker`). */
+  anyTenant?: boolean;
+}
+
 /** What every command group gets from the program. */
 export interface CommandDeps {
-  /** Opens the configured store as the configured principal, runs `fn`, closes it. */
-  withContext: <T>(fn: (ctx: CliContext) => Promise<T>) => Promise<T>;
+  /** Opens the configured store as the configured principal, runs `fn`, closes it (and the queue). */
+  withContext: <T>(fn: (ctx: CliContext) => Promise<T>, options?: ContextOptions) => Promise<T>;
   /**
    * Prints a command's result in the chosen format: JSON (`--json`, `-o json`), the ids (`-o id`),
    * or the human text. Every command ends with exactly one `print`.

@@ -13,7 +13,7 @@ import {
   resolveConfig,
 } from './config.js';
 import { type CliContext, initialise, openContext } from './context.js';
-import { type CommandDeps, EXIT } from './deps.js';
+import { type CommandDeps, type ContextOptions, EXIT } from './deps.js';
 import { registerDiscoverCommand } from './discover-command.js';
 import { registerIamCommands } from './iam-commands.js';
 import { registerInventoryCommands } from './inventory-commands.js';
@@ -35,6 +35,7 @@ import { registerRunbookCommands } from './runbook-commands.js';
 import { registerScriptCommands } from './script-commands.js';
 import { registerServeCommands } from './serve-command.js';
 import { registerWinRmCommands } from './winrm-commands.js';
+import { registerWorkerCommand } from './worker-command.js';
 
 export { COMPLETION_SHELLS, type CompletionShell, completionScript } from './completion.js';
 export { EXIT } from './deps.js';
@@ -96,7 +97,8 @@ function forEachCommand(cmd: Command, fn: (c: Command) => void): void {
 
 /**
  * Runs the `fleetward` command line with `argv` (without `node` and the script) and resolves the
- * exit code. Never calls `process.exit`, so it can be embedded and tested in-process.
+ * exit code. Never calls `process.exit`, so it can be embedded and tested in-process; the one
+ * exception is `worker`, which exits the process once it has stopped on SIGINT or SIGTERM.
  */
 export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<number> {
   let exitCode: number = EXIT.ok;
@@ -188,16 +190,21 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
     }
   };
 
-  const open = async <T>(create: boolean, fn: (ctx: CliContext) => Promise<T>): Promise<T> =>
+  const open = async <T>(
+    create: boolean,
+    fn: (ctx: CliContext) => Promise<T>,
+    options: ContextOptions = {},
+  ): Promise<T> =>
     withSignals(async () => {
       const cfg = configOf();
       const level = logLevel();
       const ctx = await openContext(cfg, io.env, controller.signal, {
         create,
         ...(level !== 'off' ? { logger: jsonLinesLogger(level, io.stderr) } : {}),
+        ...(options.queue ? { queue: options.queue } : {}),
       });
       try {
-        if (!create && !(await ctx.fleet.store.tenants.get(cfg.tenant, cfg.tenant))) {
+        if (!create && !options.anyTenant && !(await ctx.fleet.store.tenants.get(cfg.tenant, cfg.tenant))) {
           throw new NotFoundError('tenant', cfg.tenant, {
             details: {
               hint: `The store at ${describeStore(cfg.store)} has no tenant "${cfg.tenant}". Run "fleetward init --tenant ${cfg.tenant}" to create it, or choose another with --tenant.`,
@@ -206,7 +213,7 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
         }
         return await fn(ctx);
       } finally {
-        await ctx.fleet.close();
+        await ctx.close();
       }
     });
 
@@ -225,7 +232,7 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
   };
 
   const deps: CommandDeps = {
-    withContext: (fn) => open(false, fn),
+    withContext: (fn, options) => open(false, fn, options),
     print,
     format: () => format,
     out: io.stdout,
@@ -286,6 +293,7 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
         secrets: cfg.secrets ?? null,
         aws: cfg.aws,
         winrm: cfg.winrm,
+        workers: cfg.workers,
       };
       print(shown, {
         human: (s) =>
@@ -299,6 +307,7 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
             `             default region ${s.aws.defaultRegion}  [${s.aws.sources.defaultRegion}]`,
             `             poll interval ${s.aws.pollIntervalMs} ms  [${s.aws.sources.pollIntervalMs}]`,
             `winrm        ${s.winrm.https ? 'https' : 'http'}, ${s.winrm.auth}${s.winrm.port ? `, port ${s.winrm.port}` : ''}${s.winrm.caFile ? `, CA ${s.winrm.caFile}` : ''}${s.winrm.credentialsRef ? `, login ${s.winrm.credentialsRef}` : ''}`,
+            `workers      ${s.workers.enabled ? `script runs carried out by workers, queue schema ${s.workers.schema}` : 'off: script runs are carried out by the command that starts them'}`,
           ].join('\n'),
         ids: () => [],
       });
@@ -335,6 +344,7 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
   registerRunbookCommands(program, deps);
   registerServeCommands(program, deps);
   registerWinRmCommands(program, deps);
+  registerWorkerCommand(program, deps);
 
   forEachCommand(program, (cmd) => {
     // Commander's help does not mark required options: say it in their description.

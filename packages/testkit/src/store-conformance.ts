@@ -633,6 +633,54 @@ export function describeStoreConformance(name: string, options: StoreConformance
         expect(verifyAuditChain(records).ok).toBe(true);
       });
 
+      it('appendMany — one stretch of the chain, in order, interleaved with concurrent appends and batches', async () => {
+        const batch = (tag: string, n: number) =>
+          [...Array(n).keys()].map((i) => ({
+            tenantId: T1,
+            actor,
+            action: `${tag}.${i}`,
+            decision: 'allow' as const,
+            result: 'success' as const,
+            details: { password: 'hunter2', i },
+          }));
+        const [first] = await Promise.all([
+          store.audit.appendMany(batch('m', 5)),
+          store.audit.append({ tenantId: T1, actor, action: 'single', decision: 'allow', result: 'success' }),
+          store.transaction((tx) => tx.audit.appendMany(batch('t', 3))),
+        ]);
+        expect(first.map((r) => r.action)).toEqual(['m.0', 'm.1', 'm.2', 'm.3', 'm.4']);
+        // Gapless and consecutive: nothing else was chained in between the records of one batch.
+        expect(first.map((r) => r.seq - first[0]!.seq)).toEqual([0, 1, 2, 3, 4]);
+        expect(first[1]!.prevHash).toBe(first[0]!.hash);
+        const records = await store.audit.list(T1);
+        expect(records).toHaveLength(9);
+        expect(records.map((r) => r.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        expect(verifyAuditChain(records).ok).toBe(true);
+        expect(JSON.stringify(records)).not.toContain('hunter2');
+      });
+
+      it('appendMany — refuses records of two tenants, and a rolled-back batch leaves nothing', async () => {
+        const record = (tenantId: string) => ({
+          tenantId,
+          actor,
+          action: 'x',
+          decision: 'allow' as const,
+          result: 'success' as const,
+        });
+        await expectError(store.audit.appendMany([record(T1), record(T2)]), ValidationError);
+        await expectError(store.audit.appendMany([]), ValidationError);
+        const failure = new Error('boom');
+        await expect(
+          store.transaction(async (tx) => {
+            await tx.audit.appendMany([record(T1), record(T1)]);
+            throw failure;
+          }),
+        ).rejects.toBe(failure);
+        expect(await store.audit.list(T1)).toEqual([]);
+        expect(await store.audit.list(T2)).toEqual([]);
+        expect((await store.audit.appendMany([record(T1)]))[0]!.seq).toBe(1);
+      });
+
       it('append — redacts secret-looking details before they are kept', async () => {
         const r = await store.audit.append({
           tenantId: T1,

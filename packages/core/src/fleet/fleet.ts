@@ -17,6 +17,7 @@ import {
   type ServersApi,
 } from '../inventory/api.js';
 import { latestScans, type ScanOptions, type ScanOutcome, scanTargets } from '../inventory/scan.js';
+import { createScanRolloutWork } from '../inventory/scan-work.js';
 import type { Targets } from '../inventory/targets.js';
 import type { Actor } from '../kernel/actor.js';
 import { type CallContext, createCallContext } from '../kernel/context.js';
@@ -60,7 +61,10 @@ export class Fleet extends Runtime {
     super(options);
     // A scan opens change requests for the projects whose policy asks for them.
     this.afterScan.push(openChangeRequestsAfterScan);
-    const byKind: Record<RolloutKind, RolloutWork> = { script: createScriptRolloutWork(this) };
+    const byKind: Record<RolloutKind, RolloutWork> = {
+      script: createScriptRolloutWork(this),
+      scan: createScanRolloutWork(this),
+    };
     const of = (ref: RolloutRef): RolloutWork => {
       const work = byKind[ref.kind];
       if (!work)
@@ -70,7 +74,24 @@ export class Fleet extends Runtime {
       return work;
     };
     this.rolloutWork = {
-      runServer: (ref, serverId, options) => of(ref).runServer(ref, serverId, options),
+      claim: (ref, serverIds, options) => of(ref).claim(ref, serverIds, options),
+      carryOut: (server, signal) => of(server.ref).carryOut(server, signal),
+      record: async (results, workerId) => {
+        // Results of one kind go to that kind's work; the order of the answer is the order given.
+        const outcomes = new Array<Awaited<ReturnType<RolloutWork['record']>>[number]>(results.length);
+        const kinds = new Map<RolloutKind, number[]>();
+        for (const [i, r] of results.entries()) kinds.set(r.ref.kind, [...(kinds.get(r.ref.kind) ?? []), i]);
+        for (const [kind, indexes] of kinds) {
+          const written = await of({ kind } as RolloutRef).record(
+            indexes.map((i) => results[i]!),
+            workerId,
+          );
+          indexes.forEach((i, k) => {
+            outcomes[i] = written[k]!;
+          });
+        }
+        return outcomes;
+      },
       finish: (ref, end) => of(ref).finish(ref, end),
       cancelRequested: (ref) => of(ref).cancelRequested(ref),
     };

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import PQueue from 'p-queue';
 import { z } from 'zod';
-import type { Job, ScanResult, ScanResultInput, Server, ServerInput } from '../domain/index.js';
+import type { AuditInput, Job, ScanResult, ScanResultInput, Server, ServerInput } from '../domain/index.js';
 import { validateOptions } from '../domain/options.js';
 import { scanServer } from '../engine/scan.js';
-import { OperationStopLatch } from '../engine/stop.js';
+import { type OperationStop, OperationStopLatch } from '../engine/stop.js';
 import { AbortedError, ConflictError, toFleetwardError } from '../errors.js';
 import type { CallContext } from '../kernel/context.js';
 import {
@@ -42,7 +42,8 @@ export interface ScanOutcome {
 
 type PendingPatchInput = NonNullable<ScanResultInput['patches']>[number];
 
-async function latestSucceeded(
+/** The newest successful scan of a server (the one a new scan carries history from). */
+export async function latestSucceeded(
   scope: StoreScope,
   tenantId: string,
   serverId: string,
@@ -105,6 +106,10 @@ export async function scanTargets(
       requestedBy: principal.id,
       serverIds: servers.map((s) => s.id),
       startedAt,
+      // Workers read the scan's time limit from its tasks.
+      ...(fleet.rollouts && options.timeoutMs
+        ? { task: { status: 'pending', details: { timeoutMs: options.timeoutMs } } }
+        : {}),
     });
     const { emit } = await ctx.record(tx, {
       audit: {
@@ -124,6 +129,23 @@ export async function scanTargets(
   begun.emit();
   const log = jobLogger(fleet.logger, job);
   logJobStarted(log, job, { concurrency });
+
+  if (fleet.rollouts) {
+    // Workers scan the servers, `concurrency` at a time over all of them; this call waits for the end.
+    await fleet.rollouts.submit({
+      kind: 'scan',
+      tenantId,
+      runId: jobId,
+      jobId,
+      waves: [{ name: 'all', serverIds: servers.map((s) => s.id) }],
+      maxConcurrency: concurrency,
+      maxFailures: servers.length,
+      onBudgetSpent: 'stop',
+      states: {},
+      acknowledgeFailures: false,
+    });
+    return waitForScan(ctx, jobId, options.signal);
+  }
 
   const queue = new PQueue({ concurrency });
   const results: ScanResult[] = [];
@@ -220,10 +242,72 @@ export async function scanTargets(
     serverSignals.close();
   }
 
+  job = await finishScanJob(ctx, {
+    job,
+    actor,
+    total: servers.length,
+    results,
+    notStarted: notStarted.map((server) => server.id),
+    ...(stop.stopped ? { stoppedBy: stop.stopped } : {}),
+    cancelled: options.signal?.aborted === true,
+  });
+  results.sort((a, b) => (a.serverId < b.serverId ? -1 : a.serverId > b.serverId ? 1 : 0));
+  return { job, results };
+}
+
+/**
+ * Waits for a scan carried out by workers to end, and answers like an in-process scan. An abort of
+ * `signal` stops the wait only (AbortedError): a scan has no cancellation, and the workers finish it.
+ */
+async function waitForScan(
+  ctx: CallContext,
+  jobId: string,
+  signal: AbortSignal | undefined,
+): Promise<ScanOutcome> {
+  const store = ctx.runtime.store;
+  for (;;) {
+    const job = await store.jobs.require(ctx.tenantId, jobId);
+    if (job.status !== 'running') {
+      const results = await store.scanResults.listAll(ctx.tenantId, { where: { jobId } });
+      results.sort((a, b) => (a.serverId < b.serverId ? -1 : a.serverId > b.serverId ? 1 : 0));
+      return { job, results };
+    }
+    if (signal?.aborted) {
+      throw new AbortedError(`stopped waiting for scan ${jobId}: the workers carry on and finish it`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+/** What {@link finishScanJob} ends a scan's job with. */
+export interface ScanEnd {
+  job: Job;
+  /** Who ran the scan, as its audit records name them. */
+  actor: AuditInput['actor'];
+  total: number;
+  /** One result per scanned server. */
+  results: readonly ScanResult[];
+  /** Servers never scanned: after a stop, or a cancellation. */
+  notStarted: readonly string[];
+  /** What stopped the scan (a changed host key), if anything did. */
+  stoppedBy?: OperationStop;
+  cancelled: boolean;
+}
+
+/**
+ * Ends a scan's job, however it was carried out (in this process or by workers): servers not
+ * scanned are recorded as skipped (or cancelled), the job gets its status and summary, and its
+ * audit record, webhook and event commit together; then the after-scan hooks run.
+ */
+export async function finishScanJob(ctx: CallContext, end: ScanEnd): Promise<Job> {
+  const fleet = ctx.runtime;
+  const store = fleet.store;
+  const tenantId = ctx.tenantId;
+  const { job, actor, total, results, notStarted, stoppedBy } = end;
+  const jobId = job.id;
   const failed = results.filter((r) => r.status === 'failed').length;
   const succeeded = results.length - failed;
-  const stoppedBy = stop.stopped;
-  const status = options.signal?.aborted
+  const status = end.cancelled
     ? 'cancelled'
     : stoppedBy && notStarted.length > 0
       ? 'stopped'
@@ -238,12 +322,13 @@ export async function scanTargets(
         2000,
       )
     : undefined;
-  const completion = { tenantId, jobId, status, total: servers.length, succeeded, failed };
+  const completion = { tenantId, jobId, status, total, succeeded, failed };
   const ended = await store.transaction(async (tx) => {
-    for (const server of notStarted) {
+    for (const serverId of notStarted) {
+      const task = await tx.taskResults.require(tenantId, taskIdOf(jobId, serverId));
       await tx.taskResults.update(
         tenantId,
-        taskIdOf(jobId, server.id),
+        task.id,
         stoppedBy
           ? {
               status: 'skipped',
@@ -253,19 +338,20 @@ export async function scanTargets(
               status: 'cancelled',
               error: { code: 'NOT_STARTED', message: 'not scanned: the scan was cancelled' },
             },
-        { expectedVersion: 1 },
+        { expectedVersion: task.version },
       );
     }
+    const current = await tx.jobs.require(tenantId, jobId);
     const finished = await tx.jobs.update(
       tenantId,
       jobId,
       {
         status,
         finishedAt: fleet.clock.now().toISOString(),
-        summary: { total: servers.length, succeeded, failed },
+        summary: { total, succeeded, failed },
         ...(reason ? { reason } : {}),
       },
-      { expectedVersion: job.version },
+      { expectedVersion: current.version },
     );
     // The job's end, its audit record and its webhook commit together, or none of them does.
     const { emit } = await ctx.record(tx, {
@@ -277,12 +363,14 @@ export async function scanTargets(
         result: failed === 0 && status !== 'cancelled' ? 'success' : 'failure',
         details: {
           status,
-          total: servers.length,
+          total,
           succeeded,
           failed,
           pending: results.reduce((n, r) => n + r.patches.length, 0),
-          ...stop.details(),
-          ...(stoppedBy ? { notStarted: notStarted.map((s) => s.id).slice(0, 1000) } : {}),
+          ...(stoppedBy
+            ? { stoppedBy: { code: stoppedBy.code, serverId: stoppedBy.serverId, reason: stoppedBy.reason } }
+            : {}),
+          ...(stoppedBy ? { notStarted: notStarted.slice(0, 1000) } : {}),
         },
         ...(reason ? { reason } : {}),
       },
@@ -291,18 +379,22 @@ export async function scanTargets(
     });
     return { finished, emit };
   });
-  job = ended.finished;
   ended.emit();
-  logJobFinished(log, job, fleet.clock.now(), notStarted.length ? { notStarted: notStarted.length } : {});
+  logJobFinished(
+    jobLogger(fleet.logger, job),
+    ended.finished,
+    fleet.clock.now(),
+    notStarted.length ? { notStarted: notStarted.length } : {},
+  );
   if (succeeded > 0) {
     // Hooks never fail the scan: each one audits its own failures (see `AfterScanHook`).
     for (const hook of fleet.afterScan) await hook({ runtime: fleet, tenantId, jobId, actor, results });
   }
-  results.sort((a, b) => (a.serverId < b.serverId ? -1 : a.serverId > b.serverId ? 1 : 0));
-  return { job, results };
+  return ended.finished;
 }
 
-async function recordOs(
+/** Records the OS facts a scan found on the server, when they changed (retried on a conflict). */
+export async function recordOs(
   ctx: CallContext,
   serverId: string,
   os: NonNullable<ServerInput['os']>,

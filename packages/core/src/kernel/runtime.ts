@@ -180,6 +180,18 @@ export class Runtime {
     return record;
   }
 
+  /**
+   * {@link Runtime.audit} for several records of one tenant in one stretch of its chain
+   * (`AuditLog.appendMany`): the chain is locked and its head read once for all of them.
+   */
+  async auditMany(scope: StoreScope, inputs: readonly AuditInput[]): Promise<AuditRecord[]> {
+    const records = await scope.audit.appendMany(inputs);
+    queueMicrotask(() => {
+      for (const record of records) this.events.emit('audit.recorded', record);
+    });
+    return records;
+  }
+
   /** Closes every adapter, then the store; the first adapter failure is thrown after the store closed. */
   async close(): Promise<void> {
     const errors: unknown[] = [];

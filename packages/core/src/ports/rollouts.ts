@@ -1,7 +1,7 @@
 import type { Wave } from '../domain/index.js';
 
 /** The workflows whose per-server tasks a {@link RolloutQueue} can carry. */
-export type RolloutKind = 'script';
+export type RolloutKind = 'script' | 'scan';
 
 /** Names one run of one workflow: what a worker loads to carry out a task of it. */
 export interface RolloutRef {
@@ -48,6 +48,30 @@ export interface RolloutServerOutcome {
   code?: string;
 }
 
+/** A task another worker, alive, is running: that worker reports it. */
+export interface RunningElsewhere {
+  /** The worker running it. */
+  runningOn: string;
+}
+
+/** A task a worker took (pending → running under it): opaque, for {@link RolloutWork.carryOut}. */
+export interface ClaimedServer {
+  readonly claimed: true;
+  readonly ref: RolloutRef;
+  readonly serverId: string;
+}
+
+/**
+ * A task whose work is done but whose result is not written yet: a worker gathers several and
+ * writes them together with {@link RolloutWork.record} (one transaction, one turn of the audit
+ * chain). Opaque: only the `RolloutWork` that made it can write it.
+ */
+export interface UnrecordedResult {
+  readonly unrecorded: true;
+  readonly ref: RolloutRef;
+  readonly serverId: string;
+}
+
 /** How a whole rollout ended, as the queue hands it to the worker that records the end. */
 export interface RolloutEnd {
   status: 'succeeded' | 'failed' | 'partial' | 'stopped' | 'paused' | 'cancelled';
@@ -80,17 +104,27 @@ export interface RolloutQueue {
  */
 export interface RolloutWork {
   /**
-   * Carries out the task of `serverId` in the run and persists its result, unless the task is
-   * already past `pending`: a finished task answers its recorded outcome; a task left `running`
-   * by a worker that died (`ownerAlive` false) is settled as the workflow's takeover rule says (a
-   * script is failed as interrupted); one whose owner is still alive answers `undefined` (the owner
-   * reports it).
+   * Takes the tasks of `serverIds` in the run for `workerId`, in one transaction, and answers for
+   * each, in order: a {@link ClaimedServer} (the task was pending and is now running here: carry
+   * it out), or the outcome of a task that is past `pending` (a finished one's recorded outcome; one
+   * left running by a worker that died (`ownerAlive` false), or by this worker itself before it
+   * gave the task up, settled as the workflow's takeover rule says: a script is failed as
+   * interrupted), or {@link RunningElsewhere} when another live worker runs it.
    */
-  runServer(
+  claim(
     ref: RolloutRef,
-    serverId: string,
-    options: { workerId: string; signal: AbortSignal; ownerAlive: (workerId: string) => Promise<boolean> },
-  ): Promise<RolloutServerOutcome | undefined>;
+    serverIds: readonly string[],
+    options: { workerId: string; ownerAlive: (workerId: string) => Promise<boolean> },
+  ): Promise<Array<RolloutServerOutcome | RunningElsewhere | ClaimedServer>>;
+  /** Does the work of a claimed task (runs the script); its result is written by `record`. */
+  carryOut(server: ClaimedServer, signal: AbortSignal): Promise<UnrecordedResult>;
+  /**
+   * Writes carried-out results with their audit records, those of one run in one transaction,
+   * and answers how each counts, in order. A result is never written over a task another worker
+   * settled meanwhile (it took this one for dead): the recorded outcome is answered instead.
+   * Safe to call again with the same results after a failure (nothing is written twice).
+   */
+  record(results: readonly UnrecordedResult[], workerId: string): Promise<RolloutServerOutcome[]>;
   /** Records the run's end (untouched servers, job, run, audit, outbox). A run that already ended is left alone. */
   finish(ref: RolloutRef, end: RolloutEnd): Promise<void>;
   /** Whether someone asked for the run to be cancelled: its running tasks are then aborted. */

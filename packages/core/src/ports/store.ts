@@ -129,6 +129,16 @@ export interface AuditLog {
    */
   append(input: AuditInput): Promise<AuditRecord>;
   /**
+   * Appends several records of one tenant as one stretch of its chain, in order (group commit):
+   * the head is read once and the chain locked once for all of them, so a worker writing the
+   * results of many servers holds the tenant's chain for one short turn instead of one turn per
+   * record. Each record is what {@link AuditLog.append} would have made of it. Inside a
+   * transaction they commit or roll back with it; outside one, all or none are appended.
+   * @throws ValidationError when the inputs name more than one tenant (or none are given).
+   * @throws ConflictError; AuditIntegrityError, as for `append`.
+   */
+  appendMany(inputs: readonly AuditInput[]): Promise<AuditRecord[]>;
+  /**
    * The tenant's records in `seq` order. Every filter is applied to the hashed record (a backend
    * may use its columns to find candidates, but a row whose record does not match the query, or
    * belongs to another tenant, is left out), so editing a column cannot smuggle a record into a

@@ -39,12 +39,15 @@ import type { RedactingLogger } from '../kernel/log.js';
 import type { Runtime } from '../kernel/runtime.js';
 import type { ExecResult } from '../ports/adapter.js';
 import type {
+  ClaimedServer,
   RolloutEnd,
   RolloutQueue,
   RolloutRef,
   RolloutServerOutcome,
   RolloutWork,
+  RunningElsewhere,
   SubmittedServerState,
+  UnrecordedResult,
 } from '../ports/rollouts.js';
 import type { StoreScope } from '../ports/store.js';
 import { AbortFanout } from '../util/abort-fanout.js';
@@ -386,6 +389,17 @@ const INTERRUPTED_ON_WORKER = {
   message:
     'the worker running the script here stopped (its heartbeat ended): whether the script finished is unknown, and it is not run again',
 };
+
+/** One server's finished run, not yet written: its task's changes and how it counts. */
+interface Settlement {
+  serverId: string;
+  /** The task as it was when the script started. */
+  running: TaskResult;
+  changes: Partial<TaskResult>;
+  outcome: ServerOutcome;
+  /** Logs and emits the server's end, once `saved` is written. */
+  announce: (saved: TaskResult) => void;
+}
 
 /** How a task that already ended counts in its rollout, read back from the store. */
 function outcomeOfTask(task: TaskResult, server: Pick<Server, 'id' | 'name'> | undefined): ServerOutcome {
@@ -729,7 +743,7 @@ class RunExecution {
       { known: previous },
     );
     this.#tasks.set(serverId, running);
-    return this.#carryOut(serverId, running, (fn) => this.#serverSignals.run(fn));
+    return this.#save(await this.#carryOut(serverId, running, (fn) => this.#serverSignals.run(fn)));
   }
 
   /**
@@ -778,65 +792,81 @@ class RunExecution {
   }
 
   /**
-   * A worker's part: the task of `serverId` as {@link RolloutWork.runServer} says. Taking a pending
-   * task is a conditional update on the version read, so of two workers handed the same server
-   * only one starts it; the other finds it running (owner alive: nothing to do) or finished.
+   * A worker's part, first half: takes the tasks of `serverIds` for `workerId`, all in one
+   * transaction (one commit for a batch, not one per server). A pending task becomes `running`
+   * under this worker (a conditional update on the version read: of two workers handed the same
+   * server only one takes it); a task left running by a worker that is gone, or by this one before
+   * it gave the task up, is failed as interrupted (a script that may have run is never run again);
+   * one another live worker runs is left to it; a finished one answers its recorded outcome.
    */
-  async workOn(
-    serverId: string,
+  async claimMany(
+    serverIds: readonly string[],
     workerId: string,
-    signal: AbortSignal,
     ownerAlive: (workerId: string) => Promise<boolean>,
-  ): Promise<ServerOutcome | undefined> {
+  ): Promise<Array<ServerOutcome | RunningElsewhere | { running: TaskResult }>> {
     const ctx = this.#ctx;
     const store = ctx.runtime.store;
-    const id = this.#taskId(serverId);
-    for (let attempt = 0; attempt < 5; attempt++) {
-      const task = await store.taskResults.require(ctx.tenantId, id);
+    for (let attempt = 0; ; attempt++) {
+      const interrupted: Array<{ serverId: string; owner: unknown }> = [];
       try {
-        if (task.status === 'pending') {
-          const running = await store.taskResults.update(
-            ctx.tenantId,
-            id,
-            {
-              status: 'running',
-              attempt: task.attempt + 1,
-              startedAt: nowIso(ctx),
-              details: { ...task.details, workerId },
-            },
-            { expectedVersion: task.version },
-          );
-          return await this.#carryOut(serverId, running, (fn) => fn(signal));
-        }
-        if (task.status === 'running') {
-          const owner = task.details?.['workerId'];
-          if (owner === workerId) return undefined;
-          if (typeof owner === 'string' && (await ownerAlive(owner))) return undefined;
-          const saved = await store.transaction(async (tx) => {
-            const failed = await tx.taskResults.update(
-              ctx.tenantId,
-              id,
-              {
-                status: 'failed',
-                finishedAt: nowIso(ctx),
-                error: INTERRUPTED_ON_WORKER,
-                details: { ...task.details, countsAgainstBudget: true, interrupted: true },
-              },
-              { expectedVersion: task.version },
-            );
-            await ctx.runtime.audit(tx, serverAudit(ctx, this.#actor, this.#run, failed));
-            return failed;
-          });
+        const claimed = await store.transaction(async (tx) => {
+          const out: Array<ServerOutcome | RunningElsewhere | { running: TaskResult }> = [];
+          for (const serverId of serverIds) {
+            const id = this.#taskId(serverId);
+            const task = await tx.taskResults.require(ctx.tenantId, id);
+            if (task.status === 'pending') {
+              const running = await tx.taskResults.update(
+                ctx.tenantId,
+                id,
+                {
+                  status: 'running',
+                  attempt: task.attempt + 1,
+                  startedAt: nowIso(ctx),
+                  details: { ...task.details, workerId },
+                },
+                { expectedVersion: task.version },
+              );
+              out.push({ running });
+            } else if (task.status === 'running') {
+              const owner = task.details?.['workerId'];
+              if (typeof owner === 'string' && owner !== workerId && (await ownerAlive(owner))) {
+                out.push({ runningOn: owner });
+                continue;
+              }
+              const failed = await tx.taskResults.update(
+                ctx.tenantId,
+                id,
+                {
+                  status: 'failed',
+                  finishedAt: nowIso(ctx),
+                  error: INTERRUPTED_ON_WORKER,
+                  details: { ...task.details, countsAgainstBudget: true, interrupted: true },
+                },
+                { expectedVersion: task.version },
+              );
+              await ctx.runtime.audit(tx, serverAudit(ctx, this.#actor, this.#run, failed));
+              interrupted.push({ serverId, owner });
+              out.push(outcomeOfTask(failed, this.#servers.get(serverId)));
+            } else {
+              out.push(outcomeOfTask(task, this.#servers.get(serverId)));
+            }
+          }
+          return out;
+        });
+        for (const { serverId, owner } of interrupted) {
           logServerFailed(this.#logger(), serverId, INTERRUPTED_ON_WORKER, { workerId: owner });
-          return outcomeOfTask(saved, this.#servers.get(serverId));
         }
-        return outcomeOfTask(task, this.#servers.get(serverId));
+        return claimed;
       } catch (error) {
-        if (!(error instanceof ConflictError)) throw error;
-        // Another worker moved the task on between the read and the write: read it again.
+        // Another worker moved a task on between the read and the write: read them all again.
+        if (!(error instanceof ConflictError) || attempt >= 4) throw error;
       }
     }
-    throw new ConflictError(`task ${id} kept changing while worker ${workerId} tried to take it`);
+  }
+
+  /** A worker's part, second half: runs the script on a server it claimed; the result is written by `recordMany`. */
+  carryOutClaimed(serverId: string, running: TaskResult, signal: AbortSignal): Promise<Settlement> {
+    return this.#carryOut(serverId, running, (fn) => fn(signal));
   }
 
   /** Loads the job and every task: what {@link RunExecution.finish} counts over. */
@@ -863,7 +893,7 @@ class RunExecution {
     serverId: string,
     running: TaskResult,
     withSignal: <T>(fn: (signal: AbortSignal) => Promise<T>) => Promise<T>,
-  ): Promise<ServerOutcome> {
+  ): Promise<Settlement> {
     const ctx = this.#ctx;
     const run = this.#run;
     const server = this.#servers.get(serverId);
@@ -914,16 +944,17 @@ class RunExecution {
       failure = toFleetwardError(error, `running ${run.scriptName} on ${server?.name ?? serverId}`);
     }
     const spilled = spill ? await spill.close() : undefined;
-    return this.#record(serverId, running, result, failure, spilled);
+    return this.#settle(serverId, running, result, failure, spilled);
   }
 
-  async #record(
+  /** How a server's run ended: the task's changes, its outcome, and what to announce once saved. */
+  #settle(
     serverId: string,
     running: TaskResult,
     result: ExecResult | undefined,
     failure: FleetwardError | undefined,
     spilled: Awaited<ReturnType<Spill['close']>> | undefined,
-  ): Promise<ServerOutcome> {
+  ): Settlement {
     const ctx = this.#ctx;
     const run = this.#run;
     const secrets = Object.values(this.#secrets);
@@ -984,56 +1015,107 @@ class RunExecution {
     const durationMs =
       result?.durationMs ??
       (typeof failure?.details['durationMs'] === 'number' ? failure.details['durationMs'] : undefined);
-    const saved = await saveTask(
-      ctx,
-      running.id,
-      {
-        status: state,
-        finishedAt: nowIso(ctx),
-        ...(exitCode !== undefined ? { exitCode } : {}),
-        ...(stdout ? { stdout } : {}),
-        ...(stderr ? { stderr } : {}),
-        ...(error ? { error } : {}),
-        details: {
-          ...running.details,
-          countsAgainstBudget,
-          unreachable,
-          timedOut,
-          ...(durationMs !== undefined ? { durationMs } : {}),
-          ...(result?.signal ? { signal: result.signal } : {}),
-          ...(typeof failure?.details['commandMayHaveRun'] === 'boolean'
-            ? { commandMayHaveRun: failure.details['commandMayHaveRun'] }
-            : {}),
-          ...(redactedAny ? { outputRedacted: true } : {}),
-          ...(spilled && 'paths' in spilled ? { fullOutput: spilled.paths } : {}),
-          ...(spilled && 'error' in spilled ? { fullOutputError: spilled.error.slice(0, 1000) } : {}),
-        },
-      },
-      { known: running, audit: (t) => serverAudit(ctx, this.#actor, run, t) },
-    );
-    this.#tasks.set(serverId, saved);
-    if (state === 'failed' && error) {
-      logServerFailed(this.#logger(), serverId, error, {
-        ...(exitCode !== undefined ? { exitCode } : {}),
+    const changes: Partial<TaskResult> = {
+      status: state,
+      finishedAt: nowIso(ctx),
+      ...(exitCode !== undefined ? { exitCode } : {}),
+      ...(stdout ? { stdout } : {}),
+      ...(stderr ? { stderr } : {}),
+      ...(error ? { error } : {}),
+      details: {
+        ...running.details,
+        countsAgainstBudget,
         unreachable,
         timedOut,
+        ...(durationMs !== undefined ? { durationMs } : {}),
+        ...(result?.signal ? { signal: result.signal } : {}),
+        ...(typeof failure?.details['commandMayHaveRun'] === 'boolean'
+          ? { commandMayHaveRun: failure.details['commandMayHaveRun'] }
+          : {}),
+        ...(redactedAny ? { outputRedacted: true } : {}),
+        ...(spilled && 'paths' in spilled ? { fullOutput: spilled.paths } : {}),
+        ...(spilled && 'error' in spilled ? { fullOutputError: spilled.error.slice(0, 1000) } : {}),
+      },
+    };
+    const announce = (saved: TaskResult) => {
+      this.#tasks.set(serverId, saved);
+      if (state === 'failed' && error) {
+        logServerFailed(this.#logger(), serverId, error, {
+          ...(exitCode !== undefined ? { exitCode } : {}),
+          unreachable,
+          timedOut,
+        });
+      }
+      this.#events().emit('script.server.completed', {
+        tenantId: ctx.tenantId,
+        runId: run.id,
+        jobId: this.#job.id,
+        serverId,
+        status: state,
+        exitCode: exitCode ?? null,
+        ...(error ? { reason: error.message } : {}),
       });
-    }
-    this.#events().emit('script.server.completed', {
-      tenantId: ctx.tenantId,
-      runId: run.id,
-      jobId: this.#job.id,
-      serverId,
-      status: state,
-      exitCode: exitCode ?? null,
-      ...(error ? { reason: error.message } : {}),
-    });
-    return {
+    };
+    const outcome: ServerOutcome = {
       state,
       countsAgainstBudget,
       ...(stopRollout ? { stopRollout } : {}),
       ...(error ? { code: error.code } : {}),
     };
+    return { serverId, running, changes, outcome, announce };
+  }
+
+  /** Writes a settled server's result with its audit record (retried over a fresh read on a conflict). */
+  async #save(settled: Settlement): Promise<ServerOutcome> {
+    const ctx = this.#ctx;
+    const saved = await saveTask(ctx, settled.running.id, settled.changes, {
+      known: settled.running,
+      audit: (t) => serverAudit(ctx, this.#actor, this.#run, t),
+    });
+    settled.announce(saved);
+    return settled.outcome;
+  }
+
+  /**
+   * A worker's group commit: writes the results of several servers of this run, with their audit
+   * records, in one transaction (one turn of the tenant's audit lock, one flush to disk, instead of
+   * one each). A task another worker settled meanwhile (it took this worker for dead) is not
+   * written over: its recorded outcome is answered instead. A conflict with such a takeover
+   * during the transaction makes it start again over fresh reads.
+   */
+  async recordMany(settled: readonly Settlement[], workerId: string): Promise<ServerOutcome[]> {
+    const ctx = this.#ctx;
+    const store = ctx.runtime.store;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const written = await store.transaction(async (tx) => {
+          const out: Array<{ outcome: ServerOutcome; saved?: TaskResult }> = [];
+          for (const item of settled) {
+            const current = await tx.taskResults.require(ctx.tenantId, item.running.id);
+            if (current.status !== 'running' || current.details?.['workerId'] !== workerId) {
+              out.push({ outcome: outcomeOfTask(current, this.#servers.get(item.serverId)) });
+              continue;
+            }
+            const saved = await tx.taskResults.update(ctx.tenantId, current.id, item.changes as never, {
+              expectedVersion: current.version,
+            });
+            out.push({ outcome: item.outcome, saved });
+          }
+          // The audit records last, in one stretch: the tenant's chain is locked from here to the commit only.
+          const records = out.flatMap((w) =>
+            w.saved ? [serverAudit(ctx, this.#actor, this.#run, w.saved)] : [],
+          );
+          if (records.length) await ctx.runtime.auditMany(tx, records);
+          return out;
+        });
+        return written.map((w, i) => {
+          if (w.saved) settled[i]!.announce(w.saved);
+          return w.outcome;
+        });
+      } catch (error) {
+        if (!(error instanceof ConflictError) || attempt >= 4) throw error;
+      }
+    }
   }
 
   /**
@@ -1509,6 +1591,8 @@ export function createScriptRolloutWork(runtime: Runtime): RolloutWork {
   const context = (tenantId: string, principalId: string) =>
     createCallContext(runtime, { tenantId, principalId });
   const loaded = new Map<string, Promise<RunExecution>>();
+  const claims = new WeakMap<ClaimedServer, { execution: RunExecution; running: TaskResult }>();
+  const unrecorded = new WeakMap<UnrecordedResult, { execution: RunExecution; settled: Settlement }>();
   const load = async (ref: RolloutRef): Promise<RunExecution> => {
     const { tenantId, runId } = ref;
     const run = await runtime.store.scriptRuns.require(tenantId, runId);
@@ -1536,9 +1620,52 @@ export function createScriptRolloutWork(runtime: Runtime): RolloutWork {
     return execution;
   };
   return {
-    async runServer(ref, serverId, options): Promise<RolloutServerOutcome | undefined> {
+    async claim(ref, serverIds, options) {
       const execution = await cached(ref);
-      return execution.workOn(serverId, options.workerId, options.signal, options.ownerAlive);
+      const claimed = await execution.claimMany(serverIds, options.workerId, options.ownerAlive);
+      return claimed.map((c, i) => {
+        if (!('running' in c)) return c;
+        const handle: ClaimedServer = { claimed: true, ref, serverId: serverIds[i]! };
+        claims.set(handle, { execution, running: c.running });
+        return handle;
+      });
+    },
+    async carryOut(server, signal) {
+      const entry = claims.get(server);
+      if (!entry) {
+        throw new ValidationError('ClaimedServer', [
+          { path: [], message: 'was not made by this RolloutWork (or is not a result of claim)' },
+        ]);
+      }
+      claims.delete(server);
+      const settled = await entry.execution.carryOutClaimed(server.serverId, entry.running, signal);
+      const handle: UnrecordedResult = { unrecorded: true, ref: server.ref, serverId: server.serverId };
+      unrecorded.set(handle, { execution: entry.execution, settled });
+      return handle;
+    },
+    async record(results, workerId): Promise<RolloutServerOutcome[]> {
+      const byRun = new Map<RunExecution, number[]>();
+      const found = results.map((r, i) => {
+        const entry = unrecorded.get(r);
+        if (!entry) {
+          throw new ValidationError('UnrecordedResult', [
+            { path: [i], message: 'was not made by this RolloutWork (or is not a result of runServer)' },
+          ]);
+        }
+        byRun.set(entry.execution, [...(byRun.get(entry.execution) ?? []), i]);
+        return entry;
+      });
+      const outcomes = new Array<RolloutServerOutcome>(results.length);
+      for (const [execution, indexes] of byRun) {
+        const written = await execution.recordMany(
+          indexes.map((i) => found[i]!.settled),
+          workerId,
+        );
+        indexes.forEach((i, k) => {
+          outcomes[i] = written[k]!;
+        });
+      }
+      return outcomes;
     },
     async finish(ref, end: RolloutEnd): Promise<void> {
       loaded.delete(`${ref.tenantId}\u0000${ref.runId}`);

@@ -365,6 +365,63 @@ class ChainedAuditLog implements AuditLog {
     );
   }
 
+  async appendMany(inputs: readonly AuditInput[]): Promise<AuditRecord[]> {
+    if (!Array.isArray(inputs) || inputs.length === 0) {
+      throw new ValidationError('AuditRecord', [
+        { path: [], message: 'must be a non-empty array of records' },
+      ]);
+    }
+    const parsed = inputs.map((input, i) => validate(AuditInputSchema, input, `AuditRecord[${i}]`));
+    const tenantId = parsed[0]!.tenantId;
+    const strangers = parsed.flatMap((p, i) => (p.tenantId === tenantId ? [] : [i]));
+    if (strangers.length) {
+      throw new ValidationError(
+        'AuditRecord',
+        strangers.map((i) => ({
+          path: [i, 'tenantId'],
+          message: `must be ${tenantId}, as the first record's`,
+        })),
+      );
+    }
+    const attempt = async (s: BackendSession): Promise<AuditRecord[] | undefined> => {
+      const head = await s.auditHead(tenantId);
+      let seq = nextSeq(tenantId, head);
+      let prevHash = linkOf(head);
+      const records: AuditRecord[] = [];
+      for (const p of parsed) {
+        const unhashed = {
+          ...p,
+          details: redact(p.details) as Record<string, unknown>,
+          seq,
+          id: randomUUID(),
+          at: this.#clock.now().toISOString(),
+          prevHash,
+        };
+        const record: AuditRecord = { ...unhashed, hash: auditRecordHash(unhashed) };
+        // A lost race for the next seq can only happen to the first record: the chain is locked after the head read.
+        if (!(await s.auditInsert(record))) {
+          if (records.length)
+            throw new ConflictError(
+              `audit chain of tenant ${JSON.stringify(tenantId)} changed during an append`,
+            );
+          return undefined;
+        }
+        records.push(record);
+        seq++;
+        prevHash = record.hash;
+      }
+      return records;
+    };
+    for (let tries = 0; tries < 20; tries++) {
+      const records = this.#inTransaction
+        ? await this.#run(attempt)
+        : await this.#backend.session(attempt, { transactional: true });
+      if (records) return records;
+      if (this.#inTransaction) break;
+    }
+    throw new ConflictError(`audit chain of tenant ${JSON.stringify(tenantId)} is contended; append failed`);
+  }
+
   async list(tenantId: string, query: AuditQuery = {}): Promise<AuditRecord[]> {
     checkTenant(tenantId, 'AuditQuery');
     const limit = checkLimit(query.limit, 'AuditQuery');
