@@ -14,8 +14,8 @@ interface QueueDepth {
  * - `fleetward_worker_tasks_in_flight`: tasks this worker runs now;
  * - `fleetward_worker_task_duration_seconds`: how long tasks took, by workflow and outcome;
  * - `fleetward_worker_tasks_total`: tasks finished, by workflow and outcome;
- * - `fleetward_worker_task_failures_total`: failed tasks by workflow and error code (a task the
- *   worker could not carry out and handed back counts here too);
+ * - `fleetward_worker_task_failures_total`: failed tasks by workflow and error code (a task whose
+ *   work threw is settled by the workflow and counts once, under the code it was settled with);
  * - `fleetward_worker_takeovers_total`: tasks of dead workers this worker queued again;
  * - `fleetward_worker_rollouts_ended_total`: run ends this worker recorded.
  */

@@ -475,20 +475,23 @@ class PostgresWorker implements Worker {
   #start(task: ClaimedTask, server: ClaimedServer, started: number): void {
     const { controller } = this.#running.get(keyOf(task))!;
     const work = async () => {
-      let result: RolloutServerOutcome | UnrecordedResult | RunningElsewhere;
-      try {
-        result = await this.fleet.rolloutWork.carryOut(server, controller.signal);
-      } catch (error) {
-        const failure = toFleetwardError(error, `server ${task.server} of run ${task.ref.runId}`);
-        this.#metrics.failures.inc({ kind: task.ref.kind, code: failure.code });
-        this.#log.warn(
-          { err: failure, runId: task.ref.runId, serverId: task.server },
-          'worker task failed: settling it',
-        );
-        const [again] = await this.#retry('settling a failed task', () => this.#claimInStore([task]));
-        if (!again || 'claimed' in again)
-          throw new Error(`task ${task.server} was pending again after it ran`);
-        result = again;
+      let claimed = server;
+      let result: RolloutServerOutcome | UnrecordedResult | RunningElsewhere | undefined;
+      for (let attempt = 0; result === undefined; attempt++) {
+        try {
+          result = await this.fleet.rolloutWork.carryOut(claimed, controller.signal);
+        } catch (error) {
+          const failure = toFleetwardError(error, `server ${task.server} of run ${task.ref.runId}`);
+          this.#log.warn(
+            { err: failure, runId: task.ref.runId, serverId: task.server, attempt },
+            'worker task failed: settling it',
+          );
+          // Claimed again: the workflow settles it (a script is failed as interrupted) or hands
+          // it back to be done again (a scan, which only reads).
+          const [again] = await this.#retry('settling a failed task', () => this.#claimInStore([task]));
+          if (again && 'claimed' in again) claimed = again;
+          else result = again;
+        }
       }
       if ('runningOn' in result) return this.#coordinator.reassign(task, this.id, result.runningOn);
       return this.#report(task, result, started);
@@ -522,26 +525,50 @@ class PostgresWorker implements Worker {
       const batch = this.#completions;
       this.#completions = [];
       const unrecorded = batch.filter((b) => 'unrecorded' in b.result);
-      const written = await this.#retry('writing finished tasks', () =>
-        unrecorded.length
-          ? this.fleet.rolloutWork.record(
-              unrecorded.map((b) => b.result as UnrecordedResult),
-              this.id,
-            )
-          : Promise.resolve([]),
-      );
-      unrecorded.forEach((b, i) => {
-        b.result = written[i]!;
-      });
-      const completions = batch.map((b) => ({
+      let written: Awaited<ReturnType<Fleet['rolloutWork']['record']>>;
+      try {
+        written = await this.#retry('writing finished tasks', () =>
+          unrecorded.length
+            ? this.fleet.rolloutWork.record(
+                unrecorded.map((b) => b.result as UnrecordedResult),
+                this.id,
+              )
+            : Promise.resolve([]),
+        );
+      } catch {
+        // Stopping with the store unreachable: these tasks stay this worker's, for a takeover.
+        for (const b of [...batch, ...this.#completions.splice(0)]) b.settle();
+        return;
+      }
+      const counted: Pending[] = [];
+      for (const b of batch) {
+        const i = unrecorded.indexOf(b);
+        const result = i >= 0 ? written[i]! : b.result;
+        if ('runningOn' in result) {
+          // Taken over meanwhile by a live worker (this one was taken for dead): it reports the server.
+          await this.#coordinator.reassign(b.task, this.id, result.runningOn).catch(() => undefined);
+          b.settle();
+          continue;
+        }
+        b.result = result;
+        counted.push(b);
+      }
+      const completions = counted.map((b) => ({
         rollout: b.task.rollout,
         server: b.task.server,
         outcome: b.result as RolloutServerOutcome,
       }));
-      const jobIds = new Map(batch.map((b) => [`${b.task.rollout}\u0000${b.task.server}`, b.task.jobId]));
-      await this.#retry('counting finished tasks', () => this.#coordinator.complete(completions, jobIds));
+      const jobIds = new Map(counted.map((b) => [`${b.task.rollout}\u0000${b.task.server}`, b.task.jobId]));
+      try {
+        if (completions.length) {
+          await this.#retry('counting finished tasks', () => this.#coordinator.complete(completions, jobIds));
+        }
+      } catch {
+        for (const b of [...counted, ...this.#completions.splice(0)]) b.settle();
+        return;
+      }
       const now = performance.now();
-      for (const b of batch) {
+      for (const b of counted) {
         this.#metrics.observe(b.task.ref.kind, b.result as RolloutServerOutcome, (now - b.started) / 1000);
         b.settle();
       }

@@ -47,11 +47,23 @@ function outcomeOf(task: TaskResult, server: Pick<Server, 'id' | 'name'>): Rollo
 export function createScanRolloutWork(runtime: Runtime): RolloutWork {
   const claims = new WeakMap<ClaimedServer, TaskResult>();
   const unrecorded = new WeakMap<UnrecordedResult, ScannedServer>();
-  const contextOf = async (ref: RolloutRef): Promise<{ ctx: CallContext; actor: AuditInput['actor'] }> => {
-    const job = await runtime.store.jobs.require(ref.tenantId, ref.runId);
-    const ctx = createCallContext(runtime, { tenantId: ref.tenantId, principalId: job.requestedBy });
-    const principal = await ctx.principal();
-    return { ctx, actor: { principalId: job.requestedBy, kind: principal?.kind ?? 'human' } };
+  // The context of a scan's requester, loaded once per scan a worker works on (the newest few kept).
+  const contexts = new Map<string, Promise<{ ctx: CallContext; actor: AuditInput['actor'] }>>();
+  const contextOf = (ref: RolloutRef): Promise<{ ctx: CallContext; actor: AuditInput['actor'] }> => {
+    const key = `${ref.tenantId}\u0000${ref.runId}`;
+    let found = contexts.get(key);
+    if (!found) {
+      found = (async () => {
+        const job = await runtime.store.jobs.require(ref.tenantId, ref.runId);
+        const ctx = createCallContext(runtime, { tenantId: ref.tenantId, principalId: job.requestedBy });
+        const principal = await ctx.principal();
+        return { ctx, actor: { principalId: job.requestedBy, kind: principal?.kind ?? 'human' } };
+      })();
+      found.catch(() => contexts.delete(key));
+      if (contexts.size >= 64) contexts.delete(contexts.keys().next().value as string);
+      contexts.set(key, found);
+    }
+    return found;
   };
   const nameOf = (serverId: string) => ({ id: serverId, name: serverId });
 
@@ -117,9 +129,10 @@ export function createScanRolloutWork(runtime: Runtime): RolloutWork {
       }
       claims.delete(handle);
       const { tenantId } = handle.ref;
-      const server = await runtime.store.servers.get(tenantId, handle.serverId);
-      const result: ScannedServer = { server, serverId: handle.serverId, running };
+      const result: ScannedServer = { server: undefined, serverId: handle.serverId, running };
       try {
+        const server = await runtime.store.servers.get(tenantId, handle.serverId);
+        result.server = server;
         if (!server)
           throw new ValidationError('Server', [
             { path: ['id'], message: `server ${handle.serverId} no longer exists` },
@@ -132,7 +145,7 @@ export function createScanRolloutWork(runtime: Runtime): RolloutWork {
           ...(typeof timeoutMs === 'number' ? { timeoutMs } : {}),
         });
       } catch (thrown) {
-        result.error = toFleetwardError(thrown, `scanning ${server?.name ?? handle.serverId}`);
+        result.error = toFleetwardError(thrown, `scanning ${result.server?.name ?? handle.serverId}`);
       }
       const out: UnrecordedResult = { unrecorded: true, ref: handle.ref, serverId: handle.serverId };
       unrecorded.set(out, result);
@@ -154,18 +167,24 @@ export function createScanRolloutWork(runtime: Runtime): RolloutWork {
         const key = `${ref.tenantId}\u0000${ref.runId}`;
         byJob.set(key, [...(byJob.get(key) ?? []), i]);
       }
-      const outcomes = new Array<RolloutServerOutcome>(results.length);
+      const outcomes = new Array<RolloutServerOutcome | RunningElsewhere>(results.length);
       for (const indexes of byJob.values()) {
         const { tenantId, runId: jobId } = scans[indexes[0]!]!.ref;
         for (let attempt = 0; ; attempt++) {
           try {
             const written = await runtime.store.transaction(async (tx) => {
-              const out: Array<{ outcome: RolloutServerOutcome; saved?: ScanResult }> = [];
+              const out: Array<{ outcome: RolloutServerOutcome | RunningElsewhere; saved?: ScanResult }> = [];
               for (const i of indexes) {
                 const { scan } = scans[i]!;
                 const current = await tx.taskResults.require(tenantId, scan.running.id);
                 const server = scan.server ?? nameOf(scan.serverId);
-                if (current.status !== 'running' || current.details?.['workerId'] !== workerId) {
+                const owner = current.details?.['workerId'];
+                if (current.status === 'running' && owner !== workerId) {
+                  // Taken over (scanned again) by a worker that took this one for dead: it reports the server.
+                  out.push({ outcome: { runningOn: String(owner) } });
+                  continue;
+                }
+                if (current.status !== 'running') {
                   out.push({ outcome: outcomeOf(current, server) });
                   continue;
                 }

@@ -121,10 +121,14 @@ export interface RolloutWork {
   /**
    * Writes carried-out results with their audit records, those of one run in one transaction,
    * and answers how each counts, in order. A result is never written over a task another worker
-   * settled meanwhile (it took this one for dead): the recorded outcome is answered instead.
+   * took meanwhile (it took this one for dead): a task it settled answers its recorded outcome, one
+   * it runs now answers {@link RunningElsewhere} (that worker reports it).
    * Safe to call again with the same results after a failure (nothing is written twice).
    */
-  record(results: readonly UnrecordedResult[], workerId: string): Promise<RolloutServerOutcome[]>;
+  record(
+    results: readonly UnrecordedResult[],
+    workerId: string,
+  ): Promise<Array<RolloutServerOutcome | RunningElsewhere>>;
   /** Records the run's end (untouched servers, job, run, audit, outbox). A run that already ended is left alone. */
   finish(ref: RolloutRef, end: RolloutEnd): Promise<void>;
   /** Whether someone asked for the run to be cancelled: its running tasks are then aborted. */

@@ -1083,16 +1083,24 @@ class RunExecution {
    * written over: its recorded outcome is answered instead. A conflict with such a takeover
    * during the transaction makes it start again over fresh reads.
    */
-  async recordMany(settled: readonly Settlement[], workerId: string): Promise<ServerOutcome[]> {
+  async recordMany(
+    settled: readonly Settlement[],
+    workerId: string,
+  ): Promise<Array<ServerOutcome | RunningElsewhere>> {
     const ctx = this.#ctx;
     const store = ctx.runtime.store;
     for (let attempt = 0; ; attempt++) {
       try {
         const written = await store.transaction(async (tx) => {
-          const out: Array<{ outcome: ServerOutcome; saved?: TaskResult }> = [];
+          const out: Array<{ outcome: ServerOutcome | RunningElsewhere; saved?: TaskResult }> = [];
           for (const item of settled) {
             const current = await tx.taskResults.require(ctx.tenantId, item.running.id);
-            if (current.status !== 'running' || current.details?.['workerId'] !== workerId) {
+            const owner = current.details?.['workerId'];
+            if (current.status === 'running' && owner !== workerId) {
+              out.push({ outcome: { runningOn: String(owner) } });
+              continue;
+            }
+            if (current.status !== 'running') {
               out.push({ outcome: outcomeOfTask(current, this.#servers.get(item.serverId)) });
               continue;
             }
@@ -1643,7 +1651,7 @@ export function createScriptRolloutWork(runtime: Runtime): RolloutWork {
       unrecorded.set(handle, { execution: entry.execution, settled });
       return handle;
     },
-    async record(results, workerId): Promise<RolloutServerOutcome[]> {
+    async record(results, workerId): Promise<Array<RolloutServerOutcome | RunningElsewhere>> {
       const byRun = new Map<RunExecution, number[]>();
       const found = results.map((r, i) => {
         const entry = unrecorded.get(r);
@@ -1655,7 +1663,7 @@ export function createScriptRolloutWork(runtime: Runtime): RolloutWork {
         byRun.set(entry.execution, [...(byRun.get(entry.execution) ?? []), i]);
         return entry;
       });
-      const outcomes = new Array<RolloutServerOutcome>(results.length);
+      const outcomes = new Array<RolloutServerOutcome | RunningElsewhere>(results.length);
       for (const [execution, indexes] of byRun) {
         const written = await execution.recordMany(
           indexes.map((i) => found[i]!.settled),
