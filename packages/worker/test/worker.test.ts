@@ -210,4 +210,84 @@ describeWithPostgres('workers on PostgreSQL', () => {
     );
     expect(ends).toHaveLength(1);
   });
+
+  it('pauses on a spent budget and resumes through the workers: no server runs twice, the rest finish', async () => {
+    const d = await track(
+      deploy({ servers: 80, seed: 17, failureRate: 0.1, latency: { kind: 'fixed', ms: 2 } }),
+    );
+    await startWorkers(d, 2, 4);
+    const paused = await d.admin.scripts.runScript({
+      script: SCRIPT.name,
+      targets: { serverIds: d.sim.servers.map((s) => s.id) },
+      rollout: { maxConcurrency: 3, errorBudget: { count: 1 }, onBudgetSpent: 'pause' },
+    });
+    expect(paused.run.status).toBe('paused');
+    expect(paused.counts.pending).toBeGreaterThan(0);
+    const ref = { kind: 'script' as const, tenantId: TENANT, runId: paused.run.id };
+    expect(await d.queue.isActive(ref)).toBe(false);
+    const ranBefore = d.sim.stats().calls.exec;
+    const resumed = await d.admin.scripts.resumeRun(paused.run.id, { acknowledgeFailures: true });
+    // Failures go on after the resume (10% of servers fail), so it may pause again; every server
+    // that had ended keeps its result and none ran twice.
+    expect(['paused', 'partial', 'succeeded']).toContain(resumed.run.status);
+    for (const before of paused.servers.filter((s) => s.state !== 'pending')) {
+      expect(resumed.servers.find((s) => s.serverId === before.serverId)).toMatchObject({
+        state: before.state,
+        attempt: before.attempt,
+      });
+    }
+    expect(resumed.servers.every((s) => s.attempt <= 1)).toBe(true);
+    const started = resumed.servers.filter((s) => s.attempt === 1).length;
+    expect(d.sim.stats().calls.exec).toBe(started);
+    expect(started).toBeGreaterThan(ranBefore);
+    expect(await d.queue.state(ref)).toMatchObject({ status: 'ended', inFlight: 0 });
+    expect((await d.admin.verifyAuditLog()).ok).toBe(true);
+  });
+
+  it('refuses a bad submission or bad options with a typed error naming the field, and stores nothing', async () => {
+    const d = await track(deploy({ servers: 2, seed: 1 }));
+    const good = {
+      kind: 'script' as const,
+      tenantId: TENANT,
+      runId: 'r1',
+      jobId: 'j1',
+      waves: [{ name: 'all', serverIds: ['a', 'b'] }],
+      maxConcurrency: 2,
+      maxFailures: 0,
+      onBudgetSpent: 'stop' as const,
+      states: {},
+      acknowledgeFailures: false,
+    };
+    const bad: Array<[Record<string, unknown>, string]> = [
+      [{ waves: [{ name: 'all', serverIds: ['a', 'a'] }] }, 'waves.0.serverIds.1'],
+      [{ kind: 'patch' }, 'kind'],
+      [{ maxConcurrency: 0 }, 'maxConcurrency'],
+      [{ maxFailures: -1 }, 'maxFailures'],
+      [{ onBudgetSpent: 'explode' }, 'onBudgetSpent'],
+      [{ runId: '' }, 'runId'],
+      [{ waves: [] }, 'waves'],
+    ];
+    for (const [change, path] of bad) {
+      const error = await d.queue.submit({ ...good, ...change } as never).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).toMatchObject({ code: 'VALIDATION_FAILED' });
+      expect((error as { issues: Array<{ path: unknown[] }> }).issues.map((i) => i.path.join('.'))).toContain(
+        path,
+      );
+    }
+    expect(await d.queue.state({ kind: 'script', tenantId: TENANT, runId: 'r1' })).toBeUndefined();
+    const { fleet, queue } = await d.open();
+    await expect(createWorker({ fleet, queue, heartbeatMs: 1000, takeoverMs: 2000 })).rejects.toMatchObject({
+      code: 'VALIDATION_FAILED',
+    });
+    await expect(createWorker({ fleet, queue, concurrency: 0 })).rejects.toMatchObject({
+      code: 'VALIDATION_FAILED',
+    });
+    // A Fleet that submits elsewhere cannot work for this queue.
+    await expect(createWorker({ fleet: d.fleet, queue })).rejects.toMatchObject({
+      code: 'VALIDATION_FAILED',
+    });
+  });
 });
