@@ -4,8 +4,8 @@ import { createWorker, type Worker } from '@fleetward/worker';
 import { afterEach, expect, it } from 'vitest';
 import { type Deployment, deploy, describeWithPostgres, SCRIPT, TENANT } from './support/setup.js';
 
-/** The same run in one process, on a memory store, over a fresh simulated fleet of the same seed. */
-async function inProcess(options: SimulatedFleetOptions, rollout: object): Promise<ScriptRunResults> {
+/** The same fleet in one process, on a memory store: a fresh simulated fleet of the same seed. */
+async function inProcessFleet(options: SimulatedFleetOptions) {
   const sim = createSimulatedFleet(options);
   const fleet = createFleet({ store: createMemoryStore(), adapters: [sim.adapter] });
   await fleet.bootstrapTenant({
@@ -15,12 +15,14 @@ async function inProcess(options: SimulatedFleetOptions, rollout: object): Promi
   for (const server of sim.servers) await fleet.store.servers.create({ tenantId: TENANT, ...server });
   const admin = fleet.as({ tenantId: TENANT, principalId: 'admin' });
   await admin.scripts.add(SCRIPT);
+  return { sim, fleet, admin, serverIds: sim.servers.map((s) => s.id) };
+}
+
+/** The same run in one process. */
+async function inProcess(options: SimulatedFleetOptions, rollout: object): Promise<ScriptRunResults> {
+  const { fleet, admin, serverIds } = await inProcessFleet(options);
   try {
-    return await admin.scripts.runScript({
-      script: SCRIPT.name,
-      targets: { serverIds: sim.servers.map((s) => s.id) },
-      rollout,
-    });
+    return await admin.scripts.runScript({ script: SCRIPT.name, targets: { serverIds }, rollout });
   } finally {
     await fleet.close();
   }
@@ -185,17 +187,14 @@ describeWithPostgres('workers on PostgreSQL', () => {
     expect(owners.size).toBe(2);
 
     // The same fleet scanned in one process: the same servers fail, the same patches are pending.
-    const sim = createSimulatedFleet(options);
-    const fleet = createFleet({ store: createMemoryStore(), adapters: [sim.adapter] });
-    await fleet.bootstrapTenant({
-      tenant: { id: TENANT, name: TENANT },
-      admin: { id: 'admin', name: 'Admin', kind: 'human', affiliation: 'employee' },
-    });
-    for (const server of sim.servers) await fleet.store.servers.create({ tenantId: TENANT, ...server });
-    const alone = await fleet
-      .as({ tenantId: TENANT, principalId: 'admin' })
-      .scan({ serverIds: sim.servers.map((s) => s.id) });
-    await fleet.close();
+    const alone = await (async () => {
+      const local = await inProcessFleet(options);
+      try {
+        return await local.admin.scan({ serverIds: local.serverIds });
+      } finally {
+        await local.fleet.close();
+      }
+    })();
     const findings = (results: typeof shared.results) =>
       results.map((r) => [
         r.serverId,

@@ -573,20 +573,7 @@ class RunExecution {
       if (resumed) await this.#prepareResume();
       else await this.#prepareStart();
       if (abandoned) lease.reportTakeover({ runId: this.#run.id, jobId: this.#job.id });
-      logJobStarted(this.#logger(), this.#job, {
-        runId: this.#run.id,
-        script: this.#run.scriptName,
-        revision: this.#run.revision,
-        resumed,
-      });
-      this.#events().emit('script.run.started', {
-        tenantId: ctx.tenantId,
-        runId: this.#run.id,
-        jobId: this.#job.id,
-        scriptName: this.#run.scriptName,
-        contentHash: this.#run.contentHash,
-        resumed,
-      });
+      this.#announceStart(resumed);
       const states = new Map<string, KnownServerState>(
         [...this.#tasks.values()].map((t) => [
           t.serverId,
@@ -623,6 +610,25 @@ class RunExecution {
       signal?.removeEventListener('abort', onAbort);
       this.#serverSignals.close();
     }
+  }
+
+  /** Tells the operator and the event bus that the run started (or resumed). */
+  #announceStart(resumed: boolean, fields: Record<string, unknown> = {}): void {
+    logJobStarted(this.#logger(), this.#job, {
+      runId: this.#run.id,
+      script: this.#run.scriptName,
+      revision: this.#run.revision,
+      resumed,
+      ...fields,
+    });
+    this.#events().emit('script.run.started', {
+      tenantId: this.#ctx.tenantId,
+      runId: this.#run.id,
+      jobId: this.#job.id,
+      scriptName: this.#run.scriptName,
+      contentHash: this.#run.contentHash,
+      resumed,
+    });
   }
 
   async #prepareStart(): Promise<void> {
@@ -755,21 +761,7 @@ class RunExecution {
     const resumed = this.#run.status !== 'awaiting-start';
     if (resumed) await this.#prepareResume();
     else await this.#prepareStart();
-    logJobStarted(this.#logger(), this.#job, {
-      runId: this.#run.id,
-      script: this.#run.scriptName,
-      revision: this.#run.revision,
-      resumed,
-      workers: queue.name,
-    });
-    this.#events().emit('script.run.started', {
-      tenantId: ctx.tenantId,
-      runId: this.#run.id,
-      jobId: this.#job.id,
-      scriptName: this.#run.scriptName,
-      contentHash: this.#run.contentHash,
-      resumed,
-    });
+    this.#announceStart(resumed, { workers: queue.name });
     const states: Record<string, SubmittedServerState> = {};
     for (const task of this.#tasks.values()) {
       states[task.serverId] = {
