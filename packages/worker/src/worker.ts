@@ -499,18 +499,24 @@ class PostgresWorker implements Worker {
     this.#settle(task, work());
   }
 
-  /** Queues a finished task for writing and counting, and resolves once it is counted. */
+  /**
+   * Queues a finished task for writing and counting. Resolves at once, or once it is counted when
+   * more than twice `concurrency` results already wait.
+   */
   #report(
     task: ClaimedTask,
     result: RolloutServerOutcome | UnrecordedResult,
     started: number,
   ): Promise<void> {
-    return new Promise((settle) => {
+    const counted = new Promise<void>((settle) => {
       this.#completions.push({ task, result, started, settle });
       this.#flushing ??= this.#flush().finally(() => {
         this.#flushing = undefined;
       });
     });
+    // The task's slot frees as soon as its result waits for the flush, so the worker takes more
+    // work while a batch is written; once the flush is far behind, slots wait for it (backpressure).
+    return this.#completions.length > 2 * this.#opts.concurrency ? counted : Promise.resolve();
   }
 
   /**
