@@ -54,6 +54,22 @@ interface RolloutRow {
   cancelled: boolean;
 }
 
+/** Where a rollout stands on the queue, for tools and tests. */
+export interface RolloutState {
+  id: string;
+  status: 'active' | 'ending' | 'ended';
+  /** Index of the wave being started. */
+  wave: number;
+  /** Servers queued or running now. */
+  inFlight: number;
+  /** Failures counted against the budget. */
+  failures: number;
+  cancelled: boolean;
+  stopReason?: string;
+  /** Servers by state: not started, on the queue, taken by a worker, counted. */
+  servers: Record<'pending' | 'queued' | 'running' | 'done', number>;
+}
+
 /** One server's report to its rollout: the server and how it ended. */
 export interface Completion {
   rollout: string;
@@ -435,19 +451,7 @@ export class Coordinator {
   }
 
   /** The counters of a rollout, for tests and tools. */
-  async state(ref: RolloutRef): Promise<
-    | {
-        id: string;
-        status: RolloutRow['status'];
-        wave: number;
-        inFlight: number;
-        failures: number;
-        cancelled: boolean;
-        stopReason?: string;
-        servers: Record<'pending' | 'queued' | 'running' | 'done', number>;
-      }
-    | undefined
-  > {
+  async state(ref: RolloutRef): Promise<RolloutState | undefined> {
     const { rows } = await this.#pool.query<RolloutRow>(
       `SELECT * FROM ${this.#q}.rollouts WHERE kind = $1 AND tenant_id = $2 AND run_id = $3`,
       [ref.kind, ref.tenantId, ref.runId],

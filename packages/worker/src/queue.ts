@@ -3,7 +3,10 @@ import { ValidationError } from '@fleetward/core';
 import pg from 'pg';
 import PgBoss from 'pg-boss';
 import { z } from 'zod';
-import { Coordinator, END_QUEUE, TASK_QUEUE } from './coordinator.js';
+import { Coordinator, END_QUEUE, type RolloutState, TASK_QUEUE } from './coordinator.js';
+
+export type { RolloutState } from './coordinator.js';
+
 import { migrate } from './schema.js';
 
 const SCHEMA = /^[a-z_][a-z0-9_]{0,40}$/;
@@ -51,22 +54,6 @@ export const RolloutQueueOptionsSchema = z
     path: ['connectionString'],
   });
 export type RolloutQueueOptions = z.input<typeof RolloutQueueOptionsSchema>;
-
-/** Where a rollout stands on the queue, for tools and tests. */
-export interface RolloutState {
-  id: string;
-  status: 'active' | 'ending' | 'ended';
-  /** Index of the wave being started. */
-  wave: number;
-  /** Servers queued or running now. */
-  inFlight: number;
-  /** Failures counted against the budget. */
-  failures: number;
-  cancelled: boolean;
-  stopReason?: string;
-  /** Servers by state: not started, on the queue, taken by a worker, counted. */
-  servers: Record<'pending' | 'queued' | 'running' | 'done', number>;
-}
 
 /**
  * The {@link RolloutQueue} on PostgreSQL: give it to `createFleet({ rollouts })` in every process
