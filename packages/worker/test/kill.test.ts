@@ -73,7 +73,12 @@ describeWithPostgres('four worker processes, one killed', () => {
       takeoverMs: 1000,
       execLog,
     };
-    for (let i = 0; i < 4; i++) children.push(await spawnWorker(config));
+    // The victim's execs past its 100th never return: when it is killed, some of its servers are
+    // certainly mid-script (a kill between two batches would leave nothing to interrupt).
+    const STALL_AFTER = 100;
+    for (let i = 0; i < 4; i++) {
+      children.push(await spawnWorker(i === 1 ? { ...config, stallAfterExecs: STALL_AFTER } : config));
+    }
 
     // About 0.2% of servers fail (about 40 of 20,000): the budget of 30 is spent past the middle.
     const maxFailures = Math.floor(SERVERS * 0.0015);
@@ -85,14 +90,17 @@ describeWithPostgres('four worker processes, one killed', () => {
       rollout: { maxConcurrency, errorBudget: { count: maxFailures } },
     });
     const finished = d.admin.scripts.startRun(run.id, { cancelPollMs: 100 });
-    // Kill one worker outright once a tenth of the servers ran.
     finished.catch(() => undefined); // awaited below; a failure before then must not go unhandled
     const victim = children[1]!;
     const ran = () => (existsSync(execLog) ? readFileSync(execLog, 'utf8').split('\n').filter(Boolean) : []);
-    const byVictim = () => ran().filter((l) => l.endsWith(` ${victim.pid}`)).length;
-    while (ran().length < SERVERS / 10 || byVictim() === 0) {
+    const byVictim = () => ran().filter((l) => l.endsWith(` ${victim.pid}`));
+    // Kill it outright once a tenth of the servers ran and it is stuck in some of its scripts.
+    while (ran().length < SERVERS / 10 || byVictim().length <= STALL_AFTER) {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
+    const stalled = byVictim()
+      .slice(STALL_AFTER)
+      .map((l) => l.split(' ')[0]!);
     victim.kill('SIGKILL');
     await exited(victim);
     const results = await finished;
@@ -107,6 +115,9 @@ describeWithPostgres('four worker processes, one killed', () => {
     const interrupted = results.servers.filter((s) => s.error?.code === 'INTERRUPTED');
     expect(interrupted.length).toBeGreaterThan(0);
     for (const s of interrupted) expect(victimRan.has(s.serverId)).toBe(true);
+    // Every script it was stuck in is one of them: started, never finished, never run again.
+    const interruptedIds = new Set(interrupted.map((s) => s.serverId));
+    for (const id of stalled) expect(interruptedIds.has(id)).toBe(true);
 
     // None lost: every server ended one way or another, and exactly the started ones ran.
     expect(results.counts.pending + results.counts.running).toBe(0);
