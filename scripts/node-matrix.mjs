@@ -94,7 +94,7 @@ const SQLITE_TESTS = [
     .concat(['scan-hangup', 'scripts', 'walk-routes'])
     .map((name) => `packages/http/test/${name}.test.ts`),
   ...['audit/export', 'compliance/api', 'notify/sqlite-dispatch', 'schedule/scheduler']
-    .concat(['sop/resume', 'sop/runbook', 'compliance/state-summary.property'])
+    .concat(['sop/resume', 'sop/runbook', 'compliance/state-summary.property', 'compliance/view.property'])
     .map((name) => `packages/core/test/${name}.test.ts`),
 ];
 

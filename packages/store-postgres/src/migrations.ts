@@ -188,4 +188,17 @@ CREATE TABLE compliance_states (
 `,
     backfill: backfillComplianceStates,
   },
+  {
+    version: 5,
+    name: 'change feed of the compliance states: the transaction that last wrote each one',
+    sql: `
+CREATE TABLE compliance_changes (
+  tenant_id TEXT COLLATE "C" NOT NULL,
+  server_id TEXT COLLATE "C" NOT NULL,
+  xid xid8 NOT NULL,
+  PRIMARY KEY (tenant_id, server_id)
+);
+CREATE INDEX compliance_changes_xid ON compliance_changes (tenant_id, xid);
+`,
+  },
 ];

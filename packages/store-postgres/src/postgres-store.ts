@@ -249,6 +249,7 @@ class PostgresBackend implements StoreBackend {
   readonly #schema: string;
   readonly #entities: string;
   readonly #states: string;
+  readonly #stateChanges: string;
   readonly #audit: string;
   readonly leases: Leases;
   #closed = false;
@@ -259,6 +260,7 @@ class PostgresBackend implements StoreBackend {
     this.#schema = schema;
     this.#entities = `${quote(schema)}.entities`;
     this.#states = `${quote(schema)}.compliance_states`;
+    this.#stateChanges = `${quote(schema)}.compliance_changes`;
     this.#audit = `${quote(schema)}.audit_log`;
     this.leases = new PostgresLeases(pool, clock, schema, () => this.#check());
   }
@@ -300,7 +302,17 @@ class PostgresBackend implements StoreBackend {
   #makeSession(db: Queryable, transactional: boolean): BackendSession {
     const entities = this.#entities;
     const states = this.#states;
+    const changes = this.#stateChanges;
     const audit = this.#audit;
+    // The feed's position of each write is its transaction id: with concurrent writers, ids commit
+    // out of order, so a reader asks again from the oldest transaction still open when it read
+    // (its snapshot's xmin), never from the largest id it saw. Everything below xmin has ended.
+    const recordChange = (tenantId: string, serverId: string) =>
+      db.query(
+        `INSERT INTO ${changes} (tenant_id, server_id, xid) VALUES ($1, $2, pg_current_xact_id())
+         ON CONFLICT (tenant_id, server_id) DO UPDATE SET xid = excluded.xid`,
+        [tenantId, serverId],
+      );
     const auditLockKey = `fleetward.audit:${this.#schema}`;
     return {
       async listTenantIds() {
@@ -414,9 +426,31 @@ class PostgresBackend implements StoreBackend {
            ON CONFLICT (tenant_id, server_id) DO UPDATE SET has_server = excluded.has_server, data = excluded.data`,
           [tenantId, state.serverId, state.server !== undefined, JSON.stringify(state)],
         );
+        await recordChange(tenantId, state.serverId);
       },
       async deleteComplianceState(tenantId, serverId) {
         await db.query(`DELETE FROM ${states} WHERE tenant_id = $1 AND server_id = $2`, [tenantId, serverId]);
+        await recordChange(tenantId, serverId);
+      },
+      async getComplianceStates(tenantId, serverIds) {
+        const { rows } = await db.query<{ data: ComplianceState }>(
+          `SELECT data FROM ${states} WHERE tenant_id = $1 AND server_id = ANY($2::text[])`,
+          [tenantId, serverIds],
+        );
+        return rows.map((r) => r.data);
+      },
+      async complianceStateChanges(tenantId, since) {
+        // One statement, so the cursor and the ids come from the same snapshot. A cursor that is
+        // not a transaction id (not one this store gave) reads the feed from its start.
+        const from = since !== undefined && /^\d{1,20}$/.test(since) ? since : '0';
+        const { rows } = await db.query<{ cursor: string; ids: string[] | null }>(
+          since === undefined
+            ? 'SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS cursor, NULL AS ids'
+            : `SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS cursor,
+                 ARRAY(SELECT server_id FROM ${changes} WHERE tenant_id = $1 AND xid >= $2::xid8) AS ids`,
+          since === undefined ? [] : [tenantId, from],
+        );
+        return { cursor: rows[0]!.cursor, serverIds: rows[0]!.ids ?? [] };
       },
       async listComplianceStates(tenantId, { after, limit }) {
         const { rows } = await db.query<{ data: ComplianceState }>(

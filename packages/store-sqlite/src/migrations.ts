@@ -194,4 +194,17 @@ CREATE TABLE compliance_states (
 `,
     backfill: backfillComplianceStates,
   },
+  {
+    version: 7,
+    name: "change feed of the compliance states: a per-tenant position of each one's last write",
+    sql: `
+CREATE TABLE compliance_changes (
+  tenant_id TEXT NOT NULL,
+  server_id TEXT NOT NULL,
+  revision INTEGER NOT NULL,
+  PRIMARY KEY (tenant_id, server_id)
+) WITHOUT ROWID;
+CREATE INDEX compliance_changes_revision ON compliance_changes (tenant_id, revision);
+`,
+  },
 ];

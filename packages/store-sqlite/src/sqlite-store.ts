@@ -267,6 +267,24 @@ class SqliteBackend implements StoreBackend {
         'SELECT data FROM compliance_states WHERE tenant_id = ? AND has_server = 1 AND server_id > ? ORDER BY server_id LIMIT ?',
       )
       .pluck();
+    // The feed's position: one writer at a time (SQLite's write lock), so positions taken as the
+    // tenant's highest plus one commit in order, and a reader can ask from the highest it saw.
+    const recordChange = db.prepare(
+      `INSERT INTO compliance_changes (tenant_id, server_id, revision)
+       VALUES (?, ?, (SELECT coalesce(max(revision), 0) + 1 FROM compliance_changes WHERE tenant_id = ?))
+       ON CONFLICT (tenant_id, server_id) DO UPDATE SET revision = excluded.revision`,
+    );
+    const changesCursor = db
+      .prepare('SELECT coalesce(max(revision), 0) FROM compliance_changes WHERE tenant_id = ?')
+      .pluck();
+    const changedIds = db
+      .prepare('SELECT server_id FROM compliance_changes WHERE tenant_id = ? AND revision > ?')
+      .pluck();
+    const getStates = db
+      .prepare(
+        'SELECT data FROM compliance_states WHERE tenant_id = ? AND server_id IN (SELECT value FROM json_each(?))',
+      )
+      .pluck();
     const listCache = new Map<string, Database.Statement>();
     const indexes = new Set(
       (
@@ -360,9 +378,24 @@ class SqliteBackend implements StoreBackend {
       },
       async putComplianceState(tenantId, state) {
         putState.run(tenantId, state.serverId, state.server ? 1 : 0, JSON.stringify(state));
+        recordChange.run(tenantId, state.serverId, tenantId);
       },
       async deleteComplianceState(tenantId, serverId) {
         deleteState.run(tenantId, serverId);
+        recordChange.run(tenantId, serverId, tenantId);
+      },
+      async getComplianceStates(tenantId, serverIds) {
+        return (getStates.all(tenantId, JSON.stringify(serverIds)) as string[]).map((text) =>
+          JSON.parse(text),
+        );
+      },
+      async complianceStateChanges(tenantId, since) {
+        // The cursor first: a write committed between the two reads comes now and again next time.
+        const cursor = String(changesCursor.get(tenantId));
+        if (since === undefined) return { cursor, serverIds: [] };
+        // A cursor this store did not give reads the feed from its start.
+        const from = /^\d{1,15}$/.test(since) ? Number(since) : 0;
+        return { cursor, serverIds: changedIds.all(tenantId, from) as string[] };
       },
       async listComplianceStates(tenantId, { after, limit }) {
         const texts = (

@@ -1138,6 +1138,96 @@ export function describeStoreConformance(name: string, options: StoreConformance
         ).rejects.toThrow('rollback');
         expect(await store.complianceStates.get(T1, 's1')).toEqual(before);
       });
+
+      it('complianceStates.getMany — the states of the ids asked, of the tenant, once each', async () => {
+        await server('a');
+        await server('b');
+        await scan('ghost', '2026-02-20T00:00:00.000Z');
+        await store.servers.create({ ...sampleInput('servers', T2), id: 'c' } as never);
+        const got = await store.complianceStates.getMany(T1, ['b', 'a', 'ghost', 'c', 'nobody', 'a']);
+        expect(got.map((s) => s.serverId).sort()).toEqual(['a', 'b', 'ghost']);
+        expect(got.find((s) => s.serverId === 'ghost')?.server).toBeUndefined();
+        expect(await store.complianceStates.getMany(T1, [])).toEqual([]);
+        await expect(store.complianceStates.getMany(T1, [''])).rejects.toThrow(/serverIds/);
+      });
+
+      it('complianceStates.changes — after any mix of writes, every state changed since a cursor comes with the next answer', async () => {
+        const first = await store.complianceStates.changes(T1);
+        if (!first) return; // a backend without a feed: views read every state instead
+        expect(first.serverIds).toEqual([]);
+        // A seeded walk over writes of servers and scans, with the feed read in between.
+        let seed = 7;
+        const random = (n: number) => {
+          seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+          return seed % n;
+        };
+        const ids = ['s0', 's1', 's2', 's3', 's4', 's5'];
+        const exists = new Set<string>();
+        let cursor = first.cursor;
+        let changed = new Set<string>();
+        for (let step = 0; step < 60; step++) {
+          const id = ids[random(ids.length)]!;
+          const op = random(5);
+          if (op === 0 && !exists.has(id)) {
+            await server(id);
+            exists.add(id);
+          } else if (op === 1 && exists.has(id)) {
+            await store.servers.delete(T1, id);
+            exists.delete(id);
+          } else if (op === 2 && exists.has(id)) {
+            const current = await store.servers.require(T1, id);
+            await store.servers.update(T1, id, { name: `n${step}` }, { expectedVersion: current.version });
+          } else if (op === 3) {
+            await scan(id, new Date(Date.UTC(2026, 1, 1) + step * 60_000).toISOString());
+          } else {
+            const answer = (await store.complianceStates.changes(T1, cursor))!;
+            for (const changedId of changed) expect(answer.serverIds).toContain(changedId);
+            cursor = answer.cursor;
+            changed = new Set();
+            continue;
+          }
+          changed.add(id);
+        }
+        // Another tenant's writes are not in this tenant's feed.
+        const before = (await store.complianceStates.changes(T1, cursor))!;
+        await store.servers.create({ ...sampleInput('servers', T2), id: 'other' } as never);
+        expect((await store.complianceStates.changes(T1, before.cursor))!.serverIds).not.toContain('other');
+        // A cursor this store did not give reads the feed from its start: nothing is missed.
+        const all = (await store.complianceStates.changes(T1, 'not a cursor'))!.serverIds;
+        for (const id of exists) expect(all).toContain(id);
+      });
+
+      it('complianceStates.changes — a write of a transaction still open when the feed was read comes in a later answer', async () => {
+        await server('s1');
+        const start = await store.complianceStates.changes(T1);
+        if (!start) return;
+        let written!: () => void;
+        let release!: () => void;
+        const wrote = new Promise<void>((resolve) => (written = resolve));
+        const released = new Promise<void>((resolve) => (release = resolve));
+        const tx = store.transaction(async (scope) => {
+          await scope.scanResults.create({
+            tenantId: T1,
+            serverId: 's1',
+            scannedAt: '2026-02-20T00:00:00.000Z',
+            status: 'succeeded',
+          } as never);
+          written();
+          await released;
+        });
+        await wrote;
+        // Read while the transaction is open (a backend that serialises sessions answers after it).
+        let during: { cursor: string; serverIds: string[] } | undefined;
+        const read = store.complianceStates.changes(T1, start.cursor).then((answer) => {
+          during = answer;
+        });
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        release();
+        await tx;
+        await read;
+        const after = (await store.complianceStates.changes(T1, during!.cursor))!;
+        expect([...during!.serverIds, ...after.serverIds]).toContain('s1');
+      });
     });
 
     options.additionalTests?.(() => ({ store, clock }));

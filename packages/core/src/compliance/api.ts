@@ -6,7 +6,6 @@ import {
   type ComplianceStandard,
   type ComplianceStandardInput,
   IdSchema,
-  matchesSelector,
   type Project,
   type ScanResult,
   type Server,
@@ -18,7 +17,8 @@ import { resolveTargets, type Targets, validateTargets } from '../inventory/targ
 import type { CallContext } from '../kernel/context.js';
 import type { StoreScope } from '../ports/store.js';
 import { evaluateServer, projectsOf, type ServerEvaluation } from './evaluate.js';
-import { type ComplianceSummary, summarize } from './summary.js';
+import type { ComplianceSummary } from './summary.js';
+import { complianceViewOf } from './view.js';
 
 export const ComplianceSummaryOptionsSchema = z.strictObject({
   /** Only the servers this project's selector matches now. @default every server of the tenant */
@@ -118,11 +118,20 @@ export interface ComplianceApi {
   evaluate(targets?: Targets): Promise<ServerEvaluation[]>;
   /**
    * The bird's-eye view (see `summarize`) of the tenant, or of one project's servers with
-   * `projectId`. Needs `patch.read` on every server in it. Reads one compact compliance state per
-   * server (see `ComplianceState`: kept by the store with every server and scan write) and the
-   * standards and projects, in a few paged queries, then evaluates every standard at the fleet
-   * clock's `now` and aggregates in memory: the same numbers as evaluating the servers' latest
-   * scans, without reading the scans.
+   * `projectId`. Needs `patch.read` on every server in it. The same numbers as evaluating every
+   * server's latest scans at the fleet clock's `now`, without reading the scans:
+   * - the first summary of a tenant in a process reads one compact compliance state per server
+   *   (see `ComplianceState`: kept by the store with every server and scan write) and evaluates
+   *   each;
+   * - later ones keep those evaluations in memory (per store object, up to a million servers over
+   *   all tenants) and redo only the servers whose state changed since (the store's change feed,
+   *   `ComplianceStates.changes`, which sees the writes of every process on the same database)
+   *   and those whose evaluation expired (each one knows the instant a patch passes its allowed
+   *   age, a scan goes stale or an alert starts); a change of the standards or projects redoes
+   *   all of them from the kept states. While nothing changed, the kept summary is given again.
+   * A store without a change feed reads every state on every call. The groups, standards and
+   * alerts of the result are frozen: the same objects may be given to other calls until something
+   * changes.
    * @throws ValidationError for unknown options; NotFoundError for an unknown project;
    * AuthorizationError.
    */
@@ -365,16 +374,22 @@ export function createComplianceApi(internals: () => CallContext): ComplianceApi
       const ctx = internals();
       const store = ctx.runtime.store;
       const { projectId } = validate(ComplianceSummaryOptionsSchema, options, 'ComplianceSummaryOptions');
-      const [projects, allStates] = await Promise.all([
+      const [projects, standards, accounts] = await Promise.all([
         store.projects.listAll(ctx.tenantId),
-        store.complianceStates.listAll(ctx.tenantId),
+        store.complianceStandards.listAll(ctx.tenantId),
+        store.accounts.listAll(ctx.tenantId),
       ]);
-      let states = allStates;
-      if (projectId !== undefined) {
-        const project = await store.projects.require(ctx.tenantId, projectId);
-        states = allStates.filter((s) => s.server && matchesSelector(s.server, project.selector));
+      if (projectId !== undefined && !projects.some((p) => p.id === projectId)) {
+        await store.projects.require(ctx.tenantId, projectId); // the NotFoundError it names
       }
-      const servers = states.map((s) => s.server!);
+      const now = ctx.runtime.clock.now();
+      // Kept evaluations, brought up to date from the store's change feed (see `view.ts`).
+      const { summary, servers } = await complianceViewOf(store, ctx.tenantId).summary(
+        store,
+        ctx.tenantId,
+        { standards: standards.filter((s) => s.enabled), projects, accounts, now },
+        projectId,
+      );
       return ctx.read(
         'patch.read',
         [
@@ -384,30 +399,11 @@ export function createComplianceApi(internals: () => CallContext): ComplianceApi
           ...servers.map((server): Resource => ({ type: 'server', server: server as unknown as Server })),
         ],
         { type: 'compliance-summary', id: projectId ?? '*' },
-        async () => {
-          const [standards, accounts] = await Promise.all([
-            store.complianceStandards.listAll(ctx.tenantId),
-            store.accounts.listAll(ctx.tenantId),
-          ]);
-          const now = ctx.runtime.clock.now();
-          let shown: readonly Project[] = projects;
-          if (projectId !== undefined) {
-            // A project's view lists only the projects its servers belong to, not the whole tenant.
-            const present = new Set<string>([projectId]);
-            for (const server of servers) for (const id of projectsOf(server, projects)) present.add(id);
-            shown = projects.filter((p) => present.has(p.id));
-          }
-          const enabled = standards.filter((s) => s.enabled);
-          // Evaluated lazily without reasons: each evaluation is folded in and dropped at once.
-          const summary = summarize(evaluateStates(states, enabled, projects, now), servers, shown, {
-            accountNames: new Map(accounts.map((a) => [a.id, a.name])),
-          });
-          return {
-            generatedAt: now.toISOString(),
-            ...(projectId !== undefined ? { projectId } : {}),
-            ...summary,
-          };
-        },
+        async () => ({
+          generatedAt: now.toISOString(),
+          ...(projectId !== undefined ? { projectId } : {}),
+          ...summary,
+        }),
       );
     },
   };

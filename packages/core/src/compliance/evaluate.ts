@@ -119,6 +119,28 @@ interface Verdict {
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
+
+/**
+ * The earliest instant, after `now`, at which one of an evaluation's comparisons with the clock
+ * would come out differently: every rule compares `now` with an instant computed from the inputs
+ * (a patch's first sighting plus the allowed age, a scan's date plus the allowed days, a failing
+ * rule's start plus the alert delay), and each comparison still to flip notes that instant here.
+ */
+class Horizon {
+  #at = Number.POSITIVE_INFINITY;
+  /** `now` is not yet past `instant`; once it is, the comparison flips. */
+  note(instant: number): void {
+    if (instant < this.#at) this.#at = instant;
+  }
+  /**
+   * The last epoch ms through which the evaluation holds, given that it holds at `nowMs`: one ms
+   * short of the earliest noted instant, rounded down, so that floating-point sums of fractional
+   * days never make it late. `Infinity` when no passing of time changes it.
+   */
+  stableThrough(nowMs: number): number {
+    return Number.isFinite(this.#at) ? Math.max(nowMs, Math.floor(this.#at) - 1) : this.#at;
+  }
+}
 const days = (ms: number) => Math.floor(Math.max(0, ms) / DAY_MS);
 const patchCount = (n: number) => `${n} patch${n === 1 ? '' : 'es'}`;
 
@@ -169,6 +191,7 @@ function judgePatches(
   scan: ScanResult,
   nowMs: number,
   explain: boolean,
+  horizon: Horizon,
 ): Verdict {
   // no-pending fails on any matching patch, however young; max-pending-age only past the age.
   const maxAgeMs = rule.kind === 'max-pending-age' ? rule.maxAgeDays * DAY_MS : 0;
@@ -187,7 +210,10 @@ function judgePatches(
     if (!counted && patch.category !== 'unknown') continue;
     const parsed = patch.firstSeenAt === undefined ? scannedMs : Date.parse(patch.firstSeenAt);
     const seen = Number.isNaN(parsed) ? scannedMs : parsed;
-    if (aged && !(nowMs - seen > maxAgeMs)) continue;
+    if (aged && !(nowMs - seen > maxAgeMs)) {
+      horizon.note(seen + maxAgeMs);
+      continue;
+    }
     if (counted) {
       offending++;
       if (seen < oldest) oldest = seen;
@@ -233,12 +259,13 @@ function judge(
   attempt: ScanResult | undefined,
   nowMs: number,
   explain: boolean,
+  horizon: Horizon,
 ): Verdict {
   if (!scan) return { status: 'unknown', reasons: explain ? [noScanReason(attempt)] : [] };
   switch (rule.kind) {
     case 'max-pending-age':
     case 'no-pending':
-      return judgePatches(rule, scan, nowMs, explain);
+      return judgePatches(rule, scan, nowMs, explain, horizon);
     case 'updated-within': {
       if (!scan.lastUpdatedAt) {
         return {
@@ -250,7 +277,10 @@ function judge(
       }
       const updated = Date.parse(scan.lastUpdatedAt);
       const failingSince = updated + rule.days * DAY_MS;
-      if (nowMs <= failingSince) return { status: 'compliant', reasons: [] };
+      if (nowMs <= failingSince) {
+        horizon.note(failingSince);
+        return { status: 'compliant', reasons: [] };
+      }
       if (!explain) return { status: 'non-compliant', failingSince, reasons: [] };
       return {
         status: 'non-compliant',
@@ -266,7 +296,10 @@ function judge(
     case 'scanned-within': {
       const scanned = Date.parse(scan.scannedAt);
       const failingSince = scanned + rule.days * DAY_MS;
-      if (nowMs <= failingSince) return { status: 'compliant', reasons: [] };
+      if (nowMs <= failingSince) {
+        horizon.note(failingSince);
+        return { status: 'compliant', reasons: [] };
+      }
       if (!explain) return { status: 'non-compliant', failingSince, reasons: [] };
       const failed =
         attempt?.status === 'failed' ? `; the latest attempt at ${attempt.scannedAt} failed` : '';
@@ -330,7 +363,21 @@ export function projectsOf(server: Selectable, projects: readonly Project[]): st
  * when no standard applies).
  */
 export function evaluateServer(input: EvaluateServerInput): ServerEvaluation {
+  return evaluateServerUntil(input).evaluation;
+}
+
+/**
+ * {@link evaluateServer}, and the last epoch ms through which its answer holds for the same
+ * inputs (`Infinity` when the passing of time never changes it): from `now` up to and including
+ * that instant, every status, alert and date of the evaluation is the same. What a view that keeps
+ * evaluations between calls re-evaluates by.
+ */
+export function evaluateServerUntil(input: EvaluateServerInput): {
+  evaluation: ServerEvaluation;
+  stableThrough: number;
+} {
   const { server, standards, now } = input;
+  const horizon = new Horizon();
   const nowMs = now.getTime();
   const explain = input.explain ?? true;
   const scan = input.latestScan?.status === 'succeeded' ? input.latestScan : undefined;
@@ -343,7 +390,7 @@ export function evaluateServer(input: EvaluateServerInput): ServerEvaluation {
   for (const standard of standards) {
     if (!standard.enabled) continue;
     if (standard.projectId !== undefined && !projectIds.includes(standard.projectId)) continue;
-    const verdict = judge(standard.rule, scan, attempt, nowMs, explain);
+    const verdict = judge(standard.rule, scan, attempt, nowMs, explain, horizon);
     const result: StandardResult = {
       standardId: standard.id,
       name: standard.name,
@@ -359,6 +406,8 @@ export function evaluateServer(input: EvaluateServerInput): ServerEvaluation {
           result.alert = true;
           if (explain) result.alertSince = iso(since);
           alertSince = alertSince === undefined ? since : Math.min(alertSince, since);
+        } else {
+          horizon.note(since);
         }
       }
     }
@@ -368,7 +417,7 @@ export function evaluateServer(input: EvaluateServerInput): ServerEvaluation {
   }
   const failedAfter =
     attempt?.status === 'failed' && (!scan || Date.parse(attempt.scannedAt) >= Date.parse(scan.scannedAt));
-  return {
+  const evaluation: ServerEvaluation = {
     serverId: server.id,
     status: nonCompliant ? 'non-compliant' : unknown ? 'unknown' : 'compliant',
     results,
@@ -379,4 +428,5 @@ export function evaluateServer(input: EvaluateServerInput): ServerEvaluation {
     alert: alertSince !== undefined,
     ...(alertSince !== undefined ? { alertSince: iso(alertSince) } : {}),
   };
+  return { evaluation, stableThrough: horizon.stableThrough(nowMs) };
 }

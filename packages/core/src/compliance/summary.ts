@@ -184,6 +184,101 @@ class Dimension {
 }
 
 /**
+ * The fold behind {@link summarize}: one `add` per server, then `build`. Kept apart so that a view
+ * holding evaluations with their dates already parsed folds them without a second pass.
+ */
+export class SummaryBuilder {
+  readonly #projectById = new Map<string, Project>();
+  readonly #overall = new Tally(null, 'all servers');
+  readonly #byProject: Dimension;
+  readonly #byAccount: Dimension;
+  readonly #byRegion = new Dimension();
+  readonly #byProvider = new Dimension();
+  readonly #byOs = new Dimension();
+  readonly #byStandard = new Map<string, Omit<StandardSummary, 'percent'>>();
+  readonly #alerts: (ComplianceAlert & { sinceMs: number })[] = [];
+
+  constructor(projects: readonly Project[], options: SummarizeOptions = {}) {
+    for (const project of projects) this.#projectById.set(project.id, project);
+    this.#byProject = new Dimension((id) => this.#projectById.get(id)?.name ?? id);
+    for (const project of projects) this.#byProject.tally(project.id);
+    const accountNames = options.accountNames;
+    this.#byAccount = new Dimension((id) => accountNames?.get(id) ?? id);
+  }
+
+  /**
+   * Counts one server's evaluation. `scanned` and `updated` are `lastScannedAt` and
+   * `lastUpdatedAt` as epoch ms, `NaN` for "never".
+   */
+  add(evaluation: ServerEvaluation, server: SummaryServer, scanned: number, updated: number): void {
+    this.#overall.add(evaluation, scanned, updated);
+    let inProject = false;
+    for (const projectId of evaluation.projectIds) {
+      if (!this.#projectById.has(projectId)) continue;
+      inProject = true;
+      this.#byProject.tally(projectId).add(evaluation, scanned, updated);
+    }
+    if (!inProject) this.#byProject.tally(null).add(evaluation, scanned, updated);
+    this.#byAccount.tally(server.accountId).add(evaluation, scanned, updated);
+    this.#byRegion.tally(server.region ?? null).add(evaluation, scanned, updated);
+    this.#byProvider.tally(server.provider).add(evaluation, scanned, updated);
+    this.#byOs.tally('osKey' in server ? server.osKey : osKey(server)).add(evaluation, scanned, updated);
+
+    for (const result of evaluation.results) {
+      let s = this.#byStandard.get(result.standardId);
+      if (!s) {
+        s = {
+          standardId: result.standardId,
+          name: result.name,
+          total: 0,
+          compliant: 0,
+          nonCompliant: 0,
+          unknown: 0,
+          alerts: 0,
+        };
+        this.#byStandard.set(result.standardId, s);
+      }
+      s.total++;
+      if (result.status === 'compliant') s.compliant++;
+      else if (result.status === 'non-compliant') s.nonCompliant++;
+      else s.unknown++;
+      if (result.alert) s.alerts++;
+    }
+    if (evaluation.alert && evaluation.alertSince) {
+      this.#alerts.push({
+        serverId: server.id,
+        serverName: server.name,
+        alertSince: evaluation.alertSince,
+        standardIds: evaluation.results.filter((r) => r.alert).map((r) => r.standardId),
+        sinceMs: Date.parse(evaluation.alertSince),
+      });
+    }
+  }
+
+  build(): ComplianceSummary {
+    const alerts = this.#alerts;
+    alerts.sort((a, b) => a.sinceMs - b.sinceMs || (a.serverId < b.serverId ? -1 : 1));
+    const projectGroups = this.#byProject.groups();
+    const [unassigned] = projectGroups.filter((g) => g.key === null);
+    const named = projectGroups
+      .filter((g) => g.key !== null)
+      .sort((a, b) => (a.label < b.label ? -1 : a.label > b.label ? 1 : 0));
+    return {
+      overall: this.#overall.group(),
+      byProject: unassigned ? [...named, unassigned] : named,
+      byAccount: this.#byAccount.groups(),
+      byRegion: this.#byRegion.groups(),
+      byProvider: this.#byProvider.groups(),
+      byOs: this.#byOs.groups(),
+      byStandard: [...this.#byStandard.values()]
+        .map((s) => ({ ...s, ...counts(s) }))
+        .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
+      alerts: alerts.map(({ sinceMs: _, ...alert }) => alert),
+    };
+  }
+}
+
+/**
  * Aggregates per-server evaluations into counts and percentages, overall and by project, account,
  * region, provider and OS, per standard, with the oldest scan and update dates of each group and
  * the servers in alert.
@@ -205,86 +300,14 @@ export function summarize(
 ): ComplianceSummary {
   const serverById = new Map<string, SummaryServer>();
   for (const server of servers) serverById.set(server.id, server);
-  const projectById = new Map<string, Project>();
-  for (const project of projects) projectById.set(project.id, project);
-
-  const overall = new Tally(null, 'all servers');
-  const byProject = new Dimension((id) => projectById.get(id)?.name ?? id);
-  for (const project of projects) byProject.tally(project.id);
-  const accountNames = options.accountNames;
-  const byAccount = new Dimension((id) => accountNames?.get(id) ?? id);
-  const byRegion = new Dimension();
-  const byProvider = new Dimension();
-  const byOs = new Dimension();
-  const byStandard = new Map<string, Omit<StandardSummary, 'percent'>>();
-  const alerts: (ComplianceAlert & { sinceMs: number })[] = [];
-
+  const builder = new SummaryBuilder(projects, options);
   for (const evaluation of evaluations) {
     const server = serverById.get(evaluation.serverId);
     if (!server) continue;
     // NaN stands for "never": parsing once here keeps every group's comparison numeric.
     const scanned = evaluation.lastScannedAt ? Date.parse(evaluation.lastScannedAt) : Number.NaN;
     const updated = evaluation.lastUpdatedAt ? Date.parse(evaluation.lastUpdatedAt) : Number.NaN;
-    overall.add(evaluation, scanned, updated);
-    let inProject = false;
-    for (const projectId of evaluation.projectIds) {
-      if (!projectById.has(projectId)) continue;
-      inProject = true;
-      byProject.tally(projectId).add(evaluation, scanned, updated);
-    }
-    if (!inProject) byProject.tally(null).add(evaluation, scanned, updated);
-    byAccount.tally(server.accountId).add(evaluation, scanned, updated);
-    byRegion.tally(server.region ?? null).add(evaluation, scanned, updated);
-    byProvider.tally(server.provider).add(evaluation, scanned, updated);
-    byOs.tally('osKey' in server ? server.osKey : osKey(server)).add(evaluation, scanned, updated);
-
-    for (const result of evaluation.results) {
-      let s = byStandard.get(result.standardId);
-      if (!s) {
-        s = {
-          standardId: result.standardId,
-          name: result.name,
-          total: 0,
-          compliant: 0,
-          nonCompliant: 0,
-          unknown: 0,
-          alerts: 0,
-        };
-        byStandard.set(result.standardId, s);
-      }
-      s.total++;
-      if (result.status === 'compliant') s.compliant++;
-      else if (result.status === 'non-compliant') s.nonCompliant++;
-      else s.unknown++;
-      if (result.alert) s.alerts++;
-    }
-    if (evaluation.alert && evaluation.alertSince) {
-      alerts.push({
-        serverId: server.id,
-        serverName: server.name,
-        alertSince: evaluation.alertSince,
-        standardIds: evaluation.results.filter((r) => r.alert).map((r) => r.standardId),
-        sinceMs: Date.parse(evaluation.alertSince),
-      });
-    }
+    builder.add(evaluation, server, scanned, updated);
   }
-
-  alerts.sort((a, b) => a.sinceMs - b.sinceMs || (a.serverId < b.serverId ? -1 : 1));
-  const projectGroups = byProject.groups();
-  const [unassigned] = projectGroups.filter((g) => g.key === null);
-  const named = projectGroups
-    .filter((g) => g.key !== null)
-    .sort((a, b) => (a.label < b.label ? -1 : a.label > b.label ? 1 : 0));
-  return {
-    overall: overall.group(),
-    byProject: unassigned ? [...named, unassigned] : named,
-    byAccount: byAccount.groups(),
-    byRegion: byRegion.groups(),
-    byProvider: byProvider.groups(),
-    byOs: byOs.groups(),
-    byStandard: [...byStandard.values()]
-      .map((s) => ({ ...s, ...counts(s) }))
-      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
-    alerts: alerts.map(({ sinceMs: _, ...alert }) => alert),
-  };
+  return builder.build();
 }

@@ -206,6 +206,28 @@ export interface ComplianceStates {
   list(tenantId: string, options?: { after?: string; limit?: number }): Promise<ComplianceState[]>;
   /** Every state of the tenant whose server exists, paging internally. */
   listAll(tenantId: string): Promise<ComplianceState[]>;
+  /**
+   * The states of the given server ids that exist (whether or not their server does), in no
+   * particular order; ids without a state are left out. At most 10,000 ids.
+   */
+  getMany(tenantId: string, serverIds: readonly string[]): Promise<ComplianceState[]>;
+  /**
+   * The change feed of the tenant's states, for views kept up to date across processes (the
+   * compliance summary). Without `since`: where the feed stands now, no ids. With the `cursor` of
+   * an earlier answer: every server id whose state was written or removed by a transaction that
+   * committed after that answer was read (an id may come more than once, or come although nothing
+   * changed: re-reading it is harmless), and the cursor to ask from next. `undefined` when the
+   * backend keeps no feed (see `BackendSession.complianceStateChanges`).
+   */
+  changes(tenantId: string, since?: string): Promise<ComplianceStateChanges | undefined>;
+}
+
+/** An answer of `ComplianceStates.changes`. */
+export interface ComplianceStateChanges {
+  /** Opaque: pass it as `since` to learn what changed after this answer. */
+  cursor: string;
+  /** The server ids whose state changed (or may have) since the `since` asked with. */
+  serverIds: string[];
 }
 
 /** What a transaction sees: the repositories and the audit log, all inside the transaction. */
@@ -332,6 +354,23 @@ export interface BackendSession {
     tenantId: string,
     options: { after?: string; limit: number },
   ): Promise<ComplianceState[]>;
+  /**
+   * Optional: the states of many server ids at once (at most 10,000), in any order. Without it,
+   * `createStore` calls `getComplianceState` once per id.
+   */
+  getComplianceStates?(tenantId: string, serverIds: readonly string[]): Promise<ComplianceState[]>;
+  /**
+   * Optional, the change feed of the states (`ComplianceStates.changes`): every
+   * `putComplianceState` and `deleteComplianceState` records the server id with a position, in the
+   * same transaction. Without `since`, answers the current cursor and no ids; with it, the ids
+   * recorded by transactions that committed after the answer that gave `since`, and a new cursor.
+   * Missing an id is the one thing it must never do: one written by a transaction still open at
+   * the time of the answer has to come in a later answer (a SQL backend with concurrent writers
+   * cannot use a plain counter, whose values commit out of order: PostgreSQL's uses transaction
+   * ids and the snapshot's `xmin`). Without it, views such as the compliance summary read every
+   * state on every call.
+   */
+  complianceStateChanges?(tenantId: string, since: string | undefined): Promise<ComplianceStateChanges>;
 }
 
 /**

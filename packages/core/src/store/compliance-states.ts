@@ -6,7 +6,7 @@ import {
 } from '../domain/compliance-state.js';
 import type { EntityKind, ScanResult, Server } from '../domain/index.js';
 import { ValidationError } from '../errors.js';
-import type { BackendSession, ComplianceStates } from '../ports/store.js';
+import type { BackendSession, ComplianceStateChanges, ComplianceStates } from '../ports/store.js';
 
 const MAX_LIMIT = 10_000;
 
@@ -119,6 +119,42 @@ export class StoredComplianceStates implements ComplianceStates {
     const after = options.after;
     return this.#run((s) =>
       s.listComplianceStates(tenantId, { ...(after !== undefined ? { after } : {}), limit }),
+    );
+  }
+
+  async getMany(tenantId: string, serverIds: readonly string[]): Promise<ComplianceState[]> {
+    checkTenant(tenantId);
+    if (
+      !Array.isArray(serverIds) ||
+      serverIds.length > MAX_LIMIT ||
+      serverIds.some((id) => typeof id !== 'string' || id.length === 0)
+    ) {
+      throw new ValidationError('complianceStates.getMany', [
+        { path: ['serverIds'], message: `must be at most ${MAX_LIMIT} non-empty strings` },
+      ]);
+    }
+    if (serverIds.length === 0) return [];
+    const ids = [...new Set(serverIds)];
+    return this.#run(async (s) => {
+      if (s.getComplianceStates) return s.getComplianceStates(tenantId, ids);
+      const out: ComplianceState[] = [];
+      for (const id of ids) {
+        const state = await s.getComplianceState(tenantId, id);
+        if (state) out.push(state);
+      }
+      return out;
+    });
+  }
+
+  async changes(tenantId: string, since?: string): Promise<ComplianceStateChanges | undefined> {
+    checkTenant(tenantId);
+    if (since !== undefined && (typeof since !== 'string' || since.length === 0 || since.length > 64)) {
+      throw new ValidationError('complianceStates.changes', [
+        { path: ['since'], message: 'must be a cursor from an earlier answer' },
+      ]);
+    }
+    return this.#run(async (s) =>
+      s.complianceStateChanges ? s.complianceStateChanges(tenantId, since) : undefined,
     );
   }
 

@@ -74,6 +74,9 @@ class MemoryBackend implements StoreBackend {
   readonly #rows = new Map<string, EntityRow>();
   readonly #audit = new Map<string, AuditRecord[]>();
   readonly #states = new Map<string, ComplianceState>();
+  /** The change feed: per tenant, each server id's latest position (see `complianceStateChanges`). */
+  readonly #stateChanges = new Map<string, Map<string, number>>();
+  #stateRevision = 0;
   readonly #mutex = new Mutex();
   readonly leases: Leases;
 
@@ -99,6 +102,16 @@ class MemoryBackend implements StoreBackend {
     const rows = this.#rows;
     const audit = this.#audit;
     const states = this.#states;
+    // Sessions run one at a time, so a counter orders the changes as they commit. A change rolled
+    // back stays in the feed: a reader then re-reads a state that did not change, which is harmless.
+    const recordChange = (tenantId: string, serverId: string) => {
+      let changes = this.#stateChanges.get(tenantId);
+      if (!changes) {
+        changes = new Map();
+        this.#stateChanges.set(tenantId, changes);
+      }
+      changes.set(serverId, ++this.#stateRevision);
+    };
     const remember = (k: string) => {
       if (!undo) return;
       const before = rows.get(k);
@@ -178,12 +191,32 @@ class MemoryBackend implements StoreBackend {
         const k = stateKey(tenantId, state.serverId);
         rememberState(k);
         states.set(k, clone(state));
+        recordChange(tenantId, state.serverId);
       },
       async deleteComplianceState(tenantId, serverId) {
         const k = stateKey(tenantId, serverId);
         if (!states.has(k)) return;
         rememberState(k);
         states.delete(k);
+        recordChange(tenantId, serverId);
+      },
+      getComplianceStates: async (tenantId, serverIds) => {
+        const out: ComplianceState[] = [];
+        for (const id of serverIds) {
+          const state = states.get(stateKey(tenantId, id));
+          if (state) out.push(clone(state));
+        }
+        return out;
+      },
+      complianceStateChanges: async (tenantId, since) => {
+        const cursor = String(this.#stateRevision);
+        if (since === undefined) return { cursor, serverIds: [] };
+        const from = Number(since);
+        const serverIds: string[] = [];
+        for (const [id, revision] of this.#stateChanges.get(tenantId) ?? []) {
+          if (!(revision <= from)) serverIds.push(id);
+        }
+        return { cursor, serverIds };
       },
       async listComplianceStates(tenantId, { after, limit }) {
         const prefix = stateKey(tenantId, '');
