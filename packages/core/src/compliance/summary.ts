@@ -113,6 +113,36 @@ class Tally {
     else if (updatedMs < this.oldestUpdated) this.oldestUpdated = updatedMs;
   }
 
+  /**
+   * Takes back an `add` of the same arguments. Answers whether the group's oldest dates may have
+   * been that server's: they cannot be taken back, only found again over the remaining servers.
+   */
+  remove(evaluation: ServerEvaluation, scannedMs: number, updatedMs: number): boolean {
+    this.total--;
+    if (evaluation.status === 'compliant') this.compliant--;
+    else if (evaluation.status === 'non-compliant') this.nonCompliant--;
+    else this.unknown--;
+    if (evaluation.alert) this.alerts--;
+    let oldest = false;
+    if (Number.isNaN(scannedMs)) this.neverScanned--;
+    else if (scannedMs <= this.oldestScanned) oldest = true;
+    if (Number.isNaN(updatedMs)) this.neverUpdated--;
+    else if (updatedMs <= this.oldestUpdated) oldest = true;
+    return oldest;
+  }
+
+  /** Forgets the oldest dates, to find them again with {@link Tally.offer}. */
+  resetOldest(): void {
+    this.oldestScanned = Number.POSITIVE_INFINITY;
+    this.oldestUpdated = Number.POSITIVE_INFINITY;
+  }
+
+  /** One remaining server's dates, while the oldest are found again. */
+  offer(scannedMs: number, updatedMs: number): void {
+    if (scannedMs < this.oldestScanned) this.oldestScanned = scannedMs;
+    if (updatedMs < this.oldestUpdated) this.oldestUpdated = updatedMs;
+  }
+
   group(): ComplianceGroup {
     return {
       key: this.key,
@@ -163,7 +193,23 @@ export { osKey };
 
 class Dimension {
   readonly #tallies = new Map<string | null, Tally>();
+  /** Groups listed even when empty (every project given). */
+  readonly #pinned = new Set<string | null>();
   constructor(readonly labelOf: (key: string) => string = (key) => key) {}
+
+  pin(key: string): void {
+    this.tally(key);
+    this.#pinned.add(key);
+  }
+
+  /** Drops the group of `key` once its last server was removed, unless it is pinned. */
+  release(tally: Tally): void {
+    if (tally.total === 0 && !this.#pinned.has(tally.key)) this.#tallies.delete(tally.key);
+  }
+
+  all(): Iterable<Tally> {
+    return this.#tallies.values();
+  }
 
   tally(key: string | null): Tally {
     let tally = this.#tallies.get(key);
@@ -184,8 +230,10 @@ class Dimension {
 }
 
 /**
- * The fold behind {@link summarize}: one `add` per server, then `build`. Kept apart so that a view
- * holding evaluations with their dates already parsed folds them without a second pass.
+ * The fold behind {@link summarize}: one `add` per server, then `build`. A view that keeps
+ * evaluations between summaries keeps a builder too: it takes back a server's old evaluation with
+ * `remove` and adds the new one, so a summary after a few changes costs a few updates and the
+ * output, not a pass over the fleet. Dates come already parsed (`NaN` for "never").
  */
 export class SummaryBuilder {
   readonly #projectById = new Map<string, Project>();
@@ -196,14 +244,34 @@ export class SummaryBuilder {
   readonly #byProvider = new Dimension();
   readonly #byOs = new Dimension();
   readonly #byStandard = new Map<string, Omit<StandardSummary, 'percent'>>();
-  readonly #alerts: (ComplianceAlert & { sinceMs: number })[] = [];
+  readonly #alerts = new Map<string, { sinceMs: number; alert: ComplianceAlert }>();
+  /** Some group's oldest dates may have left with a removed server. */
+  #oldestLost = false;
+  #built: ComplianceSummary | undefined;
 
   constructor(projects: readonly Project[], options: SummarizeOptions = {}) {
     for (const project of projects) this.#projectById.set(project.id, project);
     this.#byProject = new Dimension((id) => this.#projectById.get(id)?.name ?? id);
-    for (const project of projects) this.#byProject.tally(project.id);
+    for (const project of projects) this.#byProject.pin(project.id);
     const accountNames = options.accountNames;
     this.#byAccount = new Dimension((id) => accountNames?.get(id) ?? id);
+  }
+
+  /** The groups a server counts in, with the dimension each belongs to. */
+  #groups(evaluation: ServerEvaluation, server: SummaryServer): [Dimension | undefined, Tally][] {
+    const out: [Dimension | undefined, Tally][] = [[undefined, this.#overall]];
+    let inProject = false;
+    for (const projectId of evaluation.projectIds) {
+      if (!this.#projectById.has(projectId)) continue;
+      inProject = true;
+      out.push([this.#byProject, this.#byProject.tally(projectId)]);
+    }
+    if (!inProject) out.push([this.#byProject, this.#byProject.tally(null)]);
+    out.push([this.#byAccount, this.#byAccount.tally(server.accountId)]);
+    out.push([this.#byRegion, this.#byRegion.tally(server.region ?? null)]);
+    out.push([this.#byProvider, this.#byProvider.tally(server.provider)]);
+    out.push([this.#byOs, this.#byOs.tally('osKey' in server ? server.osKey : osKey(server))]);
+    return out;
   }
 
   /**
@@ -211,19 +279,8 @@ export class SummaryBuilder {
    * `lastUpdatedAt` as epoch ms, `NaN` for "never".
    */
   add(evaluation: ServerEvaluation, server: SummaryServer, scanned: number, updated: number): void {
-    this.#overall.add(evaluation, scanned, updated);
-    let inProject = false;
-    for (const projectId of evaluation.projectIds) {
-      if (!this.#projectById.has(projectId)) continue;
-      inProject = true;
-      this.#byProject.tally(projectId).add(evaluation, scanned, updated);
-    }
-    if (!inProject) this.#byProject.tally(null).add(evaluation, scanned, updated);
-    this.#byAccount.tally(server.accountId).add(evaluation, scanned, updated);
-    this.#byRegion.tally(server.region ?? null).add(evaluation, scanned, updated);
-    this.#byProvider.tally(server.provider).add(evaluation, scanned, updated);
-    this.#byOs.tally('osKey' in server ? server.osKey : osKey(server)).add(evaluation, scanned, updated);
-
+    this.#built = undefined;
+    for (const [, tally] of this.#groups(evaluation, server)) tally.add(evaluation, scanned, updated);
     for (const result of evaluation.results) {
       let s = this.#byStandard.get(result.standardId);
       if (!s) {
@@ -245,36 +302,91 @@ export class SummaryBuilder {
       if (result.alert) s.alerts++;
     }
     if (evaluation.alert && evaluation.alertSince) {
-      this.#alerts.push({
-        serverId: server.id,
-        serverName: server.name,
-        alertSince: evaluation.alertSince,
-        standardIds: evaluation.results.filter((r) => r.alert).map((r) => r.standardId),
+      this.#alerts.set(server.id, {
         sinceMs: Date.parse(evaluation.alertSince),
+        alert: Object.freeze({
+          serverId: server.id,
+          serverName: server.name,
+          alertSince: evaluation.alertSince,
+          standardIds: Object.freeze(
+            evaluation.results.filter((r) => r.alert).map((r) => r.standardId),
+          ) as string[],
+        }),
       });
     }
   }
 
-  build(): ComplianceSummary {
-    const alerts = this.#alerts;
-    alerts.sort((a, b) => a.sinceMs - b.sinceMs || (a.serverId < b.serverId ? -1 : 1));
+  /** Takes back an {@link SummaryBuilder.add} of the same arguments. */
+  remove(evaluation: ServerEvaluation, server: SummaryServer, scanned: number, updated: number): void {
+    this.#built = undefined;
+    for (const [dimension, tally] of this.#groups(evaluation, server)) {
+      if (tally.remove(evaluation, scanned, updated)) this.#oldestLost = true;
+      dimension?.release(tally);
+    }
+    for (const result of evaluation.results) {
+      const s = this.#byStandard.get(result.standardId);
+      if (!s) continue;
+      s.total--;
+      if (result.status === 'compliant') s.compliant--;
+      else if (result.status === 'non-compliant') s.nonCompliant--;
+      else s.unknown--;
+      if (result.alert) s.alerts--;
+      if (s.total === 0) this.#byStandard.delete(result.standardId);
+    }
+    if (evaluation.alert && evaluation.alertSince) this.#alerts.delete(server.id);
+  }
+
+  /**
+   * The summary of what was added and not removed. `remaining` gives the servers counted now; it
+   * is walked only when a removed server may have held a group's oldest dates. The result is
+   * frozen and given again until the next `add` or `remove`.
+   */
+  build(
+    remaining: () => Iterable<[ServerEvaluation, SummaryServer, number, number]> = () => [],
+  ): ComplianceSummary {
+    if (this.#built) return this.#built;
+    if (this.#oldestLost) {
+      const tallies = [
+        this.#overall,
+        ...[this.#byProject, this.#byAccount, this.#byRegion, this.#byProvider, this.#byOs].flatMap((d) => [
+          ...d.all(),
+        ]),
+      ];
+      for (const tally of tallies) tally.resetOldest();
+      for (const [evaluation, server, scanned, updated] of remaining()) {
+        for (const [, tally] of this.#groups(evaluation, server)) tally.offer(scanned, updated);
+      }
+      this.#oldestLost = false;
+    }
+    const alerts = [...this.#alerts.values()].sort(
+      (a, b) => a.sinceMs - b.sinceMs || (a.alert.serverId < b.alert.serverId ? -1 : 1),
+    );
     const projectGroups = this.#byProject.groups();
     const [unassigned] = projectGroups.filter((g) => g.key === null);
     const named = projectGroups
       .filter((g) => g.key !== null)
       .sort((a, b) => (a.label < b.label ? -1 : a.label > b.label ? 1 : 0));
-    return {
-      overall: this.#overall.group(),
-      byProject: unassigned ? [...named, unassigned] : named,
-      byAccount: this.#byAccount.groups(),
-      byRegion: this.#byRegion.groups(),
-      byProvider: this.#byProvider.groups(),
-      byOs: this.#byOs.groups(),
-      byStandard: [...this.#byStandard.values()]
-        .map((s) => ({ ...s, ...counts(s) }))
-        .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
-      alerts: alerts.map(({ sinceMs: _, ...alert }) => alert),
+    const freeze = <T extends { percent: CompliancePercentages }>(group: T): T => {
+      Object.freeze(group.percent);
+      return Object.freeze(group);
     };
+    const frozen = <T extends { percent: CompliancePercentages }>(groups: T[]): T[] =>
+      Object.freeze(groups.map(freeze)) as T[];
+    this.#built = Object.freeze({
+      overall: freeze(this.#overall.group()),
+      byProject: frozen(unassigned ? [...named, unassigned] : named),
+      byAccount: frozen(this.#byAccount.groups()),
+      byRegion: frozen(this.#byRegion.groups()),
+      byProvider: frozen(this.#byProvider.groups()),
+      byOs: frozen(this.#byOs.groups()),
+      byStandard: frozen(
+        [...this.#byStandard.values()]
+          .map((s) => ({ ...s, ...counts(s) }))
+          .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
+      ),
+      alerts: Object.freeze(alerts.map((a) => a.alert)) as ComplianceAlert[],
+    });
+    return this.#built;
   }
 }
 
@@ -290,7 +402,7 @@ export class SummaryBuilder {
  * Evaluations of servers missing from `servers` are left out; so are memberships of projects
  * missing from `projects`. `evaluations` may be a lazy iterable (a generator calling
  * `evaluateServer`): nothing is kept per evaluation but the alert list, so memory does not grow
- * with the evaluations' reasons.
+ * with the evaluations' reasons. The result is frozen.
  */
 export function summarize(
   evaluations: Iterable<ServerEvaluation>,

@@ -44,14 +44,12 @@ export interface ViewInputs {
   now: Date;
 }
 
-/** Freezes `value` and everything in it, so that a summary shared between callers stays as built. */
-function deepFreeze<T>(value: T): T {
-  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const inner of Object.values(value)) deepFreeze(inner);
-  }
-  return value;
-}
+/** Summaries (tenant and projects) kept up to date entry by entry, per tenant. */
+const MAX_SCOPES = 8;
+
+/** Whether an entry counts in the summary of `scope`: `''` is the tenant, else a project id. */
+const inScope = (entry: Entry, scope: string): boolean =>
+  scope === '' || entry.evaluation.projectIds.includes(scope);
 
 /** A version of what a list of stored entities says, by id and version. */
 const fingerprint = (items: readonly { id: string; version: number }[]): string =>
@@ -63,8 +61,9 @@ const fingerprint = (items: readonly { id: string; version: number }[]): string 
  * whose state changed since the last one (a scan, a server written or deleted, by this process or
  * any other on the same database) and those whose evaluation expired (a patch passed its allowed
  * age, a scan went stale: `evaluateServerUntil` says until when each one holds). A change of the
- * standards or projects re-evaluates every server from the kept states. The summary itself is
- * kept too, and given again while nothing it depends on changed.
+ * standards or projects re-evaluates every server from the kept states. The summaries are kept
+ * too, each in a `SummaryBuilder` that takes a changed server's old evaluation back and adds its
+ * new one, so a summary after a few changes costs those changes, not a pass over the fleet.
  *
  * A backend without a feed gets no saving: every summary reads and evaluates every state.
  */
@@ -74,9 +73,11 @@ class ComplianceView {
   /** Where the feed was read last; undefined until the states were first read (or without a feed). */
   #cursor: string | undefined;
   #inputs = '';
-  /** Bumped on every change of an entry: a kept summary of an older version is stale. */
-  #version = 0;
-  readonly #summaries = new Map<string, { version: number; inputs: string; summary: ComplianceSummary }>();
+  /**
+   * The summaries kept up to date entry by entry, by scope (`''` for the tenant, else the project
+   * id), each with the projects and accounts it was built for; the most recently used last.
+   */
+  readonly #builders = new Map<string, { key: string; builder: SummaryBuilder }>();
 
   get size(): number {
     return this.#entries.size;
@@ -98,48 +99,52 @@ class ComplianceView {
       await this.#refresh(store, tenantId, inputs);
       const inputsKey = `${fingerprint(inputs.standards)}\u0001${fingerprint(inputs.projects)}`;
       if (inputsKey !== this.#inputs) {
+        this.#builders.clear();
         for (const [id, entry] of this.#entries) this.#evaluate(id, entry.state, inputs);
         this.#inputs = inputsKey;
-        this.#version++;
       }
-      let expired = false;
       for (const [id, entry] of this.#entries) {
-        if (nowMs < entry.from || nowMs > entry.through) {
-          this.#evaluate(id, entry.state, inputs);
-          expired = true;
-        }
+        if (nowMs < entry.from || nowMs > entry.through) this.#evaluate(id, entry.state, inputs);
       }
-      if (expired) this.#version++;
 
       const servers: ComplianceStateServer[] = [];
       const present = new Set<string>(projectId !== undefined ? [projectId] : []);
       for (const e of this.#entries.values()) {
-        if (projectId !== undefined) {
-          if (!e.evaluation.projectIds.includes(projectId)) continue;
-          for (const id of e.evaluation.projectIds) present.add(id);
-        }
+        if (!inScope(e, projectId ?? '')) continue;
+        if (projectId !== undefined) for (const id of e.evaluation.projectIds) present.add(id);
         servers.push(e.server);
       }
       const shown =
         projectId === undefined ? inputs.projects : inputs.projects.filter((p) => present.has(p.id));
-      const summaryKey = `${fingerprint(shown)}\u0001${fingerprint(inputs.accounts)}`;
-      const kept = this.#summaries.get(projectId ?? '');
-      if (kept && kept.version === this.#version && kept.inputs === summaryKey) {
-        return { summary: kept.summary, servers };
+      const scope = projectId ?? '';
+      const key = `${fingerprint(shown)}\u0001${fingerprint(inputs.accounts)}`;
+      let kept = this.#builders.get(scope);
+      this.#builders.delete(scope);
+      if (kept?.key !== key) {
+        const builder = new SummaryBuilder(shown, {
+          accountNames: new Map(inputs.accounts.map((a) => [a.id, a.name])),
+        });
+        for (const e of this.#entries.values()) {
+          if (inScope(e, scope)) builder.add(e.evaluation, e.server, e.scanned, e.updated);
+        }
+        kept = { key, builder };
       }
-      const builder = new SummaryBuilder(shown, {
-        accountNames: new Map(inputs.accounts.map((a) => [a.id, a.name])),
-      });
-      for (const e of this.#entries.values()) {
-        if (projectId !== undefined && !e.evaluation.projectIds.includes(projectId)) continue;
-        builder.add(e.evaluation, e.server, e.scanned, e.updated);
+      this.#builders.set(scope, kept);
+      for (const [other] of this.#builders) {
+        if (this.#builders.size <= MAX_SCOPES) break;
+        this.#builders.delete(other);
       }
-      // Frozen: it is given to every caller until something changes (a copy of 40,000 alerts would
+      // Frozen, and given to every caller until something changes (a copy of 40,000 alerts would
       // cost more than the summary).
-      const summary = deepFreeze(builder.build());
-      this.#summaries.set(projectId ?? '', { version: this.#version, inputs: summaryKey, summary });
+      const summary = kept.builder.build(() => this.#inScope(scope));
       return { summary, servers };
     });
+  }
+
+  *#inScope(scope: string): Generator<[ServerEvaluation, ComplianceStateServer, number, number]> {
+    for (const e of this.#entries.values()) {
+      if (inScope(e, scope)) yield [e.evaluation, e.server, e.scanned, e.updated];
+    }
   }
 
   /** Applies what changed in the store since the last call, or reads every state the first time. */
@@ -154,10 +159,9 @@ class ComplianceView {
           for (const id of ids) {
             const state = found.get(id);
             if (state?.server) this.#evaluate(id, state, inputs);
-            else this.#entries.delete(id);
+            else this.#drop(id);
           }
         }
-        if (changes.serverIds.length) this.#version++;
         this.#cursor = changes.cursor;
         return;
       }
@@ -166,9 +170,9 @@ class ComplianceView {
     const start = await states.changes(tenantId);
     const all = await states.listAll(tenantId);
     this.#entries.clear();
+    this.#builders.clear();
     for (const state of all) if (state.server) this.#evaluate(state.serverId, state, inputs);
     this.#cursor = start?.cursor;
-    this.#version++;
   }
 
   #evaluate(serverId: string, state: ComplianceState, inputs: ViewInputs): void {
@@ -182,7 +186,7 @@ class ComplianceView {
       now: inputs.now,
       explain: false,
     });
-    this.#entries.set(serverId, {
+    const entry: Entry = {
       server,
       state,
       evaluation,
@@ -190,7 +194,30 @@ class ComplianceView {
       through: stableThrough,
       scanned: evaluation.lastScannedAt ? Date.parse(evaluation.lastScannedAt) : Number.NaN,
       updated: evaluation.lastUpdatedAt ? Date.parse(evaluation.lastUpdatedAt) : Number.NaN,
-    });
+    };
+    // Replaced in place, not deleted and added: a pass over the entries that re-evaluates them
+    // must not meet the same server again at the end of the map.
+    const old = this.#entries.get(serverId);
+    if (old) this.#unsummarize(old);
+    this.#entries.set(serverId, entry);
+    for (const [scope, { builder }] of this.#builders) {
+      if (inScope(entry, scope)) builder.add(evaluation, server, entry.scanned, entry.updated);
+    }
+  }
+
+  /** Removes a server from the view and from every kept summary. */
+  #drop(serverId: string): void {
+    const old = this.#entries.get(serverId);
+    if (!old) return;
+    this.#entries.delete(serverId);
+    this.#unsummarize(old);
+  }
+
+  /** Takes an entry back out of every kept summary. */
+  #unsummarize(old: Entry): void {
+    for (const [scope, { builder }] of this.#builders) {
+      if (inScope(old, scope)) builder.remove(old.evaluation, old.server, old.scanned, old.updated);
+    }
   }
 }
 
