@@ -95,6 +95,7 @@ const SQLITE_TESTS = [
     .map((name) => `packages/http/test/${name}.test.ts`),
   ...['audit/export', 'compliance/api', 'notify/sqlite-dispatch', 'schedule/scheduler']
     .concat(['sop/resume', 'sop/runbook', 'compliance/state-summary.property', 'compliance/view.property'])
+    .concat(['kernel/audit-commit'])
     .map((name) => `packages/core/test/${name}.test.ts`),
 ];
 

@@ -12,6 +12,7 @@ import { isLogger, type Logger } from '../ports/logger.js';
 import type { RolloutQueue } from '../ports/rollouts.js';
 import type { SecretStore } from '../ports/secret-store.js';
 import type { Store, StoreScope } from '../ports/store.js';
+import { AuditGroupCommit } from './audit-commit.js';
 import type { FleetEvents } from './events.js';
 import { noteSecrets, RedactingLogger, SecretValues } from './log.js';
 
@@ -96,10 +97,13 @@ export class Runtime {
   /** Run after every scan with at least one success; see {@link AfterScanHook}. */
   readonly afterScan: AfterScanHook[] = [];
   readonly #adapters = new Map<string, Adapter>();
+  /** The records appended outside a transaction, committed together with their concurrent peers. */
+  readonly #auditCommit: AuditGroupCommit;
 
   /** @throws ValidationError for bad options; CapabilityMissingError for an adapter that can do nothing. */
   constructor(options: RuntimeOptions) {
     this.store = options.store;
+    this.#auditCommit = new AuditGroupCommit(options.store);
     this.clock = options.clock ?? systemClock;
     if (options.logger !== undefined && !isLogger(options.logger)) {
       throw new ValidationError('FleetOptions', [
@@ -171,11 +175,14 @@ export class Runtime {
   }
 
   /**
-   * Appends an audit record through `scope` (a transaction, or the store for a record of its own)
-   * and announces it as `audit.recorded` once the current job of the event loop is done.
+   * Appends an audit record through `scope` (a transaction, or the store for a record of its own,
+   * group-committed with the records other callers append at the same time) and announces it as
+   * `audit.recorded` once the current job of the event loop is done.
    */
   async audit(scope: StoreScope, input: AuditInput): Promise<AuditRecord> {
-    const record = await scope.audit.append(input);
+    // Outside a transaction (a read, a denial): committed with the concurrent callers' records
+    // (see `AuditGroupCommit`), each caller still waiting for its own.
+    const record = await (scope === this.store ? this.#auditCommit.append(input) : scope.audit.append(input));
     queueMicrotask(() => this.events.emit('audit.recorded', record));
     return record;
   }
