@@ -1,6 +1,7 @@
 /** Random fleets recorded into a store, and the summary of the full evaluation to compare with. */
 import {
   type ComplianceRule,
+  createMemoryStore,
   evaluateServer,
   type PatchCategory,
   projectsOf,
@@ -9,6 +10,7 @@ import {
   type Store,
   summarize,
 } from '@fleetward/core';
+import { createSqliteStore } from '@fleetward/store-sqlite';
 import type { ManualClock } from '@fleetward/testkit';
 import fc from 'fast-check';
 import { loadLatestScans } from '../../src/compliance/api.js';
@@ -212,3 +214,9 @@ export async function fullSummary(store: Store, now: Date, projectId?: string) {
     projects.filter((p) => present.has(p.id)),
   );
 }
+
+/** The stores the properties run on: the reference and the embedded default. */
+export const stores: [string, (clock: ManualClock) => Store][] = [
+  ['memory store', (clock) => createMemoryStore({ clock })],
+  ['SQLite store', (clock) => createSqliteStore({ path: ':memory:', clock })],
+];

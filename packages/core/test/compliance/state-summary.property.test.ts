@@ -1,10 +1,9 @@
-import { createMemoryStore, type Store, summarize } from '@fleetward/core';
-import { createSqliteStore } from '@fleetward/store-sqlite';
+import { type Store, summarize } from '@fleetward/core';
 import { ManualClock } from '@fleetward/testkit';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { evaluateStates } from '../../src/compliance/api.js';
-import { BASE, fleetArb, fullSummary, record, T } from './fleets.js';
+import { BASE, fleetArb, fullSummary, record, stores, T } from './fleets.js';
 import { DAY } from './helpers.js';
 
 async function stateSummary(store: Store, now: Date) {
@@ -20,11 +19,6 @@ async function stateSummary(store: Store, now: Date) {
     projects,
   );
 }
-
-const stores: [string, (clock: ManualClock) => Store][] = [
-  ['memory store', (clock) => createMemoryStore({ clock })],
-  ['SQLite store', (clock) => createSqliteStore({ path: ':memory:', clock })],
-];
 
 describe.each(stores)('compliance states (%s)', (_name, open) => {
   it('summary — the states give the same numbers as the full evaluation, for every fleet and now', async () => {

@@ -2,17 +2,15 @@ import {
   type ComplianceRule,
   type ComplianceStandard,
   createFleet,
-  createMemoryStore,
   evaluateServer,
   type ScanResult,
   type Store,
 } from '@fleetward/core';
-import { createSqliteStore } from '@fleetward/store-sqlite';
 import { ManualClock } from '@fleetward/testkit';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { evaluateServerUntil } from '../../src/compliance/evaluate.js';
-import { BASE, CATEGORIES, fleetArb, fullSummary, record, SEVERITIES, T } from './fleets.js';
+import { BASE, CATEGORIES, fleetArb, fullSummary, record, SEVERITIES, stores, T } from './fleets.js';
 import { DAY, patch, server } from './helpers.js';
 
 /** Fractional days too: the instants where a rule flips are then not whole days or even whole ms. */
@@ -218,11 +216,6 @@ async function apply(store: Store, clock: ManualClock, step: Step): Promise<void
     }
   }
 }
-
-const stores: [string, (clock: ManualClock) => Store][] = [
-  ['memory store', (clock) => createMemoryStore({ clock })],
-  ['SQLite store', (clock) => createSqliteStore({ path: ':memory:', clock })],
-];
 
 describe.each(stores)('compliance.summary over kept evaluations (%s)', (_name, open) => {
   it('after every write and every passing of time, gives the full evaluation’s numbers, for the tenant and a project', async () => {
