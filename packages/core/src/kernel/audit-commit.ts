@@ -74,9 +74,11 @@ export class AuditGroupCommit {
           }
           continue;
         }
-        [...byTenant.values()].forEach((list, i) => {
-          list.forEach((waiting, j) => waiting.resolve(records[i]![j]!));
-        });
+        let i = 0;
+        for (const list of byTenant.values()) {
+          const appended = records[i++]!;
+          for (const [j, waiting] of list.entries()) waiting.resolve(appended[j]!);
+        }
       }
     } finally {
       this.#flushing = false;

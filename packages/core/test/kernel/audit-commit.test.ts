@@ -45,7 +45,7 @@ describe.each(stores)('AuditGroupCommit (%s)', (_name, open) => {
       Array.from({ length: 200 }, (_, i) => commit.append(input(i % 3 ? 'a' : 'b', i))),
     );
     // Each caller got the record of its own input.
-    records.forEach((record, i) => expect(record.actor.principalId).toBe(`p${i}`));
+    for (const [i, record] of records.entries()) expect(record.actor.principalId).toBe(`p${i}`);
     // Far fewer commits than records: the first alone, the rest together.
     expect(transactions()).toBeLessThan(10);
     for (const tenant of ['a', 'b']) {
