@@ -57,6 +57,21 @@ export type PostgresStoreOptions = z.input<typeof PostgresStoreOptionsSchema>;
 /** What both a pool and a checked-out client offer. */
 type Queryable = Pick<pg.PoolClient, 'query'>;
 
+/**
+ * A transaction's connection, one query at a time: callers may read through a transaction with
+ * `Promise.all`, and a pg client must not be given a query while it runs another (pg 8 queues it
+ * with a deprecation warning, pg 9 refuses). Each query starts once the previous one settled.
+ */
+function oneAtATime(client: Queryable): Queryable {
+  let tail: Promise<unknown> = Promise.resolve();
+  const query = (...args: unknown[]) => {
+    const run = tail.then(() => (client.query as (...a: unknown[]) => Promise<unknown>)(...args));
+    tail = run.catch(() => undefined);
+    return run;
+  };
+  return { query: query as Queryable['query'] };
+}
+
 interface RawAuditRow {
   tenant_id: string;
   seq_text: string;
@@ -279,7 +294,7 @@ class PostgresBackend implements StoreBackend {
     let result: T;
     try {
       await client.query('BEGIN');
-      result = await fn(this.#makeSession(client, true));
+      result = await fn(this.#makeSession(oneAtATime(client), true));
       await client.query('COMMIT');
     } catch (error) {
       // A client whose ROLLBACK failed is in an unknown state: destroy it rather than reuse it.

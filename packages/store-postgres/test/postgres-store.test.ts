@@ -239,4 +239,43 @@ describeWithPostgres('createPostgresStore', () => {
       createPostgresStore({ connectionString: 'postgres://postgres@127.0.0.1:1/none', schema }),
     ).rejects.toBeInstanceOf(StoreError);
   });
+
+  it('transaction — reads made at once through a transaction reach its connection one at a time, each with its own answer', async () => {
+    const store = await open();
+    for (let i = 0; i < 5; i++) {
+      await store.servers.create({ ...sampleInput('servers', 't'), id: `s${i}`, name: `s${i}` } as never);
+    }
+    // Every query of every pg client, counted while it runs: never two at once on one client.
+    let worst = 0;
+    const running = new Map<unknown, number>();
+    const query = pg.Client.prototype.query;
+    const spy = vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (
+      this: pg.Client,
+      ...args
+    ) {
+      const now = (running.get(this) ?? 0) + 1;
+      running.set(this, now);
+      worst = Math.max(worst, now);
+      const result = (query as (...a: unknown[]) => unknown).apply(this, args);
+      const done = () => running.set(this, (running.get(this) ?? 1) - 1);
+      if (result instanceof Promise) result.then(done, done);
+      else done();
+      return result as never;
+    });
+    try {
+      const got = await store.transaction((tx) =>
+        Promise.all([
+          ...Array.from({ length: 5 }, (_, i) => tx.servers.get('t', `s${i}`)),
+          tx.servers.listAll('t'),
+          tx.projects.listAll('t'),
+          tx.audit.append({ tenantId: 't', actor, action: 'a', decision: 'allow', result: 'success' }),
+        ]),
+      );
+      expect(got.slice(0, 5).map((s) => (s as { id: string }).id)).toEqual(['s0', 's1', 's2', 's3', 's4']);
+      expect((got[5] as unknown[]).length).toBe(5);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(worst).toBe(1);
+  });
 });

@@ -55,6 +55,8 @@ describeWithPostgres('workers on PostgreSQL', () => {
     }
   };
 
+  // PostgreSQL, pg-boss and worker loops over a thousand simulated servers: seconds on a quiet
+  // machine, several times that while CI runs other suites beside it.
   it('carries out a script run on every server once, across two workers, and the audit chain verifies', async () => {
     const d = await track(deploy({ servers: 300, seed: 3, latency: { kind: 'fixed', ms: 2 } }));
     await startWorkers(d, 2, 8);
@@ -78,7 +80,7 @@ describeWithPostgres('workers on PostgreSQL', () => {
     expect((await d.admin.verifyAuditLog()).ok).toBe(true);
     const state = await d.queue.state({ kind: 'script', tenantId: TENANT, runId: results.run.id });
     expect(state).toMatchObject({ status: 'ended', inFlight: 0, servers: { done: 300, pending: 0 } });
-  });
+  }, 120_000);
 
   it('spends the error budget where one process does: the same servers fail, the same are never started', async () => {
     const options: SimulatedFleetOptions = { servers: 60, seed: 11, failureRate: 0.2 };
@@ -96,7 +98,7 @@ describeWithPostgres('workers on PostgreSQL', () => {
     expect(shared.run.reason).toBe(alone.run.reason);
     expect(byServer(shared)).toEqual(byServer(alone));
     expect(shared.counts).toEqual(alone.counts);
-  });
+  }, 120_000);
 
   it('keeps the run’s concurrency over all workers and finishes a wave before the next starts', async () => {
     const d = await track(deploy({ servers: 120, seed: 5, latency: { kind: 'fixed', ms: 5 } }));
@@ -116,7 +118,7 @@ describeWithPostgres('workers on PostgreSQL', () => {
     const lastCanaryEnd = Math.max(...canary.map((s) => Date.parse(s.finishedAt!)));
     const firstRestStart = Math.min(...rest.map((s) => Date.parse(s.startedAt!)));
     expect(firstRestStart).toBeGreaterThanOrEqual(lastCanaryEnd);
-  });
+  }, 120_000);
 
   it('cancels a run carried out by workers: running scripts are aborted and no further server starts', async () => {
     const d = await track(deploy({ servers: 200, seed: 7, latency: { kind: 'fixed', ms: 40 } }));
@@ -138,7 +140,7 @@ describeWithPostgres('workers on PostgreSQL', () => {
     expect(results.counts.succeeded + results.counts.cancelled + results.counts['not-started']).toBe(200);
     expect(results.counts.pending + results.counts.running).toBe(0);
     expect(d.sim.stats().calls.exec).toBe(results.servers.filter((s) => s.attempt === 1).length);
-  });
+  }, 120_000);
 
   it('shares workers fairly: a 10-server run of another tenant ends long before a large run that started first', async () => {
     const d = await track(
@@ -164,7 +166,7 @@ describeWithPostgres('workers on PostgreSQL', () => {
     // When the small run ended, most of the large one had not even started.
     expect(d.sim.stats().calls.exec).toBeLessThan(750);
     expect((await large).run.status).toBe('succeeded');
-  });
+  }, 120_000);
 
   it('scans through the workers: every server once, the same findings as a scan in one process', async () => {
     const options: SimulatedFleetOptions = {
@@ -208,7 +210,7 @@ describeWithPostgres('workers on PostgreSQL', () => {
       (r) => r.action === 'patch.scan' && r.result !== 'started' && r.target?.id === shared.job.id,
     );
     expect(ends).toHaveLength(1);
-  });
+  }, 120_000);
 
   it('pauses on a spent budget and resumes through the workers: no server runs twice, the rest finish', async () => {
     const d = await track(
@@ -241,7 +243,7 @@ describeWithPostgres('workers on PostgreSQL', () => {
     expect(started).toBeGreaterThan(ranBefore);
     expect(await d.queue.state(ref)).toMatchObject({ status: 'ended', inFlight: 0 });
     expect((await d.admin.verifyAuditLog()).ok).toBe(true);
-  });
+  }, 120_000);
 
   it('refuses a bad submission or bad options with a typed error naming the field, and stores nothing', async () => {
     const d = await track(deploy({ servers: 2, seed: 1 }));
@@ -288,5 +290,5 @@ describeWithPostgres('workers on PostgreSQL', () => {
     await expect(createWorker({ fleet: d.fleet, queue })).rejects.toMatchObject({
       code: 'VALIDATION_FAILED',
     });
-  });
+  }, 120_000);
 });
