@@ -15,8 +15,9 @@ interface Waiting {
  * Group commit of the audit records written outside a transaction (a read's record, a denial, a
  * failure): each caller still waits until its own record is committed, but the records of
  * concurrent callers share one transaction, so one durable commit (one fsync on SQLite, one round
- * trip on PostgreSQL) serves many of them. No timer: the first record is committed at once, and
- * those arriving while it commits go together in the next.
+ * trip on PostgreSQL) serves many of them. No timer: a batch is taken one turn of the event loop
+ * after the first record of it arrived (so that the I/O already waiting joins it), and the records
+ * arriving while it commits go together in the next.
  *
  * Records are appended in the order they arrived (per tenant, `AuditLog.appendMany`). If a batch
  * fails as a whole, its records are appended one by one, so that one bad record fails only its own
@@ -48,6 +49,10 @@ export class AuditGroupCommit {
     this.#flushing = true;
     try {
       while (this.#pending.length) {
+        // One turn of the event loop first: a synchronous store (SQLite) blocks the loop while it
+        // commits, so the requests that arrived meanwhile are read only now; their records then
+        // join this batch instead of each waiting for a commit of its own.
+        await new Promise<void>((resolve) => setImmediate(resolve));
         const batch = this.#pending.splice(0, MAX_BATCH);
         if (batch.length === 1) {
           const [only] = batch;
