@@ -45,6 +45,12 @@ export class AuditGroupCommit {
     });
   }
 
+  /** Resolves once every record appended so far is committed (or has failed). */
+  async drain(): Promise<void> {
+    while (this.#flushing || this.#pending.length)
+      await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+
   async #flush(): Promise<void> {
     this.#flushing = true;
     try {

@@ -199,8 +199,13 @@ export class Runtime {
     return records;
   }
 
-  /** Closes every adapter, then the store; the first adapter failure is thrown after the store closed. */
+  /**
+   * Commits the audit records still waiting, closes every adapter, then the store; the first
+   * adapter failure is thrown after the store closed.
+   */
   async close(): Promise<void> {
+    // Records still waiting for their commit are written before the store closes.
+    await this.#auditCommit.drain();
     const errors: unknown[] = [];
     for (const adapter of this.#adapters.values()) {
       try {

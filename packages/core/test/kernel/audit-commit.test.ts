@@ -105,4 +105,37 @@ describe.each(stores)('AuditGroupCommit (%s)', (_name, open) => {
     expect((await verifyAuditChain(chain)).ok).toBe(true);
     await fleet.close();
   });
+
+  it('close — records of reads still waiting for their commit are written before the store closes', async () => {
+    const clock = new ManualClock();
+    const store = open(clock);
+    const fleet = createFleet({ store, adapters: [], clock });
+    await fleet.bootstrapTenant({
+      tenant: { id: 't', name: 'T' },
+      admin: { id: 'alice', name: 'Alice', kind: 'human', affiliation: 'employee' },
+    });
+    await store.servers.create({
+      tenantId: 't',
+      id: 'web',
+      name: 'web',
+      accountId: 'a',
+      provider: 'ssh',
+      labels: {},
+    });
+    const before = (await store.audit.list('t', { limit: 10_000 })).length;
+    const alice = fleet.as({ tenantId: 't', principalId: 'alice' });
+    const seen: number[] = [];
+    // Reads in flight; the store is closed while their records wait for the batch.
+    const reads = Array.from({ length: 20 }, () => alice.servers.get('web'));
+    const appended = (await Promise.all([
+      ...reads,
+      (async () => {
+        await new Promise((resolve) => setImmediate(resolve));
+        seen.push((await store.audit.list('t', { limit: 10_000 })).length);
+        await fleet.close();
+      })(),
+    ])) as unknown[];
+    expect(appended.slice(0, 20).every((s) => (s as { id: string }).id === 'web')).toBe(true);
+    expect(seen[0]).toBeLessThan(before + 20); // some were still waiting when close began
+  });
 });
