@@ -2,6 +2,7 @@ import {
   type ComplianceRule,
   type ComplianceStandard,
   createFleet,
+  createMemoryStore,
   evaluateServer,
   type ScanResult,
   type Store,
@@ -279,5 +280,41 @@ describe.each(stores)('compliance.summary over kept evaluations (%s)', (_name, o
       }),
       { numRuns: 60 },
     );
+  });
+});
+
+describe('compliance.summary over kept evaluations', () => {
+  it('a standard deleted and created again under its id, in the same millisecond, is judged by its new rule', async () => {
+    const clock = new ManualClock('2026-03-01T00:00:00.000Z');
+    const store = createMemoryStore({ clock });
+    const facade = createFleet({ store, adapters: [], clock });
+    await facade.bootstrapTenant({
+      tenant: { id: T, name: 'T' },
+      admin: { id: 'alice', name: 'Alice', kind: 'human', affiliation: 'employee' },
+    });
+    await store.servers.create({
+      tenantId: T,
+      id: 's',
+      name: 's',
+      accountId: 'a',
+      provider: 'ssh',
+      labels: {},
+    });
+    await store.scanResults.create({
+      tenantId: T,
+      serverId: 's',
+      scannedAt: clock.now().toISOString(),
+      status: 'succeeded',
+      patches: [patch('openssl', { firstSeenAt: clock.now().toISOString() })],
+    });
+    const standard = (rule: ComplianceRule) =>
+      store.complianceStandards.create({ tenantId: T, id: 'std', name: 'std', rule, enabled: true });
+    await standard({ kind: 'scanned-within', days: 1 });
+    const alice = facade.as({ tenantId: T, principalId: 'alice' });
+    expect((await alice.compliance.summary()).overall.compliant).toBe(1);
+    await store.complianceStandards.delete(T, 'std');
+    await standard({ kind: 'no-pending', categories: ['security'], minSeverity: 'unspecified' });
+    expect((await alice.compliance.summary()).overall).toMatchObject({ compliant: 0, nonCompliant: 1 });
+    await facade.close();
   });
 });
