@@ -563,7 +563,7 @@ if (args.measure) {
     if (args.postgres) {
       const client = new pg.Client({ connectionString: args.postgres });
       await client.connect();
-      await client.query(`DROP SCHEMA IF EXISTS ${path} CASCADE`);
+      await client.query(`DROP SCHEMA IF EXISTS "${path}" CASCADE`); // bench_summary_<pid>, never input
       await client.end();
     }
   }

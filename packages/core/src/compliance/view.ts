@@ -232,20 +232,14 @@ const views = new WeakMap<Store, Map<string, ComplianceView>>();
  * in this process (the view is derived from the store's data alone). Views past the budget of
  * servers are dropped, least recently used first.
  */
-export function complianceViewOf(
-  store: Store,
-  tenantId: string,
-): {
-  summary: ComplianceView['summary'];
-} {
+export function complianceViewOf(store: Store, tenantId: string): ComplianceView {
   let byTenant = views.get(store);
   if (!byTenant) {
     byTenant = new Map();
     views.set(store, byTenant);
   }
-  let view = byTenant.get(tenantId);
-  if (view) byTenant.delete(tenantId);
-  else view = new ComplianceView();
+  const view = byTenant.get(tenantId) ?? new ComplianceView();
+  byTenant.delete(tenantId);
   byTenant.set(tenantId, view);
   let total = 0;
   for (const v of byTenant.values()) total += v.size;
@@ -254,8 +248,5 @@ export function complianceViewOf(
     total -= v.size;
     byTenant.delete(id);
   }
-  const kept = view;
-  return {
-    summary: (...args) => kept.summary(...args),
-  };
+  return view;
 }

@@ -37,6 +37,24 @@ const input = (tenantId: string, i: number) => ({
   result: 'success' as const,
 });
 
+/** A fleet over `store` with tenant `t`, its admin `alice` and one server `web`. */
+async function fleetWithServer(store: Store, clock: ManualClock) {
+  const fleet = createFleet({ store, adapters: [], clock });
+  await fleet.bootstrapTenant({
+    tenant: { id: 't', name: 'T' },
+    admin: { id: 'alice', name: 'Alice', kind: 'human', affiliation: 'employee' },
+  });
+  await store.servers.create({
+    tenantId: 't',
+    id: 'web',
+    name: 'web',
+    accountId: 'a',
+    provider: 'ssh',
+    labels: {},
+  });
+  return fleet;
+}
+
 describe.each(stores)('AuditGroupCommit (%s)', (_name, open) => {
   it('commits the records of concurrent callers together, each caller getting its own, in the order they came', async () => {
     const { store, transactions } = counting(open(new ManualClock()));
@@ -79,19 +97,7 @@ describe.each(stores)('AuditGroupCommit (%s)', (_name, open) => {
   it('through the facade: concurrent reads each leave their record, in fewer commits than reads', async () => {
     const clock = new ManualClock();
     const { store, transactions } = counting(open(clock));
-    const fleet = createFleet({ store, adapters: [], clock });
-    await fleet.bootstrapTenant({
-      tenant: { id: 't', name: 'T' },
-      admin: { id: 'alice', name: 'Alice', kind: 'human', affiliation: 'employee' },
-    });
-    await store.servers.create({
-      tenantId: 't',
-      id: 'web',
-      name: 'web',
-      accountId: 'a',
-      provider: 'ssh',
-      labels: {},
-    });
+    const fleet = await fleetWithServer(store, clock);
     const alice = fleet.as({ tenantId: 't', principalId: 'alice' });
     const before = (await store.audit.list('t', { limit: 10_000 })).length;
     const commits = transactions();
@@ -109,19 +115,7 @@ describe.each(stores)('AuditGroupCommit (%s)', (_name, open) => {
   it('close — records of reads still waiting for their commit are written before the store closes', async () => {
     const clock = new ManualClock();
     const store = open(clock);
-    const fleet = createFleet({ store, adapters: [], clock });
-    await fleet.bootstrapTenant({
-      tenant: { id: 't', name: 'T' },
-      admin: { id: 'alice', name: 'Alice', kind: 'human', affiliation: 'employee' },
-    });
-    await store.servers.create({
-      tenantId: 't',
-      id: 'web',
-      name: 'web',
-      accountId: 'a',
-      provider: 'ssh',
-      labels: {},
-    });
+    const fleet = await fleetWithServer(store, clock);
     const before = (await store.audit.list('t', { limit: 10_000 })).length;
     const alice = fleet.as({ tenantId: 't', principalId: 'alice' });
     const seen: number[] = [];
