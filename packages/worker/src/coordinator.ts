@@ -52,7 +52,33 @@ interface RolloutRow {
   status: 'active' | 'ending' | 'ended';
   stop_reason: string | null;
   cancelled: boolean;
+  /** Servers of the current wave wait for room under a tenant or account cap. */
+  blocked: boolean;
 }
+
+/**
+ * A cap on servers in flight (queued or running) over all runs on the queue: a tenant's, or one
+ * account's of a tenant. `*` as `tenantId` is the default of every tenant without a cap of its own;
+ * `*` as `accountId` the default of every account (of the tenant, or of every tenant).
+ */
+export interface QueueLimit {
+  tenantId: string;
+  /** The account (`Server.accountId`) the cap is on; without it, the cap is on the whole tenant. */
+  accountId?: string;
+  maxInFlight: number;
+}
+
+/** The caps that apply to one tenant's servers, resolved from the `limits` table. */
+interface Caps {
+  tenant?: number;
+  accounts: Map<string, number>;
+  accountDefault?: number;
+}
+
+/** Advisory lock class of the caps: every pump of a capped tenant holds it (with the tenant's hash). */
+const CAPS_LOCK = 0x666c_7478;
+/** "No cap" in SQL comparisons. */
+const UNCAPPED = 2_147_483_647;
 
 /** Where a rollout stands on the queue, for tools and tests. */
 export interface RolloutState {
@@ -87,7 +113,7 @@ export interface ClaimedTask {
 
 const MAX_SERVERS = 1_000_000;
 /** The workflows workers carry out (`RolloutKind`). */
-const ROLLOUT_KINDS = new Set<unknown>(['script', 'scan'] satisfies RolloutRef['kind'][]);
+const ROLLOUT_KINDS = new Set<unknown>(['script', 'scan', 'patch'] satisfies RolloutRef['kind'][]);
 
 /**
  * The rollout state machine on PostgreSQL, shared by every worker and every process that submits:
@@ -151,7 +177,7 @@ export class Coordinator {
             `UPDATE ${this.#q}.rollouts SET job_id = $2, wave_count = $3, max_concurrency = $4,
                max_failures = $5, on_budget_spent = $6, failures = $7, generation = generation + 1,
                wave = 0, in_flight = 0, status = 'active', stop_reason = NULL, cancelled = false,
-               updated_at = now()
+               blocked = false, updated_at = now()
              WHERE id = $1 RETURNING *`,
             [row.id, ...values],
           )
@@ -172,9 +198,11 @@ export class Coordinator {
       const states: string[] = [];
       const outcomes: (string | null)[] = [];
       const counts: boolean[] = [];
+      const accounts: (string | null)[] = [];
       for (const [w, wave] of s.waves.entries()) {
         for (const [p, serverId] of wave.serverIds.entries()) {
           const st = s.states[serverId] ?? { state: 'pending' };
+          accounts.push(s.accounts?.[serverId] ?? null);
           ids.push(serverId);
           waves.push(w);
           positions.push(p);
@@ -184,9 +212,10 @@ export class Coordinator {
         }
       }
       await client.query(
-        `INSERT INTO ${this.#q}.rollout_servers (rollout_id, server_id, wave, position, state, outcome, counts)
-         SELECT $1, * FROM unnest($2::text[], $3::int[], $4::int[], $5::text[], $6::text[], $7::bool[])`,
-        [rollout.id, ids, waves, positions, states, outcomes, counts],
+        `INSERT INTO ${this.#q}.rollout_servers (rollout_id, server_id, wave, position, state, outcome, counts,
+           account_id)
+         SELECT $1, * FROM unnest($2::text[], $3::int[], $4::int[], $5::text[], $6::text[], $7::bool[], $8::text[])`,
+        [rollout.id, ids, waves, positions, states, outcomes, counts, accounts],
       );
       await this.#pump(client, rollout);
     });
@@ -260,9 +289,11 @@ export class Coordinator {
       list.push(c);
       byRollout.set(c.rollout, list);
     }
+    const tenants = new Set<string>();
     for (const [rolloutId, list] of byRollout) {
       await this.#tx(async (client) => {
         const rollout = await this.#lock(client, rolloutId);
+        tenants.add(rollout.tenant_id);
         const { rows } = await client.query<{ server_id: string }>(
           `UPDATE ${this.#q}.rollout_servers s SET state = 'done', outcome = c.outcome, counts = c.counts,
              worker_id = NULL
@@ -292,6 +323,132 @@ export class Coordinator {
         await this.#pump(client, rollout);
       });
     }
+    // Room freed under a cap goes to the runs of the same tenant waiting for it, oldest first.
+    for (const tenantId of tenants) await this.#unblock(tenantId);
+  }
+
+  /** Pumps the active rollouts of `tenantId` (every tenant for `*`) that wait for room under a cap. */
+  async #unblock(tenantId: string): Promise<void> {
+    const { rows } = await this.#pool.query<{ id: string }>(
+      `SELECT id FROM ${this.#q}.rollouts WHERE blocked AND status = 'active'
+         AND ($1 = '*' OR tenant_id = $1) ORDER BY id`,
+      [tenantId],
+    );
+    for (const { id } of rows) {
+      await this.#tx(async (client) => {
+        const rollout = await this.#lock(client, String(id));
+        if (rollout.blocked && rollout.status === 'active') await this.#pump(client, rollout);
+      });
+    }
+  }
+
+  /** See `PostgresRolloutQueue.setLimit`. */
+  async setLimit(
+    limit: QueueLimit | (Omit<QueueLimit, 'maxInFlight'> & { maxInFlight: null }),
+  ): Promise<void> {
+    const account = limit.accountId ?? '';
+    if (limit.maxInFlight === null) {
+      await this.#pool.query(`DELETE FROM ${this.#q}.limits WHERE tenant_id = $1 AND account_id = $2`, [
+        limit.tenantId,
+        account,
+      ]);
+    } else {
+      await this.#pool.query(
+        `INSERT INTO ${this.#q}.limits (tenant_id, account_id, max_in_flight) VALUES ($1, $2, $3)
+         ON CONFLICT (tenant_id, account_id) DO UPDATE SET max_in_flight = $3, updated_at = now()`,
+        [limit.tenantId, account, limit.maxInFlight],
+      );
+    }
+    // A cap raised or removed lets waiting runs go on.
+    await this.#unblock(limit.tenantId);
+  }
+
+  /** Every cap set, tenants' first. */
+  async limits(): Promise<QueueLimit[]> {
+    const { rows } = await this.#pool.query<{ tenant_id: string; account_id: string; max_in_flight: number }>(
+      `SELECT tenant_id, account_id, max_in_flight FROM ${this.#q}.limits ORDER BY tenant_id, account_id`,
+    );
+    return rows.map((r) => ({
+      tenantId: r.tenant_id,
+      ...(r.account_id !== '' ? { accountId: r.account_id } : {}),
+      maxInFlight: r.max_in_flight,
+    }));
+  }
+
+  /** The caps on `tenantId`'s servers, or undefined when none applies. */
+  async #caps(client: pg.PoolClient, tenantId: string): Promise<Caps | undefined> {
+    const { rows } = await client.query<{ tenant_id: string; account_id: string; max_in_flight: number }>(
+      `SELECT tenant_id, account_id, max_in_flight FROM ${this.#q}.limits WHERE tenant_id IN ($1, '*')`,
+      [tenantId],
+    );
+    if (rows.length === 0) return undefined;
+    const own = rows.filter((r) => r.tenant_id === tenantId);
+    const star = rows.filter((r) => r.tenant_id === '*');
+    const find = (list: typeof rows, account: string) =>
+      list.find((r) => r.account_id === account)?.max_in_flight;
+    const caps: Caps = { accounts: new Map() };
+    const tenant = find(own, '') ?? find(star, '');
+    if (tenant !== undefined) caps.tenant = tenant;
+    const accountDefault = find(own, '*') ?? find(star, '*');
+    if (accountDefault !== undefined) caps.accountDefault = accountDefault;
+    for (const r of own)
+      if (r.account_id !== '' && r.account_id !== '*') caps.accounts.set(r.account_id, r.max_in_flight);
+    return caps;
+  }
+
+  /**
+   * Moves up to `free` pending servers of the rollout's current wave to `queued`, in order, within
+   * the tenant's and the accounts' caps: the servers in flight of every run of the tenant are counted
+   * under the tenant's advisory lock (taken by `#pump`), so two runs never both take the last room.
+   * A server whose account is full is passed over for a later one of another account.
+   */
+  async #pickWithinCaps(
+    client: pg.PoolClient,
+    rollout: RolloutRow,
+    free: number,
+    caps: Caps,
+  ): Promise<Array<{ server_id: string; position: number }>> {
+    const inFlight = await client.query<{ account_id: string | null; n: string }>(
+      `SELECT s.account_id, count(*) AS n FROM ${this.#q}.rollout_servers s
+         JOIN ${this.#q}.rollouts r ON r.id = s.rollout_id
+       WHERE r.tenant_id = $1 AND r.status <> 'ended' AND s.state IN ('queued', 'running')
+       GROUP BY s.account_id`,
+      [rollout.tenant_id],
+    );
+    const total = inFlight.rows.reduce((sum, r) => sum + Number(r.n), 0);
+    const room = Math.min(free, caps.tenant === undefined ? free : caps.tenant - total);
+    if (room <= 0) return [];
+    const capOf = (account: string) => caps.accounts.get(account) ?? caps.accountDefault ?? UNCAPPED;
+    const rooms = new Map<string, number>();
+    for (const [account, cap] of caps.accounts) rooms.set(account, cap);
+    for (const r of inFlight.rows) {
+      if (r.account_id !== null) rooms.set(r.account_id, capOf(r.account_id) - Number(r.n));
+    }
+    const { rows } = await client.query<{ server_id: string; position: number }>(
+      `UPDATE ${this.#q}.rollout_servers s SET state = 'queued'
+       FROM (
+         SELECT c.server_id FROM (
+           SELECT server_id, position, account_id,
+                  row_number() OVER (PARTITION BY account_id ORDER BY position) AS rn
+           FROM ${this.#q}.rollout_servers
+           WHERE rollout_id = $1 AND wave = $2 AND state = 'pending'
+         ) AS c
+         LEFT JOIN unnest($4::text[], $5::int[]) AS room (account_id, room) ON room.account_id = c.account_id
+         WHERE c.account_id IS NULL OR c.rn <= coalesce(room.room, $6)
+         ORDER BY c.position LIMIT $3
+       ) AS next
+       WHERE s.rollout_id = $1 AND s.server_id = next.server_id
+       RETURNING s.server_id, s.position`,
+      [
+        rollout.id,
+        rollout.wave,
+        room,
+        [...rooms.keys()],
+        [...rooms.values()].map((n) => Math.max(0, n)),
+        caps.accountDefault ?? UNCAPPED,
+      ],
+    );
+    return rows;
   }
 
   /**
@@ -308,6 +465,15 @@ export class Coordinator {
       );
       await this.#boss.complete(TASK_QUEUE, task.jobId, { db: this.#db(client) });
     });
+  }
+
+  /** See `RolloutQueue.cancel`: the rollout of `ref`, when it is active. */
+  async cancelRun(ref: RolloutRef): Promise<void> {
+    const { rows } = await this.#pool.query<{ id: string }>(
+      `SELECT id FROM ${this.#q}.rollouts WHERE kind = $1 AND tenant_id = $2 AND run_id = $3 AND status = 'active'`,
+      [ref.kind, ref.tenantId, ref.runId],
+    );
+    if (rows[0]) await this.cancel(String(rows[0].id));
   }
 
   /** Stops a rollout from starting further servers: its run was cancelled. */
@@ -516,30 +682,56 @@ export class Coordinator {
     const halted =
       rollout.cancelled || rollout.failures > rollout.max_failures || rollout.stop_reason !== null;
     const jobs: PgBoss.JobInsert[] = [];
+    rollout.blocked = false;
+    // Under a cap, every pump of the tenant's rollouts holds the tenant's lock, halted or not: a
+    // rollout that finds no room is marked blocked before any other can count its servers done and
+    // look for blocked rollouts to wake, so no rollout waits for a wake-up that already went by.
+    const caps = await this.#caps(client, rollout.tenant_id);
+    if (caps) {
+      await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [
+        CAPS_LOCK,
+        `${this.#q}:${rollout.tenant_id}`,
+      ]);
+    }
     if (rollout.status === 'active' && !halted) {
       for (;;) {
         const free = rollout.max_concurrency - rollout.in_flight;
         if (free <= 0) break;
-        const { rows } = await client.query<{ server_id: string; position: number }>(
-          `UPDATE ${this.#q}.rollout_servers s SET state = 'queued'
-           FROM (SELECT server_id FROM ${this.#q}.rollout_servers
-                 WHERE rollout_id = $1 AND wave = $2 AND state = 'pending'
-                 ORDER BY position LIMIT $3) AS next
-           WHERE s.rollout_id = $1 AND s.server_id = next.server_id
-           RETURNING s.server_id, s.position`,
-          [rollout.id, rollout.wave, free],
-        );
+        const rows = caps
+          ? await this.#pickWithinCaps(client, rollout, free, caps)
+          : (
+              await client.query<{ server_id: string; position: number }>(
+                `UPDATE ${this.#q}.rollout_servers s SET state = 'queued'
+                 FROM (SELECT server_id FROM ${this.#q}.rollout_servers
+                       WHERE rollout_id = $1 AND wave = $2 AND state = 'pending'
+                       ORDER BY position LIMIT $3) AS next
+                 WHERE s.rollout_id = $1 AND s.server_id = next.server_id
+                 RETURNING s.server_id, s.position`,
+                [rollout.id, rollout.wave, free],
+              )
+            ).rows;
         rows.sort((a, b) => a.position - b.position);
         for (const row of rows) jobs.push(this.#taskJob(String(rollout.id), row.server_id));
         rollout.in_flight += rows.length;
         if (rows.length === free) break;
+        if (caps) {
+          // Fewer than asked while the wave still has pending servers: they wait for room under a cap.
+          const { rows: left } = await client.query(
+            `SELECT 1 FROM ${this.#q}.rollout_servers WHERE rollout_id = $1 AND wave = $2 AND state = 'pending' LIMIT 1`,
+            [rollout.id, rollout.wave],
+          );
+          if (left.length > 0) {
+            rollout.blocked = true;
+            break;
+          }
+        }
         // The wave has nothing pending: the next one starts once this one has nothing running.
         if (rollout.in_flight > 0 || rollout.wave + 1 >= rollout.wave_count) break;
         rollout.wave++;
       }
     }
     if (jobs.length) await this.#boss.insert(jobs, { db: this.#db(client) });
-    if (rollout.status === 'active' && rollout.in_flight === 0) {
+    if (rollout.status === 'active' && rollout.in_flight === 0 && !rollout.blocked) {
       rollout.status = 'ending';
       await this.#boss.insert([this.#endJob(String(rollout.id), rollout.generation)], {
         db: this.#db(client),
@@ -547,7 +739,7 @@ export class Coordinator {
     }
     await client.query(
       `UPDATE ${this.#q}.rollouts SET wave = $2, in_flight = $3, failures = $4, status = $5,
-         stop_reason = $6, cancelled = $7, updated_at = now() WHERE id = $1`,
+         stop_reason = $6, cancelled = $7, blocked = $8, updated_at = now() WHERE id = $1`,
       [
         rollout.id,
         rollout.wave,
@@ -556,6 +748,7 @@ export class Coordinator {
         rollout.status,
         rollout.stop_reason,
         rollout.cancelled,
+        rollout.blocked,
       ],
     );
   }
@@ -604,6 +797,15 @@ function checkSubmission(s: RolloutSubmission): RolloutSubmission {
             message: `server ${id} is in the rollout twice`,
           });
         seen.add(id);
+      }
+    }
+  }
+  if (s?.accounts !== undefined) {
+    if (typeof s.accounts !== 'object' || s.accounts === null || Array.isArray(s.accounts)) {
+      issues.push({ path: ['accounts'], message: 'must map server ids to account ids' });
+    } else {
+      for (const [serverId, account] of Object.entries(s.accounts)) {
+        if (!text(account)) issues.push({ path: ['accounts', serverId], message: 'must be an account id' });
       }
     }
   }

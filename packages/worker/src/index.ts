@@ -8,6 +8,9 @@
 export {
   createRolloutQueue,
   type PostgresRolloutQueue,
+  type QueueLimit,
+  type QueueLimitInput,
+  QueueLimitSchema,
   type RolloutQueueOptions,
   RolloutQueueOptionsSchema,
   type RolloutState,

@@ -3,9 +3,9 @@ import { ValidationError } from '@fleetward/core';
 import pg from 'pg';
 import PgBoss from 'pg-boss';
 import { z } from 'zod';
-import { Coordinator, END_QUEUE, type RolloutState, TASK_QUEUE } from './coordinator.js';
+import { Coordinator, END_QUEUE, type QueueLimit, type RolloutState, TASK_QUEUE } from './coordinator.js';
 
-export type { RolloutState } from './coordinator.js';
+export type { QueueLimit, RolloutState } from './coordinator.js';
 
 import { migrate } from './schema.js';
 
@@ -55,6 +55,18 @@ export const RolloutQueueOptionsSchema = z
   });
 export type RolloutQueueOptions = z.input<typeof RolloutQueueOptionsSchema>;
 
+const LIMIT_NAME = z.string().min(1).max(256);
+
+/** A cap as `setLimit` takes it: `maxInFlight: null` removes it. */
+export const QueueLimitSchema = z.strictObject({
+  /** The tenant, or `*` for the default of every tenant. */
+  tenantId: LIMIT_NAME,
+  /** The account (`Server.accountId`), or `*` for the default of every account; none for the tenant's own cap. */
+  accountId: LIMIT_NAME.optional(),
+  maxInFlight: z.number().int().min(1).max(1_000_000).nullable(),
+});
+export type QueueLimitInput = z.input<typeof QueueLimitSchema>;
+
 /**
  * The {@link RolloutQueue} on PostgreSQL: give it to `createFleet({ rollouts })` in every process
  * that starts runs, and to {@link createWorker} in every worker process.
@@ -66,6 +78,17 @@ export interface PostgresRolloutQueue extends RolloutQueue {
   state(ref: RolloutRef): Promise<RolloutState | undefined>;
   /** Tasks waiting on the queue (not yet taken by a worker). */
   depth(): Promise<number>;
+  /**
+   * Sets a cap on servers in flight (queued or running) over all runs: a tenant's
+   * (`{ tenantId, maxInFlight }`), or one account's (`{ tenantId, accountId, maxInFlight }`); `*` as
+   * `tenantId` or `accountId` sets the default of every tenant or account without a cap of its own.
+   * `maxInFlight: null` removes the cap. Kept in PostgreSQL, so every process applies the same caps;
+   * a cap lowered below what is in flight now starts nothing more until it is under it again.
+   * @throws ValidationError for a bad cap.
+   */
+  setLimit(limit: QueueLimitInput): Promise<void>;
+  /** Every cap set. */
+  limits(): Promise<QueueLimit[]>;
   /** Stops pg-boss and closes the pool when the queue opened it. */
   close(): Promise<void>;
 }
@@ -144,8 +167,20 @@ export async function createRolloutQueue(options: RolloutQueueOptions = {}): Pro
     schema: opts.schema,
     submit: (submission: RolloutSubmission) => coordinator.submit(submission),
     isActive: (ref: RolloutRef) => coordinator.isActive(ref),
+    cancel: (ref: RolloutRef) => coordinator.cancelRun(ref),
     state: (ref: RolloutRef) => coordinator.state(ref),
     depth: () => boss.getQueueSize(TASK_QUEUE),
+    async setLimit(limit: QueueLimitInput) {
+      const parsed = QueueLimitSchema.safeParse(limit);
+      if (!parsed.success) {
+        throw new ValidationError(
+          'QueueLimit',
+          parsed.error.issues.map((i) => ({ path: i.path as (string | number)[], message: i.message })),
+        );
+      }
+      await coordinator.setLimit(parsed.data as Parameters<Coordinator['setLimit']>[0]);
+    },
+    limits: () => coordinator.limits(),
     async close() {
       if (closed) return;
       closed = true;

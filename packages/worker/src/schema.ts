@@ -9,6 +9,8 @@ import type pg from 'pg';
  *   rollout happens under a lock on its row, so the counters are global over all workers.
  * - `rollout_servers`: every server of a rollout: `pending` (not started), `queued` (a job is on
  *   the queue), `running` (a worker took it: `worker_id`), `done` (its `outcome` is counted).
+ * - `limits`: caps on servers in flight over all runs: a tenant's (`account_id` empty), one
+ *   account's, and defaults (`*`) for every tenant or account without a cap of its own.
  * - `workers`: the workers alive, by their last heartbeat; a worker silent for longer than the
  *   takeover time is dead and its running servers are queued again.
  *
@@ -58,6 +60,27 @@ export const MIGRATIONS: readonly string[] = [
     pid integer NOT NULL,
     started_at timestamptz NOT NULL DEFAULT now(),
     seen_at timestamptz NOT NULL DEFAULT now()
+  );
+  `,
+  // Patch runs: a server left alone on purpose (drifted, refused, blocked at planning) is skipped.
+  `
+  ALTER TABLE {schema}.rollout_servers DROP CONSTRAINT rollout_servers_outcome_check;
+  ALTER TABLE {schema}.rollout_servers ADD CONSTRAINT rollout_servers_outcome_check
+    CHECK (outcome IN ('succeeded', 'failed', 'skipped', 'cancelled', 'not-started'));
+  `,
+  // Limits over all runs: a tenant's servers in flight, and one account's.
+  `
+  ALTER TABLE {schema}.rollout_servers ADD COLUMN account_id text;
+  ALTER TABLE {schema}.rollouts ADD COLUMN blocked boolean NOT NULL DEFAULT false;
+  CREATE INDEX rollout_servers_in_flight ON {schema}.rollout_servers (rollout_id)
+    WHERE state IN ('queued', 'running');
+  CREATE INDEX rollouts_blocked ON {schema}.rollouts (tenant_id, id) WHERE blocked AND status = 'active';
+  CREATE TABLE {schema}.limits (
+    tenant_id text NOT NULL,
+    account_id text NOT NULL,
+    max_in_flight integer NOT NULL CHECK (max_in_flight > 0),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, account_id)
   );
   `,
 ];

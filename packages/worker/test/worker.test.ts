@@ -261,7 +261,7 @@ describeWithPostgres('workers on PostgreSQL', () => {
     };
     const bad: Array<[Record<string, unknown>, string]> = [
       [{ waves: [{ name: 'all', serverIds: ['a', 'a'] }] }, 'waves.0.serverIds.1'],
-      [{ kind: 'patch' }, 'kind'],
+      [{ kind: 'reboot' }, 'kind'],
       [{ maxConcurrency: 0 }, 'maxConcurrency'],
       [{ maxFailures: -1 }, 'maxFailures'],
       [{ onBudgetSpent: 'explode' }, 'onBudgetSpent'],

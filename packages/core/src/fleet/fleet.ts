@@ -25,6 +25,7 @@ import { Runtime, type RuntimeOptions } from '../kernel/runtime.js';
 import { createNotifyApi, type NotifyApi } from '../notify/api.js';
 import { openChangeRequestsAfterScan } from '../patch/change-requests.js';
 import { createPatchApi, type PatchApi } from '../patch/plan.js';
+import { createPatchRolloutWork } from '../patch/work.js';
 import type { RolloutKind, RolloutRef, RolloutWork } from '../ports/rollouts.js';
 import type { AuditQuery } from '../ports/store.js';
 import { createReportsApi, type ReportsApi } from '../report/build.js';
@@ -64,6 +65,7 @@ export class Fleet extends Runtime {
     const byKind: Record<RolloutKind, RolloutWork> = {
       script: createScriptRolloutWork(this),
       scan: createScanRolloutWork(this),
+      patch: createPatchRolloutWork(this),
     };
     const of = (ref: RolloutRef): RolloutWork => {
       const work = byKind[ref.kind];

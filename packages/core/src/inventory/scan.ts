@@ -138,6 +138,7 @@ export async function scanTargets(
       runId: jobId,
       jobId,
       waves: [{ name: 'all', serverIds: servers.map((s) => s.id) }],
+      accounts: Object.fromEntries(servers.map((s) => [s.id, s.accountId])),
       maxConcurrency: concurrency,
       maxFailures: servers.length,
       onBudgetSpent: 'stop',

@@ -37,6 +37,7 @@ import type { RedactingLogger } from '../kernel/log.js';
 import type { PackageManagerDriver, ParsedInstall, ResolvedTransaction } from '../os/driver.js';
 import { parseWindowsPreflight, windowsPreflightCommand } from '../os/windows-host.js';
 import type { Command } from '../ports/adapter.js';
+import type { RolloutQueue, RolloutRef, SubmittedServerState } from '../ports/rollouts.js';
 import { scriptCommand } from '../sop/content.js';
 import { sleep } from '../util/sleep.js';
 import { describeExclusions, unapprovedExclusions } from './selection.js';
@@ -189,6 +190,13 @@ export async function executePlan(
     fleet.logger.child({ tenantId, planId }),
   );
   if (!lease) throw await refuse(`plan ${planId} is being executed by another process`);
+  const ref: RolloutRef = { kind: 'patch', tenantId, runId: planId };
+  if (plan.status === 'executing' && (await fleet.rollouts?.isActive(ref))) {
+    await lease.release();
+    throw await refuse(
+      `plan ${planId} is being executed by workers (${fleet.rollouts!.name}); it cannot be executed again now`,
+    );
+  }
 
   const target = { type: 'patch-plan', id: planId };
   const started = (jobId: string, resumed: boolean, details: Record<string, unknown>) =>
@@ -219,7 +227,12 @@ export async function executePlan(
           requestedBy: principal.id,
           serverIds: plan.servers.map((s) => s.serverId),
           startedAt: fleet.clock.now().toISOString(),
-          task: { status: 'pending', step: 'pending' },
+          task: {
+            status: 'pending',
+            step: 'pending',
+            // Workers read the per-server options from the task they carry out.
+            ...(fleet.rollouts ? { details: { execution: serverWorkOptions(opts) } } : {}),
+          },
         });
         plan = await tx.patchPlans.update(
           tenantId,
@@ -234,7 +247,18 @@ export async function executePlan(
       job = await store.jobs.require(tenantId, plan.jobId!);
       // A job still running with its lease free: the process that ran it is gone.
       if (job.status === 'running') lease.reportTakeover({ planId, jobId: job.id });
-      ({ emit: announce } = await ctx.record(store, started(job.id, true, { resumed: true })));
+      const paused = job;
+      ({ job, announce } = await store.transaction(async (tx) => {
+        // A paused (or waiting) job runs again: its reason was the pause's, and no longer holds.
+        const running =
+          paused.status === 'running'
+            ? paused
+            : await tx.jobs.update(tenantId, paused.id, { status: 'running', reason: undefined } as never, {
+                expectedVersion: paused.version,
+              });
+        const { emit } = await ctx.record(tx, started(running.id, true, { resumed: true }));
+        return { job: running, announce: emit };
+      }));
     }
     announce();
     const log = jobLogger(fleet.logger, job);
@@ -289,78 +313,20 @@ export async function executePlan(
       }
     }
 
-    const run = new RunState(ctx, plan, policy, job, tasks, servers, opts, signal, () => lease.held, log, {
+    const queue = fleet.rollouts;
+    if (queue) {
+      await submitToWorkers(ctx, queue, { plan, policy, job, tasks, servers }, opts, resumed);
+      // Workers carry it out now; this call waits for its end as an in-process run would.
+      await lease.release();
+      return await waitForEnd(ctx, queue, plan, job.id, signal);
+    }
+    const patcher = new ServerPatcher(ctx, { plan, policy, job, tasks }, opts, log, {
       actor,
       ...(rule ? { rule } : {}),
     });
+    const run = new RunState(patcher, servers, opts, signal, () => lease.held);
     const outcome = await run.execute();
-    const counts = run.counts();
-    const ended = await store.transaction(async (tx) => {
-      const current = await tx.jobs.require(tenantId, job.id);
-      const finished = await tx.jobs.update(
-        tenantId,
-        job.id,
-        {
-          status: outcome.status,
-          finishedAt: fleet.clock.now().toISOString(),
-          summary: { total: plan.servers.length, succeeded: counts.succeeded, failed: counts.failed },
-          ...(outcome.reason ? { reason: outcome.reason } : {}),
-        },
-        { expectedVersion: current.version },
-      );
-      if (outcome.status !== 'pending') {
-        const currentPlan = await tx.patchPlans.require(tenantId, planId);
-        await tx.patchPlans.update(
-          tenantId,
-          planId,
-          {
-            status:
-              outcome.status === 'stopped'
-                ? 'stopped'
-                : outcome.status === 'cancelled'
-                  ? 'cancelled'
-                  : 'completed',
-          },
-          { expectedVersion: currentPlan.version },
-        );
-      }
-      const reason = outcome.reason ? { reason: outcome.reason } : {};
-      const { emit } = await ctx.record(tx, {
-        audit: {
-          actor,
-          action: 'patch.execute',
-          target,
-          decision: 'allow',
-          result: outcome.status === 'succeeded' ? 'success' : 'failure',
-          ...reason,
-          details: { planHash: plan.hash, jobId: job.id, status: outcome.status, ...counts },
-        },
-        outbox: {
-          eventType: 'patch.run.completed',
-          payload: {
-            tenantId,
-            planId,
-            planHash: plan.hash,
-            jobId: job.id,
-            status: outcome.status,
-            ...reason,
-            ...counts,
-          },
-        },
-        event: {
-          name: 'patch.run.completed',
-          args: [{ tenantId, planId, jobId: job.id, status: finished.status, ...reason }],
-        },
-      });
-      return { finished, emit };
-    });
-    job = ended.finished;
-    ended.emit();
-    logJobFinished(log, job, fleet.clock.now(), {
-      planId,
-      skipped: counts.skipped,
-      notStarted: counts.notStarted,
-    });
+    job = await recordRunEnd(ctx, { plan, job, actor, outcome, counts: run.counts(), log });
     if (outcome.status === 'stopped' || outcome.status === 'pending') {
       run.escalate({ kind: 'run-stopped', reason: outcome.reason ?? 'stopped' });
     }
@@ -370,67 +336,458 @@ export async function executePlan(
   }
 }
 
+/**
+ * Hands a run to the worker queue: the tasks not finished get the per-server options (a resumed
+ * run may change them), then the submission with every server's state. A task left running by a
+ * process that died is submitted as not finished: the worker that takes it continues from its last
+ * step done, as a resumed run in one process does.
+ */
+async function submitToWorkers(
+  ctx: CallContext,
+  queue: RolloutQueue,
+  run: {
+    plan: PatchPlan;
+    policy: PatchPolicy;
+    job: Job;
+    tasks: Map<string, TaskResult>;
+    servers: Map<string, Server>;
+  },
+  opts: z.output<typeof ExecuteOptionsSchema>,
+  resumed: boolean,
+): Promise<void> {
+  const { plan, policy, job, tasks, servers } = run;
+  if (resumed) {
+    const execution = serverWorkOptions(opts);
+    await ctx.runtime.store.transaction(async (tx) => {
+      for (const task of tasks.values()) {
+        if (TERMINAL.has(task.status)) continue;
+        tasks.set(
+          task.serverId,
+          await tx.taskResults.update(
+            ctx.tenantId,
+            task.id,
+            { details: { ...task.details, execution } },
+            { expectedVersion: task.version },
+          ),
+        );
+      }
+    });
+  }
+  const states: Record<string, SubmittedServerState> = {};
+  for (const task of tasks.values()) {
+    states[task.serverId] =
+      task.status === 'pending' || task.status === 'running'
+        ? { state: 'pending' }
+        : {
+            state: task.status,
+            countsAgainstBudget: task.details?.['countsAgainstBudget'] !== false,
+          };
+  }
+  await queue.submit({
+    kind: 'patch',
+    tenantId: ctx.tenantId,
+    runId: plan.id,
+    jobId: job.id,
+    waves: plan.waves,
+    accounts: Object.fromEntries([...servers.values()].map((s) => [s.id, s.accountId])),
+    maxConcurrency: policy.rollout.maxConcurrency,
+    maxFailures: plan.stopCondition.maxFailures,
+    onBudgetSpent: policy.rollout.onBudgetSpent,
+    states,
+    acknowledgeFailures: opts.acknowledgeFailures,
+  });
+}
+
+/**
+ * Waits for a run carried out by workers to end (or pause), reading its job every 200 ms. An abort
+ * of `signal` asks the queue once to start no further server; the call keeps waiting for the end,
+ * which is then `cancelled`.
+ */
+async function waitForEnd(
+  ctx: CallContext,
+  queue: RolloutQueue,
+  plan: PatchPlan,
+  jobId: string,
+  signal: AbortSignal | undefined,
+): Promise<Job> {
+  let cancelAsked = false;
+  for (;;) {
+    const job = await ctx.runtime.store.jobs.require(ctx.tenantId, jobId);
+    if (job.status !== 'running') return job;
+    if (signal?.aborted && !cancelAsked) {
+      cancelAsked = true;
+      await queue.cancel({ kind: 'patch', tenantId: ctx.tenantId, runId: plan.id });
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+/**
+ * Records the end of a patch run in one transaction: the job's status and summary, the plan's
+ * status (a paused run's plan stays executing), the audit record, the outbox event and the
+ * `patch.run.completed` event. The in-process run and the worker that ends a run both call it.
+ */
+export async function recordRunEnd(
+  ctx: CallContext,
+  input: {
+    plan: PatchPlan;
+    job: Job;
+    actor: AuditInput['actor'];
+    outcome: { status: Job['status']; reason?: string };
+    counts: ReturnType<typeof countTasks>;
+    log: RedactingLogger;
+  },
+): Promise<Job> {
+  const { plan, job, actor, outcome, counts } = input;
+  const fleet = ctx.runtime;
+  const tenantId = ctx.tenantId;
+  const planId = plan.id;
+  const target = { type: 'patch-plan', id: planId };
+  const ended = await fleet.store.transaction(async (tx) => {
+    const current = await tx.jobs.require(tenantId, job.id);
+    const finished = await tx.jobs.update(
+      tenantId,
+      job.id,
+      {
+        status: outcome.status,
+        finishedAt: fleet.clock.now().toISOString(),
+        summary: { total: plan.servers.length, succeeded: counts.succeeded, failed: counts.failed },
+        ...(outcome.reason ? { reason: outcome.reason } : {}),
+      },
+      { expectedVersion: current.version },
+    );
+    if (outcome.status !== 'pending') {
+      const currentPlan = await tx.patchPlans.require(tenantId, planId);
+      await tx.patchPlans.update(
+        tenantId,
+        planId,
+        {
+          status:
+            outcome.status === 'stopped'
+              ? 'stopped'
+              : outcome.status === 'cancelled'
+                ? 'cancelled'
+                : 'completed',
+        },
+        { expectedVersion: currentPlan.version },
+      );
+    }
+    const reason = outcome.reason ? { reason: outcome.reason } : {};
+    const { emit } = await ctx.record(tx, {
+      audit: {
+        actor,
+        action: 'patch.execute',
+        target,
+        decision: 'allow',
+        result: outcome.status === 'succeeded' ? 'success' : 'failure',
+        ...reason,
+        details: { planHash: plan.hash, jobId: job.id, status: outcome.status, ...counts },
+      },
+      outbox: {
+        eventType: 'patch.run.completed',
+        payload: {
+          tenantId,
+          planId,
+          planHash: plan.hash,
+          jobId: job.id,
+          status: outcome.status,
+          ...reason,
+          ...counts,
+        },
+      },
+      event: {
+        name: 'patch.run.completed',
+        args: [{ tenantId, planId, jobId: job.id, status: finished.status, ...reason }],
+      },
+    });
+    return { finished, emit };
+  });
+  ended.emit();
+  logJobFinished(input.log, ended.finished, fleet.clock.now(), {
+    planId,
+    skipped: counts.skipped,
+    notStarted: counts.notStarted,
+  });
+  return ended.finished;
+}
+
+/** Options the per-server work reads (the rest concern the run: its lease, its window wait). */
+export type ServerWorkOptions = Pick<
+  z.output<typeof ExecuteOptionsSchema>,
+  | 'expectedServerMs'
+  | 'commandTimeoutMs'
+  | 'rebootTimeoutMs'
+  | 'pollIntervalMs'
+  | 'minFreeRootMiB'
+  | 'minFreeBootMiB'
+>;
+
+/** The per-server options as kept in a task's details for the worker that carries it out. */
+export function serverWorkOptions(opts: ServerWorkOptions): ServerWorkOptions {
+  return {
+    expectedServerMs: opts.expectedServerMs,
+    commandTimeoutMs: opts.commandTimeoutMs,
+    rebootTimeoutMs: opts.rebootTimeoutMs,
+    pollIntervalMs: opts.pollIntervalMs,
+    minFreeRootMiB: opts.minFreeRootMiB,
+    minFreeBootMiB: opts.minFreeBootMiB,
+  };
+}
+
+/** How one server's patching ended, before it is written. */
+export interface ServerEnd {
+  status: 'succeeded' | 'failed' | 'skipped';
+  failure?: ServerFailure | string;
+}
+
+/** What a server's end writes, and how the run counts it. */
+export interface ServerEnding {
+  changes: Partial<TaskResult>;
+  audit?: AuditInput;
+  error?: { code: string; message: string };
+  countsAgainstBudget: boolean;
+  /** Set when the server answered with another host key: the run starts no other server. */
+  hostKeyStop?: string;
+}
+
+/**
+ * Thrown by a save of a worker whose task was taken over by another worker (it took this one for
+ * dead): this worker stops working on the server at once.
+ */
+export class TaskTakenOver extends Error {
+  constructor(readonly owner: string | undefined) {
+    super(`the task is now carried out by ${owner ?? 'no worker'}`);
+  }
+}
+
 /** One execution of a plan, in memory; every decision it makes is written to the store first. */
 class RunState {
   readonly #ctx: CallContext;
   readonly #plan: PatchPlan;
   readonly #policy: PatchPolicy;
-  readonly #job: Job;
-  readonly #tasks: Map<string, TaskResult>;
+  readonly #patcher: ServerPatcher;
   readonly #servers: Map<string, Server>;
   readonly #opts: z.output<typeof ExecuteOptionsSchema>;
   readonly #signal: AbortSignal | undefined;
   readonly #leaseHeld: () => boolean;
-  readonly #log: RedactingLogger;
-  readonly #by: Pick<AuditInput, 'actor' | 'rule'>;
   #failures = 0;
   #stopReason: string | undefined;
   /** Set as soon as a server answers with another host key: it ends the run, whatever the budget. */
   #hostKeyStop: string | undefined;
 
   constructor(
-    ctx: CallContext,
-    plan: PatchPlan,
-    policy: PatchPolicy,
-    job: Job,
-    tasks: Map<string, TaskResult>,
+    patcher: ServerPatcher,
     servers: Map<string, Server>,
     opts: z.output<typeof ExecuteOptionsSchema>,
     signal: AbortSignal | undefined,
     leaseHeld: () => boolean,
-    log: RedactingLogger,
-    by: Pick<AuditInput, 'actor' | 'rule'>,
   ) {
+    this.#patcher = patcher;
+    this.#ctx = patcher.ctx;
+    this.#plan = patcher.plan;
+    this.#policy = patcher.policy;
     this.#leaseHeld = leaseHeld;
-    this.#log = log;
-    this.#by = by;
-    this.#ctx = ctx;
-    this.#plan = plan;
-    this.#policy = policy;
-    this.#job = job;
-    this.#tasks = tasks;
     this.#servers = servers;
     this.#opts = opts;
     this.#signal = signal;
     if (!opts.acknowledgeFailures) {
-      for (const task of tasks.values()) {
+      for (const task of patcher.tasks.values()) {
         if (task.status === 'failed' && task.details?.['countsAgainstBudget'] !== false) this.#failures++;
       }
     }
   }
 
   counts() {
-    const all = [...this.#tasks.values()];
-    return {
-      succeeded: all.filter((t) => t.status === 'succeeded').length,
-      failed: all.filter((t) => t.status === 'failed').length,
-      skipped: all.filter((t) => t.status === 'skipped').length,
-      notStarted: all.filter((t) => t.status === 'pending').length,
-    };
+    return countTasks(this.#patcher.tasks.values());
   }
 
   get #budgetSpent() {
     return this.#failures > this.#plan.stopCondition.maxFailures;
+  }
+
+  escalate(e: Omit<Escalation, 'tenantId' | 'planId' | 'planHash' | 'jobId'>) {
+    this.#patcher.escalate(e);
+  }
+
+  async execute(): Promise<{ status: Job['status']; reason?: string }> {
+    const tasks = this.#patcher.tasks;
+    for (const wave of this.#plan.waves) {
+      if (this.#budgetSpent || this.#stopReason || this.#hostKeyStop || this.#signal?.aborted) break;
+      const pending = wave.serverIds.filter((id) => !TERMINAL.has(tasks.get(id)?.status ?? 'pending'));
+      if (pending.length === 0) continue;
+      this.#ctx.runtime.events.emit('patch.wave.started', {
+        tenantId: this.#ctx.tenantId,
+        planId: this.#plan.id,
+        jobId: this.#patcher.job.id,
+        wave: wave.name,
+        serverIds: pending,
+      });
+      const queue = new PQueue({ concurrency: this.#policy.rollout.maxConcurrency });
+      await Promise.all(pending.map((id) => queue.add(() => this.#runServer(id))));
+    }
+    if (this.#hostKeyStop) {
+      // Not a pause: a server that may be an impostor needs a person, and a new plan, first.
+      await markNotStarted(this.#patcher, 'skipped', `not started: ${this.#hostKeyStop}`);
+      return { status: 'stopped', reason: this.#hostKeyStop };
+    }
+    if (this.#budgetSpent && !this.#signal?.aborted && this.#policy.rollout.onBudgetSpent === 'pause') {
+      // Paused, not ended: the untouched servers stay pending for a resume that acknowledges the failures.
+      return {
+        status: 'pending',
+        reason: `paused: error budget spent (${this.#failures} failed servers, at most ${this.#plan.stopCondition.maxFailures} allowed); execute again with acknowledgeFailures to continue`,
+      };
+    }
+    await markNotStarted(
+      this.#patcher,
+      this.#signal?.aborted ? 'cancelled' : 'skipped',
+      this.#signal?.aborted
+        ? 'not started: the run was cancelled'
+        : this.#budgetSpent
+          ? 'not started: the error budget was spent'
+          : (this.#stopReason ?? 'not started'),
+    );
+    if (this.#signal?.aborted) return { status: 'cancelled', reason: 'cancelled by the caller' };
+    if (this.#budgetSpent) {
+      return {
+        status: 'stopped',
+        reason: `error budget spent: ${this.#failures} failed servers, at most ${this.#plan.stopCondition.maxFailures} allowed`,
+      };
+    }
+    if (this.#stopReason) return { status: 'stopped', reason: this.#stopReason };
+    return endByCounts(this.counts());
+  }
+
+  async #runServer(serverId: string): Promise<void> {
+    const ctx = this.#ctx;
+    if (this.#budgetSpent || this.#stopReason || this.#hostKeyStop || this.#signal?.aborted) return;
+    if (!this.#leaseHeld()) {
+      // Another process may own the run now: starting more servers here could patch one twice.
+      this.#stopReason ??= 'this process lost the run’s lease';
+      return;
+    }
+    const window = this.#policy.window;
+    if (window && !canStartWithin(window, ctx.runtime.clock.now(), this.#opts.expectedServerMs)) {
+      this.#stopReason ??= WINDOW_CLOSING;
+      return;
+    }
+    const patcher = this.#patcher;
+    const task = patcher.tasks.get(serverId)!;
+    if (task.status === 'pending') {
+      await patcher.save(serverId, {
+        status: 'running',
+        attempt: task.attempt + 1,
+        startedAt: patcher.now(),
+      });
+    } else {
+      await patcher.save(serverId, { attempt: task.attempt + 1 });
+    }
+    const server = this.#servers.get(serverId);
+    const end = await patcher.work(serverId, server);
+    const ending = patcher.ending(serverId, server?.name ?? serverId, patcher.tasks.get(serverId)!, end);
+    // Before any await: servers queued behind this one must see the stop when they start.
+    if (ending.hostKeyStop) this.#hostKeyStop ??= ending.hostKeyStop;
+    if (ending.countsAgainstBudget) this.#failures++;
+    await patcher.save(serverId, ending.changes, ending.audit);
+    patcher.announce(serverId, end, ending);
+  }
+}
+
+/** Why a run stops starting servers near the end of its maintenance window. */
+export const WINDOW_CLOSING = 'the maintenance window closes before another server could finish';
+
+/** Servers of a run by how their tasks ended. */
+export function countTasks(tasks: Iterable<TaskResult>) {
+  const counts = { succeeded: 0, failed: 0, skipped: 0, notStarted: 0 };
+  for (const t of tasks) {
+    if (t.status === 'succeeded') counts.succeeded++;
+    else if (t.status === 'failed') counts.failed++;
+    else if (t.status === 'skipped') counts.skipped++;
+    else if (t.status === 'pending') counts.notStarted++;
+  }
+  return counts;
+}
+
+/** How a run that was not stopped ended, by its servers. */
+export function endByCounts(c: ReturnType<typeof countTasks>): { status: Job['status'] } {
+  if (c.failed === 0 && c.skipped === 0) return { status: 'succeeded' };
+  return { status: c.succeeded === 0 && c.skipped === 0 ? 'failed' : 'partial' };
+}
+
+/** Ends the tasks never started (still pending) as skipped or cancelled, with `reason`. */
+export async function markNotStarted(
+  patcher: ServerPatcher,
+  status: 'skipped' | 'cancelled',
+  reason: string,
+): Promise<void> {
+  for (const task of [...patcher.tasks.values()]) {
+    if (task.status !== 'pending') continue;
+    await patcher.save(task.serverId, {
+      status,
+      finishedAt: patcher.now(),
+      error: { code: 'NOT_STARTED', message: reason },
+    });
+  }
+}
+
+/**
+ * The work on one server of a patch run, step by step, each step written before and after it runs
+ * so a run taken up again (by a resumed call, or a worker taking over a dead one's task) continues
+ * from the last step done. The in-process run and the worker side (`createPatchRolloutWork`) both
+ * patch through it.
+ */
+export class ServerPatcher {
+  readonly #ctx: CallContext;
+  readonly #plan: PatchPlan;
+  readonly #policy: PatchPolicy;
+  readonly #job: Job;
+  readonly #tasks: Map<string, TaskResult>;
+  readonly #opts: ServerWorkOptions;
+  readonly #log: RedactingLogger;
+  readonly #by: Pick<AuditInput, 'actor' | 'rule'>;
+  readonly #owner: string | undefined;
+
+  /**
+   * @param owner the worker carrying the tasks out: every save first checks that the task is still
+   *   running under it, and throws {@link TaskTakenOver} otherwise. Undefined in one process.
+   */
+  constructor(
+    ctx: CallContext,
+    run: { plan: PatchPlan; policy: PatchPolicy; job: Job; tasks: Map<string, TaskResult> },
+    opts: ServerWorkOptions,
+    log: RedactingLogger,
+    by: Pick<AuditInput, 'actor' | 'rule'>,
+    owner?: string,
+  ) {
+    this.#ctx = ctx;
+    this.#plan = run.plan;
+    this.#policy = run.policy;
+    this.#job = run.job;
+    this.#tasks = run.tasks;
+    this.#opts = opts;
+    this.#log = log;
+    this.#by = by;
+    this.#owner = owner;
+  }
+
+  get ctx() {
+    return this.#ctx;
+  }
+  get plan() {
+    return this.#plan;
+  }
+  get policy() {
+    return this.#policy;
+  }
+  get job() {
+    return this.#job;
+  }
+  /** The tasks as last written, by server. */
+  get tasks(): Map<string, TaskResult> {
+    return this.#tasks;
+  }
+
+  now() {
+    return this.#ctx.runtime.clock.now().toISOString();
   }
 
   escalate(e: Omit<Escalation, 'tenantId' | 'planId' | 'planHash' | 'jobId'>) {
@@ -443,83 +800,140 @@ class RunState {
     });
   }
 
-  async execute(): Promise<{ status: Job['status']; reason?: string }> {
-    for (const wave of this.#plan.waves) {
-      if (this.#budgetSpent || this.#stopReason || this.#hostKeyStop || this.#signal?.aborted) break;
-      const pending = wave.serverIds.filter((id) => !TERMINAL.has(this.#tasks.get(id)?.status ?? 'pending'));
-      if (pending.length === 0) continue;
-      this.#ctx.runtime.events.emit('patch.wave.started', {
-        tenantId: this.#ctx.tenantId,
-        planId: this.#plan.id,
-        jobId: this.#job.id,
-        wave: wave.name,
-        serverIds: pending,
-      });
-      const queue = new PQueue({ concurrency: this.#policy.rollout.maxConcurrency });
-      await Promise.all(pending.map((id) => queue.add(() => this.#runServer(id))));
-    }
-    if (this.#hostKeyStop) {
-      // Not a pause: a server that may be an impostor needs a person, and a new plan, first.
-      await this.#markNotStarted();
-      return { status: 'stopped', reason: this.#hostKeyStop };
-    }
-    if (this.#budgetSpent && !this.#signal?.aborted && this.#policy.rollout.onBudgetSpent === 'pause') {
-      // Paused, not ended: the untouched servers stay pending for a resume that acknowledges the failures.
+  /**
+   * Patches one server whose task is running (under this process or worker): every step not yet
+   * done, in order. Answers how it ended; nothing of the end is written yet ({@link ending}).
+   * @throws TaskTakenOver when another worker took the task over meanwhile.
+   */
+  async work(serverId: string, server: Server | undefined): Promise<ServerEnd> {
+    const planned = this.#plan.servers.find((s) => s.serverId === serverId)!;
+    if (!server) return { status: 'failed', failure: 'the server no longer exists in the inventory' };
+    if (planned.blocked) return { status: 'skipped', failure: `blocked at planning: ${planned.blocked}` };
+    if (planned.resolved.length === 0) return { status: 'succeeded' };
+    try {
+      await this.#patchServer(server, planned.resolved, planned.selected);
+      return { status: 'succeeded' };
+    } catch (error) {
+      if (error instanceof TaskTakenOver) throw error;
+      if (error instanceof ServerFailure) {
+        const blocked = error.error instanceof DriftedError || error.error instanceof TransactionRefusedError;
+        return { status: blocked ? 'skipped' : 'failed', failure: error };
+      }
+      const e = toFleetwardError(error, `patching ${server.name}`);
       return {
-        status: 'pending',
-        reason: `paused: error budget spent (${this.#failures} failed servers, at most ${this.#plan.stopCondition.maxFailures} allowed); execute again with acknowledgeFailures to continue`,
+        status: 'failed',
+        failure: new ServerFailure(this.#tasks.get(serverId)?.step ?? 'unknown', e, false),
       };
-    }
-    await this.#markNotStarted();
-    if (this.#signal?.aborted) return { status: 'cancelled', reason: 'cancelled by the caller' };
-    if (this.#budgetSpent) {
-      return {
-        status: 'stopped',
-        reason: `error budget spent: ${this.#failures} failed servers, at most ${this.#plan.stopCondition.maxFailures} allowed`,
-      };
-    }
-    if (this.#stopReason) return { status: 'stopped', reason: this.#stopReason };
-    const c = this.counts();
-    if (c.failed === 0 && c.skipped === 0) return { status: 'succeeded' };
-    return { status: c.succeeded === 0 && c.skipped === 0 ? 'failed' : 'partial' };
-  }
-
-  async #markNotStarted() {
-    const reason = this.#hostKeyStop
-      ? `not started: ${this.#hostKeyStop}`
-      : this.#signal?.aborted
-        ? 'not started: the run was cancelled'
-        : this.#budgetSpent
-          ? 'not started: the error budget was spent'
-          : (this.#stopReason ?? 'not started');
-    for (const task of this.#tasks.values()) {
-      if (task.status !== 'pending') continue;
-      await this.#save(task.serverId, {
-        status: this.#signal?.aborted ? 'cancelled' : 'skipped',
-        finishedAt: this.#now(),
-        error: { code: 'NOT_STARTED', message: reason },
-      });
     }
   }
 
-  #now() {
-    return this.#ctx.runtime.clock.now().toISOString();
+  /** What the end of a server writes over its task `current`, and how the run counts it. */
+  ending(serverId: string, serverName: string, current: TaskResult, end: ServerEnd): ServerEnding {
+    const { status, failure } = end;
+    const hostKeyStop =
+      failure instanceof ServerFailure && failure.error instanceof HostKeyMismatchError
+        ? `the host key of ${serverName} changed (at ${failure.step}); no other server is started`
+        : undefined;
+    const error =
+      failure instanceof ServerFailure
+        ? { code: failure.error.code, message: `${failure.step}: ${failure.error.message}`.slice(0, 4000) }
+        : failure
+          ? { code: status === 'skipped' ? 'SKIPPED' : 'FAILED', message: failure }
+          : undefined;
+    const countsAgainstBudget =
+      status === 'failed' &&
+      !(
+        failure instanceof ServerFailure &&
+        failure.unreachable &&
+        !this.#plan.stopCondition.unreachableCountsAsError
+      );
+    // A failed install keeps what the tool said of each package (Windows Update's per-update results).
+    const results = failure instanceof ServerFailure ? failure.error.details?.['results'] : undefined;
+    const installResults = Array.isArray(results) ? { installResults: results } : {};
+    const changes: Partial<TaskResult> = {
+      status,
+      finishedAt: this.now(),
+      ...(error ? { error } : {}),
+      details: { ...current.details, countsAgainstBudget, ...installResults },
+    };
+    const audit =
+      failure instanceof ServerFailure && error
+        ? this.#stepAudit(serverId, current, {
+            step: failure.step,
+            result: 'failure',
+            reason: `${error.code}: ${error.message}`,
+            details: { code: error.code, status, ...installResults },
+          })
+        : undefined;
+    return {
+      changes,
+      ...(audit ? { audit } : {}),
+      ...(error ? { error } : {}),
+      countsAgainstBudget,
+      ...(hostKeyStop ? { hostKeyStop } : {}),
+    };
+  }
+
+  /** Tells the world a server's end was written: its event, the log, an escalation for a failure. */
+  announce(serverId: string, end: ServerEnd, ending: ServerEnding): void {
+    const { status, failure } = end;
+    const { error } = ending;
+    this.#ctx.runtime.events.emit('patch.server.completed', {
+      tenantId: this.#ctx.tenantId,
+      planId: this.#plan.id,
+      jobId: this.#job.id,
+      serverId,
+      status,
+      ...(error ? { reason: error.message } : {}),
+    });
+    const step = failure instanceof ServerFailure ? { step: failure.step } : {};
+    if (status === 'failed' && error) logServerFailed(this.#log, serverId, error, step);
+    if (status === 'skipped' && error) {
+      this.#log.info({ serverId, code: error.code, error: error.message, ...step }, 'server skipped');
+    }
+    if (status === 'failed') {
+      this.escalate({
+        kind: 'server-failed',
+        serverId,
+        step:
+          failure instanceof ServerFailure ? failure.step : (this.#tasks.get(serverId)?.step ?? 'unknown'),
+        reason: error?.message ?? 'failed',
+        ...(failure instanceof ServerFailure && failure.excerpt ? { outputExcerpt: failure.excerpt } : {}),
+      });
+    }
   }
 
   /**
    * Writes the task, and with `audit` the step's audit record in the same transaction: a step
    * recorded as done in the task always has its record, and a resumed run never records it twice.
+   * A worker's save checks first that the task is still running under it.
+   * @throws TaskTakenOver when another worker took the task over.
    */
-  async #save(serverId: string, changes: Partial<TaskResult>, audit?: StepRecord): Promise<TaskResult> {
+  async save(
+    serverId: string,
+    changes: Partial<TaskResult>,
+    audit?: StepRecord | AuditInput,
+  ): Promise<TaskResult> {
     const store = this.#ctx.runtime.store;
     for (let attempt = 0; ; attempt++) {
       try {
         const saved = await store.transaction(async (tx) => {
           const current = await tx.taskResults.require(this.#ctx.tenantId, `${this.#job.id}:${serverId}`);
+          if (this.#owner !== undefined) {
+            const owner = current.details?.['workerId'];
+            if (current.status !== 'running' || owner !== this.#owner) {
+              throw new TaskTakenOver(current.status === 'running' ? String(owner) : undefined);
+            }
+          }
           const updated = await tx.taskResults.update(this.#ctx.tenantId, current.id, changes as never, {
             expectedVersion: current.version,
           });
-          if (audit) await this.#ctx.runtime.audit(tx, this.#stepAudit(serverId, updated, audit));
+          if (audit) {
+            await this.#ctx.runtime.audit(
+              tx,
+              'tenantId' in audit ? audit : this.#stepAudit(serverId, updated, audit),
+            );
+          }
           return updated;
         });
         this.#tasks.set(serverId, saved);
@@ -553,7 +967,7 @@ class RunState {
 
   async #step(serverId: string, step: string, details?: Record<string, unknown>, audit?: StepRecord) {
     const task = this.#tasks.get(serverId)!;
-    await this.#save(
+    await this.save(
       serverId,
       { step, ...(details ? { details: { ...task.details, ...details } } : {}) },
       audit,
@@ -565,109 +979,6 @@ class RunState {
       serverId,
       step,
     });
-  }
-
-  async #runServer(serverId: string): Promise<void> {
-    const ctx = this.#ctx;
-    if (this.#budgetSpent || this.#stopReason || this.#hostKeyStop || this.#signal?.aborted) return;
-    if (!this.#leaseHeld()) {
-      // Another process may own the run now: starting more servers here could patch one twice.
-      this.#stopReason ??= 'this process lost the run’s lease';
-      return;
-    }
-    const window = this.#policy.window;
-    if (window && !canStartWithin(window, ctx.runtime.clock.now(), this.#opts.expectedServerMs)) {
-      this.#stopReason ??= 'the maintenance window closes before another server could finish';
-      return;
-    }
-    const planned = this.#plan.servers.find((s) => s.serverId === serverId)!;
-    const server = this.#servers.get(serverId);
-    let task = this.#tasks.get(serverId)!;
-    if (task.status === 'pending') {
-      task = await this.#save(serverId, {
-        status: 'running',
-        attempt: task.attempt + 1,
-        startedAt: this.#now(),
-      });
-    } else {
-      task = await this.#save(serverId, { attempt: task.attempt + 1 });
-    }
-    const finish = async (status: 'succeeded' | 'failed' | 'skipped', failure?: ServerFailure | string) => {
-      if (failure instanceof ServerFailure && failure.error instanceof HostKeyMismatchError) {
-        // Before any await: servers queued behind this one must see the stop when they start.
-        this.#hostKeyStop ??= `the host key of ${server?.name ?? serverId} changed (at ${failure.step}); no other server is started`;
-      }
-      const error =
-        failure instanceof ServerFailure
-          ? { code: failure.error.code, message: `${failure.step}: ${failure.error.message}`.slice(0, 4000) }
-          : failure
-            ? { code: status === 'skipped' ? 'SKIPPED' : 'FAILED', message: failure }
-            : undefined;
-      const countsAgainstBudget =
-        status === 'failed' &&
-        !(
-          failure instanceof ServerFailure &&
-          failure.unreachable &&
-          !this.#plan.stopCondition.unreachableCountsAsError
-        );
-      if (countsAgainstBudget) this.#failures++;
-      // A failed install keeps what the tool said of each package (Windows Update's per-update results).
-      const results = failure instanceof ServerFailure ? failure.error.details?.['results'] : undefined;
-      const installResults = Array.isArray(results) ? { installResults: results } : {};
-      await this.#save(
-        serverId,
-        {
-          status,
-          finishedAt: this.#now(),
-          ...(error ? { error } : {}),
-          details: { ...this.#tasks.get(serverId)!.details, countsAgainstBudget, ...installResults },
-        },
-        failure instanceof ServerFailure && error
-          ? {
-              step: failure.step,
-              result: 'failure',
-              reason: `${error.code}: ${error.message}`,
-              details: { code: error.code, status, ...installResults },
-            }
-          : undefined,
-      );
-      ctx.runtime.events.emit('patch.server.completed', {
-        tenantId: ctx.tenantId,
-        planId: this.#plan.id,
-        jobId: this.#job.id,
-        serverId,
-        status,
-        ...(error ? { reason: error.message } : {}),
-      });
-      const step = failure instanceof ServerFailure ? { step: failure.step } : {};
-      if (status === 'failed' && error) logServerFailed(this.#log, serverId, error, step);
-      if (status === 'skipped' && error) {
-        this.#log.info({ serverId, code: error.code, error: error.message, ...step }, 'server skipped');
-      }
-      if (status === 'failed') {
-        this.escalate({
-          kind: 'server-failed',
-          serverId,
-          step: failure instanceof ServerFailure ? failure.step : (task.step ?? 'unknown'),
-          reason: error?.message ?? 'failed',
-          ...(failure instanceof ServerFailure && failure.excerpt ? { outputExcerpt: failure.excerpt } : {}),
-        });
-      }
-    };
-    if (!server) return finish('failed', 'the server no longer exists in the inventory');
-    if (planned.blocked) return finish('skipped', `blocked at planning: ${planned.blocked}`);
-    if (planned.resolved.length === 0) return finish('succeeded');
-    try {
-      await this.#patchServer(server, planned.resolved, planned.selected);
-      await finish('succeeded');
-    } catch (error) {
-      if (error instanceof ServerFailure) {
-        const blocked = error.error instanceof DriftedError || error.error instanceof TransactionRefusedError;
-        return finish(blocked ? 'skipped' : 'failed', error);
-      }
-      const e = toFleetwardError(error, `patching ${server.name}`);
-      await finish('failed', new ServerFailure(this.#tasks.get(serverId)?.step ?? 'unknown', e, false));
-    }
   }
 
   async #exec(server: Server, step: string, command: Command, timeoutMs = this.#opts.commandTimeoutMs) {

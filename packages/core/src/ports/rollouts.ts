@@ -1,7 +1,7 @@
 import type { Wave } from '../domain/index.js';
 
 /** The workflows whose per-server tasks a {@link RolloutQueue} can carry. */
-export type RolloutKind = 'script' | 'scan';
+export type RolloutKind = 'script' | 'scan' | 'patch';
 
 /** Names one run of one workflow: what a worker loads to carry out a task of it. */
 export interface RolloutRef {
@@ -12,7 +12,7 @@ export interface RolloutRef {
 
 /** A server's state when its rollout is handed over: only `pending` servers are started. */
 export interface SubmittedServerState {
-  state: 'pending' | 'running' | 'succeeded' | 'failed' | 'not-started' | 'cancelled';
+  state: 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped' | 'not-started' | 'cancelled';
   /** False for a failure that does not count against the budget (unreachable, when allowed). */
   countsAgainstBudget?: boolean;
 }
@@ -31,6 +31,11 @@ export interface RolloutSubmission extends RolloutRef {
   maxFailures: number;
   /** What a spent budget does: stop (untouched servers are not started) or pause (they wait for a resume). */
   onBudgetSpent: 'stop' | 'pause';
+  /**
+   * Each server's account (`Server.accountId`): the queue keeps per-account caps over all runs with
+   * it. A server not listed belongs to no account.
+   */
+  accounts?: Readonly<Record<string, string>>;
   /** Every server's state now (a resumed run has servers past `pending`). */
   states: Readonly<Record<string, SubmittedServerState>>;
   /** Failures recorded before this submission no longer count (a resume that acknowledges them). */
@@ -39,7 +44,8 @@ export interface RolloutSubmission extends RolloutRef {
 
 /** How one server's task ended, as a worker reports it to the queue. */
 export interface RolloutServerOutcome {
-  state: 'succeeded' | 'failed' | 'cancelled';
+  /** `skipped`: left alone on purpose, not a failure (a patch that drifted since approval, say). */
+  state: 'succeeded' | 'failed' | 'skipped' | 'cancelled';
   /** False for a failure that does not count against the budget. */
   countsAgainstBudget: boolean;
   /** Stop starting servers of the whole run, with this reason (e.g. a changed host key). */
@@ -96,6 +102,13 @@ export interface RolloutQueue {
   submit(submission: RolloutSubmission): Promise<void>;
   /** True while the run's rollout has servers queued or running on workers, or its end is not yet recorded. */
   isActive(ref: RolloutRef): Promise<boolean>;
+  /**
+   * Starts no further server of the run: its rollout ends as cancelled once nothing of it runs any
+   * more (the workers abort what they run of it at their next heartbeat; a workflow that must not be
+   * interrupted, like a patch, lets its running servers finish). Nothing happens for a run that is
+   * not active.
+   */
+  cancel(ref: RolloutRef): Promise<void>;
 }
 
 /**

@@ -778,6 +778,7 @@ class RunExecution {
       runId: this.#run.id,
       jobId: this.#job.id,
       waves: this.#run.waves,
+      accounts: Object.fromEntries([...this.#servers.values()].map((s) => [s.id, s.accountId])),
       maxConcurrency: this.#run.rollout.maxConcurrency,
       maxFailures: this.#run.stopCondition.maxFailures,
       onBudgetSpent: this.#run.stopCondition.onBudgetSpent,

@@ -25,6 +25,9 @@ function recordingQueue(): RolloutQueue & { submitted: RolloutSubmission[] } {
     async isActive() {
       return submitted.length > 0;
     },
+    async cancel() {
+      throw new Error('not expected: no run is cancelled through the queue here');
+    },
   };
 }
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createFleet, type Fleet, type FleetSession, type Store } from '@fleetward/core';
+import { type Adapter, createFleet, type Fleet, type FleetSession, type Store } from '@fleetward/core';
 import { createPostgresStore } from '@fleetward/store-postgres';
 import {
   createSimulatedFleet,
@@ -28,8 +28,13 @@ export interface Deployment {
   fleet: Fleet;
   queue: PostgresRolloutQueue;
   admin: FleetSession;
-  /** Another process's view: a store, a queue and a Fleet of its own over the same database. */
-  open(): Promise<{ store: Store; queue: PostgresRolloutQueue; fleet: Fleet }>;
+  /**
+   * Another process's view: a store, a queue and a Fleet of its own over the same database; `wrap`
+   * may wrap the simulated adapters (to watch the calls, say).
+   */
+  open(
+    wrap?: (adapter: Adapter) => Adapter,
+  ): Promise<{ store: Store; queue: PostgresRolloutQueue; fleet: Fleet }>;
   close(): Promise<void>;
 }
 
@@ -50,14 +55,14 @@ export async function deploy(
     ? createSimulatedFleet({ ...second, adapterName: 'sim-beta', idPrefix: 'beta-' })
     : undefined;
   const opened: Array<{ close(): Promise<void> }> = [];
-  const open = async () => {
+  const open = async (wrap: (adapter: Adapter) => Adapter = (a) => a) => {
     const store = await createPostgresStore({ connectionString: POSTGRES_URL, schema: storeSchema });
     const queue = await createRolloutQueue({
       connectionString: POSTGRES_URL,
       schema: queueSchema,
       retryDelaySeconds: 0,
     });
-    const adapters = otherSim ? [sim.adapter, otherSim.adapter] : [sim.adapter];
+    const adapters = (otherSim ? [sim.adapter, otherSim.adapter] : [sim.adapter]).map(wrap);
     const fleet = createFleet({ store, adapters, rollouts: queue });
     opened.push(queue, fleet);
     return { store, queue, fleet };
