@@ -3,8 +3,10 @@ import {
   type RolloutRef,
   type RolloutServerOutcome,
   type RolloutSubmission,
+  type RolloutSubmitted,
   type RolloutTally,
   ValidationError,
+  type WaveStart,
 } from '@fleetward/core';
 import type pg from 'pg';
 import type PgBoss from 'pg-boss';
@@ -54,6 +56,14 @@ interface RolloutRow {
   cancelled: boolean;
   /** Servers of the current wave wait for room under a tenant or account cap. */
   blocked: boolean;
+  /** The last wave whose start was announced (-1: none yet). */
+  wave_announced: number;
+}
+
+/** A wave a pump started, for the workflow to announce. */
+export interface WaveAnnouncement {
+  ref: RolloutRef;
+  start: WaveStart;
 }
 
 /**
@@ -155,8 +165,9 @@ export class Coordinator {
   }
 
   /** See `RolloutQueue.submit`. */
-  async submit(submission: RolloutSubmission): Promise<void> {
+  async submit(submission: RolloutSubmission): Promise<RolloutSubmitted> {
     const s = checkSubmission(submission);
+    const announced: WaveAnnouncement[] = [];
     await this.#tx(async (client) => {
       const existing = await client.query<RolloutRow>(
         `SELECT * FROM ${this.#q}.rollouts WHERE kind = $1 AND tenant_id = $2 AND run_id = $3 FOR UPDATE`,
@@ -164,6 +175,7 @@ export class Coordinator {
       );
       const row = existing.rows[0];
       if (row && row.status !== 'ended') return; // already handed over and not ended: nothing to do
+      announced.length = 0;
       const done = Object.entries(s.states).filter(([, st]) => st.state !== 'pending');
       const failures = s.acknowledgeFailures
         ? 0
@@ -177,7 +189,7 @@ export class Coordinator {
             `UPDATE ${this.#q}.rollouts SET job_id = $2, wave_count = $3, max_concurrency = $4,
                max_failures = $5, on_budget_spent = $6, failures = $7, generation = generation + 1,
                wave = 0, in_flight = 0, status = 'active', stop_reason = NULL, cancelled = false,
-               blocked = false, updated_at = now()
+               blocked = false, wave_announced = -1, updated_at = now()
              WHERE id = $1 RETURNING *`,
             [row.id, ...values],
           )
@@ -217,8 +229,9 @@ export class Coordinator {
          SELECT $1, * FROM unnest($2::text[], $3::int[], $4::int[], $5::text[], $6::text[], $7::bool[], $8::text[])`,
         [rollout.id, ids, waves, positions, states, outcomes, counts, accounts],
       );
-      await this.#pump(client, rollout);
+      await this.#pump(client, rollout, announced);
     });
+    return { wavesStarted: announced.map((a) => a.start) };
   }
 
   /** See `RolloutQueue.isActive`. */
@@ -282,7 +295,11 @@ export class Coordinator {
    * transaction per rollout; the task jobs `jobIds` are completed in the same transactions. A
    * server already counted (a duplicate report) changes nothing.
    */
-  async complete(completions: readonly Completion[], jobIds: ReadonlyMap<string, string>): Promise<void> {
+  async complete(
+    completions: readonly Completion[],
+    jobIds: ReadonlyMap<string, string>,
+    announced: WaveAnnouncement[] = [],
+  ): Promise<void> {
     const byRollout = new Map<string, Completion[]>();
     for (const c of completions) {
       const list = byRollout.get(c.rollout) ?? [];
@@ -320,25 +337,29 @@ export class Coordinator {
           .filter((id) => id !== undefined);
         if (ids.length) await this.#boss.complete(TASK_QUEUE, ids, { db: this.#db(client) });
         if (rollout.in_flight < 0) rollout.in_flight = 0;
-        await this.#pump(client, rollout);
-      });
+        const waves: WaveAnnouncement[] = [];
+        await this.#pump(client, rollout, waves);
+        return waves;
+      }).then((waves) => announced.push(...waves));
     }
     // Room freed under a cap goes to the runs of the same tenant waiting for it, oldest first.
-    for (const tenantId of tenants) await this.#unblock(tenantId);
+    for (const tenantId of tenants) await this.#unblock(tenantId, announced);
   }
 
   /** Pumps the active rollouts of `tenantId` (every tenant for `*`) that wait for room under a cap. */
-  async #unblock(tenantId: string): Promise<void> {
+  async #unblock(tenantId: string, announced: WaveAnnouncement[] = []): Promise<void> {
     const { rows } = await this.#pool.query<{ id: string }>(
       `SELECT id FROM ${this.#q}.rollouts WHERE blocked AND status = 'active'
          AND ($1 = '*' OR tenant_id = $1) ORDER BY id`,
       [tenantId],
     );
     for (const { id } of rows) {
+      const waves: WaveAnnouncement[] = [];
       await this.#tx(async (client) => {
         const rollout = await this.#lock(client, String(id));
-        if (rollout.blocked && rollout.status === 'active') await this.#pump(client, rollout);
+        if (rollout.blocked && rollout.status === 'active') await this.#pump(client, rollout, waves);
       });
+      announced.push(...waves);
     }
   }
 
@@ -678,7 +699,7 @@ export class Coordinator {
    * nothing running and nothing more to start, the rollout is ending and its end job is queued.
    * Writes the rollout's counters back.
    */
-  async #pump(client: pg.PoolClient, rollout: RolloutRow): Promise<void> {
+  async #pump(client: pg.PoolClient, rollout: RolloutRow, announced: WaveAnnouncement[] = []): Promise<void> {
     const halted =
       rollout.cancelled || rollout.failures > rollout.max_failures || rollout.stop_reason !== null;
     const jobs: PgBoss.JobInsert[] = [];
@@ -713,6 +734,19 @@ export class Coordinator {
         rows.sort((a, b) => a.position - b.position);
         for (const row of rows) jobs.push(this.#taskJob(String(rollout.id), row.server_id));
         rollout.in_flight += rows.length;
+        if (rows.length > 0 && rollout.wave > rollout.wave_announced) {
+          // The wave's first servers: it starts now, with every server of it not yet finished.
+          const { rows: wave } = await client.query<{ server_id: string }>(
+            `SELECT server_id FROM ${this.#q}.rollout_servers
+             WHERE rollout_id = $1 AND wave = $2 AND state <> 'done' ORDER BY position`,
+            [rollout.id, rollout.wave],
+          );
+          rollout.wave_announced = rollout.wave;
+          announced.push({
+            ref: { kind: rollout.kind, tenantId: rollout.tenant_id, runId: rollout.run_id },
+            start: { wave: rollout.wave, serverIds: wave.map((r) => r.server_id) },
+          });
+        }
         if (rows.length === free) break;
         if (caps) {
           // Fewer than asked while the wave still has pending servers: they wait for room under a cap.
@@ -739,7 +773,8 @@ export class Coordinator {
     }
     await client.query(
       `UPDATE ${this.#q}.rollouts SET wave = $2, in_flight = $3, failures = $4, status = $5,
-         stop_reason = $6, cancelled = $7, blocked = $8, updated_at = now() WHERE id = $1`,
+         stop_reason = $6, cancelled = $7, blocked = $8, wave_announced = $9, updated_at = now()
+       WHERE id = $1`,
       [
         rollout.id,
         rollout.wave,
@@ -749,6 +784,7 @@ export class Coordinator {
         rollout.stop_reason,
         rollout.cancelled,
         rollout.blocked,
+        rollout.wave_announced,
       ],
     );
   }

@@ -68,10 +68,11 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE {schema}.rollout_servers ADD CONSTRAINT rollout_servers_outcome_check
     CHECK (outcome IN ('succeeded', 'failed', 'skipped', 'cancelled', 'not-started'));
   `,
-  // Limits over all runs: a tenant's servers in flight, and one account's.
+  // Limits over all runs: a tenant's servers in flight, and one account's; the last wave announced.
   `
   ALTER TABLE {schema}.rollout_servers ADD COLUMN account_id text;
   ALTER TABLE {schema}.rollouts ADD COLUMN blocked boolean NOT NULL DEFAULT false;
+  ALTER TABLE {schema}.rollouts ADD COLUMN wave_announced integer NOT NULL DEFAULT -1;
   CREATE INDEX rollout_servers_in_flight ON {schema}.rollout_servers (rollout_id)
     WHERE state IN ('queued', 'running');
   CREATE INDEX rollouts_blocked ON {schema}.rollouts (tenant_id, id) WHERE blocked AND status = 'active';

@@ -20,7 +20,13 @@ import {
 import type pg from 'pg';
 import type PgBoss from 'pg-boss';
 import { z } from 'zod';
-import { type ClaimedTask, type Coordinator, END_QUEUE, type EndJobData } from './coordinator.js';
+import {
+  type ClaimedTask,
+  type Coordinator,
+  END_QUEUE,
+  type EndJobData,
+  type WaveAnnouncement,
+} from './coordinator.js';
 import { WorkerMetrics } from './metrics.js';
 import { createRolloutQueue, type PostgresRolloutQueue, queueInternals } from './queue.js';
 
@@ -565,13 +571,26 @@ class PostgresWorker implements Worker {
         outcome: b.result as RolloutServerOutcome,
       }));
       const jobIds = new Map(counted.map((b) => [`${b.task.rollout}\u0000${b.task.server}`, b.task.jobId]));
+      // Waves the counting started, kept over retries (each rollout's part commits on its own).
+      const announced: WaveAnnouncement[] = [];
       try {
         if (completions.length) {
-          await this.#retry('counting finished tasks', () => this.#coordinator.complete(completions, jobIds));
+          await this.#retry('counting finished tasks', () =>
+            this.#coordinator.complete(completions, jobIds, announced),
+          );
         }
       } catch {
         for (const b of [...counted, ...this.#completions.splice(0)]) b.settle();
         return;
+      } finally {
+        for (const { ref, start } of announced) {
+          await this.fleet.rolloutWork.waveStarted(ref, start).catch((error: unknown) => {
+            this.#log.warn(
+              { err: error, runId: ref.runId, wave: start.wave },
+              'worker could not announce a wave',
+            );
+          });
+        }
       }
       const now = performance.now();
       for (const b of counted) {

@@ -230,8 +230,23 @@ describeWithPostgres('patch runs carried out by workers on PostgreSQL', () => {
       await new Promise((resolve) => setTimeout(resolve, 2));
       inFlight--;
     };
-    const d = await track(deployPatch(ids, { rollout: rolloutOf({ maxConcurrency: 3 }) }, before));
+    const d = await track(
+      deployPatch(
+        ids,
+        {
+          rollout: rolloutOf({
+            maxConcurrency: 3,
+            waves: [{ name: 'canary', selector: { ids: ids.slice(0, 5) } }],
+          }),
+        },
+        before,
+      ),
+    );
     await startWorkers(d, 3, 4, before);
+    const waves: Array<{ wave: string; serverIds: string[] }> = [];
+    for (const fleet of [d.fleet, ...workers.map((w) => w.fleet)]) {
+      fleet.events.on('patch.wave.started', (e) => waves.push(e));
+    }
     const plan = await approvedPlan(d);
     for (const host of Object.values(d.hosts)) host.log.length = 0;
     const job = await d.bob.patch.executePlan(plan.id);
@@ -249,6 +264,11 @@ describeWithPostgres('patch runs carried out by workers on PostgreSQL', () => {
       expect(host.installed.get('demo')).toBe('1.1');
     }
     expect(peak).toBeLessThanOrEqual(3);
+    // Each wave announced once, in order, by whichever process started it.
+    expect(waves.map((w) => [w.wave, w.serverIds.length])).toEqual([
+      ['canary', 5],
+      ['remaining', 25],
+    ]);
     const tasks = Object.values(await tasksOf(d.fleet, job.id));
     expect(tasks.every((t) => t.status === 'succeeded' && t.attempt === 1)).toBe(true);
     expect(new Set(tasks.map((t) => t.details?.['workerId'])).size).toBeGreaterThan(1);
@@ -401,6 +421,7 @@ describeWithPostgres('patch runs carried out by workers on PostgreSQL', () => {
 /** A policy's rollout with the test's defaults. */
 function rolloutOf(r: {
   maxConcurrency: number;
+  waves?: Array<{ name: string; selector: { ids: string[] } }>;
   errorBudget?: { count: number };
   onBudgetSpent?: 'stop' | 'pause';
 }) {

@@ -103,6 +103,11 @@ describeWithPostgres('workers on PostgreSQL', () => {
   it('keeps the run’s concurrency over all workers and finishes a wave before the next starts', async () => {
     const d = await track(deploy({ servers: 120, seed: 5, latency: { kind: 'fixed', ms: 5 } }));
     await startWorkers(d, 3, 8);
+    // Each wave is announced once, by whichever process started it (the starting one, or a worker).
+    const waves: Array<{ wave: string; serverIds: string[]; at: number }> = [];
+    for (const fleet of [d.fleet, ...workers.map((w) => w.fleet)]) {
+      fleet.events.on('script.wave.started', (e) => waves.push({ ...e, at: Date.now() }));
+    }
     const results = await d.admin.scripts.runScript({
       script: SCRIPT.name,
       targets: { serverIds: d.sim.servers.map((s) => s.id) },
@@ -118,6 +123,12 @@ describeWithPostgres('workers on PostgreSQL', () => {
     const lastCanaryEnd = Math.max(...canary.map((s) => Date.parse(s.finishedAt!)));
     const firstRestStart = Math.min(...rest.map((s) => Date.parse(s.startedAt!)));
     expect(firstRestStart).toBeGreaterThanOrEqual(lastCanaryEnd);
+    expect(waves.map((w) => [w.wave, w.serverIds.length])).toEqual([
+      ['canary', 60],
+      ['remaining', 60],
+    ]);
+    expect(new Set(waves[0]!.serverIds)).toEqual(new Set(canary.map((s) => s.serverId)));
+    expect(waves[1]!.at).toBeGreaterThanOrEqual(lastCanaryEnd);
   }, 120_000);
 
   it('cancels a run carried out by workers: running scripts are aborted and no further server starts', async () => {

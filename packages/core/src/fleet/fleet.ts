@@ -96,6 +96,7 @@ export class Fleet extends Runtime {
       },
       finish: (ref, end) => of(ref).finish(ref, end),
       cancelRequested: (ref) => of(ref).cancelRequested(ref),
+      waveStarted: (ref, start) => of(ref).waveStarted(ref, start),
     };
   }
 

@@ -299,5 +299,9 @@ export function createScanRolloutWork(runtime: Runtime): RolloutWork {
       // A scan has no cancellation of its own: the starting call's signal stops only its wait.
       return false;
     },
+
+    async waveStarted() {
+      // A scan is one wave and announces no wave (`scan.started` is emitted where it starts).
+    },
   };
 }

@@ -37,7 +37,7 @@ import type { RedactingLogger } from '../kernel/log.js';
 import type { PackageManagerDriver, ParsedInstall, ResolvedTransaction } from '../os/driver.js';
 import { parseWindowsPreflight, windowsPreflightCommand } from '../os/windows-host.js';
 import type { Command } from '../ports/adapter.js';
-import type { RolloutQueue, RolloutRef, SubmittedServerState } from '../ports/rollouts.js';
+import type { RolloutQueue, RolloutRef, SubmittedServerState, WaveStart } from '../ports/rollouts.js';
 import { scriptCommand } from '../sop/content.js';
 import { sleep } from '../util/sleep.js';
 import { describeExclusions, unapprovedExclusions } from './selection.js';
@@ -383,7 +383,7 @@ async function submitToWorkers(
             countsAgainstBudget: task.details?.['countsAgainstBudget'] !== false,
           };
   }
-  await queue.submit({
+  const { wavesStarted } = await queue.submit({
     kind: 'patch',
     tenantId: ctx.tenantId,
     runId: plan.id,
@@ -395,6 +395,20 @@ async function submitToWorkers(
     onBudgetSpent: policy.rollout.onBudgetSpent,
     states,
     acknowledgeFailures: opts.acknowledgeFailures,
+  });
+  for (const start of wavesStarted) announceWave(ctx, plan, job.id, start);
+}
+
+/** Emits `patch.wave.started` for a wave the queue started, in the process that started it. */
+export function announceWave(ctx: CallContext, plan: PatchPlan, jobId: string, start: WaveStart): void {
+  const wave = plan.waves[start.wave];
+  if (!wave) return;
+  ctx.runtime.events.emit('patch.wave.started', {
+    tenantId: ctx.tenantId,
+    planId: plan.id,
+    jobId,
+    wave: wave.name,
+    serverIds: start.serverIds,
   });
 }
 

@@ -14,6 +14,7 @@ import type {
   UnrecordedResult,
 } from '../ports/rollouts.js';
 import {
+  announceWave,
   countTasks,
   ExecuteOptionsSchema,
   endByCounts,
@@ -358,6 +359,11 @@ export function createPatchRolloutWork(runtime: Runtime): RolloutWork {
     async cancelRequested() {
       // A patch run is cancelled through the queue (`RolloutQueue.cancel`), by its starting call's signal.
       return false;
+    },
+
+    async waveStarted(ref, start) {
+      const run = await cached(ref);
+      announceWave(run.ctx, run.plan, run.job.id, start);
     },
   };
 }

@@ -86,6 +86,18 @@ export interface RolloutEnd {
   untouched: string[];
 }
 
+/** A wave of a rollout whose first servers were just started (its index in the submission's waves). */
+export interface WaveStart {
+  wave: number;
+  /** The wave's servers not yet finished, in order. */
+  serverIds: string[];
+}
+
+/** What a submission started at once: the waves whose first servers it queued. */
+export interface RolloutSubmitted {
+  wavesStarted: WaveStart[];
+}
+
 /**
  * Where a run's per-server tasks go when they are carried out by worker processes rather than by
  * the process that started the run (`@fleetward/worker` implements it on PostgreSQL). Set as the
@@ -97,9 +109,10 @@ export interface RolloutQueue {
   readonly name: string;
   /**
    * Hands a run over. Idempotent for a run whose rollout is already active (a second submit is a
-   * no-op); a run whose earlier rollout ended (paused) is submitted afresh.
+   * no-op); a run whose earlier rollout ended (paused) is submitted afresh. Answers the waves it
+   * started, which the submitting workflow announces (a worker announces those it starts later).
    */
-  submit(submission: RolloutSubmission): Promise<void>;
+  submit(submission: RolloutSubmission): Promise<RolloutSubmitted>;
   /** True while the run's rollout has servers queued or running on workers, or its end is not yet recorded. */
   isActive(ref: RolloutRef): Promise<boolean>;
   /**
@@ -146,4 +159,9 @@ export interface RolloutWork {
   finish(ref: RolloutRef, end: RolloutEnd): Promise<void>;
   /** Whether someone asked for the run to be cancelled: its running tasks are then aborted. */
   cancelRequested(ref: RolloutRef): Promise<boolean>;
+  /**
+   * Announces that a wave of the run started (its first servers were queued) on this process's
+   * events, as the workflow does in one process (`script.wave.started`, `patch.wave.started`).
+   */
+  waveStarted(ref: RolloutRef, start: WaveStart): Promise<void>;
 }

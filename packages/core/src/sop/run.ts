@@ -48,6 +48,7 @@ import type {
   RunningElsewhere,
   SubmittedServerState,
   UnrecordedResult,
+  WaveStart,
 } from '../ports/rollouts.js';
 import type { StoreScope } from '../ports/store.js';
 import { AbortFanout } from '../util/abort-fanout.js';
@@ -772,7 +773,7 @@ class RunExecution {
         countsAgainstBudget: task.details?.['countsAgainstBudget'] !== false,
       };
     }
-    await queue.submit({
+    const { wavesStarted } = await queue.submit({
       kind: 'script',
       tenantId: ctx.tenantId,
       runId: this.#run.id,
@@ -784,6 +785,20 @@ class RunExecution {
       onBudgetSpent: this.#run.stopCondition.onBudgetSpent,
       states,
       acknowledgeFailures: this.#opts.acknowledgeFailures,
+    });
+    for (const start of wavesStarted) this.announceWave(start);
+  }
+
+  /** Emits `script.wave.started` for a wave the queue started (in the process that started it). */
+  announceWave(start: WaveStart): void {
+    const wave = this.#run.waves[start.wave];
+    if (!wave) return;
+    this.#events().emit('script.wave.started', {
+      tenantId: this.#ctx.tenantId,
+      runId: this.#run.id,
+      jobId: this.#job.id,
+      wave: wave.name,
+      serverIds: start.serverIds,
     });
   }
 
@@ -1682,6 +1697,9 @@ export function createScriptRolloutWork(runtime: Runtime): RolloutWork {
     },
     async cancelRequested(ref): Promise<boolean> {
       return (await runtime.store.scriptRuns.get(ref.tenantId, ref.runId))?.cancelRequested === true;
+    },
+    async waveStarted(ref, start) {
+      (await cached(ref)).announceWave(start);
     },
   };
 }

@@ -21,6 +21,7 @@ function recordingQueue(): RolloutQueue & { submitted: RolloutSubmission[] } {
     submitted,
     async submit(s) {
       submitted.push(s);
+      return { wavesStarted: [] };
     },
     async isActive() {
       return submitted.length > 0;

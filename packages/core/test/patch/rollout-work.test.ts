@@ -33,6 +33,7 @@ function recordingQueue(): RolloutQueue & { submitted: RolloutSubmission[]; canc
     cancelled,
     async submit(s) {
       submitted.push(s);
+      return { wavesStarted: [] };
     },
     async isActive() {
       return false;
