@@ -94,14 +94,95 @@ interface WorkerFlags {
   metricsHost: string;
 }
 
-/** `fleetward worker`: carries out the per-server tasks of script runs and scans from the PostgreSQL queue. */
+function maxInFlight(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isInteger(n) || n < 1 || n > 1_000_000) {
+    throw new InvalidArgumentError('must be a whole number from 1 to 1000000');
+  }
+  return n;
+}
+
+interface LimitFlags {
+  account?: string;
+  max?: number;
+  remove?: boolean;
+  queueSchema?: string;
+}
+
+/**
+ * `fleetward queue limits` and `fleetward queue limit <tenant>`: the caps on servers in flight over
+ * all runs on the worker queue (a tenant's, an account's, `*` defaults), kept in PostgreSQL.
+ */
+function registerQueueCommands(program: Command, deps: CommandDeps): void {
+  const { withContext, print } = deps;
+  const queueOptions = (schema?: string) => ({
+    queue: { supervise: false, purpose: 'fleetward queue', ...(schema ? { schema } : {}) },
+    anyTenant: true,
+  });
+  const queue = program
+    .command('queue')
+    .description('Caps of the worker queue on servers in flight over all runs (PostgreSQL store).');
+  queue
+    .command('limits')
+    .description('List the caps set: per tenant, per account, and the "*" defaults.')
+    .option('--queue-schema <name>', 'schema of the queue', queueSchema)
+    .action(async (o: LimitFlags) => {
+      await withContext(async ({ queue: q }) => {
+        if (!q) throw new Error('no queue');
+        const limits = await q.limits();
+        print(limits, {
+          human: (list) =>
+            list.length === 0
+              ? 'No caps: each run is limited by its own maxConcurrency only.'
+              : list
+                  .map(
+                    (l) =>
+                      `${l.tenantId === '*' ? 'every tenant' : `tenant ${l.tenantId}`}${l.accountId === undefined ? '' : l.accountId === '*' ? ', each account' : `, account ${l.accountId}`}: at most ${l.maxInFlight} servers in flight`,
+                  )
+                  .join('\n'),
+          ids: (list) => list.map((l) => `${l.tenantId}/${l.accountId ?? ''}`),
+        });
+      }, queueOptions(o.queueSchema));
+    });
+  queue
+    .command('limit <tenant>')
+    .description(
+      'Set (--max) or remove (--remove) the cap of a tenant ("*": every tenant without its own), or with --account of one account ("*": each account).',
+    )
+    .option('--account <id>', 'the account (Server.accountId) the cap is on, or "*"')
+    .option('--max <n>', 'servers in flight at most, over all runs', maxInFlight)
+    .option('--remove', 'remove the cap')
+    .option('--queue-schema <name>', 'schema of the queue', queueSchema)
+    .action(async (tenant: string, o: LimitFlags) => {
+      if ((o.max === undefined) === (o.remove !== true)) {
+        throw new InvalidArgumentError('give either --max <n> or --remove');
+      }
+      await withContext(async ({ queue: q }) => {
+        if (!q) throw new Error('no queue');
+        await q.setLimit({
+          tenantId: tenant,
+          ...(o.account !== undefined ? { accountId: o.account } : {}),
+          maxInFlight: o.remove ? null : o.max!,
+        });
+        const set = { tenantId: tenant, accountId: o.account ?? null, maxInFlight: o.remove ? null : o.max! };
+        print(set, {
+          human: (l) =>
+            `${l.maxInFlight === null ? 'Removed the cap of' : `At most ${l.maxInFlight} servers in flight for`} ${l.tenantId === '*' ? 'every tenant' : `tenant ${l.tenantId}`}${l.accountId === null ? '' : l.accountId === '*' ? ', each account' : `, account ${l.accountId}`}`,
+          ids: (l) => [`${l.tenantId}/${l.accountId ?? ''}`],
+        });
+      }, queueOptions(o.queueSchema));
+    });
+}
+
+/** `fleetward worker`: carries out the per-server tasks of script runs, scans and patch runs from the PostgreSQL queue. */
 export function registerWorkerCommand(program: Command, deps: CommandDeps): void {
   const { withContext, print, signal } = deps;
+  registerQueueCommands(program, deps);
 
   program
     .command('worker')
     .description(
-      'Carry out the servers of script runs and scans started anywhere with "workers" enabled, from the queue in the PostgreSQL store, until SIGINT or SIGTERM.',
+      'Carry out the servers of script runs, scans and patch runs started anywhere with "workers" enabled, from the queue in the PostgreSQL store, until SIGINT or SIGTERM.',
     )
     .option('-c, --concurrency <n>', 'servers this worker runs at once', concurrency, 16)
     .option(

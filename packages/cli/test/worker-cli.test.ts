@@ -141,6 +141,48 @@ describeWithPostgres('fleetward worker — PostgreSQL', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it('queue limit / queue limits — caps set, listed and removed in the queue of the configuration; bad ones are usage errors', async () => {
+    const set = await runCliWith(['queue', 'limit', 'local', '--max', '5'], env);
+    expect(set.code, set.stderr).toBe(EXIT.ok);
+    expect(set.stdout).toContain('At most 5 servers in flight for tenant local');
+    const each = await runCliWith(['queue', 'limit', '*', '--account', '*', '--max', '3'], env);
+    expect(each.code, each.stderr).toBe(EXIT.ok);
+    const listed = await runCliWith(['queue', 'limits', '--json'], env);
+    expect(listed.code, listed.stderr).toBe(EXIT.ok);
+    expect(JSON.parse(listed.stdout)).toEqual([
+      { tenantId: '*', accountId: '*', maxInFlight: 3 },
+      { tenantId: 'local', maxInFlight: 5 },
+    ]);
+    // The caps are in the queue's table, where every process reads them.
+    const { createRolloutQueue } = await import('@fleetward/worker');
+    const queue = await createRolloutQueue({
+      connectionString: POSTGRES_URL,
+      schema: queueSchema,
+      supervise: false,
+    });
+    try {
+      expect(await queue.limits()).toEqual(JSON.parse(listed.stdout));
+    } finally {
+      await queue.close();
+    }
+    for (const bad of [
+      ['queue', 'limit', 'local'],
+      ['queue', 'limit', 'local', '--max', '0'],
+      ['queue', 'limit', 'local', '--max', '2', '--remove'],
+    ]) {
+      const r = await runCliWith(bad, env);
+      expect(r.code, bad.join(' ')).toBe(EXIT.usage);
+    }
+    for (const args of [
+      ['queue', 'limit', 'local', '--remove'],
+      ['queue', 'limit', '*', '--account', '*', '--remove'],
+    ]) {
+      expect((await runCliWith(args, env)).code).toBe(EXIT.ok);
+    }
+    const none = await runCliWith(['queue', 'limits'], env);
+    expect(none.stdout).toContain('No caps');
+  });
+
   it('worker + script run — a run started by the CLI is carried out by the worker processes and succeeds', async () => {
     const workers = await Promise.all([startWorker(env), startWorker(env)]);
     const ids = workers.map((w) => w.id);
