@@ -304,16 +304,21 @@ class KernelContext implements CallContext {
 
   async #authorizationContext(principal: Principal): Promise<AuthorizationContext> {
     const store = this.runtime.store;
-    const [bindings, roles, projects] = await Promise.all([
-      store.roleBindings.listAll(this.tenantId, { where: { principalId: principal.id } }),
-      store.roles.listAll(this.tenantId),
-      store.projects.listAll(this.tenantId),
+    const tenantId = this.tenantId;
+    // Only what the principal's bindings name: a decision reads its roles and the projects it is
+    // scoped to, never every role and project of the tenant, so its cost does not grow with them.
+    const bindings = await store.roleBindings.listAll(tenantId, { where: { principalId: principal.id } });
+    const roleIds = [...new Set(bindings.map((b) => b.roleId))];
+    const projectIds = [...new Set(bindings.flatMap((b) => b.projectIds ?? []))];
+    const [roles, projects] = await Promise.all([
+      Promise.all(roleIds.map((id) => store.roles.get(tenantId, id))),
+      Promise.all(projectIds.map((id) => store.projects.get(tenantId, id))),
     ]);
     return {
       principal,
       bindings,
-      roles: new Map(roles.map((r) => [r.id, r])),
-      projects: new Map(projects.map((p) => [p.id, p])),
+      roles: new Map(roles.filter((r) => r !== undefined).map((r) => [r.id, r])),
+      projects: new Map(projects.filter((p) => p !== undefined).map((p) => [p.id, p])),
       now: this.runtime.clock.now(),
       mfaVerifiedAt: this.actor.mfaVerifiedAt ? new Date(this.actor.mfaVerifiedAt) : undefined,
     };
