@@ -116,6 +116,14 @@ function countingStore(store: Store, counts: Map<string, number>): Store {
               return value.apply(t, callArgs);
             };
           }
+          if (prop === 'appendMany') {
+            // A group commit: one call, one record per input.
+            return (inputs: readonly unknown[], ...rest: unknown[]) => {
+              for (let i = 0; i < inputs.length; i++) bump(`${path}.append`);
+              bump(`${path}.appendMany`);
+              return value.call(t, inputs, ...rest);
+            };
+          }
           return value.bind(t);
         }
         if (value && typeof value === 'object') return wrap(value, String(prop));
@@ -178,7 +186,7 @@ async function overhead(): Promise<void> {
   const total = (map: Map<string, number>, filter: (key: string) => boolean = () => true) =>
     [...map].filter(([key]) => filter(key)).reduce((sum, [, n]) => sum + n, 0);
   const audits = total(writes, (k) => k === 'audit.append');
-  const rowWrites = total(writes, (k) => k !== 'transaction' && k !== 'audit.append');
+  const rowWrites = total(writes, (k) => k !== 'transaction' && !k.startsWith('audit.'));
   console.log(`  cost per server of one run (whole run / ${servers}):`);
   console.log(
     `    store transactions ${(total(writes, (k) => k === 'transaction') / servers).toFixed(2)}, row writes ${(rowWrites / servers).toFixed(2)}, audit records ${(audits / servers).toFixed(2)}, events ${(total(events) / servers).toFixed(2)}`,
