@@ -156,7 +156,7 @@ describeWithPostgres('workers on PostgreSQL', () => {
   it('shares workers fairly: a 10-server run of another tenant ends long before a large run that started first', async () => {
     const d = await track(
       deploy(
-        { servers: 1500, seed: 9, latency: { kind: 'fixed', ms: 10 } },
+        { servers: 800, seed: 9, latency: { kind: 'fixed', ms: 10 } },
         { servers: 10, seed: 10, latency: { kind: 'fixed', ms: 10 } },
       ),
     );
@@ -174,8 +174,9 @@ describeWithPostgres('workers on PostgreSQL', () => {
       rollout: { maxConcurrency: 10 },
     });
     expect(small.run.status).toBe('succeeded');
-    // When the small run ended, most of the large one had not even started.
-    expect(d.sim.stats().calls.exec).toBeLessThan(750);
+    // When the small run ended, most of the large one had not even started (at most the 100 before
+    // it, the 40 the large run keeps queued ahead of it, and what ran beside its own 10).
+    expect(d.sim.stats().calls.exec).toBeLessThan(400);
     expect((await large).run.status).toBe('succeeded');
   }, 120_000);
 
