@@ -12,7 +12,6 @@ import {
 } from '@fleetward/core';
 import { createPostgresStore } from '@fleetward/store-postgres';
 import { createRolloutQueue, createWorker, type PostgresRolloutQueue, type Worker } from '@fleetward/worker';
-import pg from 'pg';
 import { afterEach, expect, it } from 'vitest';
 import {
   type FakeAdapterOptions,
@@ -20,8 +19,10 @@ import {
   fakeAdapter,
   fakeDriver,
   fakeHost,
+  seedPatchTenant,
+  type TestPolicyOptions,
 } from '../../core/test/patch/support/fake-host.js';
-import { describeWithPostgres, POSTGRES_URL } from './support/setup.js';
+import { describeWithPostgres, dropSchemas, POSTGRES_URL } from './support/setup.js';
 
 // Patch runs carried out by workers on PostgreSQL, over hosts whose package manager is simulated in
 // memory (core's executor test support): what apt, dnf and zypper answer is proven on the lab; this
@@ -31,7 +32,7 @@ import { describeWithPostgres, POSTGRES_URL } from './support/setup.js';
 const TENANT = 'acme';
 const FAST = { pollIntervalMs: 20, heartbeatMs: 100, takeoverMs: 600 } as const;
 
-type PolicyOptions = Partial<Omit<PatchPolicyInput, 'tenantId' | 'id' | 'projectId' | 'name'>>;
+type PolicyOptions = TestPolicyOptions;
 
 /** What a `before` hook sees: every command of every process, so a test can fail or count them. */
 type Before = FakeAdapterOptions['before'];
@@ -48,52 +49,9 @@ interface PatchDeployment {
   close(): Promise<void>;
 }
 
-/** Adds the two admins, the servers and project `p`, and the policy, through `fleet`. */
-async function populate(fleet: Fleet, ids: string[], policy: PolicyOptions) {
-  await fleet.bootstrapTenant({
-    tenant: { id: TENANT, name: 'Acme' },
-    admin: { id: 'alice', name: 'Alice', kind: 'human', affiliation: 'employee' },
-  });
-  await fleet.store.principals.create({
-    tenantId: TENANT,
-    id: 'bob',
-    name: 'Bob',
-    kind: 'human',
-    affiliation: 'employee',
-  });
-  await fleet.store.roleBindings.create({ tenantId: TENANT, principalId: 'bob', roleId: 'tenant-admin' });
-  const alice = fleet.as({ tenantId: TENANT, principalId: 'alice' });
-  const bob = fleet.as({ tenantId: TENANT, principalId: 'bob' });
-  await fleet.store.transaction(async (tx) => {
-    for (const id of ids) {
-      await tx.servers.create({
-        tenantId: TENANT,
-        id,
-        name: id,
-        accountId: 'dc',
-        provider: 'ssh',
-        adapter: 'fake',
-        labels: {},
-      });
-    }
-  });
-  await alice.projects.add({ id: 'p', name: 'P', selector: { all: true } });
-  await alice.patch.policies.add({
-    id: 'pol',
-    name: 'Policy',
-    projectId: 'p',
-    categories: ['security', 'other'],
-    rollout: {
-      waves: [],
-      maxConcurrency: 4,
-      errorBudget: { count: 10 },
-      unreachableCountsAsError: true,
-      onBudgetSpent: 'stop',
-    },
-    ...policy,
-  } as never);
-  return { alice, bob };
-}
+/** Seeds the tenant with policy `pol` (four servers at a time unless `policy` says otherwise). */
+const populate = (fleet: Fleet, ids: string[], policy: PolicyOptions) =>
+  seedPatchTenant(fleet, ids, { rollout: rolloutOf({ maxConcurrency: 4 }), ...policy });
 
 const fresh = (prefix: string) => `${prefix}_${randomBytes(5).toString('hex')}`;
 
@@ -134,15 +92,7 @@ async function deployPatch(
     open,
     async close() {
       for (const o of opened.reverse()) await o.close().catch(() => undefined);
-      const client = new pg.Client({ connectionString: POSTGRES_URL });
-      await client.connect();
-      try {
-        for (const schema of [storeSchema, queueSchema, `${queueSchema}_boss`]) {
-          await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-        }
-      } finally {
-        await client.end();
-      }
+      await dropSchemas(storeSchema, queueSchema);
     },
   };
 }

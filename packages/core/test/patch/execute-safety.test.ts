@@ -9,7 +9,7 @@ import { ManualClock } from '@fleetward/testkit';
 import fc from 'fast-check';
 import picomatch from 'picomatch';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type FakeHost, fakeFleet, TENANT } from './support/fake-host.js';
+import { type FakeHost, fakeFleet, TENANT, testPolicy } from './support/fake-host.js';
 
 // Safety rules 2, 3 and 6 of DESIGN on the executor, over a package manager simulated in memory
 // (support/fake-host.ts): what real apt, dnf and zypper answer is pinned on the lab (e2e/).
@@ -27,20 +27,7 @@ async function setup(ids: string[], policy: PolicyOptions = {}, extra: Parameter
   fleet = made.fleet;
   const alice = made.fleet.as({ tenantId: TENANT, principalId: 'alice' });
   const bob = made.fleet.as({ tenantId: TENANT, principalId: 'bob' });
-  await alice.patch.policies.add({
-    id: 'pol',
-    name: 'Policy',
-    projectId: 'p',
-    categories: ['security', 'other'],
-    rollout: {
-      waves: [],
-      maxConcurrency: 1,
-      errorBudget: { count: 10 },
-      unreachableCountsAsError: true,
-      onBudgetSpent: 'stop',
-    },
-    ...policy,
-  } as never);
+  await alice.patch.policies.add(testPolicy(policy));
   const approved = async () => {
     const plan = await alice.patch.planPatchRun({ policyId: 'pol' });
     await bob.patch.approvePlan(plan.id, { hash: plan.hash });

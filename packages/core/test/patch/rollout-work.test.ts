@@ -16,6 +16,7 @@ import {
   fakeAdapter,
   fakeDriver,
   fakeHost,
+  seedPatchTenant,
 } from './support/fake-host.js';
 
 // The worker side of patch runs (`fleet.rolloutWork` for `kind: 'patch'`), played step by step
@@ -72,28 +73,7 @@ async function submitted(
   const queue = recordingQueue();
   const fleet = createFleet({ ...common, rollouts: queue });
   opened.push(fleet, setup);
-  await setup.bootstrapTenant({
-    tenant: { id: TENANT, name: 'Acme' },
-    admin: { id: 'alice', name: 'Alice', kind: 'human', affiliation: 'employee' },
-  });
-  await store.principals.create({
-    tenantId: TENANT,
-    id: 'bob',
-    name: 'Bob',
-    kind: 'human',
-    affiliation: 'employee',
-  });
-  await store.roleBindings.create({ tenantId: TENANT, principalId: 'bob', roleId: 'tenant-admin' });
-  const alice = setup.as({ tenantId: TENANT, principalId: 'alice' });
-  for (const id of ids) {
-    await alice.servers.add({ id, name: id, accountId: 'dc', provider: 'ssh', adapter: 'fake' });
-  }
-  await alice.projects.add({ id: 'p', name: 'P', selector: { all: true } });
-  await alice.patch.policies.add({
-    id: 'pol',
-    name: 'Policy',
-    projectId: 'p',
-    categories: ['security', 'other'],
+  const { alice } = await seedPatchTenant(setup, ids, {
     rollout: {
       waves: [],
       maxConcurrency: 2,
@@ -101,8 +81,8 @@ async function submitted(
       unreachableCountsAsError: true,
       onBudgetSpent: 'stop',
     },
-    ...(options.window ? { window: options.window } : {}),
-  } as never);
+    ...(options.window ? { window: options.window as never } : {}),
+  });
   const plan = await alice.patch.planPatchRun({ policyId: 'pol' });
   await setup.as({ tenantId: TENANT, principalId: 'bob' }).patch.approvePlan(plan.id, { hash: plan.hash });
   for (const host of Object.values(hosts)) host.log.length = 0;

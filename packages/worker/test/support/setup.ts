@@ -93,15 +93,20 @@ export async function deploy(
     open,
     async close() {
       for (const o of opened.reverse()) await o.close().catch(() => undefined);
-      const client = new pg.Client({ connectionString: POSTGRES_URL });
-      await client.connect();
-      try {
-        for (const schema of [storeSchema, queueSchema, `${queueSchema}_boss`]) {
-          await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-        }
-      } finally {
-        await client.end();
-      }
+      await dropSchemas(storeSchema, queueSchema);
     },
   };
+}
+
+/** Drops a deployment's store schema, queue schema and pg-boss schema. */
+export async function dropSchemas(storeSchema: string, queueSchema: string): Promise<void> {
+  const client = new pg.Client({ connectionString: POSTGRES_URL });
+  await client.connect();
+  try {
+    for (const schema of [storeSchema, queueSchema, `${queueSchema}_boss`]) {
+      await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    }
+  } finally {
+    await client.end();
+  }
 }

@@ -8,8 +8,10 @@ import {
   createMemoryStore,
   type ExecResult,
   type Fleet,
+  type FleetSession,
   type PackageManagerDriver,
   type PatchCategory,
+  type PatchPolicyInput,
   type PendingPatch,
   type Server,
 } from '@fleetward/core';
@@ -221,18 +223,40 @@ export function fakeAdapter(options: FakeAdapterOptions): Adapter {
 
 export const TENANT = 'acme';
 
-/** A fleet of fake hosts `ids`, two admins (alice plans, bob approves) and project `p` over them. */
-export async function fakeFleet(
-  ids: string[],
-  options: { clock?: Clock; before?: FakeAdapterOptions['before'] } = {},
-): Promise<{ fleet: Fleet; hosts: Record<string, FakeHost> }> {
-  const hosts = Object.fromEntries(ids.map((id) => [id, fakeHost()]));
-  const fleet = createFleet({
-    store: createMemoryStore(options.clock ? { clock: options.clock } : {}),
-    adapters: [fakeAdapter({ hosts, ...(options.before ? { before: options.before } : {}) })],
-    drivers: [fakeDriver],
-    ...(options.clock ? { clock: options.clock } : {}),
-  });
+/** A patch policy's fields a test may change; the rest are `testPolicy`'s. */
+export type TestPolicyOptions = Partial<Omit<PatchPolicyInput, 'tenantId' | 'id' | 'projectId' | 'name'>>;
+
+/**
+ * Policy `pol` over project `p`: security and other patches, one wave, one server at a time, a
+ * budget of 10, unreachable hosts counted; `options` override any of it.
+ */
+export function testPolicy(options: TestPolicyOptions = {}): Omit<PatchPolicyInput, 'tenantId'> {
+  return {
+    id: 'pol',
+    name: 'Policy',
+    projectId: 'p',
+    categories: ['security', 'other'],
+    rollout: {
+      waves: [],
+      maxConcurrency: 1,
+      errorBudget: { count: 10 },
+      unreachableCountsAsError: true,
+      onBudgetSpent: 'stop',
+    },
+    ...options,
+  } as Omit<PatchPolicyInput, 'tenantId'>;
+}
+
+/**
+ * Seeds tenant `acme` through `fleet`: admins alice (plans) and bob (approves), the servers `ids`
+ * on the fake adapter (one transaction), project `p` over all of them and, with `policy`, policy
+ * `pol` (see {@link testPolicy}).
+ */
+export async function seedPatchTenant(
+  fleet: Fleet,
+  ids: readonly string[],
+  policy?: TestPolicyOptions,
+): Promise<{ alice: FleetSession; bob: FleetSession }> {
   await fleet.bootstrapTenant({
     tenant: { id: TENANT, name: 'Acme' },
     admin: { id: 'alice', name: 'Alice', kind: 'human', affiliation: 'employee' },
@@ -245,10 +269,37 @@ export async function fakeFleet(
     affiliation: 'employee',
   });
   await fleet.store.roleBindings.create({ tenantId: TENANT, principalId: 'bob', roleId: 'tenant-admin' });
+  await fleet.store.transaction(async (tx) => {
+    for (const id of ids) {
+      await tx.servers.create({
+        tenantId: TENANT,
+        id,
+        name: id,
+        accountId: 'dc',
+        provider: 'ssh',
+        adapter: 'fake',
+        labels: {},
+      });
+    }
+  });
   const alice = fleet.as({ tenantId: TENANT, principalId: 'alice' });
-  for (const id of ids) {
-    await alice.servers.add({ id, name: id, accountId: 'dc', provider: 'ssh', adapter: 'fake' });
-  }
   await alice.projects.add({ id: 'p', name: 'P', selector: { all: true } });
+  if (policy) await alice.patch.policies.add(testPolicy(policy));
+  return { alice, bob: fleet.as({ tenantId: TENANT, principalId: 'bob' }) };
+}
+
+/** A fleet of fake hosts `ids`, two admins (alice plans, bob approves) and project `p` over them. */
+export async function fakeFleet(
+  ids: string[],
+  options: { clock?: Clock; before?: FakeAdapterOptions['before'] } = {},
+): Promise<{ fleet: Fleet; hosts: Record<string, FakeHost> }> {
+  const hosts = Object.fromEntries(ids.map((id) => [id, fakeHost()]));
+  const fleet = createFleet({
+    store: createMemoryStore(options.clock ? { clock: options.clock } : {}),
+    adapters: [fakeAdapter({ hosts, ...(options.before ? { before: options.before } : {}) })],
+    drivers: [fakeDriver],
+    ...(options.clock ? { clock: options.clock } : {}),
+  });
+  await seedPatchTenant(fleet, ids);
   return { fleet, hosts };
 }
