@@ -3,7 +3,7 @@ import { scanServer } from '../engine/scan.js';
 import { stopsOperation } from '../engine/stop.js';
 import { ConflictError, type FleetwardError, toFleetwardError, ValidationError } from '../errors.js';
 import { type CallContext, createCallContext } from '../kernel/context.js';
-import { jobLogger, logServerFailed, taskId as taskIdOf } from '../kernel/jobs.js';
+import { jobLogger, logServerFailed, runningElsewhere, taskId as taskIdOf } from '../kernel/jobs.js';
 import type { Runtime } from '../kernel/runtime.js';
 import type {
   ClaimedServer,
@@ -76,17 +76,12 @@ export function createScanRolloutWork(runtime: Runtime): RolloutWork {
             const answers: Array<RolloutServerOutcome | RunningElsewhere | ClaimedServer> = [];
             for (const serverId of serverIds) {
               const task = await tx.taskResults.require(tenantId, taskIdOf(jobId, serverId));
-              if (task.status === 'running') {
-                const owner = task.details?.['workerId'];
-                if (
-                  typeof owner === 'string' &&
-                  owner !== options.workerId &&
-                  (await options.ownerAlive(owner))
-                ) {
-                  answers.push({ runningOn: owner });
-                  continue;
-                }
-              } else if (task.status !== 'pending') {
+              const elsewhere = await runningElsewhere(task, options.workerId, options.ownerAlive);
+              if (elsewhere) {
+                answers.push(elsewhere);
+                continue;
+              }
+              if (task.status !== 'pending' && task.status !== 'running') {
                 answers.push(outcomeOf(task, nameOf(serverId)));
                 continue;
               }

@@ -20,6 +20,22 @@ export interface StartJobInput {
     Partial<Pick<EntityInputs['taskResults'], 'step' | 'details'>>;
 }
 
+/**
+ * The live worker running `task`, when another worker than `workerId` runs it: a task `running`
+ * under a worker whose heartbeat `ownerAlive` confirms is that worker's to report. Undefined for a
+ * task not running, running under `workerId`, or left by a worker that is gone.
+ */
+export async function runningElsewhere(
+  task: TaskResult,
+  workerId: string,
+  ownerAlive: (workerId: string) => Promise<boolean>,
+): Promise<{ runningOn: string } | undefined> {
+  if (task.status !== 'running') return undefined;
+  const owner = task.details?.['workerId'];
+  if (typeof owner !== 'string' || owner === workerId) return undefined;
+  return (await ownerAlive(owner)) ? { runningOn: owner } : undefined;
+}
+
 /** The id of the task of `serverId` in job `jobId`: one task per server and job. */
 export function taskId(jobId: string, serverId: string): string {
   return `${jobId}:${serverId}`;

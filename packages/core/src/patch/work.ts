@@ -2,7 +2,7 @@ import type { AuditInput, Job, PatchPlan, PatchPolicy, TaskResult } from '../dom
 import { validate } from '../domain/index.js';
 import { ConflictError, toFleetwardError, ValidationError } from '../errors.js';
 import { type CallContext, createCallContext } from '../kernel/context.js';
-import { jobLogger, taskId as taskIdOf } from '../kernel/jobs.js';
+import { jobLogger, runningElsewhere, taskId as taskIdOf } from '../kernel/jobs.js';
 import type { Runtime } from '../kernel/runtime.js';
 import type {
   ClaimedServer,
@@ -151,20 +151,20 @@ export function createPatchRolloutWork(runtime: Runtime): RolloutWork {
               const answers: Array<{ task: TaskResult } | RolloutServerOutcome | RunningElsewhere> = [];
               for (const serverId of serverIds) {
                 const task = await tx.taskResults.require(tenantId, taskIdOf(run.job.id, serverId));
-                if (task.status === 'running') {
-                  const owner = task.details?.['workerId'];
-                  if (
-                    typeof owner === 'string' &&
-                    owner !== options.workerId &&
-                    (await options.ownerAlive(owner))
-                  ) {
-                    answers.push({ runningOn: owner });
-                    continue;
-                  }
-                } else if (task.status !== 'pending') {
+                const elsewhere = await runningElsewhere(task, options.workerId, options.ownerAlive);
+                if (elsewhere) {
+                  answers.push(elsewhere);
+                  continue;
+                }
+                if (task.status !== 'pending' && task.status !== 'running') {
                   answers.push(outcomeOf(task));
                   continue;
-                } else if (window && !canStartWithin(window, runtime.clock.now(), expectedServerMs(task))) {
+                }
+                if (
+                  task.status === 'pending' &&
+                  window &&
+                  !canStartWithin(window, runtime.clock.now(), expectedServerMs(task))
+                ) {
                   // Not touched: the run stops starting servers; its end records this one as not started.
                   answers.push({ state: 'skipped', countsAgainstBudget: false, stopRollout: WINDOW_CLOSING });
                   continue;
