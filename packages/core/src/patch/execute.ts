@@ -439,7 +439,8 @@ async function waitForEnd(
 /**
  * Records the end of a patch run in one transaction: the job's status and summary, the plan's
  * status (a paused run's plan stays executing), the audit record, the outbox event and the
- * `patch.run.completed` event. The in-process run and the worker that ends a run both call it.
+ * `patch.run.completed` event. The in-process run and the worker that ends a run both call it. A
+ * job no longer `running` was ended already: nothing is written, and the job is answered as it is.
  */
 export async function recordRunEnd(
   ctx: CallContext,
@@ -459,6 +460,8 @@ export async function recordRunEnd(
   const target = { type: 'patch-plan', id: planId };
   const ended = await fleet.store.transaction(async (tx) => {
     const current = await tx.jobs.require(tenantId, job.id);
+    // Recorded already (a second worker given the same end): written once, announced once.
+    if (current.status !== 'running') return { finished: current, emit: undefined };
     const finished = await tx.jobs.update(
       tenantId,
       job.id,
@@ -516,6 +519,7 @@ export async function recordRunEnd(
     });
     return { finished, emit };
   });
+  if (!ended.emit) return ended.finished;
   ended.emit();
   logJobFinished(input.log, ended.finished, fleet.clock.now(), {
     planId,

@@ -220,5 +220,30 @@ describe('patch rolloutWork — a run carried out by workers', () => {
     const before = await store.jobs.require(TENANT, job.id);
     await work.finish(ref, { status: 'succeeded', untouched: [] });
     expect((await store.jobs.require(TENANT, job.id)).version).toBe(before.version);
+    const ends = (await store.audit.list(TENANT, { limit: 1000 })).filter(
+      (r) => r.action === 'patch.execute' && r.result !== 'started',
+    );
+    expect(ends).toHaveLength(1);
+  });
+
+  it('two workers recording the same end at once write it once: one end record, one event', async () => {
+    const { fleet, ref, executing, store } = await submitted(['s1', 's2']);
+    const work = fleet.rolloutWork;
+    const claimed = await work.claim(ref, ['s1', 's2'], { workerId: 'A', ownerAlive: dead });
+    const done = await Promise.all(
+      claimed.map((c) => work.carryOut(c as ClaimedServer, new AbortController().signal)),
+    );
+    await work.record(done, 'A');
+    let completed = 0;
+    fleet.events.on('patch.run.completed', () => completed++);
+    await Promise.all([
+      work.finish(ref, { status: 'succeeded', untouched: [] }),
+      work.finish(ref, { status: 'succeeded', untouched: [] }),
+    ]);
+    const job = await executing;
+    expect(job.status).toBe('succeeded');
+    const records = await store.audit.list(TENANT, { limit: 1000 });
+    expect(records.filter((r) => r.action === 'patch.execute' && r.result === 'success')).toHaveLength(1);
+    expect(completed).toBe(1);
   });
 });
