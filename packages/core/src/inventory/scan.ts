@@ -298,7 +298,8 @@ export interface ScanEnd {
 /**
  * Ends a scan's job, however it was carried out (in this process or by workers): servers not
  * scanned are recorded as skipped (or cancelled), the job gets its status and summary, and its
- * audit record, webhook and event commit together; then the after-scan hooks run.
+ * audit record, webhook and event commit together; then the after-scan hooks run. A job no longer
+ * `running` was ended already (two workers given the same end): nothing is written or run again.
  */
 export async function finishScanJob(ctx: CallContext, end: ScanEnd): Promise<Job> {
   const fleet = ctx.runtime;
@@ -325,6 +326,9 @@ export async function finishScanJob(ctx: CallContext, end: ScanEnd): Promise<Job
     : undefined;
   const completion = { tenantId, jobId, status, total, succeeded, failed };
   const ended = await store.transaction(async (tx) => {
+    const current = await tx.jobs.require(tenantId, jobId);
+    // Ended already (a second worker given the same end): written once, announced once.
+    if (current.status !== 'running') return { finished: current, emit: undefined };
     for (const serverId of notStarted) {
       const task = await tx.taskResults.require(tenantId, taskIdOf(jobId, serverId));
       await tx.taskResults.update(
@@ -342,7 +346,6 @@ export async function finishScanJob(ctx: CallContext, end: ScanEnd): Promise<Job
         { expectedVersion: task.version },
       );
     }
-    const current = await tx.jobs.require(tenantId, jobId);
     const finished = await tx.jobs.update(
       tenantId,
       jobId,
@@ -380,6 +383,7 @@ export async function finishScanJob(ctx: CallContext, end: ScanEnd): Promise<Job
     });
     return { finished, emit };
   });
+  if (!ended.emit) return ended.finished;
   ended.emit();
   logJobFinished(
     jobLogger(fleet.logger, job),

@@ -122,4 +122,35 @@ describe('rolloutWork — the worker side of a run, against takeovers', () => {
     ).rejects.toMatchObject({ code: 'VALIDATION_FAILED' });
     await fleet.close();
   });
+
+  it('scan: two workers recording the same end at once write it once — one end record, one event, hooks run once', async () => {
+    const { fleet, admin, queue, ids } = await setup(2);
+    const scanning = admin.scan({ serverIds: ids });
+    scanning.catch(() => undefined);
+    await until(() => queue.submitted.length === 1);
+    const ref = { kind: 'scan' as const, tenantId: TENANT, runId: queue.submitted[0]!.runId };
+    const claimed = await fleet.rolloutWork.claim(ref, ids, { workerId: 'a', ownerAlive: alive() });
+    const done = await Promise.all(
+      claimed.map((c) => fleet.rolloutWork.carryOut(c as ClaimedServer, new AbortController().signal)),
+    );
+    await fleet.rolloutWork.record(done, 'a');
+    let completed = 0;
+    fleet.events.on('scan.completed', () => completed++);
+    let hooks = 0;
+    fleet.afterScan.push(async () => {
+      hooks++;
+    });
+    await Promise.all([
+      fleet.rolloutWork.finish(ref, { status: 'succeeded', untouched: [] }),
+      fleet.rolloutWork.finish(ref, { status: 'succeeded', untouched: [] }),
+    ]);
+    expect((await scanning).job.status).toBe('succeeded');
+    const ends = (await fleet.store.audit.list(TENANT, { limit: 1000 })).filter(
+      (r) => r.action === 'patch.scan' && r.result !== 'started',
+    );
+    expect(ends).toHaveLength(1);
+    expect(completed).toBe(1);
+    expect(hooks).toBe(1);
+    await fleet.close();
+  });
 });
